@@ -1,0 +1,274 @@
+"""The command line. The only place that turns errors into exit codes."""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
+
+import click
+import trio
+
+from soak import __version__
+from soak.errors import LocalError, SoakError
+from soak.live import LiveView, print_summary
+from soak.profile import Profile, load_profile, override
+from soak.recorder import Recorder, now_wall
+from soak.runner import Runner
+from soak.summary import EXIT_TARGET, EXIT_USAGE
+
+# descriptors kept free for the results files, the gateway's stats and Python
+FD_RESERVE = 64
+
+
+class BadInput(click.ClickException):
+    exit_code = EXIT_USAGE
+
+
+class TargetFailure(click.ClickException):
+    exit_code = EXIT_TARGET
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    raise (TargetFailure if code == EXIT_TARGET else BadInput)(message)
+
+
+@contextmanager
+def errors_as_exit_codes() -> Iterator[None]:
+    """Our errors become one clear line and an exit code, never a traceback."""
+    try:
+        yield
+    except LocalError as exc:
+        fail(str(exc), EXIT_USAGE)
+    except SoakError as exc:
+        fail(str(exc), EXIT_TARGET)
+
+
+def raise_fd_limit(needed: int) -> int:
+    """Raise the soft descriptor limit to the hard one; fail clearly if the
+    profile needs more than one process may have."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    if needed + FD_RESERVE > soft:
+        fail(
+            f"this profile needs {needed} connections at its peak, but one process may "
+            f"open at most {soft} descriptors (hard limit {hard}, {FD_RESERVE} kept in "
+            f"reserve): lower the peak to {max(0, soft - FD_RESERVE)} or fewer clients"
+        )
+    return soft
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="soak")
+def cli() -> None:
+    """soak: a WebSocket load and soak tester.
+
+    Heartbeat RTT in HdrHistograms, missed heartbeats, zombies, reconnects,
+    close reasons; results written as the run goes.
+    """
+
+
+def _load(path: str, **overrides: Any) -> Profile:
+    with errors_as_exit_codes():
+        return override(load_profile(path), **overrides)
+
+
+def execute(profile: Profile, *, quiet: bool = False) -> int:
+    """Run a loaded profile with the live view; return the exit code."""
+    raise_fd_limit(profile.peak_clients)
+    with errors_as_exit_codes():
+        recorder = Recorder(profile.run.results_dir, profile.run.label, now_wall())
+    view = LiveView()
+    runner = Runner(
+        profile,
+        recorder,
+        on_status=None if quiet else view.status,
+        on_interval=None if quiet else view.interval,
+        signals=True,
+    )
+    click.echo(
+        f"soak: running '{profile.run.label}' against {profile.target.url} for "
+        f"{profile.duration:g}s, results in {recorder.path}",
+        err=True,
+    )
+    with errors_as_exit_codes():
+        outcome = trio.run(runner.run)
+    print_summary(outcome.summary, str(recorder.path), sys.stdout)
+    return outcome.exit_code
+
+
+_run_options = [
+    click.option("--url", help="Override target.url (ws:// or wss://)."),
+    click.option("--label", help="Override run.label (names the results directory)."),
+    click.option("--duration", help='Override run.duration, e.g. "10m".'),
+    click.option("--results-dir", help="Override run.results_dir (default results/)."),
+    click.option("--quiet", is_flag=True, help="No live view or interval lines."),
+]
+
+
+def run_options(f: Any) -> Any:
+    for option in reversed(_run_options):
+        f = option(f)
+    return f
+
+
+@cli.command()
+@click.argument("profile", type=click.Path(dir_okay=False))
+@run_options
+def run(
+    profile: str,
+    url: str | None,
+    label: str | None,
+    duration: str | None,
+    results_dir: str | None,
+    quiet: bool,
+) -> None:
+    """Run PROFILE (a TOML file) against its target.
+
+    Exit codes: 0 passed, 1 a threshold failed, 2 bad input, 3 the target was
+    never reachable, 130/143 interrupted by SIGINT/SIGTERM.
+    """
+    p = _load(profile, url=url, label=label, duration=duration, results_dir=results_dir)
+    sys.exit(execute(p, quiet=quiet))
+
+
+@cli.command()
+@click.argument("profile", type=click.Path(dir_okay=False), default="profiles/demo.toml")
+@run_options
+@click.option("--gateway-arg", multiple=True, help="Extra option for the reference gateway.")
+def demo(
+    profile: str,
+    url: str | None,
+    label: str | None,
+    duration: str | None,
+    results_dir: str | None,
+    quiet: bool,
+    gateway_arg: tuple[str, ...],
+) -> None:
+    """Start the reference gateway on 127.0.0.1 and run PROFILE against it."""
+    p = _load(profile, label=label, duration=duration, results_dir=results_dir)
+    with reference_gateway(list(gateway_arg)) as port:
+        path = urlsplit(p.target.url).path or "/"
+        with errors_as_exit_codes():
+            p = override(p, url=f"ws://127.0.0.1:{port}{path}")
+        code = execute(p, quiet=quiet)
+    sys.exit(code)
+
+
+@contextmanager
+def reference_gateway(extra: list[str]) -> Iterator[int]:
+    """The reference gateway in a child process of its own: it needs its own
+    descriptors and CPU time, and must not share our event loop, or our
+    numbers would include its work."""
+    cmd = [sys.executable, "-m", "soak", "gateway", "--port", "0", *extra]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if "listening on" not in line:
+            proc.wait(timeout=5)
+            fail(f"the reference gateway did not start (exit code {proc.returncode})", EXIT_TARGET)
+        port = int(line.rsplit(":", 1)[1])
+        click.echo(line.strip(), err=True)
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@cli.command()
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on. Keep it on loopback for tests.",
+)
+@click.option(
+    "--port",
+    default=8765,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port; 0 picks a free one (printed on start).",
+)
+@click.option(
+    "--hb-interval", default="30s", show_default=True, help="Expected client heartbeat interval."
+)
+@click.option(
+    "--hb-timeout",
+    default="120s",
+    show_default=True,
+    help="Close a client silent this long (and max-missed intervals).",
+)
+@click.option(
+    "--max-missed",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Heartbeats a client may miss before the timeout applies.",
+)
+@click.option(
+    "--check-every", default="5s", show_default=True, help="How often the heartbeat manager checks."
+)
+@click.option(
+    "--server-ping",
+    default=None,
+    help='Send RFC 6455 pings to every client this often, e.g. "25s".',
+)
+def gateway(
+    host: str,
+    port: int,
+    hb_interval: str,
+    hb_timeout: str,
+    max_missed: int,
+    check_every: str,
+    server_ping: str | None,
+) -> None:
+    """Run the built-in reference gateway (JSON and RFC 6455 heartbeats,
+    GET /api/stats)."""
+    from soak.gateway import GatewayConfig, run_gateway
+    from soak.profile import parse_duration
+
+    def dur(name: str, text: str) -> float:
+        try:
+            value = parse_duration(text)
+        except ValueError:
+            value = -1.0
+        if value <= 0:
+            raise click.BadParameter(
+                f'expected a duration like "30s", got "{text}"', param_hint=name
+            )
+        return value
+
+    raise_fd_limit(0)
+    config = GatewayConfig(
+        host=host,
+        port=port,
+        hb_interval=dur("--hb-interval", hb_interval),
+        hb_timeout=dur("--hb-timeout", hb_timeout),
+        max_missed=max_missed,
+        check_every=dur("--check-every", check_every),
+        server_ping_interval=None if server_ping is None else dur("--server-ping", server_ping),
+    )
+    try:
+        trio.run(run_gateway, config)
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", EXIT_TARGET)
+
+
+def main() -> None:
+    cli(prog_name="soak")

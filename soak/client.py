@@ -1,0 +1,626 @@
+"""I/O: one simulated client, raw wsproto on a Trio stream.
+
+Raw wsproto rather than trio-websocket: CALIBRATION.md measured 8 KiB per
+idle connection against 18-22 KiB, and ~1,500 handshakes/s against ~1,000.
+The price is that this module does the little framing bookkeeping itself.
+
+A client owns one connection at a time and lives this loop::
+
+    connect -> handshake -> heartbeat + receive -> close -> backoff -> ...
+
+On a plain stream one task does everything: it waits for data with a
+deadline (the next ping or the next timeout) and acts when either comes.
+That keeps memory and task switches per client at a minimum. Receiving from
+a TLS stream cannot be cancelled without breaking it, so on ``wss://`` a
+reader task and a ticker task share the connection behind a send lock.
+
+Every connection always drains incoming frames and answers the server's
+pings: a client that stops reading makes the gateway time it out, and the
+tester would then cause the very timeouts it is meant to measure.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import trio
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Event,
+    Ping,
+    Pong,
+    RejectConnection,
+    Request,
+    TextMessage,
+)
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError
+
+from soak import backoff, heartbeat
+from soak.classify import (
+    CHURN,
+    CLIENT,
+    SCALE_DOWN,
+    SERVER,
+    SHUTDOWN,
+    TRANSPORT,
+    ZOMBIE,
+    CloseInfo,
+    Evidence,
+    reason_key,
+)
+from soak.errors import HandshakeError
+from soak.metrics import Metrics
+from soak.profile import Profile
+from soak.protocols import PROTOCOLS
+
+RECEIVE_SIZE = 65536
+# How long a client that closes waits for the server's close frame
+# (RFC 6455 7.1.1: the client should wait for the server to close TCP).
+CLOSE_WAIT = 2.0
+
+OpenStream = Callable[[], Awaitable[trio.abc.Stream]]
+
+
+def url_opener(url: str, *, tls_verify: bool = True) -> OpenStream:
+    """The default way to reach a target: TCP, plus TLS for ``wss://``."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    secure = parts.scheme == "wss"
+    port = parts.port or (443 if secure else 80)
+    ctx: ssl.SSLContext | None = None
+    if secure:
+        ctx = ssl.create_default_context()
+        if not tls_verify:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+
+    async def open_stream() -> trio.abc.Stream:
+        tcp = await trio.open_tcp_stream(host, port)
+        if ctx is None:
+            return tcp
+        tls = trio.SSLStream(tcp, ctx, server_hostname=host, https_compatible=True)
+        await tls.do_handshake()
+        return tls
+
+    return open_stream
+
+
+class _Stopped(Exception):
+    """The runner stopped the client while it was connecting."""
+
+
+class Shared:
+    """What all clients of one run share. Built by the runner."""
+
+    def __init__(
+        self,
+        profile: Profile,
+        metrics: Metrics,
+        open_stream: OpenStream,
+        emit: Callable[[dict[str, Any]], None],
+        *,
+        t0: float,
+        wall0: float,
+        rng: random.Random,
+    ) -> None:
+        self.profile = profile
+        self.metrics = metrics
+        self.open_stream = open_stream
+        self.emit = emit
+        self.t0 = t0  # trio time at run start
+        self.wall0 = wall0  # epoch seconds at run start
+        self.rng = rng
+        self.limiter = trio.Semaphore(profile.clients.max_connecting)
+        self.protocol = PROTOCOLS[profile.target.protocol]
+        parts = urlsplit(profile.target.url)
+        self.host_header = parts.netloc.rsplit("@", 1)[-1]
+        self.resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        headers = [(k.encode(), v.encode()) for k, v in profile.target.headers]
+        token = profile.target.token
+        if token is not None:
+            value = profile.target.token_prefix + token.value
+            headers.append((profile.target.token_header.encode(), value.encode()))
+        self.extra_headers = headers
+        self.secure = profile.target.secure
+        self.connected = 0
+        self.connecting = 0
+        self.gave_up = 0
+
+    def elapsed(self, now: float) -> float:
+        return now - self.t0
+
+
+class _Conn:
+    """One open WebSocket: the stream, wsproto's state and a partial message."""
+
+    __slots__ = ("buffer", "lock", "opened_at", "stream", "ws")
+
+    def __init__(self, stream: trio.abc.Stream, ws: WSConnection, opened_at: float) -> None:
+        self.stream = stream
+        self.ws = ws
+        self.opened_at = opened_at
+        self.buffer: list[str] = []
+        self.lock: trio.Lock | None = None
+
+    async def send(self, event: Event) -> None:
+        data = self.ws.send(event)
+        if self.lock is None:
+            await self.stream.send_all(data)
+        else:
+            async with self.lock:
+                await self.stream.send_all(data)
+
+
+class Client:
+    __slots__ = (
+        "_close_request",
+        "_wake",
+        "client_id",
+        "conn",
+        "finished",
+        "hb",
+        "index",
+        "last_frame_at",
+        "phase",
+        "protocol",
+        "shared",
+    )
+
+    def __init__(self, shared: Shared, index: int, phase: float) -> None:
+        self.shared = shared
+        self.index = index
+        self.phase = phase  # offset of this client's heartbeat grid, seconds
+        self.client_id = f"{shared.profile.clients.client_id_prefix}-{index:06d}"
+        self.protocol = shared.protocol(self.client_id)
+        self.conn: _Conn | None = None
+        self.hb: heartbeat.HeartbeatEngine | None = None
+        self.last_frame_at = 0.0
+        self._close_request: tuple[int, str, str] | None = None
+        self._wake: trio.CancelScope | None = None
+        self.finished = False
+
+    # -- control from the runner ---------------------------------------------------
+
+    def request_close(self, code: int, reason: str, cause: str) -> None:
+        """Ask the client to close its connection (and, for SHUTDOWN and
+        SCALE_DOWN, to stop). Wakes it if it is waiting."""
+        if self._close_request is None or cause in (SHUTDOWN, SCALE_DOWN):
+            self._close_request = (code, reason, cause)
+        if self._wake is not None:
+            self._wake.cancel()
+
+    @property
+    def connected(self) -> bool:
+        return self.conn is not None
+
+    # -- the life of a client --------------------------------------------------------
+
+    async def run(self) -> None:
+        sh = self.shared
+        m = sh.metrics
+        cfg = sh.profile.reconnect
+        attempt = 0  # failed attempts in a row
+        previous_delay = 0.0
+        lost_at: float | None = None  # when the last connection was lost
+        try:
+            while True:
+                req = self._close_request
+                if req is not None and req[2] in (SHUTDOWN, SCALE_DOWN):
+                    return
+                self._close_request = None
+                m.count("connect_attempts")
+                if lost_at is not None:
+                    m.count("reconnect_attempts")
+                started = trio.current_time()
+                hint: float | None = None
+                try:
+                    conn = await self._connect(started)
+                except _Stopped:
+                    return  # asked to stop while connecting: not a failure
+                except HandshakeError as exc:
+                    m.handshake_failure(exc.cause)
+                    hint = exc.retry_after
+                    sh.emit(
+                        self._event(
+                            "handshake_failure",
+                            trio.current_time(),
+                            cause=exc.cause,
+                            error=str(exc),
+                        )
+                    )
+                else:
+                    ready = trio.current_time()
+                    m.count("connects")
+                    m.record("connect", ready - started)
+                    if lost_at is not None:
+                        m.count("reconnects")
+                        m.record("reconnect", ready - lost_at)
+                    attempt = 0
+                    info = await self._live(conn, ready)
+                    now = trio.current_time()
+                    m.close(reason_key(info))
+                    self._emit_close(info, now)
+                    if info.initiator == CLIENT and info.cause in (SHUTDOWN, SCALE_DOWN):
+                        return
+                    lost_at = now
+                    if info.cause == CHURN:
+                        continue  # churn reopens at once, as a page reload does
+                if not cfg.enabled:
+                    return
+                attempt += 1
+                if backoff.gave_up(cfg, attempt):
+                    m.count("reconnect_failed")
+                    sh.gave_up += 1
+                    sh.emit(
+                        self._event("reconnect_failed", trio.current_time(), attempts=attempt - 1)
+                    )
+                    return
+                delay = backoff.next_delay(cfg, attempt, previous_delay, sh.rng, hint)
+                previous_delay = delay
+                with trio.CancelScope(deadline=trio.current_time() + delay) as scope:
+                    self._wake = scope
+                    await trio.sleep_forever()
+                self._wake = None
+        finally:
+            self.finished = True
+
+    # -- connecting ------------------------------------------------------------------
+
+    async def _connect(self, started: float) -> _Conn:
+        sh = self.shared
+        sh.connecting += 1
+        try:
+            async with sh.limiter:
+                with trio.move_on_at(started + sh.profile.target.connect_timeout) as scope:
+                    self._wake = scope
+                    return await self._handshake()
+                if self._close_request is not None:
+                    raise _Stopped
+                raise HandshakeError(
+                    "timeout",
+                    f"{sh.profile.target.url}: no handshake within "
+                    f"{sh.profile.target.connect_timeout:g}s",
+                )
+        finally:
+            self._wake = None
+            sh.connecting -= 1
+
+    async def _handshake(self) -> _Conn:
+        sh = self.shared
+        url = sh.profile.target.url
+        try:
+            stream = await sh.open_stream()
+        except OSError as exc:
+            raise HandshakeError(_os_cause(exc), f"{url}: {exc}") from exc
+        except trio.BrokenResourceError as exc:
+            cause = "tls" if isinstance(exc.__cause__, ssl.SSLError) else "reset"
+            raise HandshakeError(cause, f"{url}: {exc.__cause__ or exc}") from exc
+        try:
+            ws = WSConnection(ConnectionType.CLIENT)
+            request = Request(
+                host=sh.host_header, target=sh.resource, extra_headers=sh.extra_headers
+            )
+            await stream.send_all(ws.send(request))
+            while True:
+                data = await stream.receive_some(RECEIVE_SIZE)
+                if not data:
+                    raise HandshakeError("eof", f"{url}: connection closed during the upgrade")
+                ws.receive_data(cast(bytes, data))
+                for event in ws.events():
+                    if isinstance(event, AcceptConnection):
+                        conn = _Conn(stream, ws, trio.current_time())
+                        if self.shared.secure:
+                            conn.lock = trio.Lock()
+                        return conn
+                    if isinstance(event, RejectConnection):
+                        raise _rejected(url, event)
+        except trio.BrokenResourceError as exc:
+            await trio.aclose_forcefully(stream)
+            raise HandshakeError("reset", f"{url}: {exc}") from exc
+        except RemoteProtocolError as exc:
+            await trio.aclose_forcefully(stream)
+            raise HandshakeError("protocol", f"{url}: bad upgrade response: {exc}") from exc
+        except BaseException:
+            await trio.aclose_forcefully(stream)
+            raise
+
+    # -- a live connection ------------------------------------------------------------
+
+    async def _live(self, conn: _Conn, ready: float) -> CloseInfo:
+        sh = self.shared
+        hbc = sh.profile.heartbeat
+        self.conn = conn
+        self.last_frame_at = ready
+        self.hb = heartbeat.HeartbeatEngine(
+            interval=hbc.interval,
+            timeout=hbc.timeout,
+            max_missed=hbc.max_missed,
+            origin=sh.t0 + self.phase,
+            now=ready,
+        )
+        sh.connected += 1
+        try:
+            # events that arrived together with the upgrade response
+            info = await self._handle_events(conn, ready)
+            if info is None:
+                if conn.lock is None:
+                    info = await self._single_task(conn)
+                else:
+                    info = await self._two_tasks(conn)
+            return info
+        except trio.BrokenResourceError:
+            return self._lost(conn, "reset")
+        finally:
+            sh.connected -= 1
+            pending = self.hb.pending
+            if pending:
+                sh.metrics.count("abandoned", pending)
+            self.conn = None
+            self.hb = None
+            await trio.aclose_forcefully(conn.stream)
+
+    async def _single_task(self, conn: _Conn) -> CloseInfo:
+        hb = self.hb
+        assert hb is not None
+        stream = conn.stream
+        while True:
+            info = await self._tick(conn, trio.current_time())
+            if info is not None:
+                return info
+            data = None
+            with trio.move_on_at(hb.next_deadline()) as scope:
+                self._wake = scope
+                data = await stream.receive_some(RECEIVE_SIZE)
+            self._wake = None
+            if data is not None:
+                info = await self._on_data(conn, data)
+                if info is not None:
+                    return info
+
+    async def _two_tasks(self, conn: _Conn) -> CloseInfo:
+        result: list[CloseInfo] = []
+        hb = self.hb
+        assert hb is not None
+
+        async def reader(cancel: trio.CancelScope) -> None:
+            while True:
+                data = await conn.stream.receive_some(RECEIVE_SIZE)
+                info = await self._on_data(conn, data)
+                if info is not None:
+                    result.append(info)
+                    cancel.cancel()
+                    return
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(reader, nursery.cancel_scope)
+            while True:
+                with trio.move_on_at(hb.next_deadline()) as scope:
+                    self._wake = scope
+                    await trio.sleep_forever()
+                self._wake = None
+                info = await self._tick(conn, trio.current_time())
+                if info is not None:
+                    result.append(info)
+                    nursery.cancel_scope.cancel()
+                    break
+        return result[0]
+
+    async def _tick(self, conn: _Conn, now: float) -> CloseInfo | None:
+        """Timers: a close asked for by the runner, timeouts, a due ping."""
+        hb = self.hb
+        assert hb is not None
+        m = self.shared.metrics
+        req = self._close_request
+        if req is not None:
+            return await self._close(conn, req[0], req[1], req[2], now)
+        newly = hb.check(now)
+        if newly:
+            m.count("missed", newly)
+            if hb.zombie:
+                m.count("zombies")
+                return await self._close(conn, 1001, "zombie: heartbeats unanswered", ZOMBIE, now)
+        if hb.due(now):
+            sent = hb.on_send(now)
+            ms = int((self.shared.wall0 + now - self.shared.t0) * 1000)
+            await conn.send(self.protocol.ping(sent.seq, ms))
+            m.count("pings")
+            m.record("lag", sent.lateness)
+            if sent.skipped:
+                m.count("skipped", sent.skipped)
+        return None
+
+    async def _on_data(self, conn: _Conn, data: bytes | bytearray) -> CloseInfo | None:
+        now = trio.current_time()
+        if not data:
+            return self._lost(conn, "eof")
+        self.last_frame_at = now
+        try:
+            conn.ws.receive_data(cast(bytes, data))
+        except RemoteProtocolError as exc:
+            return CloseInfo(
+                TRANSPORT,
+                1002,
+                f"protocol error: {exc}",
+                "protocol",
+                evidence=self._evidence(conn, now),
+            )
+        return await self._handle_events(conn, now)
+
+    async def _handle_events(self, conn: _Conn, now: float) -> CloseInfo | None:
+        hb = self.hb
+        assert hb is not None
+        m = self.shared.metrics
+        proto = self.protocol
+        for event in conn.ws.events():
+            seq: int | None = None
+            if isinstance(event, TextMessage):
+                if event.message_finished and not conn.buffer:
+                    seq = proto.pong_text(event.data)
+                else:
+                    conn.buffer.append(event.data)
+                    if event.message_finished:
+                        seq = proto.pong_text("".join(conn.buffer))
+                        conn.buffer.clear()
+            elif isinstance(event, Pong):
+                seq = proto.pong_control(bytes(event.payload))
+            elif isinstance(event, Ping):
+                m.count("server_pings")
+                await conn.send(event.response())
+            elif isinstance(event, CloseConnection):
+                return await self._server_closed(conn, event, now)
+            elif isinstance(event, BytesMessage):
+                pass  # drained; binary payloads are not heartbeats here
+            if seq is not None:
+                pong = hb.on_pong(seq, now)
+                kind = pong.kind
+                if kind is heartbeat.OK:
+                    m.count("pongs")
+                    m.record("rtt", pong.rtt)
+                    m.record("rtt_service", pong.service)
+                elif kind is heartbeat.LATE:
+                    m.count("late")
+                    m.record("rtt", pong.rtt)
+                    m.record("rtt_service", pong.service)
+                elif kind is heartbeat.DUPLICATE:
+                    m.count("duplicate_pongs")
+                else:
+                    m.count("unknown_pongs")
+        return None
+
+    # -- endings ------------------------------------------------------------------------
+
+    def _evidence(self, conn: _Conn, now: float) -> Evidence:
+        hb = self.hb
+        assert hb is not None
+        return Evidence(
+            age=now - conn.opened_at,
+            last_pong_age=None if hb.last_pong_at is None else now - hb.last_pong_at,
+            last_frame_age=now - self.last_frame_at,
+            consecutive_missed=hb.consecutive_missed,
+            pings_pending=hb.pending,
+        )
+
+    def _lost(self, conn: _Conn, how: str) -> CloseInfo:
+        return CloseInfo(
+            TRANSPORT, 1006, "", how, evidence=self._evidence(conn, trio.current_time())
+        )
+
+    async def _server_closed(self, conn: _Conn, event: CloseConnection, now: float) -> CloseInfo:
+        info = CloseInfo(SERVER, event.code, event.reason or "", evidence=self._evidence(conn, now))
+        if event.code == 1006:  # wsproto reports a lost transport this way
+            return CloseInfo(TRANSPORT, 1006, "", "eof", evidence=info.evidence)
+        if conn.ws.state is ConnectionState.REMOTE_CLOSING:
+            try:
+                await conn.send(event.response())
+            except (trio.BrokenResourceError, trio.ClosedResourceError, LocalProtocolError):
+                pass  # the server may already have gone; its close frame is what counts
+        return info
+
+    async def _close(
+        self, conn: _Conn, code: int, reason: str, cause: str, now: float
+    ) -> CloseInfo:
+        """Close from our side and wait briefly for the server's answer."""
+        info = CloseInfo(CLIENT, code, reason, cause=cause, evidence=self._evidence(conn, now))
+        try:
+            await conn.send(CloseConnection(code=code, reason=reason))
+            with trio.move_on_after(CLOSE_WAIT):
+                while conn.ws.state is not ConnectionState.CLOSED:
+                    data = await conn.stream.receive_some(RECEIVE_SIZE)
+                    if not data:
+                        break
+                    conn.ws.receive_data(cast(bytes, data))
+                    for _ in conn.ws.events():
+                        pass
+        except (
+            trio.BrokenResourceError,
+            trio.ClosedResourceError,
+            LocalProtocolError,
+            RemoteProtocolError,
+        ):
+            pass  # we are closing anyway; the close reason is ours
+        return info
+
+    # -- events ------------------------------------------------------------------------
+
+    def _event(self, kind: str, now: float, **fields: Any) -> dict[str, Any]:
+        sh = self.shared
+        return {"t": round(sh.elapsed(now), 6), "event": kind, "client": self.client_id, **fields}
+
+    def _emit_close(self, info: CloseInfo, now: float) -> None:
+        ev = self._event(
+            "close",
+            now,
+            reason=reason_key(info),
+            initiator=info.initiator,
+            code=info.code,
+            text=info.reason,
+        )
+        if info.transport:
+            ev["transport"] = info.transport
+        e = info.evidence
+        if e is not None:
+            ev["evidence"] = {
+                "age_s": round(e.age, 6),
+                "last_pong_age_s": None if e.last_pong_age is None else round(e.last_pong_age, 6),
+                "last_frame_age_s": None
+                if e.last_frame_age is None
+                else round(e.last_frame_age, 6),
+                "consecutive_missed": e.consecutive_missed,
+                "pings_pending": e.pings_pending,
+            }
+        self.shared.emit(ev)
+
+
+def _os_cause(exc: OSError) -> str:
+    import errno
+    import socket
+
+    if isinstance(exc, socket.gaierror):
+        return "dns"
+    if isinstance(exc, ConnectionRefusedError) or exc.errno == errno.ECONNREFUSED:
+        return "refused"
+    if isinstance(exc, TimeoutError) or exc.errno == errno.ETIMEDOUT:
+        return "timeout"
+    if isinstance(exc, ssl.SSLError):
+        return "tls"
+    if exc.errno in (errno.EMFILE, errno.ENFILE):
+        return "fd_limit"
+    if exc.errno in (errno.EADDRNOTAVAIL,):
+        return "no_ports"
+    # trio.open_tcp_stream raises OSError("all attempts to connect ... failed")
+    # with the per-address errors chained; look at the first one
+    inner = exc.__cause__
+    if isinstance(inner, OSError) and inner is not exc:
+        return _os_cause(inner)
+    return "connect_error"
+
+
+def _rejected(url: str, event: RejectConnection) -> HandshakeError:
+    retry_after: float | None = None
+    for name, value in event.headers:
+        if name.lower() == b"retry-after":
+            try:
+                retry_after = max(0.0, float(value.decode()))
+            except ValueError:
+                retry_after = None  # an HTTP date; not honoured yet
+            if retry_after is not None and not math.isfinite(retry_after):
+                retry_after = None
+    return HandshakeError(
+        f"http_{event.status_code}",
+        f"{url}: upgrade rejected with HTTP {event.status_code}",
+        retry_after=retry_after,
+    )
+
+
+def wall_now() -> float:
+    return time.time()

@@ -1,0 +1,49 @@
+"""The exception tree. Only ``cli.py`` turns these into exit codes.
+
+    SoakError
+    ├── LocalError            our side: bad input, our environment
+    │   ├── ProfileError      a profile that cannot be loaded or is invalid
+    │   └── ResultsError      a results directory that cannot be written or read
+    └── RemoteError           the other side misbehaved or could not be reached
+        ├── HandshakeError    TCP connect, TLS or the HTTP upgrade failed
+        └── ProtocolError     the peer broke the heartbeat or WebSocket protocol
+
+"Closed" (one side ended the connection on purpose) is not an error: it is a
+:class:`soak.classify.CloseInfo` value. "Broken" (the network lost it) is the
+``transport`` field of that value.
+"""
+
+
+class SoakError(Exception):
+    """Root of every error soak raises on purpose."""
+
+
+class LocalError(SoakError):
+    """A fault on our side: bad input, or an environment we cannot run in."""
+
+
+class ProfileError(LocalError):
+    """A profile that cannot be loaded. The message names file and field."""
+
+
+class ResultsError(LocalError):
+    """A results directory that cannot be written (or read back)."""
+
+
+class RemoteError(SoakError):
+    """A fault on the far side: the target misbehaved or is unreachable."""
+
+
+class HandshakeError(RemoteError):
+    """Opening a connection failed. ``cause`` is a short machine-readable tag
+    (``refused``, ``timeout``, ``dns``, ``tls``, ``http_<status>``, ``reset``,
+    ``eof``, ``protocol``) used to count failures by cause."""
+
+    def __init__(self, cause: str, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
+        self.retry_after = retry_after
+
+
+class ProtocolError(RemoteError):
+    """The peer sent something the protocol does not allow."""

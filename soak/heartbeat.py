@@ -1,0 +1,182 @@
+"""Sans-IO heartbeat engine: scheduling, RTT and missed-heartbeat rules.
+
+No Trio, no clock: every method takes ``now`` (seconds, any monotonic
+origin) and returns what happened. One engine lives for one connection.
+
+The rules (DESIGN.md, "Heartbeat measurement rules"):
+
+- Pings follow a fixed grid, ``t_k = origin + phase + k * interval``. The grid
+  does not move when a send is late, so lateness cannot accumulate.
+- RTT is measured twice, as wrk2 does. ``rtt`` runs from the *scheduled* send
+  time to the pong, which corrects for coordinated omission. ``service`` runs
+  from the *actual* send. ``lateness`` (actual - scheduled) is the tester's own
+  fault and is reported apart, so a slow tester never looks like a slow gateway.
+- If the tester stalls for more than one interval, it sends one ping for the
+  oldest due slot and skips the others; the skipped slots are counted
+  (``skipped``), never silently lost and never blamed on the gateway.
+- A ping without a pong ``timeout`` seconds after it was actually sent is
+  *missed*. If its pong arrives later it is counted *late* (and its RTT is
+  still recorded: dropping it would hide the tail). It is not counted twice.
+- ``max_missed`` consecutive misses make the connection a zombie. Any pong,
+  even a late one, proves the connection alive and resets the run of misses.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+# An upper bound on missed pings kept for late matching. Misses beyond it are
+# still counted; only the possibility of calling their pong "late" is lost.
+MAX_EXPIRED_KEPT = 64
+
+OK = "ok"
+LATE = "late"
+DUPLICATE = "duplicate"
+UNKNOWN = "unknown"
+
+
+class Pong(NamedTuple):
+    kind: str  # OK, LATE, DUPLICATE or UNKNOWN
+    rtt: float = 0.0  # seconds from the scheduled send
+    service: float = 0.0  # seconds from the actual send
+
+
+class Sent(NamedTuple):
+    seq: int
+    scheduled: float
+    lateness: float  # actual - scheduled, >= 0
+    skipped: int  # grid slots skipped because the tester was too late
+
+
+class _Ping:
+    __slots__ = ("expired", "scheduled", "sent")
+
+    def __init__(self, scheduled: float, sent: float) -> None:
+        self.scheduled = scheduled
+        self.sent = sent
+        self.expired = False
+
+
+class HeartbeatEngine:
+    __slots__ = (
+        "_outstanding",
+        "consecutive_missed",
+        "interval",
+        "last_pong_at",
+        "max_missed",
+        "next_send",
+        "next_seq",
+        "origin",
+        "timeout",
+    )
+
+    def __init__(
+        self,
+        *,
+        interval: float,
+        timeout: float,
+        max_missed: int,
+        origin: float,
+        now: float,
+        first_seq: int = 1,
+    ) -> None:
+        """``origin`` is the grid's zero (the run start plus this client's
+        phase). The first ping is scheduled at the first grid point at or
+        after ``now``, the moment the connection became ready."""
+        self.interval = interval
+        self.timeout = timeout
+        self.max_missed = max_missed
+        self.origin = origin
+        self.next_send = self._slot_at_or_after(now)
+        self.next_seq = first_seq
+        self.consecutive_missed = 0
+        self.last_pong_at: float | None = None
+        self._outstanding: dict[int, _Ping] = {}
+
+    def _slot_at_or_after(self, t: float) -> float:
+        k = math.ceil((t - self.origin) / self.interval - 1e-9)
+        return self.origin + k * self.interval
+
+    # -- sending ---------------------------------------------------------------
+
+    def due(self, now: float) -> bool:
+        return now >= self.next_send
+
+    def on_send(self, now: float) -> Sent:
+        """Call when a ping is about to be written. Returns its seq."""
+        scheduled = self.next_send
+        seq = self.next_seq
+        self.next_seq = seq + 1
+        self._outstanding[seq] = _Ping(scheduled, now)
+        following = scheduled + self.interval
+        skipped = 0
+        if following <= now:
+            # We are more than one interval behind: skip to the first future
+            # slot rather than firing a burst of catch-up pings.
+            nxt = self._slot_at_or_after(now)
+            if nxt <= now:
+                nxt += self.interval
+            skipped = round((nxt - following) / self.interval)
+            following = nxt
+        self.next_send = following
+        return Sent(seq, scheduled, max(0.0, now - scheduled), skipped)
+
+    # -- receiving -------------------------------------------------------------
+
+    def on_pong(self, seq: int, now: float) -> Pong:
+        ping = self._outstanding.pop(seq, None)
+        if ping is None:
+            return Pong(DUPLICATE if 0 < seq < self.next_seq else UNKNOWN)
+        self.consecutive_missed = 0
+        self.last_pong_at = now
+        return Pong(LATE if ping.expired else OK, now - ping.scheduled, now - ping.sent)
+
+    # -- timeouts --------------------------------------------------------------
+
+    def check(self, now: float) -> int:
+        """Expire pings whose timeout has passed. Returns how many became
+        missed just now; see :attr:`zombie` for the consequence."""
+        newly = 0
+        expired_kept = 0
+        for ping in self._outstanding.values():
+            if ping.expired:
+                expired_kept += 1
+            elif now >= ping.sent + self.timeout:
+                ping.expired = True
+                expired_kept += 1
+                newly += 1
+        self.consecutive_missed += newly
+        if expired_kept > MAX_EXPIRED_KEPT:
+            self._evict_expired(expired_kept - MAX_EXPIRED_KEPT)
+        return newly
+
+    def _evict_expired(self, n: int) -> None:
+        for seq in [s for s, p in self._outstanding.items() if p.expired][:n]:
+            del self._outstanding[seq]
+
+    @property
+    def zombie(self) -> bool:
+        return self.consecutive_missed >= self.max_missed
+
+    def next_deadline(self) -> float:
+        """The next moment something can happen without input: a send is due
+        or an outstanding ping times out."""
+        t = self.next_send
+        for ping in self._outstanding.values():
+            if not ping.expired:
+                t = min(t, ping.sent + self.timeout)
+                break  # pings are sent in order, so the first one times out first
+        return t
+
+    # -- evidence --------------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        """Pings sent whose timeout has not passed yet (not missed, not
+        answered). When the connection ends these are *abandoned*."""
+        return sum(1 for p in self._outstanding.values() if not p.expired)
+
+    @property
+    def outstanding(self) -> int:
+        return len(self._outstanding)

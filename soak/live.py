@@ -1,0 +1,98 @@
+"""The live view: a status block that refreshes on a terminal, or one plain
+log line per interval when the output is not a terminal (CI, ``| tee``)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, TextIO
+
+from soak.profile import format_duration
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}ms"
+
+
+class LiveView:
+    def __init__(self, out: TextIO | None = None, *, tty: bool | None = None) -> None:
+        self.out = out or sys.stderr
+        self.tty = self.out.isatty() if tty is None else tty
+        self._lines = 0
+
+    def status(self, s: dict[str, Any]) -> None:
+        """Called about once a second; draws only on a terminal."""
+        if not self.tty:
+            return
+        rate = s["pongs"] / s["interval_elapsed"]
+        lines = [
+            f"soak  {format_duration(round(s['elapsed']))} elapsed, "
+            f"{format_duration(round(s['remaining']))} left",
+            f"  clients    {s['connected']:>7} connected / {s['target']} target"
+            f"   ({s['connecting']} connecting, {s['gave_up']} gave up)",
+            f"  heartbeat  {rate:>7.0f}/s   rtt p50 {_ms(s['rtt_p50_ms'])}  "
+            f"p99 {_ms(s['rtt_p99_ms'])}   missed {s['missed']}",
+            f"  reconnect  {s['reconnects']:>7}     handshake failures {s['handshake_failures']}",
+            f"  tester     loop lag max {s['loop_lag_max_ms']:.1f}ms (this interval)",
+        ]
+        up = f"\x1b[{self._lines}F" if self._lines else ""
+        self.out.write(up + "".join(f"\x1b[2K{line}\n" for line in lines))
+        self.out.flush()
+        self._lines = len(lines)
+
+    def interval(self, r: dict[str, Any]) -> None:
+        """Called once per interval; one line when not on a terminal."""
+        if self.tty:
+            return
+        closes = sum(r["closes"].values())
+        failures = sum(r["handshake_failures"].values())
+        self.out.write(
+            f"[{r['t'] + r['dt']:9.1f}s] connected={r['connected']}/{r['target']} "
+            f"pings={r['pings']} pongs={r['pongs']} missed={r['missed']} late={r['late']} "
+            f"rtt_p50={_ms(r.get('rtt_p50_ms'))} rtt_p99={_ms(r.get('rtt_p99_ms'))} "
+            f"closes={closes} reconnects={r['reconnects']} handshake_failures={failures} "
+            f"lag_p99={_ms(r.get('lag_p99_ms'))} loop_lag_max={_ms(r.get('loop_lag_max_ms'))}\n"
+        )
+        self.out.flush()
+
+
+def print_summary(summary: dict[str, Any], path: str, out: TextIO) -> None:
+    t = summary["totals"]
+    lat = summary["latency_ms"]
+    success = t["heartbeat_success"]
+    w = out.write
+    w(
+        f"\nsoak run '{summary['label']}' {summary['status']} after "
+        f"{format_duration(round(summary['duration_s']))}: {summary['target']}\n"
+    )
+    w(
+        f"  heartbeats   sent {t['pings']}, pongs {t['pongs']}, missed {t['missed']} "
+        f"(late {t['late']}), success "
+        f"{'-' if success is None else f'{success * 100:.3f}%'}\n"
+    )
+    for name in ("rtt", "rtt_service", "lag", "connect"):
+        h = lat[name]
+        if h.get("count"):
+            w(
+                f"  {name:<12} p50 {h['p50']:.2f}ms  p90 {h['p90']:.2f}ms  p99 {h['p99']:.2f}ms  "
+                f"p99.9 {h['p99.9']:.2f}ms  max {h['max']:.2f}ms  (n={h['count']})\n"
+            )
+    w(
+        f"  connections  {t['connects']} opened, {t['reconnects']} reconnects, "
+        f"{t['handshake_failure_total']} handshake failures, zombies {t['zombies']}, "
+        f"gave up {t['reconnect_failed']}\n"
+    )
+    if t["handshake_failures"]:
+        causes = ", ".join(f"{k} {v}" for k, v in t["handshake_failures"].items())
+        w(f"  failures     {causes}\n")
+    if t["closes"]:
+        closes = ", ".join(f"{k} {v}" for k, v in sorted(t["closes"].items(), key=lambda x: -x[1]))
+        w(f"  closes       {closes}\n")
+    if t["dropped_samples_total"] or t["skipped"]:
+        w(
+            f"  tester       {t['dropped_samples_total']} samples out of range, "
+            f"{t['skipped']} heartbeat slots skipped (tester too slow)\n"
+        )
+    for v in summary["thresholds"]:
+        w(f"  threshold    {v['text']}\n")
+    w(f"  results      {path}\n")
+    out.flush()

@@ -1,0 +1,579 @@
+"""The one schema: a TOML profile loaded into frozen dataclasses.
+
+Everything a run does is described here and validated here, in one place.
+Every error names the file, the field, what was expected and what was found:
+
+    profiles/x.toml: heartbeat.interval: expected a duration like "30s", got -1
+
+CLI options only override fields of an already valid profile (see
+:func:`override`), and are validated by the same functions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+from urllib.parse import urlsplit
+
+from soak.errors import ProfileError
+
+PROTOCOLS = ("json", "ws-ping")  # must match soak.protocols.PROTOCOLS
+PHASES = ("spread", "aligned", "random")
+JITTERS = ("none", "full", "equal", "decorrelated")
+STAGE_KINDS = ("ramp", "hold", "spike", "churn")
+
+T = TypeVar("T")
+
+
+# -- durations -------------------------------------------------------------
+
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(us|ms|s|m|h|d)")
+
+
+def parse_duration(text: str) -> float:
+    """``"30s"`` -> 30.0, ``"1h30m"`` -> 5400.0, ``"250ms"`` -> 0.25.
+
+    Raises ValueError for anything else, including bare numbers: a unit is
+    required because "30" could mean seconds or milliseconds.
+    """
+    s = text.strip()
+    if not s:
+        raise ValueError("empty")
+    pos = 0
+    total = 0.0
+    for m in _PART.finditer(s):
+        if m.start() != pos:
+            raise ValueError(text)
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if pos != len(s):
+        raise ValueError(text)
+    return total
+
+
+def format_duration(seconds: float) -> str:
+    """The inverse of :func:`parse_duration` for display: 90.0 -> ``"1m30s"``."""
+    if seconds < 1 and seconds != 0:
+        return f"{seconds * 1000:g}ms"
+    out = []
+    rest = seconds
+    for unit, size in (("h", 3600), ("m", 60)):
+        if rest >= size:
+            n = int(rest // size)
+            out.append(f"{n}{unit}")
+            rest -= n * size
+    if rest or not out:
+        out.append(f"{rest:g}s")
+    return "".join(out)
+
+
+# -- the schema --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    label: str = "run"
+    duration: float | None = None  # None: the sum of the stages
+    report_interval: float = 10.0
+    seed: int = 1
+    results_dir: str = "results"
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A token. Its repr never shows the value, so it cannot leak into logs."""
+
+    value: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return "Secret(<redacted>)"
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    url: str = ""
+    protocol: str = "json"
+    headers: tuple[tuple[str, str], ...] = ()
+    token_env: str | None = None
+    token_header: str = "Authorization"
+    token_prefix: str = "Bearer "
+    connect_timeout: float = 10.0
+    token: Secret | None = None  # resolved from token_env by load_profile
+
+    @property
+    def secure(self) -> bool:
+        return self.url.startswith("wss://")
+
+
+@dataclass(frozen=True)
+class Stage:
+    kind: str
+    duration: float
+    to: int = 0  # ramp: target count at the end
+    add: int = 0  # spike: clients added for the stage
+    rate: float = 0.0  # churn: clients closed and reopened per second
+
+
+@dataclass(frozen=True)
+class ClientsConfig:
+    stages: tuple[Stage, ...] = ()
+    max_connecting: int = 256
+    client_id_prefix: str = "soak"
+
+
+@dataclass(frozen=True)
+class HeartbeatConfig:
+    interval: float = 30.0
+    timeout: float = 10.0
+    max_missed: int = 3
+    phase: str = "spread"
+
+
+@dataclass(frozen=True)
+class ReconnectConfig:
+    enabled: bool = True
+    initial_delay: float = 1.0
+    base: float = 2.0
+    max_delay: float = 60.0
+    max_attempts: int = 5  # 0 means no limit
+    jitter: str = "full"
+
+
+@dataclass(frozen=True)
+class Threshold:
+    name: str  # as written, e.g. "rtt_p99"
+    limit: float  # seconds for latencies, a fraction for rates, a count otherwise
+    text: str  # as written, e.g. "250ms", for messages
+
+    @property
+    def is_minimum(self) -> bool:
+        """True when the metric must stay at or above the limit."""
+        return self.name == "heartbeat_success"
+
+
+@dataclass(frozen=True)
+class Profile:
+    path: str
+    run: RunConfig
+    target: TargetConfig
+    clients: ClientsConfig
+    heartbeat: HeartbeatConfig
+    reconnect: ReconnectConfig
+    thresholds: tuple[Threshold, ...] = ()
+
+    @property
+    def duration(self) -> float:
+        if self.run.duration is not None:
+            return self.run.duration
+        return sum(s.duration for s in self.clients.stages)
+
+    @property
+    def peak_clients(self) -> int:
+        """The most clients that may exist at once, planned from the stages."""
+        from soak.schedule import Schedule
+
+        return Schedule(self.clients.stages).peak
+
+    def redacted(self) -> dict[str, Any]:
+        """A plain dict for run.json, with every secret removed."""
+        d = dataclasses.asdict(self)
+        d["target"].pop("token", None)
+        d["target"]["headers"] = {
+            k: ("<redacted>" if _is_sensitive(k) else v) for k, v in self.target.headers
+        }
+        return d
+
+
+def _is_sensitive(header: str) -> bool:
+    h = header.lower()
+    return any(w in h for w in ("auth", "token", "cookie", "secret", "key"))
+
+
+# -- thresholds --------------------------------------------------------------
+
+# latency thresholds: <histogram>_p<digits> or <histogram>_max, e.g. rtt_p99,
+# rtt_p999 (99.9th), connect_p50, lag_max
+_LATENCY = re.compile(r"^(rtt|rtt_service|connect|reconnect|lag)_(p\d+|max)$")
+_COUNTS = (
+    "false_timeouts",
+    "missed",
+    "zombies",
+    "handshake_failures",
+    "reconnect_failed",
+    "dropped_samples",
+)
+THRESHOLD_NAMES = (
+    "rtt_p50",
+    "rtt_p99",
+    "rtt_p999",
+    "rtt_max",
+    "rtt_service_p99",
+    "connect_p99",
+    "lag_p99",
+    "heartbeat_success",
+    *_COUNTS,
+)
+
+
+def percentile_of(name: str) -> float | None:
+    """``"p99"`` -> 99.0, ``"p999"`` -> 99.9, ``"p50"`` -> 50.0, ``"max"`` -> None."""
+    if name == "max":
+        return None
+    digits = name[1:]
+    if len(digits) <= 2:
+        return float(digits)
+    return float(digits[:2] + "." + digits[2:])
+
+
+# -- loading -----------------------------------------------------------------
+
+
+class _Section:
+    """Reads one TOML table, remembers which keys were used, and complains
+    about the rest with the nearest valid name."""
+
+    def __init__(self, loader: _Loader, name: str, data: Any) -> None:
+        self.loader = loader
+        self.name = name
+        if not isinstance(data, dict):
+            loader.fail(name, "expected a table", data)
+        self.data: dict[str, Any] = data
+        self.allowed: list[str] = []
+
+    def where(self, key: str) -> str:
+        return f"{self.name}.{key}" if self.name else key
+
+    def get(self, key: str, parse: Callable[[str, Any], T], default: T) -> T:
+        self.allowed.append(key)
+        if key not in self.data:
+            return default
+        return parse(self.where(key), self.data[key])
+
+    def require(self, key: str, parse: Callable[[str, Any], T]) -> T:
+        self.allowed.append(key)
+        if key not in self.data:
+            self.loader.fail(self.where(key), "is required", None, found=False)
+        return parse(self.where(key), self.data[key])
+
+    def finish(self) -> None:
+        for key in self.data:
+            if key not in self.allowed:
+                self.loader.unknown(self.where(key), key, self.allowed)
+
+
+class _Loader:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def fail(self, where: str, expected: str, got: Any, *, found: bool = True) -> NoReturn:
+        got_text = f", got {_show(got)}" if found else ""
+        raise ProfileError(f"{self.path}: {where}: {expected}{got_text}")
+
+    def unknown(self, where: str, key: str, allowed: list[str]) -> None:
+        near = difflib.get_close_matches(key, allowed, n=1, cutoff=0.5)
+        hint = f" (did you mean '{near[0]}'?)" if near else ""
+        valid = ", ".join(allowed)
+        raise ProfileError(f"{self.path}: {where}: unknown field{hint}; valid fields: {valid}")
+
+    # value parsers: (where, raw) -> value
+    def duration(self, where: str, raw: Any) -> float:
+        if isinstance(raw, str):
+            try:
+                value = parse_duration(raw)
+            except ValueError:
+                pass
+            else:
+                return value
+        return self.fail(where, 'expected a duration like "30s", "5m" or "250ms"', raw)
+
+    def positive_duration(self, where: str, raw: Any) -> float:
+        value = self.duration(where, raw)
+        if value <= 0:
+            self.fail(where, "expected a duration greater than zero", raw)
+        return value
+
+    def string(self, where: str, raw: Any) -> str:
+        if not isinstance(raw, str):
+            self.fail(where, "expected a string", raw)
+        return str(raw)
+
+    def boolean(self, where: str, raw: Any) -> bool:
+        if not isinstance(raw, bool):
+            self.fail(where, "expected true or false", raw)
+        return bool(raw)
+
+    def integer(self, where: str, raw: Any, minimum: int = 0) -> int:
+        if isinstance(raw, bool) or not isinstance(raw, int) or raw < minimum:
+            self.fail(where, f"expected a whole number >= {minimum}", raw)
+        return int(raw)
+
+    def number(self, where: str, raw: Any, minimum: float = 0.0) -> float:
+        ok = isinstance(raw, int | float) and not isinstance(raw, bool)
+        if not ok or not math.isfinite(raw) or raw < minimum:
+            self.fail(where, f"expected a number >= {minimum:g}", raw)
+        return float(raw)
+
+    def choice(self, options: tuple[str, ...]) -> Callable[[str, Any], str]:
+        def parse(where: str, raw: Any) -> str:
+            if raw not in options:
+                near = difflib.get_close_matches(str(raw), options, n=1, cutoff=0.5)
+                hint = f" (did you mean '{near[0]}'?)" if near else ""
+                self.fail(where, f"expected one of {', '.join(options)}{hint}", raw)
+            return str(raw)
+
+        return parse
+
+    def url(self, where: str, raw: Any) -> str:
+        text = self.string(where, raw)
+        try:
+            parts = urlsplit(text)
+            port = parts.port
+        except ValueError:
+            return self.fail(where, "expected a ws:// or wss:// URL", raw)
+        if parts.scheme not in ("ws", "wss") or not parts.hostname:
+            self.fail(where, "expected a ws:// or wss:// URL with a host", raw)
+        if port == 0:
+            self.fail(where, "expected a port between 1 and 65535", raw)
+        return text
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+def load_profile(path: str | Path, environ: Mapping[str, str] | None = None) -> Profile:
+    """Load and validate a profile. ``environ`` supplies the token variable
+    (default: the process environment); it is read here and nowhere else."""
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ProfileError(f"{name}: profile not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProfileError(f"{name}: cannot read profile: {exc}") from exc
+    return parse_profile(text, name, os.environ if environ is None else environ)
+
+
+def parse_profile(text: str, name: str, environ: Mapping[str, str]) -> Profile:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(f"{name}: invalid TOML: {exc}") from None
+    ld = _Loader(name)
+    top = _Section(ld, "", data)
+
+    run = _parse_run(top.get("run", lambda w, v: _Section(ld, w, v), _Section(ld, "run", {})))
+    target = _parse_target(top.require("target", lambda w, v: _Section(ld, w, v)), environ)
+    clients = _parse_clients(top.require("clients", lambda w, v: _Section(ld, w, v)))
+    hb = _parse_heartbeat(
+        top.get("heartbeat", lambda w, v: _Section(ld, w, v), _Section(ld, "heartbeat", {}))
+    )
+    rc = _parse_reconnect(
+        top.get("reconnect", lambda w, v: _Section(ld, w, v), _Section(ld, "reconnect", {}))
+    )
+    th = _parse_thresholds(
+        top.get("thresholds", lambda w, v: _Section(ld, w, v), _Section(ld, "thresholds", {}))
+    )
+    top.finish()
+    profile = Profile(name, run, target, clients, hb, rc, th)
+    if run.duration is None and profile.duration <= 0:
+        ld.fail("run.duration", "is required when the stages add up to no time", None, found=False)
+    return profile
+
+
+def _parse_run(s: _Section) -> RunConfig:
+    ld = s.loader
+    d = RunConfig()
+    label = s.get("label", ld.string, d.label)
+    if not re.fullmatch(r"[A-Za-z0-9._+-]{1,80}", label):
+        ld.fail(s.where("label"), "expected 1-80 letters, digits or . _ + -", label)
+    run = RunConfig(
+        label=label,
+        duration=s.get("duration", ld.positive_duration, None),
+        report_interval=s.get("report_interval", ld.positive_duration, d.report_interval),
+        seed=s.get("seed", ld.integer, d.seed),
+        results_dir=s.get("results_dir", ld.string, d.results_dir),
+    )
+    s.finish()
+    return run
+
+
+def _parse_target(s: _Section, environ: Mapping[str, str]) -> TargetConfig:
+    ld = s.loader
+    d = TargetConfig()
+    url = s.require("url", ld.url)
+    protocol = s.get("protocol", ld.choice(PROTOCOLS), d.protocol)
+    headers_raw = s.get("headers", lambda w, v: _Section(ld, w, v), None)
+    headers: list[tuple[str, str]] = []
+    if headers_raw is not None:
+        for k, v in headers_raw.data.items():
+            headers.append((k, ld.string(headers_raw.where(k), v)))
+    token_env = s.get("token_env", ld.string, None)
+    token = None
+    if token_env is not None:
+        value = environ.get(token_env)
+        if not value:
+            ld.fail(
+                s.where("token_env"),
+                f"environment variable {token_env} is not set (it should hold the token)",
+                None,
+                found=False,
+            )
+        token = Secret(str(value))
+    target = TargetConfig(
+        url=url,
+        protocol=protocol,
+        headers=tuple(headers),
+        token_env=token_env,
+        token_header=s.get("token_header", ld.string, d.token_header),
+        token_prefix=s.get("token_prefix", ld.string, d.token_prefix),
+        connect_timeout=s.get("connect_timeout", ld.positive_duration, d.connect_timeout),
+        token=token,
+    )
+    s.finish()
+    return target
+
+
+def _parse_clients(s: _Section) -> ClientsConfig:
+    ld = s.loader
+    d = ClientsConfig()
+    raw_stages = s.require("stages", lambda w, v: v)
+    if not isinstance(raw_stages, list) or not raw_stages:
+        ld.fail(s.where("stages"), "expected a list of [[clients.stages]] tables", raw_stages)
+    stages = tuple(
+        _parse_stage(_Section(ld, f"clients.stages[{i}]", raw)) for i, raw in enumerate(raw_stages)
+    )
+    clients = ClientsConfig(
+        stages=stages,
+        max_connecting=s.get("max_connecting", lambda w, v: ld.integer(w, v, 1), d.max_connecting),
+        client_id_prefix=s.get("client_id_prefix", ld.string, d.client_id_prefix),
+    )
+    s.finish()
+    return clients
+
+
+def _parse_stage(s: _Section) -> Stage:
+    ld = s.loader
+    kind = s.require("kind", ld.choice(STAGE_KINDS))
+    duration = s.require("duration", ld.duration if kind == "ramp" else ld.positive_duration)
+    if duration < 0:
+        ld.fail(s.where("duration"), "expected a duration of zero or more", s.data["duration"])
+    stage = Stage(kind=kind, duration=duration)
+    if kind == "ramp":
+        stage = Stage(kind, duration, to=s.require("to", ld.integer))
+    elif kind == "spike":
+        stage = Stage(kind, duration, add=s.require("add", lambda w, v: ld.integer(w, v, 1)))
+    elif kind == "churn":
+        rate = s.require("rate", ld.number)
+        if rate <= 0:
+            ld.fail(s.where("rate"), "expected clients per second greater than zero", rate)
+        stage = Stage(kind, duration, rate=rate)
+    s.finish()
+    return stage
+
+
+def _parse_heartbeat(s: _Section) -> HeartbeatConfig:
+    ld = s.loader
+    d = HeartbeatConfig()
+    hb = HeartbeatConfig(
+        interval=s.get("interval", ld.positive_duration, d.interval),
+        timeout=s.get("timeout", ld.positive_duration, d.timeout),
+        max_missed=s.get("max_missed", lambda w, v: ld.integer(w, v, 1), d.max_missed),
+        phase=s.get("phase", ld.choice(PHASES), d.phase),
+    )
+    s.finish()
+    return hb
+
+
+def _parse_reconnect(s: _Section) -> ReconnectConfig:
+    ld = s.loader
+    d = ReconnectConfig()
+    rc = ReconnectConfig(
+        enabled=s.get("enabled", ld.boolean, d.enabled),
+        initial_delay=s.get("initial_delay", ld.duration, d.initial_delay),
+        base=s.get("base", lambda w, v: ld.number(w, v, 1.0), d.base),
+        max_delay=s.get("max_delay", ld.duration, d.max_delay),
+        max_attempts=s.get("max_attempts", ld.integer, d.max_attempts),
+        jitter=s.get("jitter", ld.choice(JITTERS), d.jitter),
+    )
+    if rc.max_delay < rc.initial_delay:
+        ld.fail(
+            s.where("max_delay"),
+            f"expected a duration >= initial_delay ({format_duration(rc.initial_delay)})",
+            format_duration(rc.max_delay),
+        )
+    s.finish()
+    return rc
+
+
+def _parse_thresholds(s: _Section) -> tuple[Threshold, ...]:
+    ld = s.loader
+    out: list[Threshold] = []
+    for key, raw in s.data.items():
+        where = s.where(key)
+        if _LATENCY.match(key):
+            out.append(Threshold(key, ld.duration(where, raw), str(raw)))
+        elif key == "heartbeat_success":
+            out.append(Threshold(key, _parse_percent(ld, where, raw), str(raw)))
+        elif key in _COUNTS:
+            out.append(Threshold(key, float(ld.integer(where, raw)), str(raw)))
+        else:
+            ld.unknown(where, key, list(THRESHOLD_NAMES))
+    return tuple(out)
+
+
+def _parse_percent(ld: _Loader, where: str, raw: Any) -> float:
+    if isinstance(raw, str) and raw.endswith("%"):
+        try:
+            value = float(raw[:-1]) / 100.0
+        except ValueError:
+            pass
+        else:
+            if 0.0 <= value <= 1.0:
+                return value
+    return float(ld.fail(where, 'expected a percentage like "99.9%"', raw))
+
+
+# -- overrides from the command line -------------------------------------------
+
+
+def override(
+    profile: Profile,
+    *,
+    url: str | None = None,
+    label: str | None = None,
+    duration: str | None = None,
+    results_dir: str | None = None,
+) -> Profile:
+    """Apply CLI overrides, validated with the same parsers as the file."""
+    ld = _Loader("command line")
+    run = profile.run
+    target = profile.target
+    if url is not None:
+        target = dataclasses.replace(target, url=ld.url("--url", url))
+    if label is not None:
+        if not re.fullmatch(r"[A-Za-z0-9._+-]{1,80}", label):
+            ld.fail("--label", "expected 1-80 letters, digits or . _ + -", label)
+        run = dataclasses.replace(run, label=label)
+    if duration is not None:
+        run = dataclasses.replace(run, duration=ld.positive_duration("--duration", duration))
+    if results_dir is not None:
+        run = dataclasses.replace(run, results_dir=results_dir)
+    return dataclasses.replace(profile, run=run, target=target)

@@ -1,0 +1,19 @@
+"""Wire protocols for heartbeats. One module per protocol.
+
+To add a protocol: write a :class:`~soak.protocols.base.HeartbeatProtocol`
+subclass in its own module and add it to ``PROTOCOLS`` below. The profile
+accepts any name listed here.
+"""
+
+from __future__ import annotations
+
+from soak.protocols.base import HeartbeatProtocol
+from soak.protocols.json_ping import JsonPing
+from soak.protocols.ws_ping import WsPing
+
+PROTOCOLS: dict[str, type[HeartbeatProtocol]] = {
+    JsonPing.name: JsonPing,
+    WsPing.name: WsPing,
+}
+
+__all__ = ["PROTOCOLS", "HeartbeatProtocol", "JsonPing", "WsPing"]

@@ -1,0 +1,388 @@
+"""I/O: one run of a profile. A nursery of clients driven by the schedule.
+
+The controller wakes when something is due (a ramp step, a churn step, an
+interval boundary, a status refresh, the end of a stage) and otherwise
+sleeps, so a simulated 24-hour hold under ``MockClock`` costs a few thousand
+wake-ups, not millions.
+
+The tester measures itself: a probe task records how late the event loop
+wakes it (``loop_lag``), each heartbeat records its own send lateness
+(``lag``), and the garbage collector's pauses are timed. CALIBRATION.md found
+the collector to be the main source of false latency, so the runner takes
+control of it: collect and freeze at start and whenever a ramp completes,
+and raise the young-generation threshold so collections are rare and short.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import platform
+import random
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from soak import __version__
+from soak.classify import CHURN, SCALE_DOWN, SHUTDOWN
+from soak.client import CLOSE_WAIT, Client, OpenStream, Shared, url_opener
+from soak.metrics import Interval, Metrics
+from soak.profile import Profile
+from soak.recorder import Recorder, iso, rss_bytes
+from soak.schedule import Schedule
+from soak.summary import (
+    EXIT_OK,
+    EXIT_SIGINT,
+    EXIT_SIGTERM,
+    EXIT_TARGET,
+    EXIT_THRESHOLDS,
+    TESTER_BOTTLENECK_LAG_S,
+    latencies,
+    totals,
+    verdicts,
+)
+
+RAMP_STEP = 0.1  # seconds between controller wake-ups while the count moves
+GC_THRESHOLD0 = 50_000  # allocations between young collections (default 700)
+
+
+@dataclass
+class Outcome:
+    status: str  # completed, interrupted, terminated, aborted
+    exit_code: int
+    summary: dict[str, Any]
+
+
+class GcControl:
+    """Collect at moments we choose and time every collection."""
+
+    def __init__(self, on_pause: Callable[[float], None]) -> None:
+        self._on_pause = on_pause
+        self._started = 0.0
+        self._old = gc.get_threshold()
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self._on_pause(time.perf_counter() - self._started)
+
+    def __enter__(self) -> GcControl:
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(GC_THRESHOLD0, self._old[1], self._old[2])
+        gc.callbacks.append(self._callback)
+        return self
+
+    def checkpoint(self) -> None:
+        """The load is settled: collect now and move survivors out of the
+        collector's sight, so later collections stay short."""
+        gc.collect()
+        gc.freeze()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._callback in gc.callbacks:
+            gc.callbacks.remove(self._callback)
+        gc.set_threshold(*self._old)
+        gc.unfreeze()
+
+
+class Runner:
+    def __init__(
+        self,
+        profile: Profile,
+        recorder: Recorder,
+        *,
+        open_stream: OpenStream | None = None,
+        on_status: Callable[[dict[str, Any]], None] | None = None,
+        on_interval: Callable[[dict[str, Any]], None] | None = None,
+        status_every: float = 1.0,
+        lag_probe: float | None = 0.02,
+        manage_gc: bool = True,
+        signals: bool = False,
+    ) -> None:
+        self.profile = profile
+        self.recorder = recorder
+        self.open_stream = open_stream or url_opener(profile.target.url)
+        self.on_status = on_status
+        self.on_interval = on_interval
+        self.status_every = status_every
+        self.lag_probe = lag_probe
+        self.manage_gc = manage_gc
+        self.signals = signals
+        self.schedule = Schedule(profile.clients.stages)
+        self.metrics = Metrics()
+        self.rng = random.Random(profile.run.seed)
+        self.clients: list[Client] = []
+        self.status = "running"
+        self._wake: trio.CancelScope | None = None
+        self._abort: trio.CancelScope | None = None
+        self._churned = 0
+        self._t0 = 0.0
+        self._gc: GcControl | None = None
+        self.manifest: dict[str, Any] = {}
+
+    # -- control from outside ------------------------------------------------------
+
+    def stop(self, status: str) -> None:
+        """End the run early but cleanly: close every client with 1001 and
+        write everything. A second call aborts at once."""
+        if self.status != "running":
+            self.abort()
+            return
+        self.status = status
+        if self._wake is not None:
+            self._wake.cancel()
+
+    def abort(self) -> None:
+        self.status = "aborted"
+        if self._abort is not None:
+            self._abort.cancel()
+
+    # -- the run -----------------------------------------------------------------------
+
+    async def run(self) -> Outcome:
+        p = self.profile
+        self._t0 = t0 = trio.current_time()
+        wall0 = self.recorder.wall0
+        shared = Shared(
+            p, self.metrics, self.open_stream, self.recorder.event, t0=t0, wall0=wall0, rng=self.rng
+        )
+        self.shared = shared
+        self.manifest = self._manifest(wall0)
+        self.recorder.write_json("run.json", self.manifest)
+        gc_ctl = GcControl(self.metrics.gc_pause) if self.manage_gc else None
+        try:
+            if gc_ctl is not None:
+                gc_ctl.__enter__()
+                self._gc = gc_ctl
+            with trio.CancelScope() as abort_scope:
+                self._abort = abort_scope
+                async with trio.open_nursery() as outer:
+                    if self.signals:
+                        outer.start_soon(self._watch_signals)
+                    if self.lag_probe:
+                        outer.start_soon(self._probe_loop_lag, self.lag_probe)
+                    async with trio.open_nursery() as crowd:
+                        await self._control(crowd, t0)
+                        self._close_all(crowd)
+                    outer.cancel_scope.cancel()
+        finally:
+            if gc_ctl is not None:
+                gc_ctl.__exit__()
+            outcome = self._finish(trio.current_time())
+        return outcome
+
+    async def _control(self, crowd: trio.Nursery, t0: float) -> None:
+        p = self.profile
+        every = p.run.report_interval
+        end = t0 + p.duration
+        next_interval = t0 + every
+        next_status = t0 + self.status_every if self.on_status else math.inf
+        gc_points = sorted(t0 + t for t in self.schedule.ramp_done_at())
+        while self.status == "running":
+            now = trio.current_time()
+            t = now - t0
+            if now >= end:
+                break
+            self._apply_target(crowd, self.schedule.target(t))
+            self._churn(self.schedule.churned_by(t))
+            while gc_points and now >= gc_points[0]:
+                gc_points.pop(0)
+                if self._gc is not None:
+                    self._gc.checkpoint()
+            while now >= next_interval:
+                self._rotate(next_interval)
+                next_interval += every
+            if now >= next_status:
+                self._status(now)
+                next_status = now + self.status_every
+            wake = min(end, next_interval, next_status)
+            seg = self.schedule.segment_at(t)
+            if seg is not None:
+                if seg.stage.kind in ("ramp", "churn"):
+                    wake = min(wake, now + RAMP_STEP)
+                wake = min(wake, t0 + seg.end)
+            if gc_points:
+                wake = min(wake, gc_points[0])
+            with trio.move_on_at(wake) as scope:
+                self._wake = scope
+                await trio.sleep_forever()
+            self._wake = None
+
+    def _apply_target(self, crowd: trio.Nursery, target: int) -> None:
+        clients = self.clients
+        while len(clients) < target:
+            client = Client(self.shared, len(clients), self._phase(len(clients)))
+            clients.append(client)
+            crowd.start_soon(client.run)
+        while len(clients) > target:
+            clients.pop().request_close(1000, "scale down", SCALE_DOWN)
+
+    def _phase(self, index: int) -> float:
+        hb = self.profile.heartbeat
+        if hb.phase == "aligned":
+            return 0.0
+        if hb.phase == "random":
+            return self.rng.random() * hb.interval
+        peak = max(1, self.schedule.peak)
+        return (index % peak) / peak * hb.interval
+
+    def _churn(self, due_total: int) -> None:
+        n = due_total - self._churned
+        if n <= 0:
+            return
+        self._churned = due_total
+        live = [c for c in self.clients if c.connected]
+        for client in self.rng.sample(live, min(n, len(live))):
+            client.request_close(1000, "churn", CHURN)
+
+    def _close_all(self, crowd: trio.Nursery) -> None:
+        """Close every connection with 1001. The crowd nursery then waits
+        for the clients, but only for a bounded time."""
+        for client in self.clients:
+            client.request_close(1001, "going away", SHUTDOWN)
+        crowd.cancel_scope.deadline = trio.current_time() + CLOSE_WAIT + 1.0
+
+    async def _probe_loop_lag(self, period: float) -> None:
+        record = self.metrics.record
+        while True:
+            expected = trio.current_time() + period
+            await trio.sleep_until(expected)
+            record("loop_lag", trio.current_time() - expected)
+
+    async def _watch_signals(self) -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                self.stop("interrupted" if signum == signal.SIGINT else "terminated")
+
+    # -- recording -----------------------------------------------------------------------
+
+    def _gauges(self, iv: Interval) -> None:
+        iv.connected = self.shared.connected
+        iv.connecting = self.shared.connecting
+        iv.target = len(self.clients)
+        iv.rss_bytes = rss_bytes()
+
+    def _rotate(self, at: float) -> None:
+        self._gauges(self.metrics.current)
+        iv = self.metrics.rotate(at - self._t0)
+        lag_p99 = iv.hist["lag"].get_value_at_percentile(99.0) / 1e6
+        record = self.recorder.write_interval(
+            iv,
+            {
+                "gave_up": self.shared.gave_up,
+                "tester_bottleneck": lag_p99 > TESTER_BOTTLENECK_LAG_S,
+            },
+        )
+        if self.on_interval is not None:
+            self.on_interval(record)
+
+    def _status(self, now: float) -> None:
+        assert self.on_status is not None
+        cur = self.metrics.current
+        rtt = cur.hist["rtt"]
+        loop = cur.hist["loop_lag"]
+        elapsed = now - self._t0
+        self.on_status(
+            {
+                "elapsed": elapsed,
+                "remaining": max(0.0, self.profile.duration - elapsed),
+                "connected": self.shared.connected,
+                "connecting": self.shared.connecting,
+                "target": len(self.clients),
+                "pongs": cur.counts["pongs"],
+                "interval_elapsed": max(1e-9, elapsed - cur.start),
+                "rtt_p50_ms": rtt.get_value_at_percentile(50.0) / 1000.0
+                if rtt.total_count
+                else None,
+                "rtt_p99_ms": rtt.get_value_at_percentile(99.0) / 1000.0
+                if rtt.total_count
+                else None,
+                "missed": self.metrics.totals["missed"] + cur.counts["missed"],
+                "reconnects": self.metrics.totals["reconnects"] + cur.counts["reconnects"],
+                "handshake_failures": self.metrics.totals["handshake_failure_total"]
+                + cur.counts["handshake_failure_total"],
+                "loop_lag_max_ms": loop.get_max_value() / 1000.0 if loop.total_count else 0.0,
+                "gave_up": self.shared.gave_up,
+            }
+        )
+
+    def _finish(self, now: float) -> Outcome:
+        """Write the last (partial) interval, the summary and the manifest.
+        Runs in ``finally``: it must not await, and it must work after an
+        abort."""
+        if self.status == "running":
+            self.status = "completed"
+        self._gauges(self.metrics.current)
+        if now - self._t0 > self.metrics.current.start or self.metrics.intervals_done == 0:
+            self._rotate(now)
+        self.recorder.close()
+        tot = totals(self.metrics)
+        checks = verdicts(self.profile, self.metrics, tot)
+        if self.status == "interrupted":
+            code = EXIT_SIGINT
+        elif self.status in ("terminated", "aborted"):
+            code = EXIT_SIGTERM if self.status == "terminated" else EXIT_SIGINT
+        elif tot["connects"] == 0:
+            code = EXIT_TARGET
+        elif any(not v["ok"] for v in checks):
+            code = EXIT_THRESHOLDS
+        else:
+            code = EXIT_OK
+        summary = {
+            "label": self.profile.run.label,
+            "target": self.profile.target.url,
+            "status": self.status,
+            "partial": self.status != "completed",
+            "exit_code": code,
+            "duration_s": round(now - self._t0, 3),
+            "intervals": self.metrics.intervals_done,
+            "clients_planned_peak": self.schedule.peak,
+            "totals": tot,
+            "latency_ms": latencies(self.metrics),
+            "tester": {
+                "gc_pause_max_ms": round(self.metrics.gc_pause_max * 1000, 3),
+                "gc_pause_total_ms": round(self.metrics.gc_pause_total * 1000, 3),
+                "skipped_sends": tot["skipped"],
+            },
+            "thresholds": checks,
+            "passed": all(v["ok"] for v in checks) and code == EXIT_OK,
+        }
+        self.recorder.write_json("summary.json", summary)
+        self.manifest.update(
+            {
+                "end": iso(self.recorder.wall0 + (now - self._t0)),
+                "status": self.status,
+                "exit_code": code,
+            }
+        )
+        self.recorder.write_json("run.json", self.manifest)
+        return Outcome(self.status, code, summary)
+
+    def _manifest(self, wall0: float) -> dict[str, Any]:
+        p = self.profile
+        return {
+            "results_format": 1,
+            "tool": "soak",
+            "tool_version": __version__,
+            "label": p.run.label,
+            "target": p.target.url,
+            "protocol": p.target.protocol,
+            "profile_path": p.path,
+            "profile": p.redacted(),
+            "host": socket.gethostname(),
+            "python": platform.python_version(),
+            "trio": trio.__version__,
+            "argv": sys.argv[1:],
+            "start": iso(wall0),
+            "end": None,
+            "status": "running",
+            "exit_code": None,
+        }

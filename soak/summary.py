@@ -1,0 +1,94 @@
+"""Totals, percentiles and threshold verdicts for summary.json.
+
+Pure: takes the run's accumulated :class:`~soak.metrics.Metrics` and the
+profile, returns plain dicts. ``soak report`` reads the same keys.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from soak.metrics import HISTOGRAMS, Metrics, heartbeat_success, percentiles_ms
+from soak.profile import Profile, Threshold, format_duration, percentile_of
+
+# Exit codes. Only cli.py uses them; they are listed here with the verdicts
+# that produce them so the README can document one table.
+EXIT_OK = 0
+EXIT_THRESHOLDS = 1
+EXIT_USAGE = 2
+EXIT_TARGET = 3  # the target was never reachable, or the run could not proceed
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
+
+# An interval whose p99 heartbeat send lateness is above this is one where the
+# tester itself was the bottleneck; its RTT says more about us than the target.
+TESTER_BOTTLENECK_LAG_S = 0.005
+
+
+def totals(m: Metrics) -> dict[str, Any]:
+    t: dict[str, Any] = dict(m.totals)
+    t["heartbeat_success"] = heartbeat_success(t["pongs"], t["missed"])
+    t["closes"] = dict(sorted(m.total_closes.items()))
+    t["handshake_failures"] = dict(sorted(m.total_handshake_failures.items()))
+    t["dropped_samples"] = dict(sorted(m.total_dropped.items()))
+    t["dropped_samples_total"] = sum(m.total_dropped.values())
+    # the incident's vocabulary; false timeouts need server-side knowledge
+    # (its heartbeat signature) and stay 0 until a classifier finds one
+    t["false_timeouts"] = sum(v for k, v in m.total_closes.items() if k == "false_timeout")
+    return t
+
+
+def latencies(m: Metrics) -> dict[str, Any]:
+    return {name: percentiles_ms(m.total_hist[name]) for name in HISTOGRAMS}
+
+
+def metric_value(th: Threshold, tot: dict[str, Any], m: Metrics) -> float | None:
+    """The run's value for a threshold, in the threshold's unit (seconds for
+    latencies, a fraction for success, a count otherwise)."""
+    if th.name == "heartbeat_success":
+        v = tot["heartbeat_success"]
+        return None if v is None else float(v)
+    if th.name == "dropped_samples":
+        return float(tot["dropped_samples_total"])
+    if th.name == "handshake_failures":
+        return float(tot["handshake_failure_total"])
+    if th.name in tot:
+        return float(tot[th.name])
+    hist_name, _, which = th.name.rpartition("_")
+    h = m.total_hist[hist_name]
+    if not h.get_total_count():
+        return None
+    q = percentile_of(which)
+    us = h.get_max_value() if q is None else h.get_value_at_percentile(q)
+    return float(us) / 1_000_000.0
+
+
+def verdicts(profile: Profile, m: Metrics, tot: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for th in profile.thresholds:
+        value = metric_value(th, tot, m)
+        if value is None:
+            ok = False
+            shown = "no data"
+        else:
+            ok = value >= th.limit if th.is_minimum else value <= th.limit
+            shown = _show(th, value)
+        op = ">=" if th.is_minimum else "<="
+        out.append(
+            {
+                "name": th.name,
+                "limit": th.text,
+                "value": shown,
+                "ok": ok,
+                "text": f"{th.name} {op} {th.text}: {shown} {'ok' if ok else 'FAILED'}",
+            }
+        )
+    return out
+
+
+def _show(th: Threshold, value: float) -> str:
+    if th.name == "heartbeat_success":
+        return f"{value * 100:.3f}%"
+    if th.name.endswith(("_max",)) or "_p" in th.name:
+        return format_duration(value) if value >= 1 else f"{value * 1000:.3f}ms"
+    return f"{value:g}"
