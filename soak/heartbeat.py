@@ -62,6 +62,7 @@ class HeartbeatEngine:
     __slots__ = (
         "_outstanding",
         "consecutive_missed",
+        "early",
         "interval",
         "last_pong_at",
         "max_missed",
@@ -80,11 +81,18 @@ class HeartbeatEngine:
         origin: float,
         now: float,
         first_seq: int = 1,
+        early: float = 0.0,
     ) -> None:
         """``origin`` is the grid's zero (the run start plus this client's
         phase). The first ping is scheduled at the first grid point at or
-        after ``now``, the moment the connection became ready."""
+        after ``now``, the moment the connection became ready.
+
+        ``early`` lets a ping go out up to that long before its slot. Event
+        loops wake timers on a coarse clock (epoll has 1 ms resolution), so
+        waking exactly on time is impossible; a little early, the ping is on
+        time and its RTT is measured from the actual send."""
         self.interval = interval
+        self.early = early
         self.timeout = timeout
         self.max_missed = max_missed
         self.origin = origin
@@ -101,7 +109,7 @@ class HeartbeatEngine:
     # -- sending ---------------------------------------------------------------
 
     def due(self, now: float) -> bool:
-        return now >= self.next_send
+        return now >= self.next_send - self.early
 
     def on_send(self, now: float) -> Sent:
         """Call when a ping is about to be written. Returns its seq."""
@@ -130,7 +138,10 @@ class HeartbeatEngine:
             return Pong(DUPLICATE if 0 < seq < self.next_seq else UNKNOWN)
         self.consecutive_missed = 0
         self.last_pong_at = now
-        return Pong(LATE if ping.expired else OK, now - ping.scheduled, now - ping.sent)
+        # from the scheduled time when we sent late (coordinated omission),
+        # from the actual send when we sent a little early
+        start = min(ping.scheduled, ping.sent)
+        return Pong(LATE if ping.expired else OK, now - start, now - ping.sent)
 
     # -- timeouts --------------------------------------------------------------
 
@@ -162,7 +173,7 @@ class HeartbeatEngine:
     def next_deadline(self) -> float:
         """The next moment something can happen without input: a send is due
         or an outstanding ping times out."""
-        t = self.next_send
+        t = self.next_send - self.early
         for ping in self._outstanding.values():
             if not ping.expired:
                 t = min(t, ping.sent + self.timeout)
