@@ -3,8 +3,10 @@ reference gateway over in-memory streams. Virtual hours pass in seconds."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
+from typing import Any
 
 import trio
 import trio.testing
@@ -40,7 +42,7 @@ async def run_against_gateway(
     return outcome, recorder.path, gateway
 
 
-def read_jsonl(path: Path) -> list[dict[str, object]]:
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
@@ -95,7 +97,7 @@ async def test_simulated_24h_soak(tmp_path: Path, autojump_clock: trio.testing.M
     # one also holds the shutdown)
     assert [iv["i"] for iv in intervals] == list(range(len(intervals)))
     assert len(intervals) == 1440
-    for a, b in zip(intervals, intervals[1:], strict=False):
+    for a, b in itertools.pairwise(intervals):
         assert b["t"] == a["t"] + a["dt"]
     assert all(iv["connected"] == 200 for iv in intervals[1:-1])
 
