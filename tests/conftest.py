@@ -22,9 +22,10 @@ def make_profile(
     url: str = "ws://127.0.0.1:9/ws",
     results: Path | None = None,
     environ: dict[str, str] | None = None,
+    protocol: str = "json",
 ) -> Profile:
     """A profile from a TOML body; [target] and [run].results_dir are filled in."""
-    head = f'[target]\nurl = "{url}"\n'
+    head = f'[target]\nurl = "{url}"\nprotocol = "{protocol}"\n'
     text = head + body
     profile = parse_profile(text, "test.toml", environ or {})
     if results is not None:

@@ -1,0 +1,274 @@
+"""Client behaviour under MockClock: zombies, server timeouts, late pongs,
+backoff against an unreachable target, load-shape changes, shutdown."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
+
+from soak.gateway import Gateway, GatewayConfig
+from soak.recorder import Recorder
+from soak.runner import Outcome, Runner
+from tests.conftest import make_profile, memory_opener
+
+WALL0 = 1_790_000_000.0
+Opener = Callable[[], Awaitable[trio.abc.Stream]]
+
+
+async def run(
+    body: str,
+    tmp_path: Path,
+    opener: Callable[[trio.Nursery], Opener],
+    during: Callable[[Runner], Awaitable[None]] | None = None,
+    protocol: str = "json",
+) -> Outcome:
+    profile = make_profile(body, results=tmp_path, protocol=protocol)
+    recorder = Recorder(tmp_path, profile.run.label, WALL0)
+    async with trio.open_nursery() as servers:
+        runner = Runner(
+            profile, recorder, open_stream=opener(servers), lag_probe=None, manage_gc=False
+        )
+        if during is not None:
+            servers.start_soon(during, runner)
+        outcome = await runner.run()
+        servers.cancel_scope.cancel()
+    return outcome
+
+
+def events(tmp_path: Path) -> list[dict[str, Any]]:
+    (run_dir,) = tmp_path.iterdir()
+    return [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+
+
+def gateway_opener(config: GatewayConfig | None = None) -> Callable[[trio.Nursery], Opener]:
+    gateway = Gateway(config or GatewayConfig())
+
+    def make(nursery: trio.Nursery) -> Opener:
+        nursery.start_soon(gateway.run_checker)
+        return memory_opener(gateway, nursery)
+
+    return make
+
+
+async def fake_server(stream: trio.abc.Stream, pong_delay: float | None) -> None:
+    """Accepts the upgrade, then answers JSON pings after ``pong_delay``
+    seconds, or never (None): a zombie whose TCP stays up."""
+    ws = WSConnection(ConnectionType.SERVER)
+    async with trio.open_nursery() as nursery:
+        while True:
+            data = await stream.receive_some(65536)
+            if not data:
+                return
+            ws.receive_data(data)
+            for event in ws.events():
+                if isinstance(event, Request):
+                    await stream.send_all(ws.send(AcceptConnection()))
+                elif isinstance(event, TextMessage) and pong_delay is not None:
+                    msg = json.loads(event.data)
+                    reply = ws.send(TextMessage(json.dumps({"type": "pong", "seq": msg["seq"]})))
+                    nursery.start_soon(_send_later, stream, reply, pong_delay)
+                elif isinstance(event, CloseConnection):
+                    await stream.send_all(ws.send(event.response()))
+                    return
+
+
+async def _send_later(stream: trio.abc.Stream, data: bytes, delay: float) -> None:
+    await trio.sleep(delay)
+    try:
+        await stream.send_all(data)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+
+
+def fake_opener(pong_delay: float | None) -> Callable[[trio.Nursery], Opener]:
+    def make(nursery: trio.Nursery) -> Opener:
+        async def open_stream() -> trio.abc.Stream:
+            client, server = trio.testing.memory_stream_pair()
+            nursery.start_soon(fake_server, server, pong_delay)
+            return client
+
+        return open_stream
+
+    return make
+
+
+ONE_CLIENT = """
+[run]
+label = "one"
+report_interval = "10s"
+{run_extra}
+[clients]
+[[clients.stages]]
+kind = "ramp"
+to = 1
+duration = "0s"
+[[clients.stages]]
+kind = "hold"
+duration = "{hold}"
+[heartbeat]
+interval = "1s"
+timeout = "1s"
+max_missed = 3
+phase = "aligned"
+[reconnect]
+jitter = "none"
+initial_delay = "1s"
+max_attempts = {attempts}
+"""
+
+
+def one_client(hold: str = "20s", attempts: int = 5, run_extra: str = "") -> str:
+    return ONE_CLIENT.format(hold=hold, attempts=attempts, run_extra=run_extra)
+
+
+async def test_zombie_detected_after_max_missed(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    outcome = await run(one_client(hold="4500ms", attempts=1), tmp_path, fake_opener(None))
+    tot = outcome.summary["totals"]
+    # pings at 0, 1, 2 (aligned grid) time out at 1, 2, 3; the third miss at
+    # t=3 makes it a zombie; the ping of t=3 goes unsent because the client
+    # closes first
+    assert tot["missed"] == 3
+    assert tot["zombies"] == 1
+    assert tot["closes"]["client_zombie"] == 1
+    zombie = [e for e in events(tmp_path) if e["event"] == "close"][0]
+    assert zombie["t"] == pytest.approx(3.0, abs=0.002)
+    assert zombie["code"] == 1001
+    assert zombie["evidence"]["consecutive_missed"] == 3
+    assert zombie["evidence"]["last_pong_age_s"] is None
+    # it reconnects after the backoff (1 s): a second connection
+    assert tot["connects"] == 2
+    assert tot["reconnects"] == 1
+
+
+async def test_late_pong_counted_once(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    # every pong comes 1.5 s after its ping, past the 1 s timeout
+    body = one_client(hold="3200ms").replace("max_missed = 3", "max_missed = 10")
+    outcome = await run(body, tmp_path, fake_opener(1.5))
+    tot = outcome.summary["totals"]
+    assert tot["pings"] == 4  # t = 0, 1, 2, 3
+    assert tot["missed"] == 3  # the pings of 0, 1 and 2 timed out ...
+    assert tot["late"] == 2  # ... the pongs of 0 and 1 came late, at 1.5 and 2.5 s
+    assert tot["abandoned"] == 1  # the ping of 3 s was pending when the run ended
+    assert tot["pongs"] == 0
+    assert tot["heartbeat_success"] == 0.0
+    assert tot["zombies"] == 0  # late pongs prove it alive
+    rtt = outcome.summary["latency_ms"]["rtt"]
+    assert rtt["count"] == 2
+    assert rtt["max"] == pytest.approx(1500, rel=0.001)
+
+
+async def test_server_heartbeat_timeout_then_reconnect(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    body = one_client(hold="28s").replace('interval = "1s"', 'interval = "1m"')
+    config = GatewayConfig(hb_interval=5.0, hb_timeout=5.0, max_missed=1, check_every=1.0)
+    outcome = await run(body, tmp_path, gateway_opener(config))
+    tot = outcome.summary["totals"]
+    # the client pings at 0 and then not before 60 s: the gateway closes it at
+    # its first check 5 s after the last sign of life, and again 5 s after each
+    # reconnect (1 s of backoff each time)
+    closes = [e for e in events(tmp_path) if e.get("reason") == "server_4000"]
+    assert [c["t"] for c in closes] == pytest.approx([5.0, 11.0, 17.0, 23.0])
+    assert tot["closes"] == {"server_4000": 4, "client_shutdown": 1}
+    assert closes[0]["text"] == "heartbeat_timeout"
+    assert closes[0]["evidence"]["last_pong_age_s"] == pytest.approx(5.0)
+    assert tot["reconnects"] == 4
+
+
+async def test_unreachable_target_backs_off_and_gives_up(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    def refusing(nursery: trio.Nursery) -> Opener:
+        async def open_stream() -> trio.abc.Stream:
+            raise ConnectionRefusedError(111, "Connection refused")
+
+        return open_stream
+
+    outcome = await run(one_client(hold="30s", attempts=3), tmp_path, refusing)
+    tot = outcome.summary["totals"]
+    assert tot["handshake_failures"] == {"refused": 4}  # the first try + 3 retries
+    assert tot["reconnect_failed"] == 1
+    assert tot["connects"] == 0
+    assert outcome.exit_code == 3
+    times = [e["t"] for e in events(tmp_path) if e["event"] == "handshake_failure"]
+    assert times == [0.0, 1.0, 3.0, 7.0]  # no jitter: 1, 2, 4 s apart
+    (gave_up,) = [e for e in events(tmp_path) if e["event"] == "reconnect_failed"]
+    assert gave_up["t"] == 7.0
+
+
+async def test_spike_scales_down_and_churn_recycles(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    body = """
+[run]
+label = "shape"
+report_interval = "5s"
+[clients]
+[[clients.stages]]
+kind = "ramp"
+to = 10
+duration = "0s"
+[[clients.stages]]
+kind = "spike"
+add = 5
+duration = "10s"
+[[clients.stages]]
+kind = "churn"
+rate = 2.0
+duration = "5s"
+[[clients.stages]]
+kind = "hold"
+duration = "5s"
+[heartbeat]
+interval = "1s"
+timeout = "1s"
+"""
+    outcome = await run(body, tmp_path, gateway_opener())
+    tot = outcome.summary["totals"]
+    assert tot["closes"]["client_scale_down"] == 5
+    assert tot["closes"]["client_churn"] == 10
+    assert tot["closes"]["client_shutdown"] == 10
+    assert tot["connects"] == 15 + 10
+    assert tot["missed"] == 0
+
+
+async def test_stop_closes_everyone_and_marks_partial(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async def interrupt(runner: Runner) -> None:
+        await trio.sleep(12.5)
+        runner.stop("interrupted")
+
+    body = one_client(hold="1h").replace("to = 1", "to = 5")
+    outcome = await run(body, tmp_path, gateway_opener(), during=interrupt)
+    assert outcome.status == "interrupted"
+    assert outcome.exit_code == 130
+    assert outcome.summary["partial"] is True
+    assert outcome.summary["totals"]["closes"] == {"client_shutdown": 5}
+    (run_dir,) = tmp_path.iterdir()
+    manifest = json.loads((run_dir / "run.json").read_text())
+    assert manifest["status"] == "interrupted"
+    lines = (run_dir / "intervals.jsonl").read_text().splitlines()
+    assert len(lines) == 2  # 0-10 s and the partial 10-12.5 s
+
+
+async def test_ws_ping_protocol_and_server_pings(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    gw = GatewayConfig(server_ping_interval=2.0)
+    outcome = await run(one_client(hold="9500ms"), tmp_path, gateway_opener(gw), protocol="ws-ping")
+    tot = outcome.summary["totals"]
+    assert tot["pongs"] == tot["pings"] == 10  # RFC 6455 pings at 0..9 s
+    assert tot["server_pings"] == 4  # the server's pings at 2, 4, 6, 8 s, all answered
