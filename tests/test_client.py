@@ -67,7 +67,7 @@ async def fake_server(stream: trio.abc.Stream, pong_delay: float | None) -> None
             data = await stream.receive_some(65536)
             if not data:
                 return
-            ws.receive_data(data)
+            ws.receive_data(bytes(data))
             for event in ws.events():
                 if isinstance(event, Request):
                     await stream.send_all(ws.send(AcceptConnection()))
@@ -140,7 +140,7 @@ async def test_zombie_detected_after_max_missed(
     assert tot["missed"] == 3
     assert tot["zombies"] == 1
     assert tot["closes"]["client_zombie"] == 1
-    zombie = [e for e in events(tmp_path) if e["event"] == "close"][0]
+    zombie = next(e for e in events(tmp_path) if e["event"] == "close")
     assert zombie["t"] == pytest.approx(3.0, abs=0.002)
     assert zombie["code"] == 1001
     assert zombie["evidence"]["consecutive_missed"] == 3
