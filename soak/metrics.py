@@ -143,17 +143,18 @@ class Metrics:
 def percentiles_ms(h: HdrHistogram) -> dict[str, Any]:
     """The usual summary of one histogram, in milliseconds."""
     n = h.get_total_count()
+    keys = ("p50", "p90", "p99", "p99.9", "p99.99")
     if not n:
-        return {"count": 0}
+        return {"count": 0, "min": None, "mean": None, **dict.fromkeys(keys), "max": None}
+    # one pass over the counts for all percentiles (each separate lookup is a
+    # full pass, ~0.7 ms)
+    qs = (50.0, 90.0, 99.0, 99.9, 99.99)
+    values = h.get_percentile_to_value_dict(list(qs))
     return {
         "count": n,
         "min": h.get_min_value() / 1000.0,
         "mean": round(h.get_mean_value() / 1000.0, 3),
-        "p50": h.get_value_at_percentile(50.0) / 1000.0,
-        "p90": h.get_value_at_percentile(90.0) / 1000.0,
-        "p99": h.get_value_at_percentile(99.0) / 1000.0,
-        "p99.9": h.get_value_at_percentile(99.9) / 1000.0,
-        "p99.99": h.get_value_at_percentile(99.99) / 1000.0,
+        **{k: values[q] / 1000.0 for k, q in zip(keys, qs, strict=True)},
         "max": h.get_max_value() / 1000.0,
     }
 

@@ -164,10 +164,12 @@ def interval_record(iv: Interval, extra: dict[str, Any]) -> dict[str, Any]:
         h = iv.hist[name]
         n = h.get_total_count()
         rec[f"{name}_count"] = n
-        if n:
-            rec[f"{name}_p50_ms"] = h.get_value_at_percentile(50.0) / 1000.0
-            rec[f"{name}_p99_ms"] = h.get_value_at_percentile(99.0) / 1000.0
-            rec[f"{name}_max_ms"] = h.get_max_value() / 1000.0
+        # every key in every line, null when there was no sample: readers
+        # (and the golden file) never have to guess whether a key exists
+        p = h.get_percentile_to_value_dict([50.0, 99.0]) if n else {}
+        rec[f"{name}_p50_ms"] = p[50.0] / 1000.0 if n else None
+        rec[f"{name}_p99_ms"] = p[99.0] / 1000.0 if n else None
+        rec[f"{name}_max_ms"] = h.get_max_value() / 1000.0 if n else None
     rec["closes"] = dict(sorted(iv.closes.items()))
     rec["handshake_failures"] = dict(sorted(iv.handshake_failures.items()))
     rec["dropped_samples"] = dict(sorted(iv.dropped_samples.items()))

@@ -1,0 +1,125 @@
+"""Real sockets on 127.0.0.1: 200 clients against the reference gateway for
+a few seconds, then the results directory read back with standard readers,
+and its format pinned by a golden file."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import trio
+from hdrh.histogram import HdrHistogram
+from hdrh.log import HistogramLogReader
+
+from soak.gateway import Gateway, GatewayConfig
+from soak.metrics import HIGHEST_US, HISTOGRAMS, LOWEST_US, SIG_FIGS
+from soak.recorder import Recorder, now_wall
+from soak.runner import Runner
+from tests.conftest import make_profile
+
+GOLDEN = Path(__file__).parent / "golden" / "results_format.json"
+
+PROFILE = """
+[run]
+label = "loopback"
+report_interval = "1s"
+seed = 7
+[clients]
+max_connecting = 64
+[[clients.stages]]
+kind = "ramp"
+to = 200
+duration = "1s"
+[[clients.stages]]
+kind = "hold"
+duration = "3s"
+[heartbeat]
+interval = "500ms"
+timeout = "2s"
+[thresholds]
+rtt_p99 = "1s"
+heartbeat_success = "99%"
+"""
+
+
+def shape(value: Any) -> Any:
+    """The structure of a JSON value: dict keys kept, leaves reduced to their type."""
+    if isinstance(value, dict):
+        return {k: shape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [shape(value[0])] if value else []
+    return type(value).__name__ if value is not None else "null"
+
+
+def read_hlog(path: Path) -> list[HdrHistogram]:
+    reader = HistogramLogReader(str(path), HdrHistogram(LOWEST_US, HIGHEST_US, SIG_FIGS))
+    out = []
+    while (h := reader.get_next_interval_histogram()) is not None:
+        out.append(h)
+    return out
+
+
+async def test_200_clients_on_loopback(tmp_path: Path) -> None:
+    gateway = Gateway(GatewayConfig(host="127.0.0.1", port=0))
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(gateway.serve)
+            profile = make_profile(PROFILE, url=f"ws://127.0.0.1:{port}/ws", results=tmp_path)
+            wall0 = now_wall()
+            recorder = Recorder(tmp_path, profile.run.label, wall0)
+            outcome = await Runner(profile, recorder, manage_gc=False).run()
+            nursery.cancel_scope.cancel()
+
+    assert outcome.exit_code == 0, outcome.summary["thresholds"]
+    run_dir = recorder.path
+    tot = outcome.summary["totals"]
+    assert tot["connects"] == 200
+    assert tot["handshake_failure_total"] == 0
+    assert tot["missed"] == 0
+    assert tot["closes"] == {"client_shutdown": 200}
+    assert gateway.stats()["pings_received"] == tot["pings"]
+
+    # intervals.jsonl: one line per second plus the shutdown tail, counts add up
+    intervals = [json.loads(x) for x in (run_dir / "intervals.jsonl").read_text().splitlines()]
+    assert len(intervals) == 4
+    assert max(iv["connected"] for iv in intervals) == 200
+    assert sum(iv["pings"] for iv in intervals) == tot["pings"]
+    assert sum(iv["pongs"] for iv in intervals) == tot["pongs"] > 0
+
+    # every .hlog decodes with hdrh's own reader; counts and times match
+    for name in HISTOGRAMS:
+        hists = read_hlog(run_dir / f"{name}.hlog")
+        assert len(hists) == len(intervals), name
+    rtt = read_hlog(run_dir / "rtt.hlog")
+    assert [h.get_total_count() for h in rtt] == [iv["rtt_count"] for iv in intervals]
+    # absolute timestamps: StartTime + the interval's offset, in ms
+    assert abs(rtt[0].get_start_time_stamp() - wall0 * 1000) < 2
+    assert abs(rtt[1].get_start_time_stamp() - (wall0 + 1) * 1000) < 2
+    merged = HdrHistogram(LOWEST_US, HIGHEST_US, SIG_FIGS)
+    for h in rtt:
+        merged.add(h)
+    assert merged.get_max_value() / 1000 == outcome.summary["latency_ms"]["rtt"]["max"]
+
+    # events.jsonl: one close per client, with evidence
+    events = [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines()]
+    closes = [e for e in events if e["event"] == "close"]
+    assert len(closes) == 200
+    assert {e["code"] for e in closes} == {1001}
+
+    # the format, pinned: file names, JSON shapes, hlog headers
+    found = {
+        "files": sorted(p.name for p in run_dir.iterdir()),
+        "run.json": shape(json.loads((run_dir / "run.json").read_text())),
+        "intervals.jsonl": shape(intervals[1]),
+        "events.jsonl close": shape(closes[0]),
+        "summary.json": shape(outcome.summary),
+        "hlog header": [
+            line if "Time:" not in line else line.split(":")[0]
+            for line in (run_dir / "rtt.hlog").read_text().splitlines()[:5]
+        ],
+    }
+    if os.environ.get("SOAK_UPDATE_GOLDEN"):
+        GOLDEN.write_text(json.dumps(found, indent=1, sort_keys=True) + "\n")
+    assert found == json.loads(GOLDEN.read_text())
