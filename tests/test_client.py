@@ -272,3 +272,41 @@ async def test_ws_ping_protocol_and_server_pings(
     tot = outcome.summary["totals"]
     assert tot["pongs"] == tot["pings"] == 10  # RFC 6455 pings at 0..9 s
     assert tot["server_pings"] == 4  # the server's pings at 2, 4, 6, 8 s, all answered
+
+
+async def deaf_server(stream: trio.abc.Stream) -> None:
+    """Accepts the upgrade, then never reads or answers anything again."""
+    ws = WSConnection(ConnectionType.SERVER)
+    ws.receive_data(bytes(await stream.receive_some(65536)))
+    await stream.send_all(ws.send(AcceptConnection()))
+    await trio.sleep_forever()
+
+
+async def test_second_stop_aborts_at_once(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    def make(nursery: trio.Nursery) -> Opener:
+        async def open_stream() -> trio.abc.Stream:
+            client, server = trio.testing.memory_stream_pair()
+            nursery.start_soon(deaf_server, server)
+            return client
+
+        return open_stream
+
+    async def ctrl_c_twice(runner: Runner) -> None:
+        await trio.sleep(0.5)
+        runner.stop("interrupted")  # the clients now wait for close frames that never come
+        await trio.sleep(0.25)
+        runner.stop("interrupted")
+
+    body = one_client(hold="1h").replace("max_missed = 3", "max_missed = 100")
+    outcome = await run(body, tmp_path, make, during=ctrl_c_twice)
+    assert trio.current_time() == 0.75  # not the 2 s a graceful close would wait
+    assert outcome.status == "aborted"
+    assert outcome.exit_code == 130
+    (run_dir,) = tmp_path.iterdir()
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "aborted"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["partial"] is True
+    assert summary["totals"]["pings"] == 1
+    assert len((run_dir / "intervals.jsonl").read_text().splitlines()) == 1
