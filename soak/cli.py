@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import resource
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ import trio
 
 from soak import __version__
 from soak.errors import LocalError, SoakError
+from soak.limits import raise_fd_limit
 from soak.live import LiveView, print_summary
 from soak.profile import Profile, load_profile, override
 from soak.recorder import Recorder, now_wall
@@ -49,21 +49,15 @@ def errors_as_exit_codes() -> Iterator[None]:
         fail(str(exc), EXIT_TARGET)
 
 
-def raise_fd_limit(needed: int) -> int:
-    """Raise the soft descriptor limit to the hard one; fail clearly if the
+def check_fd_limit(needed: int) -> int:
+    """Raise the soft descriptor limit as far as allowed; fail clearly if the
     profile needs more than one process may have."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
-        except (ValueError, OSError):
-            pass
+    soft = raise_fd_limit()
     if needed + FD_RESERVE > soft:
         fail(
             f"this profile needs {needed} connections at its peak, but one process may "
-            f"open at most {soft} descriptors (hard limit {hard}, {FD_RESERVE} kept in "
-            f"reserve): lower the peak to {max(0, soft - FD_RESERVE)} or fewer clients"
+            f"open at most {soft} descriptors ({FD_RESERVE} kept in reserve): lower the "
+            f"peak to {max(0, soft - FD_RESERVE)} or fewer clients per process"
         )
     return soft
 
@@ -85,7 +79,7 @@ def _load(path: str, **overrides: Any) -> Profile:
 
 def execute(profile: Profile, *, quiet: bool = False) -> int:
     """Run a loaded profile with the live view; return the exit code."""
-    raise_fd_limit(profile.peak_clients)
+    check_fd_limit(profile.peak_clients)
     with errors_as_exit_codes():
         recorder = Recorder(profile.run.results_dir, profile.run.label, now_wall())
     view = LiveView()
@@ -229,6 +223,19 @@ def reference_gateway(extra: list[str]) -> Iterator[int]:
     default=None,
     help='Send RFC 6455 pings to every client this often, e.g. "25s".',
 )
+@click.option(
+    "--timeout-close-code",
+    default=4000,
+    show_default=True,
+    type=click.IntRange(1000, 4999),
+    help="Close code sent to a client whose heartbeats timed out.",
+)
+@click.option(
+    "--timeout-close-reason",
+    default="heartbeat_timeout",
+    show_default=True,
+    help="Close reason sent with it.",
+)
 def gateway(
     host: str,
     port: int,
@@ -237,6 +244,8 @@ def gateway(
     max_missed: int,
     check_every: str,
     server_ping: str | None,
+    timeout_close_code: int,
+    timeout_close_reason: str,
 ) -> None:
     """Run the built-in reference gateway (JSON and RFC 6455 heartbeats,
     GET /api/stats)."""
@@ -254,16 +263,18 @@ def gateway(
             )
         return value
 
-    raise_fd_limit(0)
-    config = GatewayConfig(
-        host=host,
-        port=port,
-        hb_interval=dur("--hb-interval", hb_interval),
-        hb_timeout=dur("--hb-timeout", hb_timeout),
-        max_missed=max_missed,
-        check_every=dur("--check-every", check_every),
-        server_ping_interval=None if server_ping is None else dur("--server-ping", server_ping),
-    )
+    with errors_as_exit_codes():
+        config = GatewayConfig(
+            host=host,
+            port=port,
+            hb_interval=dur("--hb-interval", hb_interval),
+            hb_timeout=dur("--hb-timeout", hb_timeout),
+            max_missed=max_missed,
+            check_every=dur("--check-every", check_every),
+            server_ping_interval=None if server_ping is None else dur("--server-ping", server_ping),
+            timeout_close_code=timeout_close_code,
+            timeout_close_reason=timeout_close_reason,
+        )
     try:
         trio.run(run_gateway, config)
     except OSError as exc:

@@ -3,17 +3,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import pytest
 import trio
 import trio.testing
 
 from soak.gateway import Gateway
 from soak.profile import Profile, parse_profile
-
-
-@pytest.fixture
-def autojump_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0)
 
 
 def make_profile(

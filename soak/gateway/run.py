@@ -1,0 +1,34 @@
+"""Run the reference gateway as a process: ``soak gateway`` calls this."""
+
+from __future__ import annotations
+
+import signal
+
+import trio
+
+from soak.gateway.config import GatewayConfig
+from soak.gateway.server import Gateway
+from soak.limits import raise_fd_limit
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def run_gateway(config: GatewayConfig) -> None:
+    """Serve until SIGINT or SIGTERM, then close every connection with 1001.
+
+    Prints exactly one line, ``soak gateway listening on <host>:<port>``, once
+    the port is bound; a parent that started us with ``--port 0`` parses it.
+    """
+    raise_fd_limit()
+    gateway = Gateway(config)
+    # Installed here, not at import: importing soak must not touch signals.
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(gateway.serve)
+            print(f"soak gateway listening on {_address(config.host, port)}", flush=True)
+            async for _signum in signals:
+                break
+            # Cancelling serve's nursery makes each connection send 1001.
+            nursery.cancel_scope.cancel()
