@@ -83,13 +83,14 @@ def execute(profile: Profile, *, quiet: bool = False) -> int:
     with errors_as_exit_codes():
         recorder = Recorder(profile.run.results_dir, profile.run.label, now_wall())
     view = LiveView()
-    runner = Runner(
-        profile,
-        recorder,
-        on_status=None if quiet else view.status,
-        on_interval=None if quiet else view.interval,
-        signals=True,
-    )
+    with errors_as_exit_codes():
+        runner = Runner(
+            profile,
+            recorder,
+            on_status=None if quiet else view.status,
+            on_interval=None if quiet else view.interval,
+            signals=True,
+        )
     click.echo(
         f"soak: running '{profile.run.label}' against {profile.target.url} for "
         f"{profile.duration:g}s, results in {recorder.path}",

@@ -8,11 +8,13 @@ A client owns one connection at a time and lives this loop::
 
     connect -> handshake -> heartbeat + receive -> close -> backoff -> ...
 
-On a plain stream one task does everything: it waits for data with a
-deadline (the next ping or the next timeout) and acts when either comes.
-That keeps memory and task switches per client at a minimum. Receiving from
-a TLS stream cannot be cancelled without breaking it, so on ``wss://`` a
-reader task and a ticker task share the connection behind a send lock.
+One task per client does everything: it waits for data with a deadline (the
+next ping or the next timeout) and acts when either comes. That keeps memory
+and task switches per client at a minimum, and needs no send lock. It relies
+on ``receive_some`` being safe to cancel: true for sockets and memory
+streams, and for ``trio.SSLStream`` once its handshake is done (the opener
+completes it; trio documents only a cancelled handshake or renegotiation as
+breaking the stream, and TLS 1.3 has no renegotiation).
 
 Every connection always drains incoming frames and answers the server's
 pings: a client that stops reading makes the gateway time it out, and the
@@ -58,9 +60,9 @@ from soak.classify import (
     Evidence,
     reason_key,
 )
-from soak.errors import HandshakeError
+from soak.errors import HandshakeError, LocalError
 from soak.metrics import Metrics
-from soak.profile import Profile
+from soak.profile import Profile, TargetConfig
 from soak.protocols import PROTOCOLS
 
 # Heartbeat frames are ~100 bytes. recv(n) allocates n bytes before it
@@ -78,25 +80,35 @@ TIMER_EARLY = 0.001
 OpenStream = Callable[[], Awaitable[trio.abc.Stream]]
 
 
-def url_opener(url: str, *, tls_verify: bool = True) -> OpenStream:
+def tls_context(target: TargetConfig) -> ssl.SSLContext:
+    """The client's TLS settings for a ``wss://`` target."""
+    try:
+        ctx = ssl.create_default_context(cafile=target.ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise LocalError(f"target.ca_file: cannot load {target.ca_file}: {exc}") from exc
+    if not target.tls_verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def url_opener(target: TargetConfig) -> OpenStream:
     """The default way to reach a target: TCP, plus TLS for ``wss://``."""
-    parts = urlsplit(url)
+    parts = urlsplit(target.url)
     host = parts.hostname or ""
-    secure = parts.scheme == "wss"
-    port = parts.port or (443 if secure else 80)
-    ctx: ssl.SSLContext | None = None
-    if secure:
-        ctx = ssl.create_default_context()
-        if not tls_verify:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
+    port = parts.port or (443 if target.secure else 80)
+    ctx = tls_context(target) if target.secure else None
 
     async def open_stream() -> trio.abc.Stream:
         tcp = await trio.open_tcp_stream(host, port)
         if ctx is None:
             return tcp
         tls = trio.SSLStream(tcp, ctx, server_hostname=host, https_compatible=True)
-        await tls.do_handshake()
+        try:
+            await tls.do_handshake()
+        except BaseException:
+            await trio.aclose_forcefully(tcp)
+            raise
         return tls
 
     return open_stream
@@ -138,7 +150,6 @@ class Shared:
             value = profile.target.token_prefix + token.value
             headers.append((profile.target.token_header.encode(), value.encode()))
         self.extra_headers = headers
-        self.secure = profile.target.secure
         self.connected = 0
         self.connecting = 0
         self.gave_up = 0
@@ -150,22 +161,16 @@ class Shared:
 class _Conn:
     """One open WebSocket: the stream, wsproto's state and a partial message."""
 
-    __slots__ = ("buffer", "lock", "opened_at", "stream", "ws")
+    __slots__ = ("buffer", "opened_at", "stream", "ws")
 
     def __init__(self, stream: trio.abc.Stream, ws: WSConnection, opened_at: float) -> None:
         self.stream = stream
         self.ws = ws
         self.opened_at = opened_at
         self.buffer: list[str] = []
-        self.lock: trio.Lock | None = None
 
     async def send(self, event: Event) -> None:
-        data = self.ws.send(event)
-        if self.lock is None:
-            await self.stream.send_all(data)
-        else:
-            async with self.lock:
-                await self.stream.send_all(data)
+        await self.stream.send_all(self.ws.send(event))
 
 
 class Client:
@@ -325,10 +330,7 @@ class Client:
                 ws.receive_data(cast(bytes, data))
                 for event in ws.events():
                     if isinstance(event, AcceptConnection):
-                        conn = _Conn(stream, ws, trio.current_time())
-                        if self.shared.secure:
-                            conn.lock = trio.Lock()
-                        return conn
+                        return _Conn(stream, ws, trio.current_time())
                     if isinstance(event, RejectConnection):
                         raise _rejected(url, event)
         except trio.BrokenResourceError as exc:
@@ -361,10 +363,7 @@ class Client:
             # events that arrived together with the upgrade response
             info = await self._handle_events(conn, ready)
             if info is None:
-                if conn.lock is None:
-                    info = await self._single_task(conn)
-                else:
-                    info = await self._two_tasks(conn)
+                info = await self._serve(conn)
             return info
         except trio.BrokenResourceError:
             return self._lost(conn, "reset")
@@ -377,7 +376,7 @@ class Client:
             self.hb = None
             await trio.aclose_forcefully(conn.stream)
 
-    async def _single_task(self, conn: _Conn) -> CloseInfo:
+    async def _serve(self, conn: _Conn) -> CloseInfo:
         hb = self.hb
         assert hb is not None
         stream = conn.stream
@@ -394,34 +393,6 @@ class Client:
                 info = await self._on_data(conn, data)
                 if info is not None:
                     return info
-
-    async def _two_tasks(self, conn: _Conn) -> CloseInfo:
-        result: list[CloseInfo] = []
-        hb = self.hb
-        assert hb is not None
-
-        async def reader(cancel: trio.CancelScope) -> None:
-            while True:
-                data = await conn.stream.receive_some(RECEIVE_SIZE)
-                info = await self._on_data(conn, data)
-                if info is not None:
-                    result.append(info)
-                    cancel.cancel()
-                    return
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(reader, nursery.cancel_scope)
-            while True:
-                with trio.move_on_at(hb.next_deadline()) as scope:
-                    self._wake = scope
-                    await trio.sleep_forever()
-                self._wake = None
-                info = await self._tick(conn, trio.current_time())
-                if info is not None:
-                    result.append(info)
-                    nursery.cancel_scope.cancel()
-                    break
-        return result[0]
 
     async def _tick(self, conn: _Conn, now: float) -> CloseInfo | None:
         """Timers: a close asked for by the runner, timeouts, a due ping."""

@@ -107,6 +107,8 @@ class TargetConfig:
     token_header: str = "Authorization"
     token_prefix: str = "Bearer "
     connect_timeout: float = 10.0
+    tls_verify: bool = True  # false: accept any certificate (self-signed test gateways)
+    ca_file: str | None = None  # a PEM bundle to trust instead of the system's
     token: Secret | None = None  # resolved from token_env by load_profile
 
     @property
@@ -229,7 +231,7 @@ def percentile_of(name: str) -> float | None:
     if name == "max":
         return None
     digits = name[1:]
-    if len(digits) <= 2:
+    if len(digits) <= 2 or digits == "100":  # "p100" is the 100th, not the 10.0th
         return float(digits)
     return float(digits[:2] + "." + digits[2:])
 
@@ -306,6 +308,12 @@ class _Loader:
             self.fail(where, "expected a string", raw)
         return str(raw)
 
+    def existing_file(self, where: str, raw: Any) -> str:
+        text = self.string(where, raw)
+        if not Path(text).is_file():
+            self.fail(where, "expected the path of an existing file", raw)
+        return text
+
     def boolean(self, where: str, raw: Any) -> bool:
         if not isinstance(raw, bool):
             self.fail(where, "expected true or false", raw)
@@ -337,8 +345,8 @@ class _Loader:
         try:
             parts = urlsplit(text)
             port = parts.port
-        except ValueError:
-            return self.fail(where, "expected a ws:// or wss:// URL", raw)
+        except ValueError as exc:  # e.g. "Port out of range 0-65535"
+            return self.fail(where, f"expected a ws:// or wss:// URL ({exc})", raw)
         if parts.scheme not in ("ws", "wss") or not parts.hostname:
             self.fail(where, "expected a ws:// or wss:// URL with a host", raw)
         if port == 0:
@@ -354,7 +362,7 @@ def _show(value: Any) -> str:
     if isinstance(value, dict):
         return "a table"
     if isinstance(value, list):
-        return "a list"
+        return "a list" if value else "an empty list"
     return repr(value)
 
 
@@ -445,6 +453,8 @@ def _parse_target(s: _Section, environ: Mapping[str, str]) -> TargetConfig:
         token_header=s.get("token_header", ld.string, d.token_header),
         token_prefix=s.get("token_prefix", ld.string, d.token_prefix),
         connect_timeout=s.get("connect_timeout", ld.positive_duration, d.connect_timeout),
+        tls_verify=s.get("tls_verify", ld.boolean, d.tls_verify),
+        ca_file=s.get("ca_file", ld.existing_file, d.ca_file),
         token=token,
     )
     s.finish()

@@ -17,9 +17,10 @@ def make_profile(
     results: Path | None = None,
     environ: dict[str, str] | None = None,
     protocol: str = "json",
+    target_extra: str = "",
 ) -> Profile:
     """A profile from a TOML body; [target] and [run].results_dir are filled in."""
-    head = f'[target]\nurl = "{url}"\nprotocol = "{protocol}"\n'
+    head = f'[target]\nurl = "{url}"\nprotocol = "{protocol}"\n' + target_extra
     text = head + body
     profile = parse_profile(text, "test.toml", environ or {})
     if results is not None:
