@@ -310,3 +310,62 @@ async def test_second_stop_aborts_at_once(
     assert summary["partial"] is True
     assert summary["totals"]["pings"] == 1
     assert len((run_dir / "intervals.jsonl").read_text().splitlines()) == 1
+
+
+async def test_token_is_sent_and_never_recorded(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    seen: list[list[tuple[bytes, bytes]]] = []
+
+    async def recording_server(stream: trio.abc.Stream) -> None:
+        ws = WSConnection(ConnectionType.SERVER)
+        while True:
+            data = await stream.receive_some(65536)
+            if not data:
+                return
+            ws.receive_data(bytes(data))
+            for event in ws.events():
+                if isinstance(event, Request):
+                    seen.append(list(event.extra_headers))
+                    await stream.send_all(ws.send(AcceptConnection()))
+                elif isinstance(event, CloseConnection):
+                    await stream.send_all(ws.send(event.response()))
+                    return
+
+    def make(nursery: trio.Nursery) -> Opener:
+        async def open_stream() -> trio.abc.Stream:
+            client, server = trio.testing.memory_stream_pair()
+            nursery.start_soon(recording_server, server)
+            return client
+
+        return open_stream
+
+    secret = "s3cret-t0ken-value"
+    body = one_client(hold="2s")
+    profile = make_profile(
+        body,
+        results=tmp_path,
+        environ={"GW_TOKEN": secret},
+        target_extra='token_env = "GW_TOKEN"\n'
+        'headers = { "X-Api-Key" = "k3y", "X-Tenant" = "t1" }\n',
+    )
+    recorder = Recorder(tmp_path, profile.run.label, WALL0)
+    async with trio.open_nursery() as servers:
+        runner = Runner(
+            profile, recorder, open_stream=make(servers), lag_probe=None, manage_gc=False
+        )
+        await runner.run()
+        servers.cancel_scope.cancel()
+    (headers,) = seen
+    assert (b"authorization", b"Bearer " + secret.encode()) in headers
+    assert (b"x-tenant", b"t1") in headers
+    assert secret not in repr(profile)
+    for path in recorder.path.iterdir():
+        text = path.read_text()
+        assert secret not in text, path.name
+        assert "k3y" not in text, path.name
+    manifest = json.loads((recorder.path / "run.json").read_text())
+    assert manifest["profile"]["target"]["headers"] == {
+        "X-Api-Key": "<redacted>",
+        "X-Tenant": "t1",
+    }
