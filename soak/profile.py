@@ -19,6 +19,7 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
@@ -552,8 +553,10 @@ def _parse_thresholds(s: _Section) -> tuple[Threshold, ...]:
 def _parse_percent(ld: _Loader, where: str, raw: Any) -> float:
     if isinstance(raw, str) and raw.endswith("%"):
         try:
-            value = float(raw[:-1]) / 100.0
-        except ValueError:
+            # in decimal: float("99.9") / 100 is 0.9990000000000001, and a run
+            # with exactly 999 of 1000 pongs would fail "99.9%"
+            value = float(Decimal(raw[:-1]) / 100)
+        except (ValueError, ArithmeticError):
             pass
         else:
             if 0.0 <= value <= 1.0:

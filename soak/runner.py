@@ -109,7 +109,7 @@ class Runner:
     ) -> None:
         self.profile = profile
         self.recorder = recorder
-        self.open_stream = open_stream or url_opener(profile.target.url)
+        self.open_stream = open_stream or url_opener(profile.target)
         self.on_status = on_status
         self.on_interval = on_interval
         self.status_every = status_every
