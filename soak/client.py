@@ -23,8 +23,10 @@ tester would then cause the very timeouts it is meant to measure.
 
 from __future__ import annotations
 
+import errno
 import math
 import random
+import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -560,10 +562,14 @@ class Client:
         self.shared.emit(ev)
 
 
-def _os_cause(exc: OSError) -> str:
-    import errno
-    import socket
-
+def _os_cause(exc: BaseException) -> str:
+    """A short tag for why a connection could not be opened."""
+    if isinstance(exc, BaseExceptionGroup):
+        # trio.open_tcp_stream raises OSError("all attempts to connect ...
+        # failed") from a group of the per-address errors; the first says why
+        return _os_cause(exc.exceptions[0]) if exc.exceptions else "connect_error"
+    if not isinstance(exc, OSError):
+        return "connect_error"
     if isinstance(exc, socket.gaierror):
         return "dns"
     if isinstance(exc, ConnectionRefusedError) or exc.errno == errno.ECONNREFUSED:
@@ -574,13 +580,10 @@ def _os_cause(exc: OSError) -> str:
         return "tls"
     if exc.errno in (errno.EMFILE, errno.ENFILE):
         return "fd_limit"
-    if exc.errno in (errno.EADDRNOTAVAIL,):
+    if exc.errno == errno.EADDRNOTAVAIL:
         return "no_ports"
-    # trio.open_tcp_stream raises OSError("all attempts to connect ... failed")
-    # with the per-address errors chained; look at the first one
-    inner = exc.__cause__
-    if isinstance(inner, OSError) and inner is not exc:
-        return _os_cause(inner)
+    if exc.__cause__ is not None and exc.__cause__ is not exc:
+        return _os_cause(exc.__cause__)
     return "connect_error"
 
 

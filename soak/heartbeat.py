@@ -27,7 +27,9 @@ import math
 from typing import NamedTuple
 
 # An upper bound on missed pings kept for late matching. Misses beyond it are
-# still counted; only the possibility of calling their pong "late" is lost.
+# still counted; only the possibility of calling their pong "late" is lost
+# (such a pong counts as a duplicate and, like one, does not reset the run of
+# misses: only an answer to a ping we are still waiting for proves liveness).
 MAX_EXPIRED_KEPT = 64
 
 OK = "ok"

@@ -214,6 +214,12 @@ _COUNTS = (
     "reconnect_failed",
     "dropped_samples",
 )
+THRESHOLD_HELP = (
+    "valid thresholds: <histogram>_p<NN> (p99, p999 = 99.9th, ...) or <histogram>_max "
+    "for rtt, rtt_service, connect, reconnect and lag; heartbeat_success (a percentage); "
+    "counts: " + ", ".join(_COUNTS)
+)
+# common names, for "did you mean" suggestions
 THRESHOLD_NAMES = (
     "rtt_p50",
     "rtt_p99",
@@ -277,15 +283,21 @@ class _Loader:
     def __init__(self, path: str) -> None:
         self.path = path
 
+    def _prefix(self) -> str:
+        # command-line overrides have no file to name: the option says it all
+        return f"{self.path}: " if self.path else ""
+
     def fail(self, where: str, expected: str, got: Any, *, found: bool = True) -> NoReturn:
         got_text = f", got {_show(got)}" if found else ""
-        raise ProfileError(f"{self.path}: {where}: {expected}{got_text}")
+        raise ProfileError(f"{self._prefix()}{where}: {expected}{got_text}")
 
-    def unknown(self, where: str, key: str, allowed: list[str]) -> None:
+    def unknown(
+        self, where: str, key: str, allowed: list[str], valid: str | None = None
+    ) -> NoReturn:
         near = difflib.get_close_matches(key, allowed, n=1, cutoff=0.5)
         hint = f" (did you mean '{near[0]}'?)" if near else ""
-        valid = ", ".join(allowed)
-        raise ProfileError(f"{self.path}: {where}: unknown field{hint}; valid fields: {valid}")
+        valid = valid or "valid fields: " + ", ".join(allowed)
+        raise ProfileError(f"{self._prefix()}{where}: unknown field{hint}; {valid}")
 
     # value parsers: (where, raw) -> value
     def duration(self, where: str, raw: Any) -> float:
@@ -296,6 +308,8 @@ class _Loader:
                 pass
             else:
                 return value
+            if raw.strip().startswith("-"):
+                self.fail(where, "expected a duration of zero or more", raw)
         return self.fail(where, 'expected a duration like "30s", "5m" or "250ms"', raw)
 
     def positive_duration(self, where: str, raw: Any) -> float:
@@ -483,9 +497,8 @@ def _parse_clients(s: _Section) -> ClientsConfig:
 def _parse_stage(s: _Section) -> Stage:
     ld = s.loader
     kind = s.require("kind", ld.choice(STAGE_KINDS))
+    # a ramp may take no time (an instant jump); every other stage must last
     duration = s.require("duration", ld.duration if kind == "ramp" else ld.positive_duration)
-    if duration < 0:
-        ld.fail(s.where("duration"), "expected a duration of zero or more", s.data["duration"])
     stage = Stage(kind=kind, duration=duration)
     if kind == "ramp":
         stage = Stage(kind, duration, to=s.require("to", ld.integer))
@@ -539,14 +552,18 @@ def _parse_thresholds(s: _Section) -> tuple[Threshold, ...]:
     out: list[Threshold] = []
     for key, raw in s.data.items():
         where = s.where(key)
-        if _LATENCY.match(key):
+        m = _LATENCY.match(key)
+        if m:
+            q = percentile_of(m.group(2))
+            if q is not None and not 0 < q <= 100:
+                ld.fail(where, "expected a percentile between p1 and p100", key)
             out.append(Threshold(key, ld.duration(where, raw), str(raw)))
         elif key == "heartbeat_success":
             out.append(Threshold(key, _parse_percent(ld, where, raw), str(raw)))
         elif key in _COUNTS:
             out.append(Threshold(key, float(ld.integer(where, raw)), str(raw)))
         else:
-            ld.unknown(where, key, list(THRESHOLD_NAMES))
+            ld.unknown(where, key, list(THRESHOLD_NAMES), THRESHOLD_HELP)
     return tuple(out)
 
 
@@ -576,7 +593,7 @@ def override(
     results_dir: str | None = None,
 ) -> Profile:
     """Apply CLI overrides, validated with the same parsers as the file."""
-    ld = _Loader("command line")
+    ld = _Loader("")
     run = profile.run
     target = profile.target
     if url is not None:

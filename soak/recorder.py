@@ -70,7 +70,10 @@ class Recorder:
             self._events = self._open("events.jsonl")
             self._hlogs = {h: self._open(f"{h}.hlog") for h in HISTOGRAMS}
         except OSError as exc:
-            raise ResultsError(f"{base}: cannot write results here: {exc.strerror or exc}") from exc
+            raise ResultsError(
+                f"{base}: cannot write results here (run.results_dir or --results-dir): "
+                f"{exc.strerror or exc}"
+            ) from exc
         for h, f in self._hlogs.items():
             f.write(
                 f"#[Histogram log format version 1.3]\n"

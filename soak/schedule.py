@@ -89,8 +89,8 @@ class Schedule:
         return total
 
     def ramp_done_at(self) -> list[float]:
-        """Times at which the count stops growing (end of a ramp up or a
-        spike's start): good moments to freeze the garbage collector."""
+        """Times at which a ramp up ends and the count stops growing: good
+        moments to collect and freeze the garbage collector."""
         out = []
         for seg in self.segments:
             if seg.stage.kind == "ramp" and seg.level_after > seg.level_before:

@@ -118,7 +118,7 @@ CASES = [
         "negative-duration",
         'label = "cli-test"\nduration = "2s"',
         'label = "cli-test"\nduration = "-2s"',
-        ('run.duration: expected a duration like "30s"', 'got "-2s"'),
+        ("run.duration: expected a duration of zero or more", 'got "-2s"'),
     ),
     Case(
         "non-ws-url",
@@ -176,7 +176,7 @@ def test_unwritable_results_directory_from_the_profile(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        ("-5s", 'expected a duration like "30s", "5m" or "250ms", got "-5s"'),
+        ("-5s", 'expected a duration of zero or more, got "-5s"'),
         ("0s", 'expected a duration greater than zero, got "0s"'),
         ("5", 'expected a duration like "30s", "5m" or "250ms", got "5"'),
     ],
@@ -266,11 +266,6 @@ def test_unreachable_target_leaves_complete_results(unreachable: UnreachableRun)
     assert totals["reconnect_failed"] == 2  # both clients gave up
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="soak/client.py _os_cause: trio chains the ConnectionRefusedError in an "
-    "ExceptionGroup, so a refused connection is counted as connect_error",
-)
 def test_unreachable_target_failures_are_counted_as_refused(
     unreachable: UnreachableRun,
 ) -> None:

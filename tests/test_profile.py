@@ -445,7 +445,7 @@ def test_negative_duration(tmp_path: Path, snippet: str, where: str) -> None:
 
 def test_negative_stage_duration(tmp_path: Path) -> None:
     message = load_error(tmp_path, MINIMAL.replace('"1s"', '"-1s"'))
-    assert ': clients.stages[0].duration: expected a duration like "30s"' in message
+    assert ": clients.stages[0].duration: expected a duration of zero or more" in message
     assert 'got "-1s"' in message
 
 
@@ -593,13 +593,22 @@ def test_redacted_keeps_harmless_headers() -> None:
 
 def test_bad_threshold_name_suggests_the_nearest(tmp_path: Path) -> None:
     message = load_error(tmp_path, MINIMAL + '\n[thresholds]\nrtt_p99x = "250ms"\n')
-    expected = ": thresholds.rtt_p99x: unknown field (did you mean 'rtt_p99'?); valid fields: "
+    expected = ": thresholds.rtt_p99x: unknown field (did you mean 'rtt_p99'?); valid thresholds: "
     assert expected in message
 
 
 def test_bad_threshold_name_without_a_near_one(tmp_path: Path) -> None:
     message = load_error(tmp_path, MINIMAL + '\n[thresholds]\nlatency = "250ms"\n')
-    assert ": thresholds.latency: unknown field; valid fields: rtt_p50, rtt_p99" in message
+    assert ": thresholds.latency: unknown field; valid thresholds: <histogram>_p<NN>" in message
+    assert "for rtt, rtt_service, connect, reconnect and lag" in message
+
+
+@pytest.mark.parametrize("name", ["rtt_p0", "lag_p00"])
+def test_percentile_out_of_range(tmp_path: Path, name: str) -> None:
+    message = load_error(tmp_path, MINIMAL + f'\n[thresholds]\n{name} = "250ms"\n')
+    assert (
+        f': thresholds.{name}: expected a percentile between p1 and p100, got "{name}"' in message
+    )
 
 
 def test_latency_thresholds_by_pattern() -> None:
@@ -753,12 +762,12 @@ def test_override_nothing_is_the_same_profile() -> None:
     [
         (
             {"duration": "-5s"},
-            'command line: --duration: expected a duration like "30s", "5m" or "250ms", got "-5s"',
+            '--duration: expected a duration of zero or more, got "-5s"',
         ),
-        ({"duration": "0s"}, "command line: --duration: expected a duration greater than zero"),
-        ({"duration": "10"}, 'command line: --duration: expected a duration like "30s"'),
-        ({"url": "http://x/"}, "command line: --url: expected a ws:// or wss:// URL with a host"),
-        ({"label": "a b"}, "command line: --label: expected 1-80 letters"),
+        ({"duration": "0s"}, "--duration: expected a duration greater than zero"),
+        ({"duration": "10"}, '--duration: expected a duration like "30s"'),
+        ({"url": "http://x/"}, "--url: expected a ws:// or wss:// URL with a host"),
+        ({"label": "a b"}, "--label: expected 1-80 letters"),
     ],
 )
 def test_override_rejects_bad_values(kwargs: dict[str, str], message: str) -> None:
