@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 
 import trio
 from wsproto import ConnectionType, WSConnection
-from wsproto.connection import ConnectionState
+from wsproto.connection import Connection, ConnectionState
 from wsproto.events import (
     AcceptConnection,
     BytesMessage,
@@ -165,7 +165,7 @@ class _Conn:
 
     __slots__ = ("buffer", "opened_at", "stream", "ws")
 
-    def __init__(self, stream: trio.abc.Stream, ws: WSConnection, opened_at: float) -> None:
+    def __init__(self, stream: trio.abc.Stream, ws: Connection, opened_at: float) -> None:
         self.stream = stream
         self.ws = ws
         self.opened_at = opened_at
@@ -332,7 +332,12 @@ class Client:
                 ws.receive_data(cast(bytes, data))
                 for event in ws.events():
                     if isinstance(event, AcceptConnection):
-                        return _Conn(stream, ws, trio.current_time())
+                        # Keep only the frame-level connection: the finished
+                        # HTTP handshake (h11 state, ~1.5 KB) would otherwise
+                        # live as long as the connection. Frames that came
+                        # with the upgrade response are already queued in it.
+                        assert ws.connection is not None
+                        return _Conn(stream, ws.connection, trio.current_time())
                     if isinstance(event, RejectConnection):
                         raise _rejected(url, event)
         except trio.BrokenResourceError as exc:

@@ -98,7 +98,10 @@ async def test_wss_on_loopback_with_ca_file(tmp_path: Path) -> None:
             nursery.cancel_scope.cancel()
     tot = outcome.summary["totals"]
     assert tot["connects"] == 3
-    assert tot["pongs"] == tot["pings"] > 0
+    assert tot["pings"] > 0
+    # a ping sent just before the end may still be waiting: abandoned, not missed
+    assert tot["pongs"] + tot["abandoned"] == tot["pings"]
+    assert tot["missed"] == 0
     assert tot["handshake_failure_total"] == 0
 
 
