@@ -94,5 +94,6 @@ def print_summary(summary: dict[str, Any], path: str, out: TextIO) -> None:
         )
     for v in summary["thresholds"]:
         w(f"  threshold    {v['text']}\n")
+    w(f"  verdict      {summary['verdict']} (exit code {summary['exit_code']})\n")
     w(f"  results      {path}\n")
     out.flush()

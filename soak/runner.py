@@ -38,11 +38,8 @@ from soak.recorder import Recorder, iso, rss_bytes
 from soak.schedule import Schedule
 from soak.summary import (
     EXIT_OK,
-    EXIT_SIGINT,
-    EXIT_SIGTERM,
-    EXIT_TARGET,
-    EXIT_THRESHOLDS,
     TESTER_BOTTLENECK_LAG_S,
+    exit_code,
     latencies,
     totals,
     verdicts,
@@ -326,22 +323,14 @@ class Runner:
         self.recorder.close()
         tot = totals(self.metrics)
         checks = verdicts(self.profile, self.metrics, tot)
-        if self.status == "interrupted":
-            code = EXIT_SIGINT
-        elif self.status in ("terminated", "aborted"):
-            code = EXIT_SIGTERM if self.status == "terminated" else EXIT_SIGINT
-        elif tot["connects"] == 0:
-            code = EXIT_TARGET
-        elif any(not v["ok"] for v in checks):
-            code = EXIT_THRESHOLDS
-        else:
-            code = EXIT_OK
+        code, verdict = exit_code(self.status, tot, checks, self.profile)
         summary = {
             "label": self.profile.run.label,
             "target": self.profile.target.url,
             "status": self.status,
             "partial": self.status != "completed",
             "exit_code": code,
+            "verdict": verdict,
             "duration_s": round(now - self._t0, 3),
             "intervals": self.metrics.intervals_done,
             "clients_planned_peak": self.schedule.peak,

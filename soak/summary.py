@@ -92,3 +92,27 @@ def _show(th: Threshold, value: float) -> str:
     if th.name.endswith(("_max",)) or "_p" in th.name:
         return format_duration(value) if value >= 1 else f"{value * 1000:.3f}ms"
     return f"{value:g}"
+
+
+def exit_code(
+    status: str, tot: dict[str, Any], checks: list[dict[str, Any]], profile: Profile
+) -> tuple[int, str]:
+    """The run's exit code and the one-line reason for it."""
+    if status == "interrupted":
+        return EXIT_SIGINT, "interrupted (SIGINT)"
+    if status == "aborted":
+        return EXIT_SIGINT, "aborted by a second SIGINT"
+    if status == "terminated":
+        return EXIT_SIGTERM, "terminated (SIGTERM)"
+    if tot["connects"] == 0 and tot["connect_attempts"] > 0:
+        return EXIT_TARGET, "the target was never reachable"
+    gave_up = tot["reconnect_failed"]
+    judged = {th.name for th in profile.thresholds}
+    if gave_up and "reconnect_failed" not in judged:
+        # The planned load was not held. A profile that expects clients to
+        # give up says so with a reconnect_failed threshold, which then decides.
+        return EXIT_TARGET, f"{gave_up} clients gave up reconnecting: the planned load was not held"
+    failed = [v["name"] for v in checks if not v["ok"]]
+    if failed:
+        return EXIT_THRESHOLDS, "thresholds failed: " + ", ".join(failed)
+    return EXIT_OK, "passed"

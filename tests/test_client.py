@@ -369,3 +369,42 @@ async def test_token_is_sent_and_never_recorded(
         "X-Api-Key": "<redacted>",
         "X-Tenant": "t1",
     }
+
+
+async def test_target_dies_mid_run(tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+    """The gateway process dies at t=5: connections drop with no close frame,
+    then connecting is refused. The clients back off, give up, and the run
+    still writes everything and exits non-zero."""
+    death = 5.0
+
+    async def doomed(stream: trio.abc.Stream) -> None:
+        with trio.move_on_at(death):
+            await fake_server(stream, pong_delay=0.0)
+        await stream.aclose()  # the process is gone: EOF, no close frame
+
+    def make(nursery: trio.Nursery) -> Opener:
+        async def open_stream() -> trio.abc.Stream:
+            if trio.current_time() >= death:
+                raise ConnectionRefusedError(111, "Connection refused")
+            client, server = trio.testing.memory_stream_pair()
+            nursery.start_soon(doomed, server)
+            return client
+
+        return open_stream
+
+    body = one_client(hold="30s", attempts=2).replace("to = 1", "to = 4")
+    outcome = await run(body, tmp_path, make)
+    tot = outcome.summary["totals"]
+    assert tot["closes"] == {"transport_eof": 4}
+    assert tot["handshake_failures"] == {"refused": 8}  # 2 retries each
+    assert tot["reconnect_failed"] == 4
+    assert outcome.exit_code == 3
+    assert outcome.summary["verdict"] == (
+        "4 clients gave up reconnecting: the planned load was not held"
+    )
+    (run_dir,) = tmp_path.iterdir()
+    lines = (run_dir / "intervals.jsonl").read_text().splitlines()
+    first = json.loads(lines[0])
+    assert first["closes"] == {"transport_eof": 4}
+    assert first["reconnect_failed"] == 4  # 1 s and 2 s of backoff: all gave up by t=8
+    assert len(lines) == 3
