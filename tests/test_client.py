@@ -29,8 +29,9 @@ async def run(
     opener: Callable[[trio.Nursery], Opener],
     during: Callable[[Runner], Awaitable[None]] | None = None,
     protocol: str = "json",
+    target_extra: str = "",
 ) -> Outcome:
-    profile = make_profile(body, results=tmp_path, protocol=protocol)
+    profile = make_profile(body, results=tmp_path, protocol=protocol, target_extra=target_extra)
     recorder = Recorder(tmp_path, profile.run.label, WALL0)
     async with trio.open_nursery() as servers:
         runner = Runner(
@@ -408,3 +409,35 @@ async def test_target_dies_mid_run(tmp_path: Path, autojump_clock: trio.testing.
     assert first["closes"] == {"transport_eof": 4}
     assert first["reconnect_failed"] == 4  # 1 s and 2 s of backoff: all gave up by t=8
     assert len(lines) == 3
+
+
+async def test_queueing_for_a_handshake_slot_is_not_a_timeout(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """One handshake at a time, each taking 0.6 s, and a 1 s connect timeout:
+    the third client waits 1.2 s for its slot, which is our own limit, not
+    the target's slowness."""
+
+    async def slow_server(stream: trio.abc.Stream) -> None:
+        await trio.sleep(0.6)
+        await fake_server(stream, pong_delay=0.0)
+
+    def make(nursery: trio.Nursery) -> Opener:
+        async def open_stream() -> trio.abc.Stream:
+            client, server = trio.testing.memory_stream_pair()
+            nursery.start_soon(slow_server, server)
+            return client
+
+        return open_stream
+
+    body = (
+        one_client(hold="5s")
+        .replace("to = 1", "to = 3")
+        .replace("[clients]", "[clients]\nmax_connecting = 1")
+    )
+    outcome = await run(body, tmp_path, make, target_extra='connect_timeout = "1s"\n')
+    tot = outcome.summary["totals"]
+    assert tot["connects"] == 3
+    assert tot["handshake_failure_total"] == 0
+    connect = outcome.summary["latency_ms"]["connect"]
+    assert connect["max"] == pytest.approx(600, rel=0.01)  # the handshake, not the queue
