@@ -29,6 +29,11 @@ SIG_FIGS = 3
 # loop_lag:     how late the tester's event loop woke a sleeping probe task
 HISTOGRAMS = ("rtt", "rtt_service", "connect", "reconnect", "lag", "loop_lag")
 
+# An interval whose p99 heartbeat send lateness (ms) is above this is one where
+# the tester itself was the bottleneck; its RTT says more about us than the
+# target. intervals.jsonl flags it as "tester_bottleneck".
+TESTER_BOTTLENECK_LAG_MS = 5.0
+
 # Plain counters kept per interval, in the order intervals.jsonl shows them.
 COUNTERS = (
     "pings",  # heartbeats sent

@@ -32,7 +32,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from soak.errors import ResultsError
-from soak.metrics import COUNTERS, HISTOGRAMS, Interval, heartbeat_success
+from soak.metrics import (
+    COUNTERS,
+    HISTOGRAMS,
+    TESTER_BOTTLENECK_LAG_MS,
+    Interval,
+    heartbeat_success,
+)
 
 RESULTS_FORMAT = 1
 # Events beyond this many in one interval are counted, not written: a mass
@@ -173,6 +179,9 @@ def interval_record(iv: Interval, extra: dict[str, Any]) -> dict[str, Any]:
         rec[f"{name}_p50_ms"] = p[50.0] / 1000.0 if n else None
         rec[f"{name}_p99_ms"] = p[99.0] / 1000.0 if n else None
         rec[f"{name}_max_ms"] = h.get_max_value() / 1000.0 if n else None
+    # the tester, not the target, limited this interval's numbers
+    lag_p99 = rec["lag_p99_ms"]
+    rec["tester_bottleneck"] = lag_p99 is not None and lag_p99 > TESTER_BOTTLENECK_LAG_MS
     rec["closes"] = dict(sorted(iv.closes.items()))
     rec["handshake_failures"] = dict(sorted(iv.handshake_failures.items()))
     rec["dropped_samples"] = dict(sorted(iv.dropped_samples.items()))

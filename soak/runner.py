@@ -9,20 +9,19 @@ The tester measures itself: a probe task records how late the event loop
 wakes it (``loop_lag``), each heartbeat records its own send lateness
 (``lag``), and the garbage collector's pauses are timed. CALIBRATION.md found
 the collector to be the main source of false latency, so the runner takes
-control of it: collect and freeze at start and whenever a ramp completes,
-and raise the young-generation threshold so collections are rare and short.
+control of it (see soak.gcctl): freeze at start and each time another
+1,000 clients have connected, and raise the young-generation threshold so
+collections are rare and short.
 """
 
 from __future__ import annotations
 
-import gc
 import math
 import platform
 import random
 import signal
 import socket
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,13 +31,13 @@ import trio
 from soak import __version__
 from soak.classify import CHURN, SCALE_DOWN, SHUTDOWN
 from soak.client import CLOSE_WAIT, Client, OpenStream, Shared, url_opener
+from soak.gcctl import GcControl, GrowthFreezer
 from soak.metrics import Interval, Metrics
 from soak.profile import Profile
 from soak.recorder import Recorder, iso, rss_bytes
 from soak.schedule import Schedule
 from soak.summary import (
     EXIT_OK,
-    TESTER_BOTTLENECK_LAG_S,
     exit_code,
     latencies,
     totals,
@@ -46,7 +45,6 @@ from soak.summary import (
 )
 
 RAMP_STEP = 0.1  # seconds between controller wake-ups while the count moves
-GC_THRESHOLD0 = 50_000  # allocations between young collections (default 700)
 
 
 @dataclass
@@ -54,55 +52,6 @@ class Outcome:
     status: str  # completed, interrupted, terminated, aborted
     exit_code: int
     summary: dict[str, Any]
-
-
-class GcControl:
-    """Keep collections rare and short, and time every one of them."""
-
-    def __init__(self, on_pause: Callable[[float], None]) -> None:
-        self._on_pause = on_pause
-        self._started = 0.0
-        self._old = gc.get_threshold()
-        self._was_enabled = gc.isenabled()
-
-    def _callback(self, phase: str, info: dict[str, Any]) -> None:
-        if phase == "start":
-            self._started = time.perf_counter()
-        else:
-            self._on_pause(time.perf_counter() - self._started)
-
-    def __enter__(self) -> GcControl:
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(GC_THRESHOLD0, self._old[1], self._old[2])
-        gc.callbacks.append(self._callback)
-        return self
-
-    def checkpoint(self) -> None:
-        """The load is settled: move every object out of the collector's
-        sight, so later collections stay short.
-
-        No ``gc.collect()`` first: with thousands of freshly connected
-        clients it walks every young object and stalls the event loop for
-        hundreds of milliseconds (measured: 445 ms at 19,000 clients), in the
-        middle of the heartbeats it is supposed to protect. Freezing costs
-        next to nothing. Reference counting still frees all acyclic garbage;
-        only cycles that exist right now stay until the run ends."""
-        gc.freeze()
-
-    def quiet(self) -> None:
-        """No collections from here on (the shutdown: thousands of closes
-        allocate quickly and would otherwise trigger full collections while
-        the last interval is still being measured)."""
-        gc.disable()
-
-    def __exit__(self, *exc: object) -> None:
-        if self._callback in gc.callbacks:
-            gc.callbacks.remove(self._callback)
-        gc.set_threshold(*self._old)
-        gc.unfreeze()
-        if self._was_enabled:
-            gc.enable()
 
 
 class Runner:
@@ -197,7 +146,7 @@ class Runner:
         end = t0 + p.duration
         next_interval = t0 + every
         next_status = t0 + self.status_every if self.on_status else math.inf
-        gc_points = sorted(t0 + t for t in self.schedule.ramp_done_at())
+        freezer = GrowthFreezer(self._gc) if self._gc is not None else None
         while self.status == "running":
             now = trio.current_time()
             t = now - t0
@@ -205,10 +154,8 @@ class Runner:
                 break
             self._apply_target(crowd, self.schedule.target(t))
             self._churn(self.schedule.churned_by(t))
-            while gc_points and now >= gc_points[0]:
-                gc_points.pop(0)
-                if self._gc is not None:
-                    self._gc.checkpoint()
+            if freezer is not None:
+                freezer.observe(self.shared.connected)
             while now >= next_interval:
                 self._rotate(next_interval)
                 next_interval += every
@@ -221,8 +168,6 @@ class Runner:
                 if seg.stage.kind in ("ramp", "churn"):
                     wake = min(wake, now + RAMP_STEP)
                 wake = min(wake, t0 + seg.end)
-            if gc_points:
-                wake = min(wake, gc_points[0])
             with trio.move_on_at(wake) as scope:
                 self._wake = scope
                 await trio.sleep_forever()
@@ -287,12 +232,10 @@ class Runner:
     def _rotate(self, at: float) -> None:
         self._gauges(self.metrics.current)
         iv = self.metrics.rotate(at - self._t0)
-        lag_p99 = iv.hist["lag"].get_value_at_percentile(99.0) / 1e6
         record = self.recorder.write_interval(
             iv,
             {
                 "gave_up": self.shared.gave_up,
-                "tester_bottleneck": lag_p99 > TESTER_BOTTLENECK_LAG_S,
             },
         )
         if self.on_interval is not None:

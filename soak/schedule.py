@@ -87,12 +87,3 @@ class Schedule:
             elapsed = min(t, seg.end) - seg.start
             total += math.floor(seg.stage.rate * elapsed + 1e-9)
         return total
-
-    def ramp_done_at(self) -> list[float]:
-        """Times at which a ramp up ends and the count stops growing: good
-        moments to collect and freeze the garbage collector."""
-        out = []
-        for seg in self.segments:
-            if seg.stage.kind == "ramp" and seg.level_after > seg.level_before:
-                out.append(seg.end)
-        return out

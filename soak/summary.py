@@ -20,10 +20,6 @@ EXIT_TARGET = 3  # the target was never reachable, or the run could not proceed
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
 
-# An interval whose p99 heartbeat send lateness is above this is one where the
-# tester itself was the bottleneck; its RTT says more about us than the target.
-TESTER_BOTTLENECK_LAG_S = 0.005
-
 
 def totals(m: Metrics) -> dict[str, Any]:
     t: dict[str, Any] = dict(m.totals)

@@ -291,8 +291,3 @@ def test_segments_record_levels_and_times() -> None:
     seg = s.segment_at(2.0)
     assert seg is not None
     assert seg.stage.kind == "spike"
-
-
-def test_ramp_done_at_lists_the_ends_of_upward_ramps() -> None:
-    s = Schedule((ramp(10, 2.0), hold(3.0), ramp(20, 1.0), ramp(5, 1.0), ramp(5, 1.0)))
-    assert s.ramp_done_at() == [2.0, 6.0]

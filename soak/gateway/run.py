@@ -8,7 +8,15 @@ import trio
 
 from soak.gateway.config import GatewayConfig
 from soak.gateway.server import Gateway
+from soak.gcctl import GcControl, GrowthFreezer
 from soak.limits import raise_fd_limit
+
+
+async def freeze_as_it_grows(gateway: Gateway, gc_control: GcControl) -> None:
+    freezer = GrowthFreezer(gc_control)
+    while True:
+        await trio.sleep(1.0)
+        freezer.observe(gateway.connection_count)
 
 
 def _address(host: str, port: int) -> str:
@@ -24,8 +32,12 @@ async def run_gateway(config: GatewayConfig) -> None:
     raise_fd_limit()
     gateway = Gateway(config)
     # Installed here, not at import: importing soak must not touch signals.
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with (
+        GcControl(gateway.gc_pause) as gc_control,
+        trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals,
+    ):
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(freeze_as_it_grows, gateway, gc_control)
             port = await nursery.start(gateway.serve)
             print(f"soak gateway listening on {_address(config.host, port)}", flush=True)
             async for _signum in signals:

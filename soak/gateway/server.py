@@ -119,8 +119,20 @@ class Gateway:
         self.http_requests = 0
         self.handshake_failures = 0
         self.internal_errors = 0
+        self.gc_collections = 0
+        self.gc_pause_max = 0.0
 
     # ---- stats ---------------------------------------------------------
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._conns)
+
+    def gc_pause(self, seconds: float) -> None:
+        """Called for every garbage collection (see soak.gcctl): a pause here
+        delays every pong, so the stats show it next to the latency."""
+        self.gc_collections += 1
+        self.gc_pause_max = max(self.gc_pause_max, seconds)
 
     def stats(self) -> dict[str, Any]:
         """A JSON-ready snapshot, served at ``GET /api/stats``."""
@@ -140,6 +152,8 @@ class Gateway:
             "http_requests": self.http_requests,
             "handshake_failures": self.handshake_failures,
             "internal_errors": self.internal_errors,
+            "gc_collections": self.gc_collections,
+            "gc_pause_max_ms": round(self.gc_pause_max * 1000, 3),
             "uptime_s": round(uptime, 3),
             "heartbeat": {
                 "interval": cfg.hb_interval,
