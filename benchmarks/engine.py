@@ -40,7 +40,6 @@ import argparse
 import gc
 import math
 import os
-import resource
 import select
 import shutil
 import subprocess
@@ -56,6 +55,7 @@ from typing import Any
 import trio
 from hdrh.histogram import HdrHistogram
 
+from soak.limits import raise_fd_limit
 from soak.metrics import new_histogram
 from soak.profile import parse_profile
 from soak.recorder import Recorder
@@ -77,18 +77,6 @@ def say(text: str = "") -> None:
 def loadavg() -> str:
     one, five, fifteen = os.getloadavg()
     return f"{one:.2f} {five:.2f} {fifteen:.2f}"
-
-
-def raise_fd_limit() -> int:
-    """Soft RLIMIT_NOFILE up to the hard limit (as soak/cli.py does)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
-        except (ValueError, OSError):
-            pass
-    return soft
 
 
 def rss_of(pid: int | str = "self") -> int:
@@ -599,7 +587,7 @@ def handshake_run(n: int, mc: int) -> float | None:
     say(
         f"handshakes_per_s: {rate:,.0f}/s with max_connecting {mc} "
         f"({n:,} connected in {got['t']:.2f}s; failures {tot['handshake_failure_total']}; "
-        f"connect p50 {conn.get('p50')} ms p99 {conn.get('p99')} ms incl. queueing; "
+        f"connect p50 {conn.get('p50')} ms p99 {conn.get('p99')} ms (handshake, no queue); "
         f"CPU per handshake: client {cpu_ms:.3f} ms, gateway {gw_ms:.3f} ms; "
         f"busy/waiting for a CPU: client {(got['cpu'] - cpu0) / got['t'] * 100:.0f}%/"
         f"{(got['wait'] - wait0) / got['t'] * 100:.0f}%, gateway "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,11 @@ def gateway_opener(config: GatewayConfig | None = None) -> Callable[[trio.Nurser
     return make
 
 
-async def fake_server(stream: trio.abc.Stream, pong_delay: float | None) -> None:
+async def fake_server(
+    stream: trio.abc.Stream,
+    pong_delay: float | None,
+    on_request: Callable[[Request], None] | None = None,
+) -> None:
     """Accepts the upgrade, then answers JSON pings after ``pong_delay``
     seconds, or never (None): a zombie whose TCP stays up."""
     ws = WSConnection(ConnectionType.SERVER)
@@ -71,6 +76,8 @@ async def fake_server(stream: trio.abc.Stream, pong_delay: float | None) -> None
             ws.receive_data(bytes(data))
             for event in ws.events():
                 if isinstance(event, Request):
+                    if on_request is not None:
+                        on_request(event)
                     await stream.send_all(ws.send(AcceptConnection()))
                 elif isinstance(event, TextMessage) and pong_delay is not None:
                     msg = json.loads(event.data)
@@ -89,16 +96,25 @@ async def _send_later(stream: trio.abc.Stream, data: bytes, delay: float) -> Non
         pass
 
 
-def fake_opener(pong_delay: float | None) -> Callable[[trio.Nursery], Opener]:
+def serving(
+    server: Callable[[trio.abc.Stream], Awaitable[None]],
+) -> Callable[[trio.Nursery], Opener]:
+    """An opener whose every connection is served by ``server`` over
+    in-memory streams."""
+
     def make(nursery: trio.Nursery) -> Opener:
         async def open_stream() -> trio.abc.Stream:
-            client, server = trio.testing.memory_stream_pair()
-            nursery.start_soon(fake_server, server, pong_delay)
+            client, server_side = trio.testing.memory_stream_pair()
+            nursery.start_soon(server, server_side)
             return client
 
         return open_stream
 
     return make
+
+
+def fake_opener(pong_delay: float | None) -> Callable[[trio.Nursery], Opener]:
+    return serving(partial(fake_server, pong_delay=pong_delay))
 
 
 ONE_CLIENT = """
@@ -286,13 +302,7 @@ async def deaf_server(stream: trio.abc.Stream) -> None:
 async def test_second_stop_aborts_at_once(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    def make(nursery: trio.Nursery) -> Opener:
-        async def open_stream() -> trio.abc.Stream:
-            client, server = trio.testing.memory_stream_pair()
-            nursery.start_soon(deaf_server, server)
-            return client
-
-        return open_stream
+    make = serving(deaf_server)
 
     async def ctrl_c_twice(runner: Runner) -> None:
         await trio.sleep(0.5)
@@ -318,28 +328,10 @@ async def test_token_is_sent_and_never_recorded(
 ) -> None:
     seen: list[list[tuple[bytes, bytes]]] = []
 
-    async def recording_server(stream: trio.abc.Stream) -> None:
-        ws = WSConnection(ConnectionType.SERVER)
-        while True:
-            data = await stream.receive_some(65536)
-            if not data:
-                return
-            ws.receive_data(bytes(data))
-            for event in ws.events():
-                if isinstance(event, Request):
-                    seen.append(list(event.extra_headers))
-                    await stream.send_all(ws.send(AcceptConnection()))
-                elif isinstance(event, CloseConnection):
-                    await stream.send_all(ws.send(event.response()))
-                    return
+    def record(request: Request) -> None:
+        seen.append(list(request.extra_headers))
 
-    def make(nursery: trio.Nursery) -> Opener:
-        async def open_stream() -> trio.abc.Stream:
-            client, server = trio.testing.memory_stream_pair()
-            nursery.start_soon(recording_server, server)
-            return client
-
-        return open_stream
+    make = serving(partial(fake_server, pong_delay=0.0, on_request=record))
 
     secret = "s3cret-t0ken-value"
     body = one_client(hold="2s")
@@ -422,13 +414,7 @@ async def test_queueing_for_a_handshake_slot_is_not_a_timeout(
         await trio.sleep(0.6)
         await fake_server(stream, pong_delay=0.0)
 
-    def make(nursery: trio.Nursery) -> Opener:
-        async def open_stream() -> trio.abc.Stream:
-            client, server = trio.testing.memory_stream_pair()
-            nursery.start_soon(slow_server, server)
-            return client
-
-        return open_stream
+    make = serving(slow_server)
 
     body = (
         one_client(hold="5s")

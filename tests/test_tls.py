@@ -12,7 +12,7 @@ import trustme
 
 from soak.gateway import Gateway, GatewayConfig
 from soak.recorder import Recorder, now_wall
-from soak.runner import Runner
+from soak.runner import Outcome, Runner
 from tests.conftest import make_profile
 
 PROFILE = """
@@ -73,11 +73,10 @@ async def test_wss_under_mock_clock(tmp_path: Path, autojump_clock: trio.testing
     assert gateway.stats()["closes_by_reason"] == {"client_1001": 3}
 
 
-async def test_wss_on_loopback_with_ca_file(tmp_path: Path) -> None:
-    ca = trustme.CA()
-    ca_file = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
-    server_ctx = server_context(ca)
+async def run_tls_gateway(
+    tmp_path: Path, server_ctx: ssl.SSLContext, body: str, target_extra: str = ""
+) -> Outcome:
+    """Run ``body`` against the reference gateway behind TLS on 127.0.0.1."""
     gateway = Gateway(GatewayConfig())
     results = tmp_path / "results"
     with trio.fail_after(30):
@@ -86,16 +85,22 @@ async def test_wss_on_loopback_with_ca_file(tmp_path: Path) -> None:
             port = listeners[0].socket.getsockname()[1]
             tls_listeners = [trio.SSLListener(x, server_ctx) for x in listeners]
             await nursery.start(trio.serve_listeners, gateway.handle_stream, tls_listeners)
-            body = PROFILE.format(hold="2s")
             profile = make_profile(
-                body,
-                url=f"wss://127.0.0.1:{port}/ws",
-                results=results,
-                target_extra=f'ca_file = "{ca_file}"\n',
+                body, url=f"wss://127.0.0.1:{port}/ws", results=results, target_extra=target_extra
             )
             recorder = Recorder(results, "tls", now_wall())
             outcome = await Runner(profile, recorder, manage_gc=False).run()
             nursery.cancel_scope.cancel()
+    return outcome
+
+
+async def test_wss_on_loopback_with_ca_file(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    outcome = await run_tls_gateway(
+        tmp_path, server_context(ca), PROFILE.format(hold="2s"), f'ca_file = "{ca_file}"\n'
+    )
     tot = outcome.summary["totals"]
     assert tot["connects"] == 3
     assert tot["pings"] > 0
@@ -107,20 +112,9 @@ async def test_wss_on_loopback_with_ca_file(tmp_path: Path) -> None:
 
 async def test_wss_untrusted_certificate_is_a_tls_failure(tmp_path: Path) -> None:
     server_ctx = server_context(trustme.CA())  # a CA the client does not trust
-    gateway = Gateway(GatewayConfig())
-    results = tmp_path / "results"
-    with trio.fail_after(30):
-        async with trio.open_nursery() as nursery:
-            listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-            port = listeners[0].socket.getsockname()[1]
-            tls_listeners = [trio.SSLListener(x, server_ctx) for x in listeners]
-            await nursery.start(trio.serve_listeners, gateway.handle_stream, tls_listeners)
-            body = PROFILE.format(hold="1s").replace("to = 3", "to = 1")
-            body += '[reconnect]\nmax_attempts = 1\ninitial_delay = "100ms"\n'
-            profile = make_profile(body, url=f"wss://127.0.0.1:{port}/ws", results=results)
-            recorder = Recorder(results, "tls", now_wall())
-            outcome = await Runner(profile, recorder, manage_gc=False).run()
-            nursery.cancel_scope.cancel()
+    body = PROFILE.format(hold="1s").replace("to = 3", "to = 1")
+    body += '[reconnect]\nmax_attempts = 1\ninitial_delay = "100ms"\n'
+    outcome = await run_tls_gateway(tmp_path, server_ctx, body)
     tot = outcome.summary["totals"]
     assert tot["handshake_failures"] == {"tls": 2}
     assert outcome.exit_code == 3
