@@ -90,6 +90,7 @@ def execute(profile: Profile, *, quiet: bool = False) -> int:
             on_status=None if quiet else view.status,
             on_interval=None if quiet else view.interval,
             signals=True,
+            argv=sys.argv[1:],
         )
     click.echo(
         f"soak: running '{profile.run.label}' against {profile.target.url} for "

@@ -21,7 +21,6 @@ import platform
 import random
 import signal
 import socket
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -67,6 +66,7 @@ class Runner:
         lag_probe: float | None = 0.02,
         manage_gc: bool = True,
         signals: bool = False,
+        argv: list[str] | None = None,
     ) -> None:
         self.profile = profile
         self.recorder = recorder
@@ -77,6 +77,7 @@ class Runner:
         self.lag_probe = lag_probe
         self.manage_gc = manage_gc
         self.signals = signals
+        self.argv = argv  # the command line, for the manifest (None: library use)
         self.schedule = Schedule(profile.clients.stages)
         self.metrics = Metrics()
         self.rng = random.Random(profile.run.seed)
@@ -329,7 +330,7 @@ class Runner:
             "host": socket.gethostname(),
             "python": platform.python_version(),
             "trio": trio.__version__,
-            "argv": sys.argv[1:],
+            "argv": self.argv,
             "start": iso(wall0),
             "end": None,
             "status": "running",
