@@ -100,6 +100,31 @@ class Secret:
 
 
 @dataclass(frozen=True)
+class ServerHeartbeat:
+    """What the server does about heartbeats, as far as we know it. With it,
+    a server close that matches the heartbeat-timeout signature is judged
+    against the client's evidence: a false or a justified timeout."""
+
+    interval: float = 30.0
+    timeout: float = 120.0
+    max_missed: int = 3
+    # the signature of the server's heartbeat-timeout close; any match counts
+    close_codes: tuple[int, ...] = (4000,)
+    reason_pattern: str = "heartbeat"  # a regular expression, case-insensitive
+    abrupt_after: float | None = None  # an abrupt close (1006) this long after the last pong
+    abrupt_tolerance: float = 5.0
+
+
+@dataclass(frozen=True)
+class StatsConfig:
+    """The server's own count of connections, polled every interval."""
+
+    url: str
+    field: str = "connections"  # a dotted path into the JSON document
+    timeout: float = 2.0
+
+
+@dataclass(frozen=True)
 class TargetConfig:
     url: str = ""
     protocol: str = "json"
@@ -110,6 +135,8 @@ class TargetConfig:
     connect_timeout: float = 10.0
     tls_verify: bool = True  # false: accept any certificate (self-signed test gateways)
     ca_file: str | None = None  # a PEM bundle to trust instead of the system's
+    server_heartbeat: ServerHeartbeat | None = None
+    stats: StatsConfig | None = None
     token: Secret | None = None  # resolved from token_env by load_profile
 
     @property
@@ -470,10 +497,56 @@ def _parse_target(s: _Section, environ: Mapping[str, str]) -> TargetConfig:
         connect_timeout=s.get("connect_timeout", ld.positive_duration, d.connect_timeout),
         tls_verify=s.get("tls_verify", ld.boolean, d.tls_verify),
         ca_file=s.get("ca_file", ld.existing_file, d.ca_file),
+        server_heartbeat=s.get(
+            "server_heartbeat", lambda w, v: _parse_server_heartbeat(_Section(ld, w, v)), None
+        ),
+        stats=s.get("stats", lambda w, v: _parse_stats(_Section(ld, w, v)), None),
         token=token,
     )
     s.finish()
     return target
+
+
+def _parse_server_heartbeat(s: _Section) -> ServerHeartbeat:
+    ld = s.loader
+    d = ServerHeartbeat()
+    codes = s.get("close_codes", lambda w, v: v, list(d.close_codes))
+    if not isinstance(codes, list) or not all(
+        isinstance(c, int) and not isinstance(c, bool) and 1000 <= c <= 4999 for c in codes
+    ):
+        ld.fail(s.where("close_codes"), "expected a list of close codes 1000-4999", codes)
+    pattern = s.get("reason_pattern", ld.string, d.reason_pattern)
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        ld.fail(s.where("reason_pattern"), f"expected a regular expression ({exc})", pattern)
+    sh = ServerHeartbeat(
+        interval=s.get("interval", ld.positive_duration, d.interval),
+        timeout=s.get("timeout", ld.positive_duration, d.timeout),
+        max_missed=s.get("max_missed", lambda w, v: ld.integer(w, v, 1), d.max_missed),
+        close_codes=tuple(codes),
+        reason_pattern=pattern,
+        abrupt_after=s.get("abrupt_after", ld.positive_duration, d.abrupt_after),
+        abrupt_tolerance=s.get("abrupt_tolerance", ld.duration, d.abrupt_tolerance),
+    )
+    s.finish()
+    return sh
+
+
+def _parse_stats(s: _Section) -> StatsConfig:
+    ld = s.loader
+    url = s.require("url", ld.string)
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        ld.fail(s.where("url"), "expected an http:// URL with a host", url)
+    field_path = s.get("field", ld.string, "connections")
+    if not re.fullmatch(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*", field_path):
+        ld.fail(s.where("field"), 'expected a dotted path like "stats.connections"', field_path)
+    stats = StatsConfig(
+        url=url, field=field_path, timeout=s.get("timeout", ld.positive_duration, 2.0)
+    )
+    s.finish()
+    return stats
 
 
 def _parse_clients(s: _Section) -> ClientsConfig:
