@@ -1,17 +1,32 @@
-"""Pure: how a connection ended, as one reason key.
+"""Pure: how a connection ended, and whose fault it was.
 
 Every connection end is described by a :class:`CloseInfo`: who ended it,
 the close frame (if any), what the transport did, and the client's evidence
-at that moment. :func:`reason_key` turns it into the key that
-``intervals.jsonl`` and ``summary.json`` count closes by.
+at that moment. :func:`classify` turns it into a :class:`Verdict`: one reason
+key (what ``intervals.jsonl`` and ``summary.json`` count closes by), its
+category, and for heartbeat timeouts the reasoning.
 
-This is the first cut. Telling false timeouts from justified ones, using the
-server's heartbeat signature from the profile, builds on this evidence.
+The incident's question is "when a client drops, whose fault was it?". A
+server close that carries the server's heartbeat-timeout signature (a close
+code, a reason text, or an abrupt close about T after the last pong; see
+``[target.server_heartbeat]``) is judged against the client's evidence:
+
+- **false timeout**: the client was alive. Its last pong or last frame is
+  younger than the server's timeout, or it had missed fewer than the
+  server's ``max_missed`` heartbeats. The incident's logs said "last pong:
+  2s ago" next to a heartbeat timeout: that is this case.
+- **justified timeout**: the client really was silent.
+
+Without a ``[target.server_heartbeat]`` section soak cannot tell a heartbeat
+timeout from any other close, and server closes are counted by code.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+from soak.profile import ServerHeartbeat
 
 CLIENT = "client"  # we closed it on purpose
 SERVER = "server"  # the server sent a close frame
@@ -22,6 +37,31 @@ SHUTDOWN = "shutdown"  # the run is ending (1001)
 SCALE_DOWN = "scale_down"  # the load shape asks for fewer clients (1000)
 CHURN = "churn"  # a churn stage recycles the connection (1000)
 ZOMBIE = "zombie"  # heartbeats unanswered max_missed times (1001 per RFC 6455 7.4.1)
+
+# reason keys for the server's heartbeat timeouts
+FALSE_TIMEOUT = "false_timeout"
+JUSTIFIED_TIMEOUT = "justified_timeout"
+
+# categories, for charts that stack closes
+CATEGORY_CLIENT = "client"
+CATEGORY_HEARTBEAT = "heartbeat_timeout"
+CATEGORY_SERVER = "server"
+CATEGORY_TRANSPORT = "transport"
+
+# names of the usual server close codes (RFC 6455 7.4.1 and the IANA registry)
+CODE_NAMES = {
+    1000: "normal",
+    1001: "going_away",
+    1002: "protocol_error",
+    1003: "unsupported_data",
+    1007: "invalid_payload",
+    1008: "policy_violation",
+    1009: "message_too_big",
+    1011: "internal_error",
+    1012: "service_restart",
+    1013: "try_again_later",
+    1014: "bad_gateway",
+}
 
 
 @dataclass(frozen=True)
@@ -46,9 +86,79 @@ class CloseInfo:
     evidence: Evidence | None = None
 
 
-def reason_key(info: CloseInfo) -> str:
-    if info.initiator == CLIENT:
-        return f"client_{info.cause}"
-    if info.initiator == SERVER:
-        return f"server_{info.code}"
-    return f"transport_{info.transport}"
+@dataclass(frozen=True)
+class Verdict:
+    key: str  # the reason key closes are counted by
+    category: str
+    why: str = ""  # for heartbeat timeouts: the evidence that decided it
+
+
+def server_key(code: int | None) -> str:
+    """``server_1012_service_restart``, ``server_4001``, ..."""
+    name = CODE_NAMES.get(code or 0)
+    return f"server_{code}_{name}" if name else f"server_{code}"
+
+
+class Classifier:
+    """Classifies closes for one run. Built once from the profile: the
+    reason pattern is compiled here, not per close."""
+
+    def __init__(self, server: ServerHeartbeat | None) -> None:
+        self.server = server
+        self._pattern = re.compile(server.reason_pattern, re.IGNORECASE) if server else None
+
+    def is_heartbeat_timeout(self, info: CloseInfo) -> bool:
+        """Does this end carry the server's heartbeat-timeout signature?"""
+        sh = self.server
+        if sh is None:
+            return False
+        if info.initiator == SERVER:
+            if info.code in sh.close_codes:
+                return True
+            return bool(info.reason and self._pattern and self._pattern.search(info.reason))
+        if info.initiator == TRANSPORT and sh.abrupt_after is not None:
+            ev = info.evidence
+            # "abrupt close at about T after the last pong": the server
+            # terminated the socket without a close frame (OpenClaw does this
+            # ~50 s after an unanswered server ping)
+            since = None if ev is None else (ev.last_pong_age or ev.age)
+            return since is not None and abs(since - sh.abrupt_after) <= sh.abrupt_tolerance
+        return False
+
+    def classify(self, info: CloseInfo) -> Verdict:
+        if info.initiator == CLIENT:
+            return Verdict(f"client_{info.cause}", CATEGORY_CLIENT)
+        if self.is_heartbeat_timeout(info):
+            return self._judge(info)
+        if info.initiator == SERVER:
+            return Verdict(server_key(info.code), CATEGORY_SERVER)
+        return Verdict(f"transport_{info.transport}", CATEGORY_TRANSPORT)
+
+    def _judge(self, info: CloseInfo) -> Verdict:
+        sh = self.server
+        ev = info.evidence
+        assert sh is not None
+        if ev is None:  # no evidence, no accusation
+            return Verdict(JUSTIFIED_TIMEOUT, CATEGORY_HEARTBEAT, "no client evidence")
+        alive: list[str] = []
+        if ev.last_pong_age is not None and ev.last_pong_age < sh.timeout:
+            alive.append(f"last pong {ev.last_pong_age:.3f}s ago < server timeout {sh.timeout:g}s")
+        if ev.last_frame_age is not None and ev.last_frame_age < sh.timeout:
+            alive.append(
+                f"last frame {ev.last_frame_age:.3f}s ago < server timeout {sh.timeout:g}s"
+            )
+        if ev.consecutive_missed < sh.max_missed:
+            alive.append(
+                f"{ev.consecutive_missed} heartbeats missed < server max_missed {sh.max_missed}"
+            )
+        if alive:
+            return Verdict(FALSE_TIMEOUT, CATEGORY_HEARTBEAT, "; ".join(alive))
+        silent = (
+            f"no pong for {_age(ev.last_pong_age)}, no frame for {_age(ev.last_frame_age)}, "
+            f"{ev.consecutive_missed} heartbeats missed"
+        )
+        return Verdict(JUSTIFIED_TIMEOUT, CATEGORY_HEARTBEAT, silent)
+
+
+def _age(age: float | None) -> str:
+    return "the whole connection" if age is None else f"{age:.3f}s"

@@ -53,14 +53,17 @@ from soak import backoff, heartbeat
 from soak.classify import (
     CHURN,
     CLIENT,
+    FALSE_TIMEOUT,
+    JUSTIFIED_TIMEOUT,
     SCALE_DOWN,
     SERVER,
     SHUTDOWN,
     TRANSPORT,
     ZOMBIE,
+    Classifier,
     CloseInfo,
     Evidence,
-    reason_key,
+    Verdict,
 )
 from soak.errors import HandshakeError, LocalError
 from soak.metrics import Metrics
@@ -143,6 +146,7 @@ class Shared:
         self.rng = rng
         self.limiter = trio.Semaphore(profile.clients.max_connecting)
         self.protocol = PROTOCOLS[profile.target.protocol]
+        self.classifier = Classifier(profile.target.server_heartbeat)
         parts = urlsplit(profile.target.url)
         self.host_header = parts.netloc.rsplit("@", 1)[-1]
         self.resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -184,6 +188,7 @@ class Client:
         "finished",
         "hb",
         "index",
+        "last_close",
         "last_frame_at",
         "phase",
         "protocol",
@@ -199,6 +204,7 @@ class Client:
         self.conn: _Conn | None = None
         self.hb: heartbeat.HeartbeatEngine | None = None
         self.last_frame_at = 0.0
+        self.last_close: tuple[float, str] | None = None  # (when, reason key)
         self._close_request: tuple[int, str, str] | None = None
         self._wake: trio.CancelScope | None = None
         self.finished = False
@@ -261,8 +267,14 @@ class Client:
                     attempt = 0
                     info = await self._live(conn, ready)
                     now = trio.current_time()
-                    m.close(reason_key(info))
-                    self._emit_close(info, now)
+                    verdict = sh.classifier.classify(info)
+                    m.close(verdict.key, info.code)
+                    if verdict.key == FALSE_TIMEOUT:
+                        m.count("false_timeouts")
+                    elif verdict.key == JUSTIFIED_TIMEOUT:
+                        m.count("justified_timeouts")
+                    self._emit_close(info, verdict, now)
+                    self.last_close = (now, verdict.key)
                     if info.initiator == CLIENT and info.cause in (SHUTDOWN, SCALE_DOWN):
                         return
                     lost_at = now
@@ -433,7 +445,6 @@ class Client:
         now = trio.current_time()
         if not data:
             return self._lost(conn, "eof")
-        self.last_frame_at = now
         try:
             conn.ws.receive_data(cast(bytes, data))
         except RemoteProtocolError as exc:
@@ -444,7 +455,11 @@ class Client:
                 "protocol",
                 evidence=self._evidence(conn, now),
             )
-        return await self._handle_events(conn, now)
+        info = await self._handle_events(conn, now)
+        # after the events: a close frame must not count as its own proof of
+        # life in the evidence that judges it
+        self.last_frame_at = now
+        return info
 
     async def _handle_events(self, conn: _Conn, now: float) -> CloseInfo | None:
         hb = self.hb
@@ -546,18 +561,35 @@ class Client:
         sh = self.shared
         return {"t": round(sh.elapsed(now), 6), "event": kind, "client": self.client_id, **fields}
 
-    def _emit_close(self, info: CloseInfo, now: float) -> None:
+    def _emit_close(self, info: CloseInfo, verdict: Verdict, now: float) -> None:
         ev = self._event(
             "close",
             now,
-            reason=reason_key(info),
+            reason=verdict.key,
+            category=verdict.category,
             initiator=info.initiator,
             code=info.code,
             text=info.reason,
         )
         if info.transport:
             ev["transport"] = info.transport
+        if verdict.why:
+            ev["why"] = verdict.why
         e = info.evidence
+        if e is not None and info.cause == ZOMBIE:
+            # how long detection took: from the last sign of life (the last
+            # pong, or the opening if none ever came) to the verdict
+            since = e.last_pong_age if e.last_pong_age is not None else e.age
+            hb_interval = self.shared.profile.heartbeat.interval
+            ev["detected_after_s"] = round(since, 6)
+            ev["detected_after_intervals"] = round(since / hb_interval, 3)
+        if self.last_close is not None:
+            # what came before this connection: a false timeout right after a
+            # reconnect points at the reconnect (e.g. a stale server session)
+            ev["previous_close"] = {
+                "reason": self.last_close[1],
+                "ago_s": round(now - self.last_close[0], 6),
+            }
         if e is not None:
             ev["evidence"] = {
                 "age_s": round(e.age, 6),

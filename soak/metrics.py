@@ -45,6 +45,8 @@ COUNTERS = (
     "duplicate_pongs",
     "unknown_pongs",
     "zombies",  # connections declared dead after max_missed misses
+    "false_timeouts",  # server heartbeat timeouts of clients that were alive
+    "justified_timeouts",  # server heartbeat timeouts of clients that were silent
     "server_pings",  # RFC 6455 pings from the server, all answered
     "connect_attempts",
     "connects",  # connections that became ready
@@ -73,6 +75,7 @@ class Interval:
         self.end = start
         self.counts: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self.closes: Counter[str] = Counter()
+        self.closes_by_code: Counter[str] = Counter()
         self.handshake_failures: Counter[str] = Counter()
         self.dropped_samples: Counter[str] = Counter()
         self.hist: dict[str, HdrHistogram] = {name: new_histogram() for name in HISTOGRAMS}
@@ -93,6 +96,7 @@ class Metrics:
         self.current = Interval(0, start)
         self.totals: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self.total_closes: Counter[str] = Counter()
+        self.total_closes_by_code: Counter[str] = Counter()
         self.total_handshake_failures: Counter[str] = Counter()
         self.total_dropped: Counter[str] = Counter()
         self.total_hist: dict[str, HdrHistogram] = {n: new_histogram() for n in HISTOGRAMS}
@@ -110,8 +114,9 @@ class Metrics:
     def count(self, name: str, n: int = 1) -> None:
         self.current.counts[name] += n
 
-    def close(self, reason: str) -> None:
+    def close(self, reason: str, code: int | None) -> None:
         self.current.closes[reason] += 1
+        self.current.closes_by_code[str(code)] += 1
 
     def handshake_failure(self, cause: str) -> None:
         self.current.handshake_failures[cause] += 1
@@ -133,6 +138,7 @@ class Metrics:
         for k, v in done.counts.items():
             self.totals[k] += v
         self.total_closes.update(done.closes)
+        self.total_closes_by_code.update(done.closes_by_code)
         self.total_handshake_failures.update(done.handshake_failures)
         self.total_dropped.update(done.dropped_samples)
         for name, h in done.hist.items():

@@ -25,12 +25,10 @@ def totals(m: Metrics) -> dict[str, Any]:
     t: dict[str, Any] = dict(m.totals)
     t["heartbeat_success"] = heartbeat_success(t["pongs"], t["missed"])
     t["closes"] = dict(sorted(m.total_closes.items()))
+    t["closes_by_code"] = dict(sorted(m.total_closes_by_code.items()))
     t["handshake_failures"] = dict(sorted(m.total_handshake_failures.items()))
     t["dropped_samples"] = dict(sorted(m.total_dropped.items()))
     t["dropped_samples_total"] = sum(m.total_dropped.values())
-    # the incident's vocabulary; false timeouts need server-side knowledge
-    # (its heartbeat signature) and stay 0 until a classifier finds one
-    t["false_timeouts"] = sum(v for k, v in m.total_closes.items() if k == "false_timeout")
     return t
 
 

@@ -13,6 +13,7 @@ import pytest
 import trio
 import trio.testing
 from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
 from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
 
 from soak.gateway import Gateway, GatewayConfig
@@ -64,11 +65,16 @@ async def fake_server(
     stream: trio.abc.Stream,
     pong_delay: float | None,
     on_request: Callable[[Request], None] | None = None,
+    close_after: float | None = None,
 ) -> None:
     """Accepts the upgrade, then answers JSON pings after ``pong_delay``
-    seconds, or never (None): a zombie whose TCP stays up."""
+    seconds, or never (None): a zombie whose TCP stays up. With
+    ``close_after`` it closes with 4000 "heartbeat_timeout" that long after
+    the upgrade, whatever the client did."""
     ws = WSConnection(ConnectionType.SERVER)
     async with trio.open_nursery() as nursery:
+        if close_after is not None:
+            nursery.start_soon(_close_later, stream, ws, close_after)
         while True:
             data = await stream.receive_some(65536)
             if not data:
@@ -84,8 +90,15 @@ async def fake_server(
                     reply = ws.send(TextMessage(json.dumps({"type": "pong", "seq": msg["seq"]})))
                     nursery.start_soon(_send_later, stream, reply, pong_delay)
                 elif isinstance(event, CloseConnection):
-                    await stream.send_all(ws.send(event.response()))
+                    if ws.state is ConnectionState.REMOTE_CLOSING:
+                        await stream.send_all(ws.send(event.response()))
                     return
+
+
+async def _close_later(stream: trio.abc.Stream, ws: WSConnection, delay: float) -> None:
+    await trio.sleep(delay)
+    if ws.state is ConnectionState.OPEN:
+        await _send_later(stream, ws.send(CloseConnection(4000, "heartbeat_timeout")), 0)
 
 
 async def _send_later(stream: trio.abc.Stream, data: bytes, delay: float) -> None:
@@ -162,6 +175,9 @@ async def test_zombie_detected_after_max_missed(
     assert zombie["code"] == 1001
     assert zombie["evidence"]["consecutive_missed"] == 3
     assert zombie["evidence"]["last_pong_age_s"] is None
+    # detected 3 s (3 heartbeat intervals) after the last sign of life, the opening
+    assert zombie["detected_after_s"] == pytest.approx(3.0, abs=0.002)
+    assert zombie["detected_after_intervals"] == pytest.approx(3.0, abs=0.002)
     # it reconnects after the backoff (1 s): a second connection
     assert tot["connects"] == 2
     assert tot["reconnects"] == 1
@@ -427,3 +443,40 @@ async def test_queueing_for_a_handshake_slot_is_not_a_timeout(
     assert tot["handshake_failure_total"] == 0
     connect = outcome.summary["latency_ms"]["connect"]
     assert connect["max"] == pytest.approx(600, rel=0.01)  # the handshake, not the queue
+
+
+SERVER_HEARTBEAT = """server_heartbeat = { interval = "1s", timeout = "4s", max_missed = 3 }
+"""
+
+
+@pytest.mark.parametrize(
+    ("pong_delay", "key"),
+    [
+        (0.0, "false_timeout"),  # pongs kept coming: the server killed a live client
+        (None, "justified_timeout"),  # nothing came back for 5 s and 5 pings were missed
+    ],
+)
+async def test_server_heartbeat_timeout_is_judged_by_the_evidence(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, pong_delay: float | None, key: str
+) -> None:
+    make = serving(partial(fake_server, pong_delay=pong_delay, close_after=5.0))
+    body = one_client(hold="6500ms", attempts=1).replace("max_missed = 3", "max_missed = 10")
+    outcome = await run(body, tmp_path, make, target_extra=SERVER_HEARTBEAT)
+    tot = outcome.summary["totals"]
+    assert tot["closes"] == {key: 1, "client_shutdown": 1}
+    assert tot["closes_by_code"] == {"4000": 1, "1001": 1}
+    assert tot["false_timeouts"] == (1 if key == "false_timeout" else 0)
+    assert tot["justified_timeouts"] == (1 if key == "justified_timeout" else 0)
+    close = next(e for e in events(tmp_path) if e.get("reason") == key)
+    assert close["category"] == "heartbeat_timeout"
+    assert close["t"] == 5.0
+    if key == "false_timeout":
+        # the ping of the 5 s slot went out 1 ms early and its pong came at once
+        assert close["why"].startswith("last pong 0.001s ago < server timeout 4s")
+    else:
+        assert close["why"] == (
+            "no pong for the whole connection, no frame for 5.000s, 5 heartbeats missed"
+        )
+    # the reconnect that followed knows what came before it
+    shutdown = next(e for e in events(tmp_path) if e.get("reason") == "client_shutdown")
+    assert shutdown["previous_close"] == {"reason": key, "ago_s": 1.5}
