@@ -268,7 +268,7 @@ class Client:
                     info = await self._live(conn, ready)
                     now = trio.current_time()
                     verdict = sh.classifier.classify(info)
-                    m.close(verdict.key, info.code)
+                    m.close(verdict.key, verdict.category, info.code)
                     if verdict.key == FALSE_TIMEOUT:
                         m.count("false_timeouts")
                     elif verdict.key == JUSTIFIED_TIMEOUT:

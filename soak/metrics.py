@@ -76,6 +76,7 @@ class Interval:
         self.counts: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self.closes: Counter[str] = Counter()
         self.closes_by_code: Counter[str] = Counter()
+        self.closes_by_category: Counter[str] = Counter()
         self.handshake_failures: Counter[str] = Counter()
         self.dropped_samples: Counter[str] = Counter()
         self.hist: dict[str, HdrHistogram] = {name: new_histogram() for name in HISTOGRAMS}
@@ -97,6 +98,7 @@ class Metrics:
         self.totals: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self.total_closes: Counter[str] = Counter()
         self.total_closes_by_code: Counter[str] = Counter()
+        self.total_closes_by_category: Counter[str] = Counter()
         self.total_handshake_failures: Counter[str] = Counter()
         self.total_dropped: Counter[str] = Counter()
         self.total_hist: dict[str, HdrHistogram] = {n: new_histogram() for n in HISTOGRAMS}
@@ -114,9 +116,11 @@ class Metrics:
     def count(self, name: str, n: int = 1) -> None:
         self.current.counts[name] += n
 
-    def close(self, reason: str, code: int | None) -> None:
-        self.current.closes[reason] += 1
-        self.current.closes_by_code[str(code)] += 1
+    def close(self, reason: str, category: str, code: int | None) -> None:
+        cur = self.current
+        cur.closes[reason] += 1
+        cur.closes_by_category[category] += 1
+        cur.closes_by_code[str(code)] += 1
 
     def handshake_failure(self, cause: str) -> None:
         self.current.handshake_failures[cause] += 1
@@ -139,6 +143,7 @@ class Metrics:
             self.totals[k] += v
         self.total_closes.update(done.closes)
         self.total_closes_by_code.update(done.closes_by_code)
+        self.total_closes_by_category.update(done.closes_by_category)
         self.total_handshake_failures.update(done.handshake_failures)
         self.total_dropped.update(done.dropped_samples)
         for name, h in done.hist.items():

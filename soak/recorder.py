@@ -184,6 +184,7 @@ def interval_record(iv: Interval, extra: dict[str, Any]) -> dict[str, Any]:
     rec["tester_bottleneck"] = lag_p99 is not None and lag_p99 > TESTER_BOTTLENECK_LAG_MS
     rec["closes"] = dict(sorted(iv.closes.items()))
     rec["closes_by_code"] = dict(sorted(iv.closes_by_code.items()))
+    rec["closes_by_category"] = dict(sorted(iv.closes_by_category.items()))
     rec["handshake_failures"] = dict(sorted(iv.handshake_failures.items()))
     rec["dropped_samples"] = dict(sorted(iv.dropped_samples.items()))
     rec["gc_pause_max_ms"] = round(iv.gc_pause_max * 1000.0, 3)

@@ -26,6 +26,7 @@ def totals(m: Metrics) -> dict[str, Any]:
     t["heartbeat_success"] = heartbeat_success(t["pongs"], t["missed"])
     t["closes"] = dict(sorted(m.total_closes.items()))
     t["closes_by_code"] = dict(sorted(m.total_closes_by_code.items()))
+    t["closes_by_category"] = dict(sorted(m.total_closes_by_category.items()))
     t["handshake_failures"] = dict(sorted(m.total_handshake_failures.items()))
     t["dropped_samples"] = dict(sorted(m.total_dropped.items()))
     t["dropped_samples_total"] = sum(m.total_dropped.values())

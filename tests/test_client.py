@@ -465,6 +465,7 @@ async def test_server_heartbeat_timeout_is_judged_by_the_evidence(
     tot = outcome.summary["totals"]
     assert tot["closes"] == {key: 1, "client_shutdown": 1}
     assert tot["closes_by_code"] == {"4000": 1, "1001": 1}
+    assert tot["closes_by_category"] == {"heartbeat_timeout": 1, "client": 1}
     assert tot["false_timeouts"] == (1 if key == "false_timeout" else 0)
     assert tot["justified_timeouts"] == (1 if key == "justified_timeout" else 0)
     close = next(e for e in events(tmp_path) if e.get("reason") == key)
