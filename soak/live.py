@@ -30,7 +30,8 @@ class LiveView:
             f"  clients    {s['connected']:>7} connected / {s['target']} target"
             f"   ({s['connecting']} connecting, {s['gave_up']} gave up)",
             f"  heartbeat  {rate:>7.0f}/s   rtt p50 {_ms(s['rtt_p50_ms'])}  "
-            f"p99 {_ms(s['rtt_p99_ms'])}   missed {s['missed']}",
+            f"p99 {_ms(s['rtt_p99_ms'])}   missed {s['missed']}   zombies {s['zombies']}   "
+            f"false timeouts {s['false_timeouts']}",
             f"  reconnect  {s['reconnects']:>7}     handshake failures {s['handshake_failures']}",
             f"  tester     loop lag max {s['loop_lag_max_ms']:.1f}ms (this interval)",
         ]
@@ -48,6 +49,7 @@ class LiveView:
         self.out.write(
             f"[{r['t'] + r['dt']:9.1f}s] connected={r['connected']}/{r['target']} "
             f"pings={r['pings']} pongs={r['pongs']} missed={r['missed']} late={r['late']} "
+            f"zombies={r['zombies']} false_timeouts={r['false_timeouts']} "
             f"rtt_p50={_ms(r.get('rtt_p50_ms'))} rtt_p99={_ms(r.get('rtt_p99_ms'))} "
             f"closes={closes} reconnects={r['reconnects']} handshake_failures={failures} "
             f"lag_p99={_ms(r.get('lag_p99_ms'))} loop_lag_max={_ms(r.get('loop_lag_max_ms'))}\n"

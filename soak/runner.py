@@ -264,6 +264,9 @@ class Runner:
                 if rtt.total_count
                 else None,
                 "missed": self.metrics.totals["missed"] + cur.counts["missed"],
+                "zombies": self.metrics.totals["zombies"] + cur.counts["zombies"],
+                "false_timeouts": self.metrics.totals["false_timeouts"]
+                + cur.counts["false_timeouts"],
                 "reconnects": self.metrics.totals["reconnects"] + cur.counts["reconnects"],
                 "handshake_failures": self.metrics.totals["handshake_failure_total"]
                 + cur.counts["handshake_failure_total"],

@@ -16,6 +16,8 @@ STATUS: dict[str, Any] = {
     "rtt_p50_ms": 1.25,
     "rtt_p99_ms": None,
     "missed": 3,
+    "zombies": 1,
+    "false_timeouts": 2,
     "reconnects": 7,
     "handshake_failures": 2,
     "loop_lag_max_ms": 4.5,
@@ -32,6 +34,7 @@ def test_terminal_status_redraws_in_place() -> None:
     assert "980 connected / 1000 target" in first
     assert "100/s" in first  # 500 pongs in 5 s
     assert "p50 1.2ms" in first
+    assert "zombies 1   false timeouts 2" in first
     assert "p99 -" in first
     assert first.startswith("\x1b[2Ksoak")  # nothing to move up over the first time
     view.status(STATUS)
@@ -54,6 +57,8 @@ def test_plain_output_is_one_line_per_interval() -> None:
         "pongs": 49,
         "missed": 1,
         "late": 0,
+        "zombies": 0,
+        "false_timeouts": 4,
         "rtt_p50_ms": 0.5,
         "rtt_p99_ms": 2.0,
         "closes": {"a": 2},
@@ -66,6 +71,7 @@ def test_plain_output_is_one_line_per_interval() -> None:
     line = out.getvalue()
     assert line.count("\n") == 1
     assert "[     20.0s] connected=5/5 pings=50 pongs=49 missed=1" in line
+    assert "zombies=0 false_timeouts=4" in line
     assert "closes=2" in line
     assert "handshake_failures=3" in line
     assert "lag_p99=-" in line
