@@ -16,6 +16,7 @@ collections are rare and short.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import platform
 import random
@@ -33,6 +34,7 @@ from soak.client import CLOSE_WAIT, Client, OpenStream, Shared, url_opener
 from soak.gcctl import GcControl, GrowthFreezer
 from soak.metrics import Interval, Metrics
 from soak.profile import Profile
+from soak.reconcile import Drift, Poller, display_url
 from soak.recorder import Recorder, iso, rss_bytes
 from soak.schedule import Schedule
 from soak.summary import (
@@ -89,6 +91,16 @@ class Runner:
         self._t0 = 0.0
         self._gc: GcControl | None = None
         self.manifest: dict[str, Any] = {}
+        stats = profile.target.stats
+        if stats is not None:
+            # at most half an interval per poll: a hung stats endpoint can
+            # delay an interval's line, but never push the controller behind
+            # its boundaries
+            every = profile.run.report_interval
+            stats = dataclasses.replace(stats, timeout=min(stats.timeout, every / 2))
+        self.poller = Poller(stats) if stats is not None else None
+        self.drift = Drift()
+        self._final_stats: dict[str, Any] | None = None
 
     # -- control from outside ------------------------------------------------------
 
@@ -158,7 +170,13 @@ class Runner:
             if freezer is not None:
                 freezer.observe(self.shared.connected)
             while now >= next_interval:
-                self._rotate(next_interval)
+                if self.poller is None:
+                    self._rotate(next_interval)
+                else:
+                    # close the interval at its boundary, then poll: samples
+                    # that arrive during the poll belong to the next interval
+                    iv = self._close_interval(next_interval)
+                    self._write_interval(iv, await self._reconcile())
                 next_interval += every
             if now >= next_status:
                 self._status(now)
@@ -173,6 +191,24 @@ class Runner:
                 self._wake = scope
                 await trio.sleep_forever()
             self._wake = None
+        if self.poller is not None:
+            # the last (partial) interval is written by _finish, which must
+            # not await: poll for it now, before the clients are closed
+            self._final_stats = await self._reconcile()
+
+    async def _reconcile(self) -> dict[str, Any]:
+        """The server's count next to ours, for one interval record. Takes
+        at most the stats timeout and never raises for remote problems."""
+        assert self.poller is not None
+        server, warning = await self.poller.poll()
+        client = self.shared.connected  # read when the answer came, next to the server's
+        gap = self.drift.observe(trio.current_time() - self._t0, client, server)
+        return {
+            "server_connections": server,
+            "client_connections": client,
+            "connection_gap": gap,
+            "stats_warning": warning,
+        }
 
     def _apply_target(self, crowd: trio.Nursery, target: int) -> None:
         clients = self.clients
@@ -230,15 +266,18 @@ class Runner:
         iv.target = len(self.clients)
         iv.rss_bytes = rss_bytes()
 
-    def _rotate(self, at: float) -> None:
+    def _rotate(self, at: float, stats: dict[str, Any] | None = None) -> None:
+        self._write_interval(self._close_interval(at), stats)
+
+    def _close_interval(self, at: float) -> Interval:
         self._gauges(self.metrics.current)
-        iv = self.metrics.rotate(at - self._t0)
-        record = self.recorder.write_interval(
-            iv,
-            {
-                "gave_up": self.shared.gave_up,
-            },
-        )
+        return self.metrics.rotate(at - self._t0)
+
+    def _write_interval(self, iv: Interval, stats: dict[str, Any] | None) -> None:
+        extra: dict[str, Any] = {"gave_up": self.shared.gave_up}
+        if stats is not None:
+            extra.update(stats)
+        record = self.recorder.write_interval(iv, extra)
         if self.on_interval is not None:
             self.on_interval(record)
 
@@ -283,7 +322,7 @@ class Runner:
             self.status = "completed"
         self._gauges(self.metrics.current)
         if now - self._t0 > self.metrics.current.start or self.metrics.intervals_done == 0:
-            self._rotate(now)
+            self._rotate(now, self._last_stats())
         self.recorder.close()
         tot = totals(self.metrics)
         checks = verdicts(self.profile, self.metrics, tot)
@@ -308,6 +347,13 @@ class Runner:
             "thresholds": checks,
             "passed": all(v["ok"] for v in checks) and code == EXIT_OK,
         }
+        if self.poller is not None:
+            stats = self.poller.config
+            summary["reconcile"] = {
+                "url": display_url(stats.url),
+                "field": stats.field,
+                **self.drift.summary(),
+            }
         self.recorder.write_json("summary.json", summary)
         self.manifest.update(
             {
@@ -318,6 +364,21 @@ class Runner:
         )
         self.recorder.write_json("run.json", self.manifest)
         return Outcome(self.status, code, summary)
+
+    def _last_stats(self) -> dict[str, Any] | None:
+        """The stats fields for the record _finish writes: the poll made as
+        the controller stopped, or a warning when there was none (an abort)."""
+        if self.poller is None:
+            return None
+        stats, self._final_stats = self._final_stats, None
+        if stats is None:
+            stats = {
+                "server_connections": None,
+                "client_connections": self.shared.connected,
+                "connection_gap": None,
+                "stats_warning": "not polled: the run was aborted",
+            }
+        return stats
 
     def _manifest(self, wall0: float) -> dict[str, Any]:
         p = self.profile

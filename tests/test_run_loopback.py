@@ -123,3 +123,78 @@ async def test_200_clients_on_loopback(tmp_path: Path) -> None:
     if os.environ.get("SOAK_UPDATE_GOLDEN"):
         GOLDEN.write_text(json.dumps(found, indent=1, sort_keys=True) + "\n")
     assert found == json.loads(GOLDEN.read_text())
+
+
+RECONCILE = """
+[run]
+label = "reconcile"
+report_interval = "1s"
+[clients]
+[[clients.stages]]
+kind = "ramp"
+to = 20
+duration = "0s"
+[[clients.stages]]
+kind = "hold"
+duration = "2500ms"
+[heartbeat]
+interval = "500ms"
+timeout = "2s"
+"""
+
+
+async def test_server_count_polled_next_to_ours(tmp_path: Path) -> None:
+    gateway = Gateway(GatewayConfig(host="127.0.0.1", port=0))
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(gateway.serve)
+            stats = (
+                f'[target.stats]\nurl = "http://127.0.0.1:{port}/api/stats"\n'
+                'field = "connections"\ntimeout = "500ms"\n'
+            )
+            profile = make_profile(
+                RECONCILE, url=f"ws://127.0.0.1:{port}/ws", results=tmp_path, target_extra=stats
+            )
+            recorder = Recorder(tmp_path, profile.run.label, now_wall())
+            outcome = await Runner(profile, recorder, manage_gc=False).run()
+            nursery.cancel_scope.cancel()
+    lines = (recorder.path / "intervals.jsonl").read_text().splitlines()
+    intervals = [json.loads(x) for x in lines]
+    assert len(intervals) == 3
+    for iv in intervals:
+        assert iv["stats_warning"] is None
+        assert iv["server_connections"] == iv["client_connections"] == 20
+        assert iv["connection_gap"] == 0
+    rec = outcome.summary["reconcile"]
+    assert rec["url"] == f"http://127.0.0.1:{port}/api/stats"
+    assert rec["polls"] == 3
+    assert rec["failed_polls"] == 0
+    assert rec["max_gap"] == 0
+
+
+async def test_a_failing_stats_endpoint_warns_and_the_run_goes_on(tmp_path: Path) -> None:
+    gateway = Gateway(GatewayConfig(host="127.0.0.1", port=0))
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(gateway.serve)
+            stats = (
+                f'[target.stats]\nurl = "http://127.0.0.1:{port}/api/stats"\n'
+                'field = "server.online"\n'
+            )
+            profile = make_profile(
+                RECONCILE, url=f"ws://127.0.0.1:{port}/ws", results=tmp_path, target_extra=stats
+            )
+            recorder = Recorder(tmp_path, profile.run.label, now_wall())
+            outcome = await Runner(profile, recorder, manage_gc=False).run()
+            nursery.cancel_scope.cancel()
+    assert outcome.exit_code == 0
+    intervals = [
+        json.loads(x) for x in (recorder.path / "intervals.jsonl").read_text().splitlines()
+    ]
+    assert len(intervals) == 3
+    for iv in intervals:
+        assert iv["server_connections"] is None
+        assert iv["pongs"] > 0
+        assert iv["stats_warning"].startswith(f"http://127.0.0.1:{port}/api/stats: field ")
+        assert 'no key "server"' in iv["stats_warning"]
+    assert outcome.summary["reconcile"]["failed_polls"] == 3
