@@ -537,8 +537,12 @@ def _parse_stats(s: _Section) -> StatsConfig:
     ld = s.loader
     url = s.require("url", ld.string)
     parts = urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname:
-        ld.fail(s.where("url"), "expected an http:// URL with a host", url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if parts.scheme != "http" or not parts.hostname or port == -1 or port == 0:
+        ld.fail(s.where("url"), "expected an http:// URL with a host and a valid port", url)
     field_path = s.get("field", ld.string, "connections")
     if not re.fullmatch(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*", field_path):
         ld.fail(s.where("field"), 'expected a dotted path like "stats.connections"', field_path)

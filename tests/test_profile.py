@@ -774,3 +774,23 @@ def test_override_rejects_bad_values(kwargs: dict[str, str], message: str) -> No
     with pytest.raises(ProfileError) as info:
         override(profile(), **kwargs)
     assert str(info.value).startswith(message)
+
+
+@pytest.mark.parametrize(
+    "url", ["https://h/api/stats", "http:///api/stats", "http://h:99999/", "ws://h/"]
+)
+def test_stats_url_must_be_plain_http(tmp_path: Path, url: str) -> None:
+    message = load_error(tmp_path, f'[target.stats]\nurl = "{url}"\n' + MINIMAL)
+    assert (
+        f': target.stats.url: expected an http:// URL with a host and a valid port, got "{url}"'
+        in message
+    )
+
+
+def test_server_heartbeat_signature_must_parse(tmp_path: Path) -> None:
+    message = load_error(
+        tmp_path, '[target.server_heartbeat]\nreason_pattern = "heart(beat"\n' + MINIMAL
+    )
+    assert ": target.server_heartbeat.reason_pattern: expected a regular expression" in message
+    message = load_error(tmp_path, "[target.server_heartbeat]\nclose_codes = [99]\n" + MINIMAL)
+    assert ": target.server_heartbeat.close_codes: expected a list of close codes" in message
