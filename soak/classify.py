@@ -74,6 +74,9 @@ class Evidence:
     last_frame_age: float | None
     consecutive_missed: int
     pings_pending: int
+    # since the first ping of the current run of misses was sent; None when
+    # the last ping decided was answered
+    unresponsive_for: float | None = None
 
 
 @dataclass(frozen=True)

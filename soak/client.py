@@ -512,6 +512,7 @@ class Client:
             last_pong_age=None if hb.last_pong_at is None else now - hb.last_pong_at,
             last_frame_age=now - self.last_frame_at,
             consecutive_missed=hb.consecutive_missed,
+            unresponsive_for=None if hb.miss_run_since is None else now - hb.miss_run_since,
             pings_pending=hb.pending,
         )
 
@@ -576,13 +577,12 @@ class Client:
         if verdict.why:
             ev["why"] = verdict.why
         e = info.evidence
-        if e is not None and info.cause == ZOMBIE:
-            # how long detection took: from the last sign of life (the last
-            # pong, or the opening if none ever came) to the verdict
-            since = e.last_pong_age if e.last_pong_age is not None else e.age
+        if e is not None and info.cause == ZOMBIE and e.unresponsive_for is not None:
+            # how long detection took: from sending the first of the pings
+            # that went unanswered to the verdict
             hb_interval = self.shared.profile.heartbeat.interval
-            ev["detected_after_s"] = round(since, 6)
-            ev["detected_after_intervals"] = round(since / hb_interval, 3)
+            ev["detected_after_s"] = round(e.unresponsive_for, 6)
+            ev["detected_after_intervals"] = round(e.unresponsive_for / hb_interval, 3)
         if self.last_close is not None:
             # what came before this connection: a false timeout right after a
             # reconnect points at the reconnect (e.g. a stale server session)
@@ -599,6 +599,9 @@ class Client:
                 else round(e.last_frame_age, 6),
                 "consecutive_missed": e.consecutive_missed,
                 "pings_pending": e.pings_pending,
+                "unresponsive_for_s": None
+                if e.unresponsive_for is None
+                else round(e.unresponsive_for, 6),
             }
         self.shared.emit(ev)
 

@@ -68,6 +68,7 @@ class HeartbeatEngine:
         "interval",
         "last_pong_at",
         "max_missed",
+        "miss_run_since",
         "next_send",
         "next_seq",
         "origin",
@@ -101,6 +102,9 @@ class HeartbeatEngine:
         self.next_send = self._slot_at_or_after(now)
         self.next_seq = first_seq
         self.consecutive_missed = 0
+        # when the first ping of the current run of misses was sent: how long
+        # the connection has been unresponsive, for zombie detection times
+        self.miss_run_since: float | None = None
         self.last_pong_at: float | None = None
         self._outstanding: dict[int, _Ping] = {}
 
@@ -139,6 +143,7 @@ class HeartbeatEngine:
         if ping is None:
             return Pong(DUPLICATE if 0 < seq < self.next_seq else UNKNOWN)
         self.consecutive_missed = 0
+        self.miss_run_since = None
         self.last_pong_at = now
         # from the scheduled time when we sent late (coordinated omission),
         # from the actual send when we sent a little early
@@ -159,6 +164,8 @@ class HeartbeatEngine:
                 ping.expired = True
                 expired_kept += 1
                 newly += 1
+                if self.miss_run_since is None:
+                    self.miss_run_since = ping.sent
         self.consecutive_missed += newly
         if expired_kept > MAX_EXPIRED_KEPT:
             self._evict_expired(expired_kept - MAX_EXPIRED_KEPT)

@@ -175,9 +175,10 @@ async def test_zombie_detected_after_max_missed(
     assert zombie["code"] == 1001
     assert zombie["evidence"]["consecutive_missed"] == 3
     assert zombie["evidence"]["last_pong_age_s"] is None
-    # detected 3 s (3 heartbeat intervals) after the last sign of life, the opening
+    # detected 3 s (3 heartbeat intervals) after the first unanswered ping was sent
     assert zombie["detected_after_s"] == pytest.approx(3.0, abs=0.002)
     assert zombie["detected_after_intervals"] == pytest.approx(3.0, abs=0.002)
+    assert zombie["evidence"]["unresponsive_for_s"] == zombie["detected_after_s"]
     # it reconnects after the backoff (1 s): a second connection
     assert tot["connects"] == 2
     assert tot["reconnects"] == 1

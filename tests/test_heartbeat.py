@@ -420,3 +420,20 @@ def test_eviction_never_drops_a_pending_ping() -> None:
     assert e.on_pong(66, 65.375) == Pong(OK, 0.375, 0.375)
     assert e.on_pong(1, 65.5).kind != LATE  # evicted
     assert e.on_pong(2, 65.5).kind == LATE
+
+
+def test_miss_run_since_marks_the_first_unanswered_ping_of_the_run() -> None:
+    hb = engine(interval=1.0, timeout=0.5)
+    first = hb.on_send(0.0)
+    hb.on_pong(first.seq, 0.1)
+    hb.on_send(1.0)
+    hb.check(1.4)
+    assert hb.miss_run_since is None  # not missed yet
+    hb.check(1.5)
+    assert hb.miss_run_since == 1.0
+    hb.on_send(2.0)
+    hb.check(2.5)
+    assert hb.miss_run_since == 1.0  # still the start of the run
+    third = hb.on_send(3.0)
+    hb.on_pong(third.seq, 3.2)
+    assert hb.miss_run_since is None  # any pong ends the run
