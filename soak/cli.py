@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
@@ -233,6 +234,21 @@ def reference_gateway(extra: list[str]) -> Iterator[int]:
     help="Close code sent to a client whose heartbeats timed out.",
 )
 @click.option(
+    "--bug",
+    "bugs",
+    multiple=True,
+    metavar="NAME",
+    help="Replay one of the incident's bugs (repeatable): ignore-max-missed, stale-session, "
+    '"no-pong RATE" (e.g. "no-pong 0.1"), "drop-heartbeat N" (e.g. "drop-heartbeat 1").',
+)
+@click.option(
+    "--truth-log",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="PATH",
+    help="Append a JSON line of ground truth for every close the gateway makes.",
+)
+@click.option(
     "--timeout-close-reason",
     default="heartbeat_timeout",
     show_default=True,
@@ -248,10 +264,13 @@ def gateway(
     server_ping: str | None,
     timeout_close_code: int,
     timeout_close_reason: str,
+    bugs: tuple[str, ...],
+    truth_log: Path | None,
 ) -> None:
     """Run the built-in reference gateway (JSON and RFC 6455 heartbeats,
     GET /api/stats)."""
     from soak.gateway import GatewayConfig, run_gateway
+    from soak.gateway.bugs import parse_bugs
     from soak.profile import parse_duration
 
     def dur(name: str, text: str) -> float:
@@ -276,9 +295,12 @@ def gateway(
             server_ping_interval=None if server_ping is None else dur("--server-ping", server_ping),
             timeout_close_code=timeout_close_code,
             timeout_close_reason=timeout_close_reason,
+            bugs=parse_bugs(bugs),
+            truth_log=truth_log,
         )
     try:
-        trio.run(run_gateway, config)
+        with errors_as_exit_codes():
+            trio.run(run_gateway, config)
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", EXIT_TARGET)
 

@@ -34,3 +34,18 @@ def test_gateway_rejects_bad_durations() -> None:
     assert result.exit_code == 2
     assert "--hb-interval" in result.output
     assert 'expected a duration like "30s", got "-1s"' in result.output
+
+
+def test_gateway_rejects_unknown_bugs_and_bad_arguments(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["gateway", "--bug", "nopong 0.1"])
+    assert result.exit_code == 2
+    assert "unknown bug 'nopong'; did you mean 'no-pong'?" in result.output
+    result = CliRunner().invoke(cli, ["gateway", "--bug", "no-pong 2"])
+    assert result.exit_code == 2
+    assert "RATE: expected the fraction of connections to affect" in result.output
+    result = CliRunner().invoke(
+        cli, ["gateway", "--truth-log", str(tmp_path / "missing" / "truth.jsonl")]
+    )
+    assert result.exit_code == 2
+    assert "truth_log: cannot open" in result.output
+    assert "Traceback" not in result.output

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 from soak.errors import LocalError
+from soak.gateway.bugs import Bug, IgnoreMaxMissed, check_bugs, cli_forms
 
 # wsproto refuses to send close codes that RFC 6455 section 7.4.1 reserves for
 # local use; a close frame's reason must fit in 123 bytes (section 5.5).
@@ -33,6 +35,11 @@ class GatewayConfig:
     handshake_timeout: float = 10.0
     # How long a closing gateway waits for the peer's answering close frame.
     close_wait: float = 2.0
+    # The incident's bugs to replay (see soak.gateway.bugs); none by default.
+    bugs: tuple[Bug, ...] = ()
+    # Append a ground-truth record of every close the gateway makes to this
+    # JSONL file (see soak.gateway.truth); they are kept in memory regardless.
+    truth_log: Path | None = None
 
     def __post_init__(self) -> None:
         positive = {
@@ -61,8 +68,29 @@ class GatewayConfig:
                 f"gateway: timeout_close_code: expected a sendable close code "
                 f"(1000..4999, not 1004/1005/1006/1015), got {code!r}"
             )
+        if not isinstance(self.bugs, tuple):
+            raise LocalError(f"gateway: bugs: expected a tuple of bugs, got {self.bugs!r}")
+        check_bugs(self.bugs)
+        if self.truth_log is not None and not isinstance(self.truth_log, Path):
+            raise LocalError(f"gateway: truth_log: expected a Path, got {self.truth_log!r}")
         if len(self.timeout_close_reason.encode()) > _MAX_CLOSE_REASON_BYTES:
             raise LocalError(
                 f"gateway: timeout_close_reason: expected at most "
                 f"{_MAX_CLOSE_REASON_BYTES} bytes, got {self.timeout_close_reason!r}"
             )
+
+    @property
+    def bug_names(self) -> list[str]:
+        """The enabled bugs in their ``--bug`` form, e.g. ``["no-pong 0.1"]``."""
+        return cli_forms(self.bugs)
+
+    def bug_notes(self) -> list[str]:
+        """Enabled bugs that these settings keep from showing (printed at start)."""
+        notes = []
+        window = self.hb_interval * self.max_missed
+        if any(isinstance(bug, IgnoreMaxMissed) for bug in self.bugs) and self.hb_timeout >= window:
+            notes.append(
+                f"ignore-max-missed changes nothing unless hb_timeout < hb_interval * max_missed "
+                f"(here {self.hb_timeout:g}s >= {self.hb_interval:g}s * {self.max_missed})"
+            )
+        return notes

@@ -13,9 +13,12 @@ connection expires only when BOTH
     floor((now - last_beat) / interval) >= max_missed
 
 hold, so the timeout never fires before ``max_missed`` heartbeats were missed.
-The rule lives in one method, :meth:`HeartbeatManager.should_expire`, which is
-the seam for a later "buggy" variant that replays the incident (it would drop
-the second condition). That variant is deliberately not implemented yet.
+The rule lives in one method, :meth:`HeartbeatManager.should_expire`, the seam
+for :class:`IncidentHeartbeatManager`, which replays the incident: it drops the
+second condition and expires on ``now - last_beat > timeout`` alone (the
+2026.04 ``handleTimeout``). Whatever the subclass does,
+:meth:`HeartbeatManager.fixed_rule` still answers "would the FIXED rule expire
+this age?", which the gateway's ground-truth log needs.
 """
 
 from __future__ import annotations
@@ -81,9 +84,14 @@ class HeartbeatManager:
             return True
         return False
 
-    def remove(self, conn_id: ConnId) -> None:
-        """Stop tracking a connection. Removing an unknown id is a no-op."""
-        self._last_beat.pop(conn_id, None)
+    def remove(self, conn_id: ConnId) -> float | None:
+        """Stop tracking a connection; returns its last-beat time, or None
+        (and changes nothing) for an unknown id."""
+        return self._last_beat.pop(conn_id, None)
+
+    def last_beat(self, conn_id: ConnId) -> float | None:
+        """When the connection's last heartbeat was recorded; None if untracked."""
+        return self._last_beat.get(conn_id)
 
     def missed(self, age: float) -> int:
         """Whole heartbeat intervals that fit in ``age``: floor(age / interval)."""
@@ -92,6 +100,14 @@ class HeartbeatManager:
     def should_expire(self, age: float, missed: int) -> bool:
         """The expiry rule (the fixed one): timeout passed AND max_missed missed."""
         return age >= self.timeout and missed >= self.max_missed
+
+    def fixed_rule(self, age: float) -> bool:
+        """Would the FIXED rule expire a connection silent for ``age``?
+
+        Not overridden by :class:`IncidentHeartbeatManager`: it is the yardstick
+        for "was this client truly alive when it was closed".
+        """
+        return age >= self.timeout and self.missed(age) >= self.max_missed
 
     def expired(self, now: float) -> list[Expiry]:
         """Connections that are expired at ``now``, in insertion order.
@@ -111,3 +127,18 @@ class HeartbeatManager:
             if self.should_expire(age, missed):
                 found.append(Expiry(conn_id, age, missed))
         return found
+
+
+class IncidentHeartbeatManager(HeartbeatManager):
+    """The incident's rule: expire once ``age > timeout``, whatever the missed count.
+
+    The ``ignore-max-missed`` bug. With ``timeout >= interval * max_missed`` it
+    behaves like the fixed rule (up to the ``>`` at the boundary); with a
+    tighter timeout it kills clients that were merely late or missed one
+    heartbeat.
+    """
+
+    __slots__ = ()
+
+    def should_expire(self, age: float, missed: int) -> bool:
+        return age > self.timeout

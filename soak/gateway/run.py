@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 
 import trio
 
@@ -28,11 +29,15 @@ async def run_gateway(config: GatewayConfig) -> None:
 
     Prints exactly one line, ``soak gateway listening on <host>:<port>``, once
     the port is bound; a parent that started us with ``--port 0`` parses it.
+    With bugs enabled, a second line follows on stderr naming them, so nobody
+    mistakes a deliberately broken gateway for the fixed one.
     """
     raise_fd_limit()
+    # Gateway() opens config.truth_log and raises LocalError if it cannot.
     gateway = Gateway(config)
     # Installed here, not at import: importing soak must not touch signals.
     with (
+        gateway,
         GcControl(gateway.gc_pause) as gc_control,
         trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals,
     ):
@@ -40,6 +45,11 @@ async def run_gateway(config: GatewayConfig) -> None:
             nursery.start_soon(freeze_as_it_grows, gateway, gc_control)
             port = await nursery.start(gateway.serve)
             print(f"soak gateway listening on {_address(config.host, port)}", flush=True)
+            if config.bugs:
+                bugs = ", ".join(config.bug_names)
+                print(f"soak gateway: bugs enabled: {bugs}", file=sys.stderr, flush=True)
+                for note in config.bug_notes():
+                    print(f"soak gateway: note: {note}", file=sys.stderr, flush=True)
             async for _signum in signals:
                 break
             # Cancelling serve's nursery makes each connection send 1001.

@@ -20,6 +20,13 @@ Wire protocols served on every connection:
 2. RFC 6455 ping frames, answered with a pong carrying the same payload.
    Pongs from the client (to ``server_ping_interval`` pings, or unsolicited,
    which RFC 6455 section 5.5.3 allows) also count as heartbeats.
+
+Fault modes (``GatewayConfig.bugs``, see :mod:`soak.gateway.bugs`) replay the
+incident's bugs. With none enabled, answering a heartbeat costs what it did
+before they existed: one attribute test (``conn.tamper``) decides that no bug
+applies to the connection, and the per-client session table of
+``stale-session`` does not exist. Every close the gateway makes leaves a
+ground-truth record (:mod:`soak.gateway.truth`) in :attr:`Gateway.truth`.
 """
 
 from __future__ import annotations
@@ -48,8 +55,10 @@ from wsproto.events import (
 from wsproto.utilities import RemoteProtocolError
 
 from soak.gateway import http
+from soak.gateway.bugs import DropHeartbeat, IgnoreMaxMissed, NoPong, StaleSession
 from soak.gateway.config import GatewayConfig
-from soak.gateway.heartbeat import HeartbeatManager
+from soak.gateway.heartbeat import Expiry, HeartbeatManager, IncidentHeartbeatManager
+from soak.gateway.truth import HEARTBEAT_TIMEOUT, TruthLog, TruthRecord
 
 logger = logging.getLogger(__name__)
 
@@ -72,9 +81,28 @@ _encode_json = json.JSONEncoder(separators=(",", ":")).encode
 class _Conn:
     """One open WebSocket connection, owned by exactly one task."""
 
-    __slots__ = ("conn_id", "frag", "frag_chars", "next_ping", "scope", "sending", "stream", "ws")
+    __slots__ = (
+        "beat_key",
+        "beats_seen",
+        "client_id",
+        "conn_id",
+        "expiry",
+        "frag",
+        "frag_chars",
+        "last_frame",
+        "muted",
+        "next_ping",
+        "scope",
+        "sending",
+        "stream",
+        "tamper",
+        "ws",
+    )
 
-    def __init__(self, conn_id: int, stream: trio.abc.Stream, ws: Connection) -> None:
+    def __init__(
+        self, conn_id: int, stream: trio.abc.Stream, ws: Connection, opened_at: float
+    ) -> None:
+        # The connection's number: 1-based, in the order connections opened.
         self.conn_id = conn_id
         self.stream = stream
         self.ws = ws
@@ -87,6 +115,38 @@ class _Conn:
         self.frag: list[str] | None = None
         self.frag_chars = 0
         self.next_ping = math.inf
+        # The clientId of the first JSON ping that carried one.
+        self.client_id: str | int | None = None
+        # The heartbeat manager's key that this connection's beats are
+        # recorded against: its own id, unless stale-session attached it to
+        # an older connection's session.
+        self.beat_key = conn_id
+        # When a frame last truly arrived (the ground truth; opening counts).
+        self.last_frame = opened_at
+        # True while a bug may alter this connection's heartbeats; the hot
+        # path tests only this.
+        self.tamper = False
+        # no-pong: this connection's heartbeats are counted but not answered.
+        self.muted = False
+        # drop-heartbeat: heartbeats seen so far (counted only while tampering).
+        self.beats_seen = 0
+        # Set by Gateway.check: (when, what) the heartbeat manager expired.
+        self.expiry: tuple[float, Expiry] | None = None
+
+
+class _Session:
+    """stale-session: one clientId's heartbeat state, never cleaned up.
+
+    ``owner`` is the first connection that carried the clientId; its beats are
+    the session's. ``last_beat`` is the owner's last beat, kept when the
+    heartbeat manager stopped tracking the owner.
+    """
+
+    __slots__ = ("last_beat", "owner")
+
+    def __init__(self, owner: int) -> None:
+        self.owner = owner
+        self.last_beat: float | None = None
 
 
 class Gateway:
@@ -103,9 +163,19 @@ class Gateway:
         # serverTime in pongs is wall-clock epoch ms, as the incident's clients
         # expect; injectable so tests can pin it. All timing uses Trio's clock.
         self._wall_clock = wall_clock
-        self.heartbeats = HeartbeatManager(config.hb_interval, config.hb_timeout, config.max_missed)
+        bugs = {type(bug): bug for bug in config.bugs}
+        manager = IncidentHeartbeatManager if IgnoreMaxMissed in bugs else HeartbeatManager
+        self.heartbeats = manager(config.hb_interval, config.hb_timeout, config.max_missed)
+        no_pong = bugs.get(NoPong)
+        self._no_pong = no_pong if isinstance(no_pong, NoPong) else None
+        drop = bugs.get(DropHeartbeat)
+        self._drop_nth = drop.n if isinstance(drop, DropHeartbeat) else 0
+        # stale-session only: clientId -> the session it inherits.
+        self._sessions: dict[str | int, _Session] | None = {} if StaleSession in bugs else None
+        self._truth_log = TruthLog(config.truth_log)
+        self.truth: list[TruthRecord] = self._truth_log.records
         self._conns: dict[int, _Conn] = {}
-        self._next_id = 0
+        self._next_id = 1
         self._started_at: float | None = None
         self.accepted_total = 0
         self.closes_by_reason: Counter[str] = Counter()
@@ -121,6 +191,19 @@ class Gateway:
         self.internal_errors = 0
         self.gc_collections = 0
         self.gc_pause_max = 0.0
+        self.pongs_withheld = 0
+        self.heartbeats_dropped = 0
+        self.stale_sessions_inherited = 0
+
+    def close(self) -> None:
+        """Close the truth log file, if any. The in-memory records stay."""
+        self._truth_log.close()
+
+    def __enter__(self) -> Gateway:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     # ---- stats ---------------------------------------------------------
 
@@ -160,6 +243,13 @@ class Gateway:
                 "timeout": cfg.hb_timeout,
                 "max_missed": cfg.max_missed,
             },
+            "bugs": cfg.bug_names,
+            "false_kills": self._truth_log.false_kills,
+            "truth_records": len(self.truth),
+            "truth_log_write_errors": self._truth_log.write_errors,
+            "pongs_withheld": self.pongs_withheld,
+            "heartbeats_dropped": self.heartbeats_dropped,
+            "stale_sessions_inherited": self.stale_sessions_inherited,
         }
 
     def _mark_started(self) -> None:
@@ -197,12 +287,26 @@ class Gateway:
         for expiry in self.heartbeats.expired(now):
             # Remove first: the connection task may take a while to close and
             # must not be reported again at the next check.
-            self.heartbeats.remove(expiry.conn_id)
+            self._untrack(expiry.conn_id)
             conn = self._conns.get(expiry.conn_id)
             if conn is not None:
+                conn.expiry = (now, expiry)
                 conn.scope.cancel()
                 count += 1
         return count
+
+    def _untrack(self, conn_id: int) -> None:
+        """Stop the heartbeat manager tracking a connection (stale-session:
+        keep its last beat in the session it owns, for whoever reconnects)."""
+        last = self.heartbeats.remove(conn_id)
+        if last is None or self._sessions is None:
+            return
+        conn = self._conns.get(conn_id)
+        if conn is None or conn.client_id is None:
+            return
+        session = self._sessions.get(conn.client_id)
+        if session is not None and session.owner == conn_id:
+            session.last_beat = last
 
     async def handle_stream(self, stream: trio.abc.Stream) -> None:
         """Serve one connection (WebSocket or plain HTTP) on any Trio stream.
@@ -308,14 +412,20 @@ class Gateway:
             with conn.scope:
                 reason = await self._pump(conn)
             if conn.scope.cancelled_caught:
-                reason = "heartbeat_timeout"
+                reason = HEARTBEAT_TIMEOUT
                 cfg = self.config
+                if conn.expiry is not None:
+                    at, expiry = conn.expiry
+                    self._record_close(conn, reason, cfg.timeout_close_code, at, expiry)
+                else:  # only check() cancels conn.scope; defensive
+                    self._record_close(conn, reason, cfg.timeout_close_code, trio.current_time())
                 await self._close(conn, cfg.timeout_close_code, cfg.timeout_close_reason)
         except trio.Cancelled:
             # A cancel from outside conn.scope means whoever owns this task
             # (serve()'s nursery) is shutting down: tell the client so.
             if reason is None:
                 reason = "server_shutdown"
+                self._record_close(conn, reason, GOING_AWAY, trio.current_time())
             with trio.CancelScope(shield=True):
                 await self._close(conn, GOING_AWAY, "going away")
             raise
@@ -323,6 +433,9 @@ class Gateway:
             if reason is None:
                 reason = "transport_lost"
         except Exception:
+            if reason is None:
+                # The stream is dropped without a close frame.
+                self._record_close(conn, "internal_error", None, trio.current_time())
             reason = "internal_error"
             raise
         finally:
@@ -331,19 +444,97 @@ class Gateway:
     def _open(self, stream: trio.abc.Stream, ws: Connection) -> _Conn:
         conn_id = self._next_id
         self._next_id += 1
-        conn = _Conn(conn_id, stream, ws)
         now = trio.current_time()
+        conn = _Conn(conn_id, stream, ws, now)
         if self.config.server_ping_interval is not None:
             conn.next_ping = now + self.config.server_ping_interval
+        if self._no_pong is not None and self._no_pong.affects(conn_id):
+            conn.muted = True
+        conn.tamper = conn.muted or self._drop_nth > 0
         self._conns[conn_id] = conn
         self.heartbeats.add(conn_id, now)
         self.accepted_total += 1
         return conn
 
     def _release(self, conn: _Conn, reason: str) -> None:
+        self._untrack(conn.conn_id)
         del self._conns[conn.conn_id]
-        self.heartbeats.remove(conn.conn_id)
         self.closes_by_reason[reason] += 1
+
+    def _record_close(
+        self,
+        conn: _Conn,
+        reason: str,
+        code: int | None,
+        now: float,
+        expiry: Expiry | None = None,
+    ) -> None:
+        """Write the ground truth about a close the gateway is making at ``now``."""
+        hb = self.heartbeats
+        last_beat_age: float | None
+        missed: int | None
+        if expiry is not None:
+            last_beat_age, missed = expiry.last_beat_age, expiry.missed
+        else:
+            last = hb.last_beat(conn.conn_id)
+            last_beat_age = None if last is None else now - last
+            missed = None if last_beat_age is None else hb.missed(last_beat_age)
+        frame_age = now - conn.last_frame
+        started = now if self._started_at is None else self._started_at
+        self._truth_log.add(
+            {
+                "t": round(now - started, 6),
+                "conn": conn.conn_id,
+                "client_id": conn.client_id,
+                "reason": reason,
+                "code": code,
+                "last_beat_age": None if last_beat_age is None else round(last_beat_age, 6),
+                "last_frame_age": round(frame_age, 6),
+                "missed": missed,
+                "truly_alive": not hb.fixed_rule(frame_age),
+            }
+        )
+
+    def _tamper(self, conn: _Conn) -> bool | None:
+        """What the bugs do to this heartbeat of ``conn`` (one with ``tamper``
+        set): None to ignore it entirely (drop-heartbeat), False to count it
+        without answering (no-pong), True to handle it normally."""
+        drop_nth = self._drop_nth
+        if drop_nth:
+            conn.beats_seen += 1
+            if conn.beats_seen >= drop_nth:
+                conn.tamper = conn.muted  # past the N-th: only no-pong may still apply
+                if conn.beats_seen == drop_nth:
+                    self.heartbeats_dropped += 1
+                    return None
+        return not conn.muted
+
+    def _identify(self, conn: _Conn, client_id: object) -> None:
+        """The connection's first JSON ping with a clientId (a string or an
+        integer). With stale-session, a clientId that an earlier connection
+        carried attaches this connection to that connection's session."""
+        if type(client_id) is not str and type(client_id) is not int:
+            return  # absent, or nothing to key a session on: ask again next ping
+        conn.client_id = client_id
+        sessions = self._sessions
+        if sessions is None:
+            return
+        session = sessions.get(client_id)
+        if session is None:
+            sessions[client_id] = _Session(conn.conn_id)
+            return
+        if session.owner == conn.conn_id or conn.conn_id not in self.heartbeats:
+            return
+        inherited = self.heartbeats.last_beat(session.owner)
+        if inherited is None:
+            inherited = session.last_beat
+        if inherited is None:
+            return
+        # The bug: the new connection takes over the old session's heartbeat
+        # state, and its beats go on being recorded against the old id.
+        self.heartbeats.add(conn.conn_id, inherited)
+        conn.beat_key = session.owner
+        self.stale_sessions_inherited += 1
 
     async def _send(self, conn: _Conn, data: bytes) -> None:
         # A cancel that is already pending (shutdown, expiry) is delivered
@@ -364,25 +555,39 @@ class Gateway:
         stream, ws = conn.stream, conn.ws
         ping_every = self.config.server_ping_interval
         data: bytes | bytearray | None
+        # When the bytes being parsed arrived: first those that came right
+        # behind the request head (at opening), then each read's.
+        now = conn.last_frame
         while True:
             out = b""
             for event in ws.events():
+                conn.last_frame = now
                 if isinstance(event, TextMessage):
-                    reply = self._on_text(conn, event)
+                    reply = self._on_text(conn, event, now)
                     if reply is not None:
                         out += ws.send(TextMessage(data=reply))
                 elif isinstance(event, Ping):
                     self.ws_pings_received += 1
-                    self.heartbeats.beat(conn.conn_id, trio.current_time())
-                    out += ws.send(event.response())
+                    answer: bool | None = True
+                    if conn.tamper:
+                        answer = self._tamper(conn)
+                        if answer is None:
+                            continue
+                    self.heartbeats.beat(conn.beat_key, now)
+                    if answer:
+                        out += ws.send(event.response())
+                    else:
+                        self.pongs_withheld += 1
                 elif isinstance(event, Pong):
                     self.ws_pongs_received += 1
-                    self.heartbeats.beat(conn.conn_id, trio.current_time())
+                    if conn.tamper and self._tamper(conn) is None:
+                        continue
+                    self.heartbeats.beat(conn.beat_key, now)
                 elif isinstance(event, BytesMessage):
                     if event.message_finished:
                         self.messages_other += 1
                 elif isinstance(event, CloseConnection):
-                    return await self._on_close(conn, event, out)
+                    return await self._on_close(conn, event, out, now)
             if out:
                 await self._send(conn, out)
 
@@ -397,6 +602,7 @@ class Gateway:
                     continue
             if not data:
                 return "transport_lost"
+            now = trio.current_time()
             # wsproto's typing says bytes, but its buffer takes any bytes-like;
             # bytes(data) would copy every read on the hot path.
             ws.receive_data(cast("bytes", data))
@@ -410,7 +616,7 @@ class Gateway:
             conn.next_ping = now + ping_every
         await self._send(conn, conn.ws.send(Ping(payload=b"%d" % self.server_pings_sent)))
 
-    def _on_text(self, conn: _Conn, event: TextMessage) -> str | None:
+    def _on_text(self, conn: _Conn, event: TextMessage, now: float) -> str | None:
         """Handle a text message (or fragment); returns the pong to send, if any."""
         if conn.frag is not None or not event.message_finished:
             # Fragmented (or split across reads): reassemble, within a bound.
@@ -438,7 +644,19 @@ class Gateway:
             self.messages_other += 1
             return None
         self.pings_received += 1
-        self.heartbeats.beat(conn.conn_id, trio.current_time())
+        if conn.client_id is None:
+            # Even from a heartbeat drop-heartbeat ignores: that is about the
+            # beat; who the client is still shows in the truth log.
+            self._identify(conn, msg.get("clientId"))
+        answer: bool | None = True
+        if conn.tamper:
+            answer = self._tamper(conn)
+            if answer is None:
+                return None
+        self.heartbeats.beat(conn.beat_key, now)
+        if not answer:
+            self.pongs_withheld += 1
+            return None
         self.pongs_sent += 1
         return _encode_json(
             {
@@ -450,10 +668,12 @@ class Gateway:
             }
         )
 
-    async def _on_close(self, conn: _Conn, event: CloseConnection, pending: bytes) -> str:
+    async def _on_close(
+        self, conn: _Conn, event: CloseConnection, pending: bytes, now: float
+    ) -> str:
         ws = conn.ws
-        self.heartbeats.remove(conn.conn_id)
         if ws.state is ConnectionState.REMOTE_CLOSING:
+            self._untrack(conn.conn_id)
             # The client closed: answer its close frame (RFC 6455 5.5.1). It
             # meant to close even if it hangs up before our answer arrives.
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
@@ -461,6 +681,8 @@ class Gateway:
             return f"client_{int(event.code)}"
         # wsproto reports a frame it could not parse as a CloseConnection
         # while still OPEN; we are the side that closes, with its code.
+        self._record_close(conn, "protocol_error", int(event.code), now)
+        self._untrack(conn.conn_id)
         if pending:
             await self._send(conn, pending)
         await self._close(conn, event.code, event.reason or "")
@@ -477,7 +699,7 @@ class Gateway:
         close frame in the peer's buffer before the peer reads it. The soak
         client classifies closes by code, so the code must arrive.
         """
-        self.heartbeats.remove(conn.conn_id)
+        self._untrack(conn.conn_id)
         ws = conn.ws
         try:
             with trio.move_on_after(self.config.close_wait):
@@ -500,7 +722,8 @@ async def serve(
     config: GatewayConfig, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
 ) -> None:
     """Run a fresh :class:`Gateway` for ``config`` until cancelled; see :meth:`Gateway.serve`."""
-    await Gateway(config).serve(task_status=task_status)
+    with Gateway(config) as gateway:
+        await gateway.serve(task_status=task_status)
 
 
 __all__ = ["Gateway", "GatewayConfig", "serve"]
