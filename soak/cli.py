@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -152,12 +153,22 @@ def demo(
     quiet: bool,
     gateway_arg: tuple[str, ...],
 ) -> None:
-    """Start the reference gateway on 127.0.0.1 and run PROFILE against it."""
+    """Start the reference gateway on 127.0.0.1 and run PROFILE against it.
+
+    The profile's target URL (and stats URL, if any) are pointed at the
+    gateway. Pass gateway options with --gateway-arg, e.g.
+    --gateway-arg=--bug --gateway-arg="no-pong 0.1"."""
     p = _load(profile, label=label, duration=duration, results_dir=results_dir)
     with reference_gateway(list(gateway_arg)) as port:
         path = urlsplit(p.target.url).path or "/"
         with errors_as_exit_codes():
             p = override(p, url=f"ws://127.0.0.1:{port}{path}")
+        if p.target.stats is not None:
+            # the reference gateway's own count, on the port it just got
+            stats = dataclasses.replace(
+                p.target.stats, url=f"http://127.0.0.1:{port}/api/stats", field="connections"
+            )
+            p = dataclasses.replace(p, target=dataclasses.replace(p.target, stats=stats))
         code = execute(p, quiet=quiet)
     sys.exit(code)
 

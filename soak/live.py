@@ -45,9 +45,14 @@ class LiveView:
         if self.tty:
             return
         closes = sum(r["closes"].values())
+        server = ""
+        if "server_connections" in r:
+            server = (
+                f"server={r['server_connections'] if r['server_connections'] is not None else '?'} "
+            )
         failures = sum(r["handshake_failures"].values())
         self.out.write(
-            f"[{r['t'] + r['dt']:9.1f}s] connected={r['connected']}/{r['target']} "
+            f"[{r['t'] + r['dt']:9.1f}s] connected={r['connected']}/{r['target']} {server}"
             f"pings={r['pings']} pongs={r['pongs']} missed={r['missed']} late={r['late']} "
             f"zombies={r['zombies']} false_timeouts={r['false_timeouts']} "
             f"rtt_p50={_ms(r.get('rtt_p50_ms'))} rtt_p99={_ms(r.get('rtt_p99_ms'))} "
@@ -93,6 +98,13 @@ def print_summary(summary: dict[str, Any], path: str, out: TextIO) -> None:
         w(
             f"  tester       {t['dropped_samples_total']} samples out of range, "
             f"{t['skipped']} heartbeat slots skipped (tester too slow)\n"
+        )
+    rec = summary.get("reconcile")
+    if rec is not None:
+        w(
+            f"  server count {rec['polls']} polls ({rec['failed_polls']} failed), "
+            f"largest gap {rec['max_gap']} (server - client), "
+            f"longest gap {rec['longest_gap_s']}s\n"
         )
     for v in summary["thresholds"]:
         w(f"  threshold    {v['text']}\n")
