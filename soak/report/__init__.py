@@ -1,0 +1,1 @@
+"""Reading results back: reports, charts and comparisons of runs."""
