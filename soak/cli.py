@@ -111,6 +111,14 @@ _run_options = [
     click.option("--duration", help='Override run.duration, e.g. "10m".'),
     click.option("--results-dir", help="Override run.results_dir (default results/)."),
     click.option("--quiet", is_flag=True, help="No live view or interval lines."),
+    click.option(
+        "--threshold",
+        "thresholds",
+        multiple=True,
+        metavar="CHECK",
+        help='A pass/fail check, e.g. "rtt_p99<250ms", "false_timeouts==0" (repeatable; '
+        "replaces the profile's threshold of the same name).",
+    ),
 ]
 
 
@@ -130,13 +138,21 @@ def run(
     duration: str | None,
     results_dir: str | None,
     quiet: bool,
+    thresholds: tuple[str, ...],
 ) -> None:
     """Run PROFILE (a TOML file) against its target.
 
     Exit codes: 0 passed, 1 a threshold failed, 2 bad input, 3 the target was
     never reachable, 130/143 interrupted by SIGINT/SIGTERM.
     """
-    p = _load(profile, url=url, label=label, duration=duration, results_dir=results_dir)
+    p = _load(
+        profile,
+        url=url,
+        label=label,
+        duration=duration,
+        results_dir=results_dir,
+        thresholds=thresholds,
+    )
     sys.exit(execute(p, quiet=quiet))
 
 
@@ -151,6 +167,7 @@ def demo(
     duration: str | None,
     results_dir: str | None,
     quiet: bool,
+    thresholds: tuple[str, ...],
     gateway_arg: tuple[str, ...],
 ) -> None:
     """Start the reference gateway on 127.0.0.1 and run PROFILE against it.
@@ -158,7 +175,11 @@ def demo(
     The profile's target URL (and stats URL, if any) are pointed at the
     gateway. Pass gateway options with --gateway-arg, e.g.
     --gateway-arg=--bug --gateway-arg="no-pong 0.1"."""
-    p = _load(profile, label=label, duration=duration, results_dir=results_dir)
+    if url is not None:
+        fail("--url: soak demo starts its own gateway on 127.0.0.1; use soak run --url")
+    p = _load(
+        profile, label=label, duration=duration, results_dir=results_dir, thresholds=thresholds
+    )
     with reference_gateway(list(gateway_arg)) as port:
         path = urlsplit(p.target.url).path or "/"
         with errors_as_exit_codes():

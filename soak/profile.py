@@ -183,11 +183,21 @@ class Threshold:
     name: str  # as written, e.g. "rtt_p99"
     limit: float  # seconds for latencies, a fraction for rates, a count otherwise
     text: str  # as written, e.g. "250ms", for messages
+    # how the run's value must compare with the limit; in a profile it is
+    # "<=" (">=" for heartbeat_success), on the command line it is written
+    op: str = "<="
 
-    @property
-    def is_minimum(self) -> bool:
-        """True when the metric must stay at or above the limit."""
-        return self.name == "heartbeat_success"
+    def holds(self, value: float) -> bool:
+        return _OPS[self.op](value, self.limit)
+
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    "<": lambda v, lim: v < lim,
+    "<=": lambda v, lim: v <= lim,
+    "==": lambda v, lim: v == lim,
+    ">=": lambda v, lim: v >= lim,
+    ">": lambda v, lim: v > lim,
+}
 
 
 @dataclass(frozen=True)
@@ -628,20 +638,47 @@ def _parse_thresholds(s: _Section) -> tuple[Threshold, ...]:
     ld = s.loader
     out: list[Threshold] = []
     for key, raw in s.data.items():
-        where = s.where(key)
-        m = _LATENCY.match(key)
-        if m:
-            q = percentile_of(m.group(2))
-            if q is not None and not 0 < q <= 100:
-                ld.fail(where, "expected a percentile between p1 and p100", key)
-            out.append(Threshold(key, ld.duration(where, raw), str(raw)))
-        elif key == "heartbeat_success":
-            out.append(Threshold(key, _parse_percent(ld, where, raw), str(raw)))
-        elif key in _COUNTS:
-            out.append(Threshold(key, float(ld.integer(where, raw)), str(raw)))
-        else:
-            ld.unknown(where, key, list(THRESHOLD_NAMES), THRESHOLD_HELP)
+        op = ">=" if key == "heartbeat_success" else "<="
+        out.append(_threshold(ld, s.where(key), key, op, raw))
     return tuple(out)
+
+
+def _threshold(ld: _Loader, where: str, key: str, op: str, raw: Any) -> Threshold:
+    m = _LATENCY.match(key)
+    if m:
+        q = percentile_of(m.group(2))
+        if q is not None and not 0 < q <= 100:
+            ld.fail(where, "expected a percentile between p1 and p100", key)
+        return Threshold(key, ld.duration(where, raw), str(raw), op)
+    if key == "heartbeat_success":
+        return Threshold(key, _parse_percent(ld, where, raw), str(raw), op)
+    if key in _COUNTS:
+        return Threshold(key, float(ld.integer(where, raw)), str(raw), op)
+    ld.unknown(where, key, list(THRESHOLD_NAMES), THRESHOLD_HELP)
+
+
+_THRESHOLD_OPTION = re.compile(r"^\s*([a-z0-9_]+)\s*(<=|>=|==|<|>)\s*(\S+)\s*$")
+
+
+def parse_threshold_option(text: str) -> Threshold:
+    """``--threshold rtt_p99<250ms``, ``false_timeouts==0``,
+    ``heartbeat_success>=99.9%``: the same names and values as [thresholds]."""
+    ld = _Loader("")
+    m = _THRESHOLD_OPTION.match(text)
+    if m is None:
+        ld.fail(
+            "--threshold",
+            'expected NAME OP VALUE like "rtt_p99<250ms" or "false_timeouts==0" (OP: < <= == >= >)',
+            text,
+        )
+    key, op, value = m.groups()
+    raw: Any = value
+    if key in _COUNTS:
+        try:
+            raw = int(value)
+        except ValueError:
+            raw = value
+    return _threshold(ld, f"--threshold {key}", key, op, raw)
 
 
 def _parse_percent(ld: _Loader, where: str, raw: Any) -> float:
@@ -668,8 +705,10 @@ def override(
     label: str | None = None,
     duration: str | None = None,
     results_dir: str | None = None,
+    thresholds: tuple[str, ...] = (),
 ) -> Profile:
-    """Apply CLI overrides, validated with the same parsers as the file."""
+    """Apply CLI overrides, validated with the same parsers as the file. A
+    ``--threshold`` replaces the profile's threshold of the same name."""
     ld = _Loader("")
     run = profile.run
     target = profile.target
@@ -683,4 +722,8 @@ def override(
         run = dataclasses.replace(run, duration=ld.positive_duration("--duration", duration))
     if results_dir is not None:
         run = dataclasses.replace(run, results_dir=results_dir)
-    return dataclasses.replace(profile, run=run, target=target)
+    checks = list(profile.thresholds)
+    for text in thresholds:
+        th = parse_threshold_option(text)
+        checks = [c for c in checks if c.name != th.name] + [th]
+    return dataclasses.replace(profile, run=run, target=target, thresholds=tuple(checks))

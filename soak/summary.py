@@ -66,16 +66,16 @@ def verdicts(profile: Profile, m: Metrics, tot: dict[str, Any]) -> list[dict[str
             ok = False
             shown = "no data"
         else:
-            ok = value >= th.limit if th.is_minimum else value <= th.limit
+            ok = th.holds(value)
             shown = _show(th, value)
-        op = ">=" if th.is_minimum else "<="
         out.append(
             {
                 "name": th.name,
                 "limit": th.text,
                 "value": shown,
                 "ok": ok,
-                "text": f"{th.name} {op} {th.text}: {shown} {'ok' if ok else 'FAILED'}",
+                "op": th.op,
+                "text": f"{'PASS' if ok else 'FAIL'} {th.name} {th.op} {th.text}: {shown}",
             }
         )
     return out

@@ -85,3 +85,35 @@ def test_signal_leaves_readable_results(
     # a clean stop closes every client with 1001 "going away"
     assert summary["totals"]["closes"] == {"client_shutdown": 20}
     assert f"results      {run_dir}" in out
+
+
+def test_threshold_option_fails_the_run(tmp_path: Path) -> None:
+    """--threshold on the command line decides the exit code, printed as PASS/FAIL."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "soak",
+            "demo",
+            str(ROOT / "profiles" / "smoke.toml"),
+            "--duration",
+            "2s",
+            "--results-dir",
+            str(tmp_path),
+            "--quiet",
+            "--threshold",
+            "rtt_p99<1us",
+            "--threshold",
+            "false_timeouts==0",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "FAIL rtt_p99 < 1us:" in result.stdout
+    assert "PASS false_timeouts == 0: 0" in result.stdout
+    assert "PASS heartbeat_success >= 99%" in result.stdout  # the profile's own
+    assert "verdict      thresholds failed: rtt_p99 (exit code 1)" in result.stdout

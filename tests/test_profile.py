@@ -25,6 +25,7 @@ from soak.profile import (
     override,
     parse_duration,
     parse_profile,
+    parse_threshold_option,
     percentile_of,
 )
 
@@ -226,11 +227,11 @@ def test_full_profile_loads_into_the_expected_dataclasses(tmp_path: Path) -> Non
         Threshold("rtt_p99", 0.25, "250ms"),
         Threshold("rtt_p999", 1.0, "1s"),
         Threshold("connect_max", 2.0, "2s"),
-        Threshold("heartbeat_success", 0.999, "99.9%"),
+        Threshold("heartbeat_success", 0.999, "99.9%", ">="),
         Threshold("false_timeouts", 0.0, "0"),
         Threshold("zombies", 3.0, "3"),
     )
-    assert [t.is_minimum for t in p.thresholds] == [False, False, False, True, False, False]
+    assert [t.op for t in p.thresholds] == ["<=", "<=", "<=", ">=", "<=", "<="]
     assert p.duration == 5400.0  # run.duration wins over the stages
     assert p.peak_clients == 150
 
@@ -639,7 +640,7 @@ def test_bad_percentage(tmp_path: Path, value: str) -> None:
 )
 def test_percentage(text: str, fraction: float) -> None:
     th = parse_profile(MINIMAL + f"\n[thresholds]\nheartbeat_success = {text}\n", "m", {})
-    assert th.thresholds == (Threshold("heartbeat_success", fraction, text.strip('"')),)
+    assert th.thresholds == (Threshold("heartbeat_success", fraction, text.strip('"'), ">="),)
 
 
 def test_bad_count_threshold(tmp_path: Path) -> None:
@@ -794,3 +795,51 @@ def test_server_heartbeat_signature_must_parse(tmp_path: Path) -> None:
     assert ": target.server_heartbeat.reason_pattern: expected a regular expression" in message
     message = load_error(tmp_path, "[target.server_heartbeat]\nclose_codes = [99]\n" + MINIMAL)
     assert ": target.server_heartbeat.close_codes: expected a list of close codes" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "op", "limit"),
+    [
+        ("rtt_p99<250ms", "rtt_p99", "<", 0.25),
+        ("false_timeouts==0", "false_timeouts", "==", 0.0),
+        ("heartbeat_success >= 99.9%", "heartbeat_success", ">=", 0.999),
+        ("connect_max<=2s", "connect_max", "<=", 2.0),
+        ("zombies>3", "zombies", ">", 3.0),
+    ],
+)
+def test_threshold_option(text: str, name: str, op: str, limit: float) -> None:
+    th = parse_threshold_option(text)
+    assert (th.name, th.op, th.limit) == (name, op, limit)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("rtt_p99", '--threshold: expected NAME OP VALUE like "rtt_p99<250ms"'),
+        ("rtt_p99<fast", '--threshold rtt_p99: expected a duration like "30s"'),
+        ("latency<1s", "--threshold latency: unknown field"),
+        ("zombies==few", "--threshold zombies: expected a whole number >= 0"),
+    ],
+)
+def test_threshold_option_errors(text: str, message: str) -> None:
+    with pytest.raises(ProfileError) as info:
+        parse_threshold_option(text)
+    assert str(info.value).startswith(message)
+
+
+def test_threshold_option_replaces_the_profiles_own() -> None:
+    p = profile()
+    p = override(p, thresholds=("rtt_p99<1s",))
+    p = override(p, thresholds=("rtt_p99<2s", "zombies==0"))
+    assert [(t.name, t.op, t.limit) for t in p.thresholds] == [
+        ("rtt_p99", "<", 2.0),
+        ("zombies", "==", 0.0),
+    ]
+
+
+def test_threshold_ops_hold() -> None:
+    assert parse_threshold_option("rtt_p99<1s").holds(0.5)
+    assert not parse_threshold_option("rtt_p99<1s").holds(1.0)
+    assert parse_threshold_option("rtt_p99<=1s").holds(1.0)
+    assert parse_threshold_option("zombies==0").holds(0)
+    assert not parse_threshold_option("zombies==0").holds(1)
