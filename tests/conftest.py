@@ -7,7 +7,9 @@ import trio
 import trio.testing
 
 from soak.gateway import Gateway
-from soak.profile import Profile, parse_profile
+from soak.profile import Profile, override, parse_profile
+from soak.recorder import Recorder
+from soak.runner import Outcome, Runner
 
 
 def make_profile(
@@ -24,8 +26,6 @@ def make_profile(
     text = head + body
     profile = parse_profile(text, "test.toml", environ or {})
     if results is not None:
-        from soak.profile import override
-
         profile = override(profile, results_dir=str(results))
     return profile
 
@@ -41,3 +41,37 @@ def memory_opener(
         return client_side
 
     return open_stream
+
+
+WALL0 = 1_790_000_000.0  # a fixed wall clock for runs under MockClock
+Opener = Callable[[], Awaitable[trio.abc.Stream]]
+
+
+async def run_in_memory(
+    profile: Profile,
+    tmp_path: Path,
+    make_opener: Callable[[trio.Nursery], Opener],
+    during: Callable[[Runner], Awaitable[None]] | None = None,
+) -> tuple[Outcome, Path]:
+    """Run a profile with no sockets: ``make_opener`` gets the nursery where
+    servers live and returns how each client opens its stream."""
+    recorder = Recorder(tmp_path, profile.run.label, WALL0)
+    async with trio.open_nursery() as servers:
+        runner = Runner(
+            profile, recorder, open_stream=make_opener(servers), lag_probe=None, manage_gc=False
+        )
+        if during is not None:
+            servers.start_soon(during, runner)
+        outcome = await runner.run()
+        servers.cancel_scope.cancel()
+    return outcome, recorder.path
+
+
+def gateway_opener(gateway: Gateway) -> Callable[[trio.Nursery], Opener]:
+    """Clients connect to ``gateway`` (with its heartbeat checker running)."""
+
+    def make(nursery: trio.Nursery) -> Opener:
+        nursery.start_soon(gateway.run_checker)
+        return memory_opener(gateway, nursery)
+
+    return make

@@ -17,12 +17,8 @@ from wsproto.connection import ConnectionState
 from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
 
 from soak.gateway import Gateway, GatewayConfig
-from soak.recorder import Recorder
 from soak.runner import Outcome, Runner
-from tests.conftest import make_profile, memory_opener
-
-WALL0 = 1_790_000_000.0
-Opener = Callable[[], Awaitable[trio.abc.Stream]]
+from tests.conftest import Opener, gateway_opener, make_profile, run_in_memory
 
 
 async def run(
@@ -34,15 +30,7 @@ async def run(
     target_extra: str = "",
 ) -> Outcome:
     profile = make_profile(body, results=tmp_path, protocol=protocol, target_extra=target_extra)
-    recorder = Recorder(tmp_path, profile.run.label, WALL0)
-    async with trio.open_nursery() as servers:
-        runner = Runner(
-            profile, recorder, open_stream=opener(servers), lag_probe=None, manage_gc=False
-        )
-        if during is not None:
-            servers.start_soon(during, runner)
-        outcome = await runner.run()
-        servers.cancel_scope.cancel()
+    outcome, _ = await run_in_memory(profile, tmp_path, opener, during)
     return outcome
 
 
@@ -51,14 +39,8 @@ def events(tmp_path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
 
 
-def gateway_opener(config: GatewayConfig | None = None) -> Callable[[trio.Nursery], Opener]:
-    gateway = Gateway(config or GatewayConfig())
-
-    def make(nursery: trio.Nursery) -> Opener:
-        nursery.start_soon(gateway.run_checker)
-        return memory_opener(gateway, nursery)
-
-    return make
+def gateway(config: GatewayConfig | None = None) -> Callable[[trio.Nursery], Opener]:
+    return gateway_opener(Gateway(config or GatewayConfig()))
 
 
 async def fake_server(
@@ -208,7 +190,7 @@ async def test_server_heartbeat_timeout_then_reconnect(
 ) -> None:
     body = one_client(hold="28s").replace('interval = "1s"', 'interval = "1m"')
     config = GatewayConfig(hb_interval=5.0, hb_timeout=5.0, max_missed=1, check_every=1.0)
-    outcome = await run(body, tmp_path, gateway_opener(config))
+    outcome = await run(body, tmp_path, gateway(config))
     tot = outcome.summary["totals"]
     # the client pings at 0 and then not before 60 s: the gateway closes it at
     # its first check 5 s after the last sign of life, and again 5 s after each
@@ -269,7 +251,7 @@ duration = "5s"
 interval = "1s"
 timeout = "1s"
 """
-    outcome = await run(body, tmp_path, gateway_opener())
+    outcome = await run(body, tmp_path, gateway())
     tot = outcome.summary["totals"]
     assert tot["closes"]["client_scale_down"] == 5
     assert tot["closes"]["client_churn"] == 10
@@ -286,7 +268,7 @@ async def test_stop_closes_everyone_and_marks_partial(
         runner.stop("interrupted")
 
     body = one_client(hold="1h").replace("to = 1", "to = 5")
-    outcome = await run(body, tmp_path, gateway_opener(), during=interrupt)
+    outcome = await run(body, tmp_path, gateway(), during=interrupt)
     assert outcome.status == "interrupted"
     assert outcome.exit_code == 130
     assert outcome.summary["partial"] is True
@@ -302,7 +284,7 @@ async def test_ws_ping_protocol_and_server_pings(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
     gw = GatewayConfig(server_ping_interval=2.0)
-    outcome = await run(one_client(hold="9500ms"), tmp_path, gateway_opener(gw), protocol="ws-ping")
+    outcome = await run(one_client(hold="9500ms"), tmp_path, gateway(gw), protocol="ws-ping")
     tot = outcome.summary["totals"]
     assert tot["pongs"] == tot["pings"] == 10  # RFC 6455 pings at 0..9 s
     assert tot["server_pings"] == 4  # the server's pings at 2, 4, 6, 8 s, all answered
@@ -359,22 +341,16 @@ async def test_token_is_sent_and_never_recorded(
         target_extra='token_env = "GW_TOKEN"\n'
         'headers = { "X-Api-Key" = "k3y", "X-Tenant" = "t1" }\n',
     )
-    recorder = Recorder(tmp_path, profile.run.label, WALL0)
-    async with trio.open_nursery() as servers:
-        runner = Runner(
-            profile, recorder, open_stream=make(servers), lag_probe=None, manage_gc=False
-        )
-        await runner.run()
-        servers.cancel_scope.cancel()
+    _, run_dir = await run_in_memory(profile, tmp_path, make)
     (headers,) = seen
     assert (b"authorization", b"Bearer " + secret.encode()) in headers
     assert (b"x-tenant", b"t1") in headers
     assert secret not in repr(profile)
-    for path in recorder.path.iterdir():
+    for path in run_dir.iterdir():
         text = path.read_text()
         assert secret not in text, path.name
         assert "k3y" not in text, path.name
-    manifest = json.loads((recorder.path / "run.json").read_text())
+    manifest = json.loads((run_dir / "run.json").read_text())
     assert manifest["profile"]["target"]["headers"] == {
         "X-Api-Key": "<redacted>",
         "X-Tenant": "t1",

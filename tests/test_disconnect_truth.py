@@ -13,11 +13,8 @@ import trio.testing
 
 from soak.gateway import Gateway, GatewayConfig
 from soak.gateway.bugs import parse_bugs
-from soak.recorder import Recorder
-from soak.runner import Outcome, Runner
-from tests.conftest import make_profile, memory_opener
-
-WALL0 = 1_790_000_000.0
+from soak.runner import Outcome
+from tests.conftest import gateway_opener, make_profile, run_in_memory
 
 
 def profile_body(  # the profile's body, and its [target] extra
@@ -55,19 +52,8 @@ async def run(
 ) -> tuple[Outcome, list[dict[str, Any]]]:
     body, server = body_and_server
     profile = make_profile(body, results=tmp_path, target_extra=server)
-    recorder = Recorder(tmp_path, profile.run.label, WALL0)
-    async with trio.open_nursery() as servers:
-        servers.start_soon(gateway.run_checker)
-        runner = Runner(
-            profile,
-            recorder,
-            open_stream=memory_opener(gateway, servers),
-            lag_probe=None,
-            manage_gc=False,
-        )
-        outcome = await runner.run()
-        servers.cancel_scope.cancel()
-    lines = (recorder.path / "events.jsonl").read_text().splitlines()
+    outcome, path = await run_in_memory(profile, tmp_path, gateway_opener(gateway))
+    lines = (path / "events.jsonl").read_text().splitlines()
     return outcome, [json.loads(line) for line in lines]
 
 

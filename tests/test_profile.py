@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -771,7 +772,7 @@ def test_override_nothing_is_the_same_profile() -> None:
         ({"label": "a b"}, "--label: expected 1-80 letters"),
     ],
 )
-def test_override_rejects_bad_values(kwargs: dict[str, str], message: str) -> None:
+def test_override_rejects_bad_values(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ProfileError) as info:
         override(profile(), **kwargs)
     assert str(info.value).startswith(message)

@@ -16,7 +16,7 @@ from hdrh.log import HistogramLogReader
 from soak.gateway import Gateway, GatewayConfig
 from soak.metrics import HIGHEST_US, HISTOGRAMS, LOWEST_US, SIG_FIGS
 from soak.recorder import Recorder, now_wall
-from soak.runner import Runner
+from soak.runner import Outcome, Runner
 from tests.conftest import make_profile
 
 GOLDEN = Path(__file__).parent / "golden" / "results_format.json"
@@ -143,23 +143,36 @@ timeout = "2s"
 """
 
 
-async def test_server_count_polled_next_to_ours(tmp_path: Path) -> None:
+async def run_with_stats(tmp_path: Path, stats: str) -> tuple[Outcome, Path, int]:
+    """RECONCILE against the reference gateway on loopback; ``stats`` is the
+    [target.stats] section, with {port} for the gateway's port."""
     gateway = Gateway(GatewayConfig(host="127.0.0.1", port=0))
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             port = await nursery.start(gateway.serve)
-            stats = (
-                f'[target.stats]\nurl = "http://127.0.0.1:{port}/api/stats"\n'
-                'field = "connections"\ntimeout = "500ms"\n'
-            )
             profile = make_profile(
-                RECONCILE, url=f"ws://127.0.0.1:{port}/ws", results=tmp_path, target_extra=stats
+                RECONCILE,
+                url=f"ws://127.0.0.1:{port}/ws",
+                results=tmp_path,
+                target_extra=stats.format(port=port),
             )
             recorder = Recorder(tmp_path, profile.run.label, now_wall())
             outcome = await Runner(profile, recorder, manage_gc=False).run()
             nursery.cancel_scope.cancel()
-    lines = (recorder.path / "intervals.jsonl").read_text().splitlines()
-    intervals = [json.loads(x) for x in lines]
+    return outcome, recorder.path, port
+
+
+def read_intervals(run_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in (run_dir / "intervals.jsonl").read_text().splitlines()]
+
+
+async def test_server_count_polled_next_to_ours(tmp_path: Path) -> None:
+    outcome, run_dir, port = await run_with_stats(
+        tmp_path,
+        '[target.stats]\nurl = "http://127.0.0.1:{port}/api/stats"\n'
+        'field = "connections"\ntimeout = "500ms"\n',
+    )
+    intervals = read_intervals(run_dir)
     assert len(intervals) == 3
     for iv in intervals:
         assert iv["stats_warning"] is None
@@ -173,24 +186,12 @@ async def test_server_count_polled_next_to_ours(tmp_path: Path) -> None:
 
 
 async def test_a_failing_stats_endpoint_warns_and_the_run_goes_on(tmp_path: Path) -> None:
-    gateway = Gateway(GatewayConfig(host="127.0.0.1", port=0))
-    with trio.fail_after(30):
-        async with trio.open_nursery() as nursery:
-            port = await nursery.start(gateway.serve)
-            stats = (
-                f'[target.stats]\nurl = "http://127.0.0.1:{port}/api/stats"\n'
-                'field = "server.online"\n'
-            )
-            profile = make_profile(
-                RECONCILE, url=f"ws://127.0.0.1:{port}/ws", results=tmp_path, target_extra=stats
-            )
-            recorder = Recorder(tmp_path, profile.run.label, now_wall())
-            outcome = await Runner(profile, recorder, manage_gc=False).run()
-            nursery.cancel_scope.cancel()
+    outcome, run_dir, port = await run_with_stats(
+        tmp_path,
+        '[target.stats]\nurl = "http://127.0.0.1:{port}/api/stats"\nfield = "server.online"\n',
+    )
     assert outcome.exit_code == 0
-    intervals = [
-        json.loads(x) for x in (recorder.path / "intervals.jsonl").read_text().splitlines()
-    ]
+    intervals = read_intervals(run_dir)
     assert len(intervals) == 3
     for iv in intervals:
         assert iv["server_connections"] is None

@@ -15,11 +15,8 @@ from hdrh.log import HistogramLogReader
 
 from soak.gateway import Gateway, GatewayConfig
 from soak.metrics import HIGHEST_US, LOWEST_US, SIG_FIGS
-from soak.recorder import Recorder
-from soak.runner import Outcome, Runner
-from tests.conftest import make_profile, memory_opener
-
-WALL0 = 1_790_000_000.0
+from soak.runner import Outcome
+from tests.conftest import gateway_opener, make_profile, run_in_memory
 
 
 async def run_against_gateway(
@@ -27,19 +24,8 @@ async def run_against_gateway(
 ) -> tuple[Outcome, Path, Gateway]:
     profile = make_profile(profile_body, results=tmp_path)
     gateway = Gateway(gw_config or GatewayConfig())
-    recorder = Recorder(tmp_path, profile.run.label, WALL0)
-    async with trio.open_nursery() as servers:
-        servers.start_soon(gateway.run_checker)
-        runner = Runner(
-            profile,
-            recorder,
-            open_stream=memory_opener(gateway, servers),
-            lag_probe=None,
-            manage_gc=False,
-        )
-        outcome = await runner.run()
-        servers.cancel_scope.cancel()
-    return outcome, recorder.path, gateway
+    outcome, path = await run_in_memory(profile, tmp_path, gateway_opener(gateway))
+    return outcome, path, gateway
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
