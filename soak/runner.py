@@ -170,13 +170,12 @@ class Runner:
             if freezer is not None:
                 freezer.observe(self.shared.connected)
             while now >= next_interval:
-                if self.poller is None:
-                    self._rotate(next_interval)
-                else:
-                    # close the interval at its boundary, then poll: samples
-                    # that arrive during the poll belong to the next interval
-                    iv = self._close_interval(next_interval)
-                    self._write_interval(iv, await self._reconcile())
+                # close the interval at its boundary, then poll the server's
+                # count (if any): samples that arrive meanwhile belong to the
+                # next interval
+                iv = self._close_interval(next_interval)
+                stats = await self._reconcile() if self.poller is not None else None
+                self._write_interval(iv, stats)
                 next_interval += every
             if now >= next_status:
                 self._status(now)
