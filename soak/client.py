@@ -26,6 +26,7 @@ from __future__ import annotations
 import errno
 import math
 import random
+import re
 import socket
 import ssl
 import time
@@ -69,6 +70,7 @@ from soak.errors import HandshakeError, LocalError
 from soak.metrics import Metrics
 from soak.profile import Profile, TargetConfig
 from soak.protocols import PROTOCOLS
+from soak.storm import StormTracker
 
 # Heartbeat frames are ~100 bytes. recv(n) allocates n bytes before it
 # shrinks them, so a small size is cheaper on the hot path; a larger burst
@@ -159,6 +161,19 @@ class Shared:
         self.connected = 0
         self.connecting = 0
         self.gave_up = 0
+        self.storms = StormTracker(heartbeat_interval=profile.heartbeat.interval)
+
+    def storm_tick(self, now: float) -> None:
+        """Close the current storm if it is over, with an event."""
+        storm = self.storms.tick(now)
+        if storm is not None:
+            self.emit(
+                {
+                    "t": round(self.elapsed(now), 6),
+                    "event": "storm_end",
+                    **self.storms.summary_of(storm),
+                }
+            )
 
     def elapsed(self, now: float) -> float:
         return now - self.t0
@@ -241,6 +256,7 @@ class Client:
                 m.count("connect_attempts")
                 if lost_at is not None:
                     m.count("reconnect_attempts")
+                    sh.storms.attempt(trio.current_time(), sh.connecting + 1)
                 hint: float | None = None
                 try:
                     conn, began = await self._connect()
@@ -248,6 +264,7 @@ class Client:
                     return  # asked to stop while connecting: not a failure
                 except HandshakeError as exc:
                     m.handshake_failure(exc.cause)
+                    sh.storms.failed(trio.current_time(), exc.cause)
                     hint = exc.retry_after
                     sh.emit(
                         self._event(
@@ -264,6 +281,8 @@ class Client:
                     if lost_at is not None:
                         m.count("reconnects")
                         m.record("reconnect", ready - lost_at)
+                    sh.storms.ready(ready, ready - began, lost_at)
+                    sh.storm_tick(ready)
                     attempt = 0
                     info = await self._live(conn, ready)
                     now = trio.current_time()
@@ -280,12 +299,24 @@ class Client:
                     lost_at = now
                     if info.cause == CHURN:
                         continue  # churn reopens at once, as a page reload does
+                    hint = retry_hint(info)
+                    storm = sh.storms.lost(now)
+                    if storm is not None:
+                        sh.emit(
+                            {
+                                "t": round(sh.elapsed(storm.start), 6),
+                                "event": "storm_start",
+                                "storm": storm.index,
+                                "lost": storm.lost,
+                            }
+                        )
                 if not cfg.enabled:
                     return
                 attempt += 1
                 if backoff.gave_up(cfg, attempt):
                     m.count("reconnect_failed")
                     sh.gave_up += 1
+                    sh.storms.gave_up(trio.current_time())
                     sh.emit(
                         self._event("reconnect_failed", trio.current_time(), attempts=attempt - 1)
                     )
@@ -629,6 +660,26 @@ def _os_cause(exc: BaseException) -> str:
     if exc.__cause__ is not None and exc.__cause__ is not exc:
         return _os_cause(exc.__cause__)
     return "connect_error"
+
+
+_RETRY_MS = re.compile(r'"retryAfterMs"\s*:\s*(\d+(?:\.\d+)?)')
+_RETRY_TEXT = re.compile(r"retry[ _-]?after\D{0,3}(\d+(?:\.\d+)?)\s*(ms|s)?", re.IGNORECASE)
+
+
+def retry_hint(info: CloseInfo) -> float | None:
+    """A server's "come back later" delay, in seconds: close 1013 (try again
+    later) whose reason carries ``retryAfterMs`` (OpenClaw's JSON errors) or
+    "retry after N[ms|s]". The backoff never retries sooner than this."""
+    if info.initiator != SERVER or info.code != 1013 or not info.reason:
+        return None
+    m = _RETRY_MS.search(info.reason)
+    if m:
+        return float(m.group(1)) / 1000.0
+    m = _RETRY_TEXT.search(info.reason)
+    if m:
+        value = float(m.group(1))
+        return value / 1000.0 if (m.group(2) or "s").lower() == "ms" else value
+    return None
 
 
 def _rejected(url: str, event: RejectConnection) -> HandshakeError:

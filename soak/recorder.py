@@ -112,6 +112,16 @@ class Recorder:
         except OSError as exc:
             raise ResultsError(f"{target}: cannot write: {exc.strerror or exc}") from exc
 
+    def write_lines(self, name: str, records: list[dict[str, Any]]) -> None:
+        """Write a JSONL document (e.g. the storms' 100 ms series) at once."""
+        target = self.path / name
+        try:
+            with open(target, "w", encoding="utf-8") as f:
+                for rec in records:
+                    f.write(json.dumps(rec, separators=(",", ":")) + "\n")
+        except OSError as exc:
+            raise ResultsError(f"{target}: cannot write: {exc.strerror or exc}") from exc
+
     # -- streaming -------------------------------------------------------------------
 
     def event(self, ev: dict[str, Any]) -> None:

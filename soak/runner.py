@@ -169,6 +169,7 @@ class Runner:
             self._churn(self.schedule.churned_by(t))
             if freezer is not None:
                 freezer.observe(self.shared.connected)
+            self.shared.storm_tick(now)
             while now >= next_interval:
                 # close the interval at its boundary, then poll the server's
                 # count (if any): samples that arrive meanwhile belong to the
@@ -345,7 +346,11 @@ class Runner:
             },
             "thresholds": checks,
             "passed": all(v["ok"] for v in checks) and code == EXIT_OK,
+            "storms": self.shared.storms.summaries(),
         }
+        storms = self.shared.storms.all_storms()
+        if storms:
+            self.recorder.write_lines("storms.jsonl", [s.series() for s in storms])
         if self.poller is not None:
             stats = self.poller.config
             summary["reconcile"] = {

@@ -1,0 +1,221 @@
+"""Pure: reconnect storms, detected and measured. Takes ``now``; no I/O.
+
+A storm is many clients losing their connections at once (a gateway
+restart, a load-balancer failover, a network blip) and reconnecting
+together. Backoff without jitter makes it come back at every retry: the
+official OpenClaw client backs off 1 s, 2 s, 4 s... in lockstep.
+
+Detection: a storm starts when at least ``min_losses`` connections are lost
+within ``window`` seconds; it starts at the first of those losses. Every
+loss while it lasts belongs to it. It ends when every connection it lost is
+back or its client gave up, or after ``quiet`` seconds with no loss, no
+attempt and no recovery.
+
+Measured per storm: reconnect attempts per 100 ms bucket (and the peak),
+handshakes in flight, handshake latency, failures by cause, the time to
+recover 50/90/99/100% of the connections lost, the clients that gave up,
+and the synchronisation index of the reconnect times.
+
+The synchronisation index is the length of the mean resultant vector of
+phases on the heartbeat circle: ``|mean(exp(2 pi i t / interval))|`` over the
+moments connections became ready. 0 means spread evenly around the interval,
+1 means all at the same phase. Clients whose heartbeat timer starts at
+connect (as browsers' do) carry this phase into every later heartbeat, so a
+storm that leaves the index high leaves the gateway with heartbeat bursts.
+"""
+
+from __future__ import annotations
+
+import cmath
+import math
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+from soak.metrics import new_histogram, percentiles_ms, to_us
+
+BUCKET = 0.1  # seconds: the storm series resolution
+
+
+def sync_index(times: list[float], interval: float) -> float | None:
+    """How bunched ``times`` are on a circle of circumference ``interval``:
+    0 evenly spread, 1 all in phase. None for fewer than two times."""
+    if len(times) < 2 or interval <= 0:
+        return None
+    total = sum(cmath.exp(2j * math.pi * (t % interval) / interval) for t in times)
+    return abs(total) / len(times)
+
+
+@dataclass
+class Storm:
+    index: int
+    start: float
+    lost: int = 0
+    recovered: int = 0
+    gave_up: int = 0
+    end: float | None = None
+    attempts: Counter[int] = field(default_factory=Counter)  # bucket -> attempts
+    in_flight: dict[int, int] = field(default_factory=dict)  # bucket -> max in flight
+    recovered_by: Counter[int] = field(default_factory=Counter)  # bucket -> recoveries
+    failures: Counter[str] = field(default_factory=Counter)
+    recovery_times: list[float] = field(default_factory=list)
+    ready_times: list[float] = field(default_factory=list)
+    handshake: HdrHistogram = field(default_factory=new_histogram)
+    last_activity: float = 0.0
+
+    def bucket(self, now: float) -> int:
+        return int((now - self.start) / BUCKET + 1e-9)
+
+    def recovery_percentile(self, q: float) -> float | None:
+        """Seconds from the start until ``q`` (0-1) of the lost connections
+        were back; None if that many never came back."""
+        if self.lost == 0:
+            return None
+        need = math.ceil(q * self.lost)
+        if need == 0:
+            return 0.0
+        if len(self.recovery_times) < need:
+            return None
+        return sorted(self.recovery_times)[need - 1]
+
+    def summary(self, interval: float, before: float | None) -> dict[str, Any]:
+        peak_bucket, peak = max(self.attempts.items(), key=lambda kv: kv[1], default=(0, 0))
+        return {
+            "index": self.index,
+            "start_s": round(self.start, 3),
+            "end_s": None if self.end is None else round(self.end, 3),
+            "lost": self.lost,
+            "recovered": self.recovered,
+            "gave_up": self.gave_up,
+            "attempts": sum(self.attempts.values()),
+            "peak_attempts_per_100ms": peak,
+            "peak_at_s": round(peak_bucket * BUCKET, 3),
+            "max_in_flight": max(self.in_flight.values(), default=0),
+            "failures": dict(sorted(self.failures.items())),
+            "recovery_s": {
+                f"p{round(q * 100)}": self.recovery_percentile(q) for q in (0.5, 0.9, 0.99, 1.0)
+            },
+            "handshake_ms": percentiles_ms(self.handshake),
+            "sync_index_before": None if before is None else round(before, 4),
+            "sync_index_after": _round(sync_index(self.ready_times, interval)),
+        }
+
+    def series(self) -> dict[str, Any]:
+        """The 100 ms series: attempts, in flight and recovered % per bucket."""
+        last = max([*self.attempts, *self.in_flight, *self.recovered_by, 0])
+        recovered = 0
+        pct = []
+        for b in range(last + 1):
+            recovered += self.recovered_by.get(b, 0)
+            pct.append(round(100.0 * recovered / self.lost, 2) if self.lost else None)
+        return {
+            "index": self.index,
+            "start_s": round(self.start, 3),
+            "bucket_s": BUCKET,
+            "attempts": [self.attempts.get(b, 0) for b in range(last + 1)],
+            "in_flight": [self.in_flight.get(b, 0) for b in range(last + 1)],
+            "recovered_pct": pct,
+        }
+
+
+def _round(v: float | None) -> float | None:
+    return None if v is None else round(v, 4)
+
+
+class StormTracker:
+    def __init__(
+        self,
+        *,
+        heartbeat_interval: float,
+        min_losses: int = 10,
+        window: float = 1.0,
+        quiet: float = 10.0,
+    ) -> None:
+        self.interval = heartbeat_interval
+        self.min_losses = min_losses
+        self.window = window
+        self.quiet = quiet
+        self.current: Storm | None = None
+        self.finished: list[Storm] = []
+        self._recent: deque[float] = deque()  # loss times inside the window
+        self._ready_before: deque[float] = deque(maxlen=4096)  # for the "before" index
+        self._before: dict[int, float | None] = {}
+
+    # -- inputs ----------------------------------------------------------------
+
+    def lost(self, now: float) -> Storm | None:
+        """A connection was lost and its client will reconnect. Returns the
+        storm if this loss started one."""
+        storm = self.current
+        if storm is not None:
+            storm.lost += 1
+            storm.last_activity = now
+            return None
+        self._recent.append(now)
+        while self._recent and self._recent[0] < now - self.window:
+            self._recent.popleft()
+        if len(self._recent) < self.min_losses:
+            return None
+        index = len(self.finished) + 1
+        storm = Storm(index, start=self._recent[0], lost=len(self._recent), last_activity=now)
+        self._before[index] = sync_index(list(self._ready_before), self.interval)
+        self._recent.clear()
+        self.current = storm
+        return storm
+
+    def attempt(self, now: float, in_flight: int) -> None:
+        storm = self.current
+        if storm is None:
+            return
+        b = storm.bucket(now)
+        storm.attempts[b] += 1
+        storm.in_flight[b] = max(storm.in_flight.get(b, 0), in_flight)
+        storm.last_activity = now
+
+    def failed(self, now: float, cause: str) -> None:
+        if self.current is not None:
+            self.current.failures[cause] += 1
+            self.current.last_activity = now
+
+    def ready(self, now: float, handshake: float, lost_at: float | None) -> None:
+        """A connection became ready; ``lost_at`` is when its client lost the
+        previous one (None for a first connection)."""
+        storm = self.current
+        if storm is None or lost_at is None or lost_at < storm.start:
+            self._ready_before.append(now)
+            return
+        storm.recovered += 1
+        storm.recovery_times.append(now - storm.start)
+        storm.recovered_by[storm.bucket(now)] += 1
+        storm.ready_times.append(now)
+        storm.handshake.record_value(to_us(handshake))
+        storm.last_activity = now
+
+    def gave_up(self, now: float) -> None:
+        if self.current is not None:
+            self.current.gave_up += 1
+            self.current.last_activity = now
+
+    def tick(self, now: float) -> Storm | None:
+        """Call regularly. Returns the storm if it ended just now."""
+        storm = self.current
+        if storm is None:
+            return None
+        settled = storm.recovered + storm.gave_up >= storm.lost
+        if settled or now - storm.last_activity >= self.quiet:
+            storm.end = storm.last_activity if not settled else now
+            self.current = None
+            self.finished.append(storm)
+            return storm
+        return None
+
+    def all_storms(self) -> list[Storm]:
+        return [*self.finished, *([self.current] if self.current else [])]
+
+    def summary_of(self, storm: Storm) -> dict[str, Any]:
+        return storm.summary(self.interval, self._before.get(storm.index))
+
+    def summaries(self) -> list[dict[str, Any]]:
+        return [self.summary_of(s) for s in self.all_storms()]

@@ -1,0 +1,112 @@
+"""Pure storm detection and measurement, with plain numbers."""
+
+from __future__ import annotations
+
+import pytest
+
+from soak.classify import SERVER, CloseInfo
+from soak.client import retry_hint
+from soak.storm import StormTracker, sync_index
+
+
+def tracker(**kw: float) -> StormTracker:
+    return StormTracker(heartbeat_interval=10.0, min_losses=3, window=1.0, quiet=5.0, **kw)
+
+
+def test_sync_index_spread_and_bunched() -> None:
+    assert sync_index([0.0, 2.5, 5.0, 7.5], 10.0) == pytest.approx(0.0, abs=1e-12)
+    assert sync_index([1.0, 11.0, 21.0], 10.0) == pytest.approx(1.0)
+    assert sync_index([1.0], 10.0) is None
+
+
+def test_a_storm_needs_enough_losses_within_the_window() -> None:
+    t = tracker()
+    assert t.lost(0.0) is None
+    assert t.lost(1.5) is None  # the first loss has left the window
+    assert t.lost(2.0) is None
+    storm = t.lost(2.4)
+    assert storm is not None
+    assert storm.start == 1.5
+    assert storm.lost == 3
+    t.lost(2.6)
+    assert storm.lost == 4
+
+
+def test_recovery_times_peaks_and_end() -> None:
+    t = tracker()
+    for _ in range(4):
+        t.lost(10.0)
+    storm = t.current
+    assert storm is not None
+    # no jitter: all four retry 1 s later (refused), then 3 s later (accepted)
+    for n in range(4):
+        t.attempt(11.0, in_flight=n + 1)
+    for _ in range(4):
+        t.failed(11.01, "refused")
+    for n in range(4):
+        t.attempt(13.0, in_flight=n + 1)
+    assert t.tick(13.0) is None
+    for i, now in enumerate((13.002, 13.004, 13.004, 13.2)):
+        t.ready(now, handshake=0.002 * (i + 1), lost_at=10.0)
+    ended = t.tick(13.2)
+    assert ended is storm
+    s = t.summary_of(storm)
+    assert s["lost"] == s["recovered"] == 4
+    assert s["attempts"] == 8
+    assert s["peak_attempts_per_100ms"] == 4
+    assert s["peak_at_s"] == 1.0
+    assert s["max_in_flight"] == 4
+    assert s["failures"] == {"refused": 4}
+    assert s["recovery_s"] == {
+        "p50": pytest.approx(3.004),
+        "p90": pytest.approx(3.2),
+        "p99": pytest.approx(3.2),
+        "p100": pytest.approx(3.2),
+    }
+    assert s["end_s"] == 13.2
+    series = storm.series()
+    assert series["attempts"][10] == 4
+    assert series["attempts"][30] == 4
+    assert sum(series["attempts"]) == 8
+    assert series["recovered_pct"][30] == 75.0
+    assert series["recovered_pct"][-1] == 100.0
+
+
+def test_quiet_ends_a_storm_whose_clients_never_came_back() -> None:
+    t = tracker()
+    for _ in range(3):
+        t.lost(0.0)
+    t.attempt(1.0, 1)
+    t.gave_up(1.0)
+    assert t.tick(5.9) is None
+    storm = t.tick(6.0)
+    assert storm is not None
+    s = t.summary_of(storm)
+    assert s["recovered"] == 0
+    assert s["gave_up"] == 1
+    assert s["recovery_s"]["p50"] is None
+    assert s["end_s"] == 1.0  # the last activity
+
+
+def test_first_connections_are_not_recoveries() -> None:
+    t = tracker()
+    for _ in range(3):
+        t.lost(0.0)
+    t.ready(0.5, handshake=0.001, lost_at=None)  # a brand-new client, not one we lost
+    assert t.current is not None
+    assert t.current.recovered == 0
+
+
+@pytest.mark.parametrize(
+    ("code", "reason", "hint"),
+    [
+        (1013, '{"code":"UNAVAILABLE","retryAfterMs":500}', 0.5),
+        (1013, "gateway starting, retry after 2s", 2.0),
+        (1013, "retry-after: 750ms", 0.75),
+        (1013, "try again later", None),
+        (1012, '{"retryAfterMs":500}', None),  # only 1013 carries a hint
+    ],
+)
+def test_server_retry_hints(code: int, reason: str, hint: float | None) -> None:
+    info = CloseInfo(SERVER, code, reason)
+    assert retry_hint(info) == hint
