@@ -37,6 +37,8 @@ SHUTDOWN = "shutdown"  # the run is ending (1001)
 SCALE_DOWN = "scale_down"  # the load shape asks for fewer clients (1000)
 CHURN = "churn"  # a churn stage recycles the connection (1000)
 ZOMBIE = "zombie"  # heartbeats unanswered max_missed times (1001 per RFC 6455 7.4.1)
+STORM_DROP = "storm_drop"  # a storm stage dropped it cleanly (1001)
+STORM_RESET = "storm_reset"  # a storm stage reset it: no close frame, a TCP RST
 
 # reason keys for the server's heartbeat timeouts
 FALSE_TIMEOUT = "false_timeout"

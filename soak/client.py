@@ -29,6 +29,7 @@ import random
 import re
 import socket
 import ssl
+import struct
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
@@ -59,6 +60,7 @@ from soak.classify import (
     SCALE_DOWN,
     SERVER,
     SHUTDOWN,
+    STORM_RESET,
     TRANSPORT,
     ZOMBIE,
     Classifier,
@@ -568,6 +570,9 @@ class Client:
     ) -> CloseInfo:
         """Close from our side and wait briefly for the server's answer."""
         info = CloseInfo(CLIENT, code, reason, cause=cause, evidence=self._evidence(conn, now))
+        if cause == STORM_RESET:
+            _reset(conn.stream)  # no close frame: the peer sees a reset
+            return CloseInfo(CLIENT, None, "", cause=cause, evidence=info.evidence)
         try:
             await conn.send(CloseConnection(code=code, reason=reason))
             with trio.move_on_after(CLOSE_WAIT):
@@ -635,6 +640,17 @@ class Client:
                 else round(e.unresponsive_for, 6),
             }
         self.shared.emit(ev)
+
+
+def _reset(stream: trio.abc.Stream) -> None:
+    """Make the coming close send a TCP RST instead of a FIN (SO_LINGER 0),
+    as a crashed client or a dropped NAT mapping looks to the server."""
+    sock = getattr(stream, "socket", None)
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass  # already gone: closing is all that is left to do
 
 
 def _os_cause(exc: BaseException) -> str:

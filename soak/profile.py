@@ -16,6 +16,8 @@ import difflib
 import math
 import os
 import re
+import shlex
+import shutil
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,7 +31,8 @@ from soak.errors import ProfileError
 PROTOCOLS = ("json", "ws-ping")  # must match soak.protocols.PROTOCOLS
 PHASES = ("spread", "aligned", "random")
 JITTERS = ("none", "full", "equal", "decorrelated")
-STAGE_KINDS = ("ramp", "hold", "spike", "churn")
+STAGE_KINDS = ("ramp", "hold", "spike", "churn", "storm")
+DROP_HOW = ("clean", "abrupt")
 
 T = TypeVar("T")
 
@@ -151,6 +154,12 @@ class Stage:
     to: int = 0  # ramp: target count at the end
     add: int = 0  # spike: clients added for the stage
     rate: float = 0.0  # churn: clients closed and reopened per second
+    # storm: what happens at the stage's start (any combination); the count holds
+    drop: float = 0.0  # the fraction of connected clients that drop at once
+    how: str = "clean"  # clean: a close frame (1001); abrupt: a TCP reset, no frame
+    command: str | None = None  # run with /bin/sh -c; output goes into events.jsonl
+    command_timeout: float = 30.0
+    restart_url: str | None = None  # POSTed to, e.g. the reference gateway's admin endpoint
 
 
 @dataclass(frozen=True)
@@ -596,8 +605,47 @@ def _parse_stage(s: _Section) -> Stage:
         if rate <= 0:
             ld.fail(s.where("rate"), "expected clients per second greater than zero", rate)
         stage = Stage(kind, duration, rate=rate)
+    elif kind == "storm":
+        stage = _parse_storm(s, duration)
     s.finish()
     return stage
+
+
+def _parse_storm(s: _Section, duration: float) -> Stage:
+    ld = s.loader
+    drop = s.get("drop", lambda w, v: _parse_percent(ld, w, v), 0.0)
+    command = s.get("command", ld.string, None)
+    if command is not None:
+        try:
+            words = shlex.split(command)
+        except ValueError as exc:
+            ld.fail(s.where("command"), f"expected a shell command ({exc})", command)
+        if not words:
+            ld.fail(s.where("command"), "expected a shell command", command)
+        # fail before the run, not at the storm: a typo must not cost a soak
+        if "=" not in words[0] and shutil.which(words[0]) is None:
+            ld.fail(s.where("command"), f"executable '{words[0]}' not found on PATH", command)
+    restart_url = s.get("restart_url", ld.string, None)
+    if restart_url is not None:
+        parts = urlsplit(restart_url)
+        if parts.scheme != "http" or not parts.hostname:
+            ld.fail(s.where("restart_url"), "expected an http:// URL with a host", restart_url)
+    if not drop and command is None and restart_url is None:
+        ld.fail(
+            s.where("kind"),
+            'a storm stage needs at least one of drop (e.g. "50%"), command or restart_url',
+            None,
+            found=False,
+        )
+    return Stage(
+        "storm",
+        duration,
+        drop=drop,
+        how=s.get("how", ld.choice(DROP_HOW), "clean"),
+        command=command,
+        command_timeout=s.get("command_timeout", ld.positive_duration, 30.0),
+        restart_url=restart_url,
+    )
 
 
 def _parse_heartbeat(s: _Section) -> HeartbeatConfig:

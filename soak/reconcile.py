@@ -84,8 +84,10 @@ def display_url(url: str) -> str:
     return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
 
 
-async def fetch_json(url: str, *, open_stream: OpenTcp | None = None) -> Any:
-    """GET ``url`` (``http://`` only) and return its JSON document.
+async def fetch_json(url: str, *, open_stream: OpenTcp | None = None, method: str = "GET") -> Any:
+    """GET ``url`` (``http://`` only) and return its JSON document (any 2xx
+    status; None for an empty body). ``method="POST"`` sends an empty POST,
+    as the storm stage does to a gateway's admin endpoint.
 
     ``open_stream(host, port)`` connects (default :func:`trio.open_tcp_stream`).
     There is no timeout here: wrap the call in :func:`trio.move_on_after` or
@@ -109,15 +111,19 @@ async def fetch_json(url: str, *, open_stream: OpenTcp | None = None) -> Any:
         raise StatsError(f"{shown}: {_connect_failure(exc)}") from exc
     async with stream:
         try:
-            status, body = await _exchange(stream, parts.netloc.rpartition("@")[2], target, shown)
+            status, body = await _exchange(
+                stream, parts.netloc.rpartition("@")[2], target, shown, method
+            )
         except trio.BrokenResourceError as exc:
             raise StatsError(
                 f"{shown}: connection lost ({_first_line(exc.__cause__ or exc)})"
             ) from exc
         except h11.RemoteProtocolError as exc:
             raise StatsError(f"{shown}: bad HTTP response ({_first_line(exc)})") from exc
-    if status != 200:
+    if not 200 <= status < 300:
         raise StatsError(f"{shown}: HTTP {status}")
+    if not body:
+        return None
     try:
         return json.loads(body)
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
@@ -125,16 +131,17 @@ async def fetch_json(url: str, *, open_stream: OpenTcp | None = None) -> Any:
 
 
 async def _exchange(
-    stream: trio.abc.Stream, host_header: str, target: str, shown: str
+    stream: trio.abc.Stream, host_header: str, target: str, shown: str, method: str = "GET"
 ) -> tuple[int, bytes]:
     """One request, one response. Returns the status and the whole body; a
     non-200 answer returns as soon as its head arrives."""
     conn = h11.Connection(h11.CLIENT)
     request = h11.Request(
-        method="GET",
+        method=method,
         target=target,
         headers=[
             ("Host", host_header),
+            *([("Content-Length", "0")] if method != "GET" else []),
             ("Accept", "application/json"),
             ("User-Agent", f"soak/{__version__}"),
             ("Connection", "close"),
@@ -152,7 +159,7 @@ async def _exchange(
             conn.receive_data(bytes(await stream.receive_some(RECEIVE_BYTES)))
         elif isinstance(event, h11.Response):
             status = event.status_code
-            if status != 200:
+            if not 200 <= status < 300:
                 return status, b""
             length = dict(event.headers).get(b"content-length")
             if length is not None and length.isdigit() and int(length) > MAX_BODY:

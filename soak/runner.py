@@ -29,12 +29,12 @@ from typing import Any
 import trio
 
 from soak import __version__
-from soak.classify import CHURN, SCALE_DOWN, SHUTDOWN
+from soak.classify import CHURN, SCALE_DOWN, SHUTDOWN, STORM_DROP, STORM_RESET
 from soak.client import CLOSE_WAIT, Client, OpenStream, Shared, url_opener
 from soak.gcctl import GcControl, GrowthFreezer
 from soak.metrics import Interval, Metrics
-from soak.profile import Profile
-from soak.reconcile import Drift, Poller, display_url
+from soak.profile import Profile, Stage
+from soak.reconcile import Drift, Poller, StatsError, display_url, fetch_json
 from soak.recorder import Recorder, iso, rss_bytes
 from soak.schedule import Schedule
 from soak.summary import (
@@ -88,6 +88,8 @@ class Runner:
         self._wake: trio.CancelScope | None = None
         self._abort: trio.CancelScope | None = None
         self._churned = 0
+        self._stormed: set[float] = set()  # start times of storm stages already fired
+        self._outer: trio.Nursery | None = None
         self._t0 = 0.0
         self._gc: GcControl | None = None
         self.manifest: dict[str, Any] = {}
@@ -139,6 +141,7 @@ class Runner:
             with trio.CancelScope() as abort_scope:
                 self._abort = abort_scope
                 async with trio.open_nursery() as outer:
+                    self._outer = outer
                     if self.signals:
                         outer.start_soon(self._watch_signals)
                     if self.lag_probe:
@@ -167,6 +170,10 @@ class Runner:
                 break
             self._apply_target(crowd, self.schedule.target(t))
             self._churn(self.schedule.churned_by(t))
+            seg = self.schedule.segment_at(t)
+            if seg is not None and seg.stage.kind == "storm" and seg.start not in self._stormed:
+                self._stormed.add(seg.start)
+                self._storm(seg.stage)
             if freezer is not None:
                 freezer.observe(self.shared.connected)
             self.shared.storm_tick(now)
@@ -182,7 +189,6 @@ class Runner:
                 self._status(now)
                 next_status = now + self.status_every
             wake = min(end, next_interval, next_status)
-            seg = self.schedule.segment_at(t)
             if seg is not None:
                 if seg.stage.kind in ("ramp", "churn"):
                     wake = min(wake, now + RAMP_STEP)
@@ -236,6 +242,79 @@ class Runner:
         live = [c for c in self.clients if c.connected]
         for client in self.rng.sample(live, min(n, len(live))):
             client.request_close(1000, "churn", CHURN)
+
+    def _storm(self, stage: Stage) -> None:
+        """A storm stage begins: drop clients, run the command, ask the
+        gateway to restart; whatever the stage says, all at once."""
+        now = trio.current_time()
+        self.recorder.event(
+            {
+                "t": round(now - self._t0, 6),
+                "event": "storm_stage",
+                "drop": stage.drop,
+                "how": stage.how,
+                "command": stage.command,
+                "restart_url": None
+                if stage.restart_url is None
+                else display_url(stage.restart_url),
+            }
+        )
+        if stage.drop:
+            live = [c for c in self.clients if c.connected]
+            cause = STORM_RESET if stage.how == "abrupt" else STORM_DROP
+            for client in self.rng.sample(live, round(stage.drop * len(live))):
+                client.request_close(1001, "storm drop", cause)
+        assert self._outer is not None
+        if stage.command is not None:
+            self._outer.start_soon(self._storm_command, stage)
+        if stage.restart_url is not None:
+            self._outer.start_soon(self._storm_restart, stage.restart_url)
+
+    async def _storm_command(self, stage: Stage) -> None:
+        """Run a storm's command; its outcome and output go to events.jsonl.
+        A command that fails or hangs (past the stage's command_timeout) is
+        recorded, never fatal to the run."""
+        command = stage.command or ""
+        limit = stage.command_timeout
+        started = trio.current_time()
+        ev: dict[str, Any] = {
+            "t": round(started - self._t0, 6),
+            "event": "storm_command",
+            "command": command,
+        }
+        with trio.move_on_after(limit) as scope:
+            try:
+                proc = await trio.run_process(
+                    ["/bin/sh", "-c", command],
+                    capture_stdout=True,
+                    capture_stderr=True,
+                    check=False,
+                )
+            except OSError as exc:
+                ev["error"] = str(exc)
+            else:
+                ev["exit_code"] = proc.returncode
+                ev["stdout"] = proc.stdout.decode(errors="replace")[-4096:]
+                ev["stderr"] = proc.stderr.decode(errors="replace")[-4096:]
+        if scope.cancelled_caught:
+            ev["error"] = f"timed out after {limit:g}s and was killed"
+        ev["duration_s"] = round(trio.current_time() - started, 6)
+        self.recorder.event(ev)
+
+    async def _storm_restart(self, url: str) -> None:
+        ev: dict[str, Any] = {
+            "t": round(trio.current_time() - self._t0, 6),
+            "event": "storm_restart",
+            "url": display_url(url),
+        }
+        try:
+            with trio.fail_after(10):
+                ev["response"] = await fetch_json(url, method="POST")
+        except trio.TooSlowError:
+            ev["error"] = "no answer within 10s"
+        except StatsError as exc:
+            ev["error"] = str(exc)
+        self.recorder.event(ev)
 
     def _close_all(self, crowd: trio.Nursery) -> None:
         """Close every connection with 1001. The crowd nursery then waits

@@ -585,7 +585,18 @@ def test_redacted_keeps_harmless_headers() -> None:
     assert d["target"]["headers"] == {"X-Client": "soak", "X-Api-Key": "<redacted>"}
     assert d["run"]["label"] == "run"
     assert list(d["clients"]["stages"]) == [
-        {"kind": "ramp", "duration": 1.0, "to": 2, "add": 0, "rate": 0.0}
+        {
+            "kind": "ramp",
+            "duration": 1.0,
+            "to": 2,
+            "add": 0,
+            "rate": 0.0,
+            "drop": 0.0,
+            "how": "clean",
+            "command": None,
+            "command_timeout": 30.0,
+            "restart_url": None,
+        }
     ]
     json.dumps(d)  # serialisable for run.json
 
@@ -679,7 +690,7 @@ def test_stage_missing_kind(tmp_path: Path) -> None:
 def test_stage_bad_kind(tmp_path: Path) -> None:
     message = load_error(tmp_path, MINIMAL.replace('"ramp"', '"rmp"'))
     assert message.endswith(
-        ": clients.stages[0].kind: expected one of ramp, hold, spike, churn "
+        ": clients.stages[0].kind: expected one of ramp, hold, spike, churn, storm "
         "(did you mean 'ramp'?), got \"rmp\""
     )
 
@@ -844,3 +855,44 @@ def test_threshold_ops_hold() -> None:
     assert parse_threshold_option("rtt_p99<=1s").holds(1.0)
     assert parse_threshold_option("zombies==0").holds(0)
     assert not parse_threshold_option("zombies==0").holds(1)
+
+
+def storm_profile(stage: str) -> str:
+    return MINIMAL + '\n[[clients.stages]]\nkind = "storm"\nduration = "10s"\n' + stage
+
+
+def test_storm_stage_loads() -> None:
+    text = storm_profile(
+        'drop = "25%"\nhow = "abrupt"\ncommand = "echo restarting"\n'
+        'command_timeout = "5s"\nrestart_url = "http://127.0.0.1:8765/admin/restart?outage=5"\n'
+    )
+    stage = parse_profile(text, "s.toml", {}).clients.stages[-1]
+    assert (stage.kind, stage.drop, stage.how, stage.command_timeout) == (
+        "storm",
+        0.25,
+        "abrupt",
+        5.0,
+    )
+    assert stage.command == "echo restarting"
+    assert stage.restart_url == "http://127.0.0.1:8765/admin/restart?outage=5"
+
+
+@pytest.mark.parametrize(
+    ("stage", "message"),
+    [
+        ("", "clients.stages[1].kind: a storm stage needs at least one of drop"),
+        (
+            'command = "no-such-program-xyz --now"\n',
+            "clients.stages[1].command: executable 'no-such-program-xyz' not found on PATH",
+        ),
+        ('drop = "50%"\nhow = "violent"\n', "clients.stages[1].how: expected one of clean, abrupt"),
+        ('drop = "150%"\n', 'clients.stages[1].drop: expected a percentage like "99.9%"'),
+        ('restart_url = "ftp://x/"\n', "clients.stages[1].restart_url: expected an http:// URL"),
+        (
+            'drop = "10%"\ncommand_timeout = "-1s"\n',
+            "clients.stages[1].command_timeout: expected a duration of zero or more",
+        ),
+    ],
+)
+def test_storm_stage_errors(tmp_path: Path, stage: str, message: str) -> None:
+    assert message in load_error(tmp_path, storm_profile(stage))
