@@ -13,6 +13,8 @@ from soak.gateway.bugs import Bug, IgnoreMaxMissed, check_bugs, cli_forms
 # local use; a close frame's reason must fit in 123 bytes (section 5.5).
 _RESERVED_CLOSE_CODES = frozenset({1004, 1005, 1006, 1015})
 _MAX_CLOSE_REASON_BYTES = 123
+# The longest restart outage (seconds) the gateway accepts.
+MAX_OUTAGE = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +42,12 @@ class GatewayConfig:
     # Append a ground-truth record of every close the gateway makes to this
     # JSONL file (see soak.gateway.truth); they are kept in memory regardless.
     truth_log: Path | None = None
+    # Serve ``POST /admin/restart`` (loopback peers only), which simulates a
+    # gateway restart: see Gateway.restart. Off: that path answers 404.
+    admin: bool = True
+    # The outage of a restart asked for by SIGUSR2, or by the admin endpoint
+    # without ``?outage=``: how long new connections are refused.
+    restart_outage: float = 5.0
 
     def __post_init__(self) -> None:
         positive = {
@@ -73,6 +81,13 @@ class GatewayConfig:
         check_bugs(self.bugs)
         if self.truth_log is not None and not isinstance(self.truth_log, Path):
             raise LocalError(f"gateway: truth_log: expected a Path, got {self.truth_log!r}")
+        if not (math.isfinite(self.restart_outage) and 0 <= self.restart_outage <= MAX_OUTAGE):
+            raise LocalError(
+                f"gateway: restart_outage: expected seconds in 0..{MAX_OUTAGE:g}, "
+                f"got {self.restart_outage!r}"
+            )
+        if not isinstance(self.admin, bool):
+            raise LocalError(f"gateway: admin: expected true or false, got {self.admin!r}")
         if len(self.timeout_close_reason.encode()) > _MAX_CLOSE_REASON_BYTES:
             raise LocalError(
                 f"gateway: timeout_close_reason: expected at most "

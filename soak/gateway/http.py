@@ -9,7 +9,8 @@ Pure functions on bytes, no I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 # A browser's upgrade request is well under 2 KiB. The bound keeps a client
 # that never sends the blank line from making us buffer without limit.
@@ -20,9 +21,12 @@ HEAD_END = b"\r\n\r\n"
 
 _REASONS = {
     200: b"OK",
+    202: b"Accepted",
     400: b"Bad Request",
+    403: b"Forbidden",
     404: b"Not Found",
     405: b"Method Not Allowed",
+    503: b"Service Unavailable",
 }
 
 
@@ -34,6 +38,9 @@ class RequestHead:
     path: bytes
     upgrade: bytes
     """The ``Upgrade`` header's value, lowercased; ``b""`` when absent."""
+    query: bytes = field(default=b"", compare=False)
+    """What followed ``?`` in the request target (``b""`` when none). Only the
+    admin endpoint reads it; left out of comparisons, which are about routing."""
 
     @property
     def wants_websocket(self) -> bool:
@@ -66,17 +73,26 @@ def parse_request_head(buf: bytes | bytearray) -> RequestHead | None:
             return None
         if name.strip().lower() == b"upgrade":
             upgrade = value.strip().lower()
-    path = target.partition(b"?")[0]
-    return RequestHead(method=method, path=path, upgrade=upgrade)
+    path, _sep, query = target.partition(b"?")
+    return RequestHead(method=method, path=path, upgrade=upgrade, query=query)
 
 
-def response(status: int, body: bytes = b"", content_type: bytes = b"text/plain") -> bytes:
-    """A complete HTTP/1.1 response that closes the connection afterwards."""
+def response(
+    status: int,
+    body: bytes = b"",
+    content_type: bytes = b"text/plain",
+    headers: Iterable[tuple[bytes, bytes]] = (),
+) -> bytes:
+    """A complete HTTP/1.1 response that closes the connection afterwards.
+
+    ``headers`` (name, value) go after ``Content-Length``, before ``Connection``.
+    """
     return b"".join(
         [
             b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"")),
             b"Content-Type: %s\r\n" % content_type,
             b"Content-Length: %d\r\n" % len(body),
+            *(b"%s: %s\r\n" % (name, value) for name, value in headers),
             b"Connection: close\r\n\r\n",
             body,
         ]

@@ -27,6 +27,10 @@ def _address(host: str, port: int) -> str:
 async def run_gateway(config: GatewayConfig) -> None:
     """Serve until SIGINT or SIGTERM, then close every connection with 1001.
 
+    SIGUSR2 acts out a restart, as it does to an OpenClaw gateway: every
+    client is closed with 1012 and new ones are refused for
+    ``config.restart_outage`` seconds (see :meth:`Gateway.restart`).
+
     Prints exactly one line, ``soak gateway listening on <host>:<port>``, once
     the port is bound; a parent that started us with ``--port 0`` parses it.
     With bugs enabled, a second line follows on stderr naming them, so nobody
@@ -39,7 +43,7 @@ async def run_gateway(config: GatewayConfig) -> None:
     with (
         gateway,
         GcControl(gateway.gc_pause) as gc_control,
-        trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals,
+        trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGUSR2) as signals,
     ):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(freeze_as_it_grows, gateway, gc_control)
@@ -50,7 +54,15 @@ async def run_gateway(config: GatewayConfig) -> None:
                 print(f"soak gateway: bugs enabled: {bugs}", file=sys.stderr, flush=True)
                 for note in config.bug_notes():
                     print(f"soak gateway: note: {note}", file=sys.stderr, flush=True)
-            async for _signum in signals:
-                break
+            async for signum in signals:
+                if signum != signal.SIGUSR2:
+                    break
+                closed = gateway.restart(config.restart_outage)
+                print(
+                    f"soak gateway: SIGUSR2: restart, {closed} connections closed, "
+                    f"refusing new ones for {config.restart_outage:g}s",
+                    file=sys.stderr,
+                    flush=True,
+                )
             # Cancelling serve's nursery makes each connection send 1001.
             nursery.cancel_scope.cancel()

@@ -21,6 +21,12 @@ Wire protocols served on every connection:
    Pongs from the client (to ``server_ping_interval`` pings, or unsolicited,
    which RFC 6455 section 5.5.3 allows) also count as heartbeats.
 
+:meth:`Gateway.restart` (also ``POST /admin/restart?outage=S`` from a
+loopback peer) acts out a gateway restart: every client is closed with 1012
+"service restart" and, for the outage, new requests get HTTP 503 with
+``Retry-After`` (``GET /api/stats`` still answers). It costs the hot path
+nothing: connections are told by cancelling their scope, as on expiry.
+
 Fault modes (``GatewayConfig.bugs``, see :mod:`soak.gateway.bugs`) replay the
 incident's bugs. With none enabled, answering a heartbeat costs what it did
 before they existed: one attribute test (``conn.tamper``) decides that no bug
@@ -32,10 +38,13 @@ ground-truth record (:mod:`soak.gateway.truth`) in :attr:`Gateway.truth`.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import logging
 import math
+import socket
 import time
+import urllib.parse
 from collections import Counter
 from collections.abc import Callable
 from typing import Any, cast
@@ -56,7 +65,7 @@ from wsproto.utilities import RemoteProtocolError
 
 from soak.gateway import http
 from soak.gateway.bugs import DropHeartbeat, IgnoreMaxMissed, NoPong, StaleSession
-from soak.gateway.config import GatewayConfig
+from soak.gateway.config import MAX_OUTAGE, GatewayConfig
 from soak.gateway.heartbeat import Expiry, HeartbeatManager, IncidentHeartbeatManager
 from soak.gateway.truth import HEARTBEAT_TIMEOUT, TruthLog, TruthRecord
 
@@ -72,6 +81,13 @@ RECEIVE_BYTES = 16 * 1024
 MAX_TEXT_CHARS = 64 * 1024
 
 GOING_AWAY = 1001
+
+# Gateway.restart: what a real gateway restart looks like to its clients.
+SERVICE_RESTART = "service_restart"
+SERVICE_RESTART_CODE = 1012  # RFC 6455 / IANA: "Service Restart"
+SERVICE_RESTART_REASON = "service restart"
+# The admin endpoint that triggers it (outages are bounded by config.MAX_OUTAGE).
+ADMIN_RESTART_PATH = b"/admin/restart"
 
 # Compact separators; building the encoder once keeps json from constructing
 # a new JSONEncoder for every pong.
@@ -92,6 +108,7 @@ class _Conn:
         "last_frame",
         "muted",
         "next_ping",
+        "restarting",
         "scope",
         "sending",
         "stream",
@@ -132,6 +149,8 @@ class _Conn:
         self.beats_seen = 0
         # Set by Gateway.check: (when, what) the heartbeat manager expired.
         self.expiry: tuple[float, Expiry] | None = None
+        # Set by Gateway.restart: close with 1012 "service restart".
+        self.restarting = False
 
 
 class _Session:
@@ -194,6 +213,10 @@ class Gateway:
         self.pongs_withheld = 0
         self.heartbeats_dropped = 0
         self.stale_sessions_inherited = 0
+        # Gateway.restart: new connections are refused until this Trio time.
+        self._refusing_until = -math.inf
+        self.restarts = 0
+        self.refused_during_restart = 0
 
     def close(self) -> None:
         """Close the truth log file, if any. The in-memory records stay."""
@@ -250,7 +273,17 @@ class Gateway:
             "pongs_withheld": self.pongs_withheld,
             "heartbeats_dropped": self.heartbeats_dropped,
             "stale_sessions_inherited": self.stale_sessions_inherited,
+            "restarts": self.restarts,
+            "refusing_until": self._remaining_outage(),
+            "refused_during_restart": self.refused_during_restart,
         }
+
+    def _remaining_outage(self) -> float | None:
+        """Seconds the current restart outage has left, or None if there is none."""
+        if self._refusing_until == -math.inf:
+            return None
+        remaining = self._refusing_until - trio.current_time()
+        return round(remaining, 3) if remaining > 0 else None
 
     def _mark_started(self) -> None:
         if self._started_at is None:
@@ -295,6 +328,60 @@ class Gateway:
                 count += 1
         return count
 
+    # ---- restart -------------------------------------------------------
+
+    def restart(self, outage: float) -> int:
+        """Act out a gateway restart, as clients see one; returns how many
+        connections it closes.
+
+        Every open WebSocket connection is closed with 1012 "service restart"
+        (close frame, bounded wait for the answer, then the socket closed,
+        like the 1001 of a shutdown), and for ``outage`` seconds of Trio time
+        new connections are refused: an upgrade, or any HTTP request but
+        ``GET /api/stats`` and the admin endpoint, gets ``503`` with
+        ``Retry-After``. A restart during an outage closes everyone again and
+        extends the outage if it ends later. Synchronous: call it from any task
+        of the gateway's Trio run; the connection tasks do the closing.
+        """
+        if not (math.isfinite(outage) and outage >= 0):
+            raise ValueError(f"outage: expected seconds >= 0, got {outage!r}")
+        now = trio.current_time()
+        self.restarts += 1
+        self._refusing_until = max(self._refusing_until, now + outage)
+        closed = 0
+        for conn in list(self._conns.values()):
+            if self._restart_conn(conn, now):
+                closed += 1
+        logger.info("gateway: restart: %d connections closed, outage %gs", closed, outage)
+        return closed
+
+    def _restart_conn(self, conn: _Conn, now: float) -> bool:
+        """Tell one connection's task to close with 1012; False if it is
+        already closing (expired, or in a closing handshake)."""
+        state = conn.ws.state
+        if conn.scope.cancel_called or state is not ConnectionState.OPEN:
+            return False
+        # Recorded now, at the restart instant, while the heartbeat manager
+        # still knows the connection's last beat.
+        self._record_close(conn, SERVICE_RESTART, SERVICE_RESTART_CODE, now)
+        self._untrack(conn.conn_id)
+        conn.restarting = True
+        conn.scope.cancel()
+        return True
+
+    def refusing(self, now: float) -> bool:
+        """True while a restart's outage lasts at Trio time ``now``. An
+        in-memory harness may also refuse its "TCP" connections then."""
+        return now < self._refusing_until
+
+    def _refusal(self, now: float) -> bytes:
+        """The 503 that a request gets during a restart's outage."""
+        self.refused_during_restart += 1
+        retry_after = max(1, math.ceil(self._refusing_until - now))
+        return http.response(
+            503, b"service restarting\n", headers=[(b"Retry-After", b"%d" % retry_after)]
+        )
+
     def _untrack(self, conn_id: int) -> None:
         """Stop the heartbeat manager tracking a connection (stale-session:
         keep its last beat in the session it owns, for whoever reconnects)."""
@@ -330,9 +417,13 @@ class Gateway:
             await trio.aclose_forcefully(stream)
 
     async def _dispatch(self, stream: trio.abc.Stream) -> None:
+        # A restart kills every connection it finds, even one still in its
+        # handshake: if one came meanwhile, this connection (unless refused
+        # with 503) closes with 1012 as soon as it opens.
+        restarts = self.restarts
         ws = await self._handshake(stream)
         if ws is not None:
-            await self._serve_websocket(stream, ws)
+            await self._serve_websocket(stream, ws, restarted=self.restarts != restarts)
 
     async def _handshake(self, stream: trio.abc.Stream) -> Connection | None:
         """Read the request head and answer it. Returns the open WebSocket, or
@@ -353,6 +444,10 @@ class Gateway:
             return None
         if not head.wants_websocket:
             await self._answer_http(stream, head)
+            return None
+        now = trio.current_time()
+        if now < self._refusing_until:
+            await stream.send_all(self._refusal(now))
             return None
         # Only the head goes through wsproto's handshake: on the server side
         # wsproto 1.3 drops whatever followed the head (it hands trailing data
@@ -394,30 +489,56 @@ class Gateway:
 
     async def _answer_http(self, stream: trio.abc.Stream, head: http.RequestHead) -> None:
         self.http_requests += 1
-        if head.path != b"/api/stats":
-            reply = http.response(404, b"not found\n")
-        elif head.method != b"GET":
-            reply = http.response(405, b"method not allowed\n")
+        if head.path == ADMIN_RESTART_PATH and self.config.admin:
+            reply = self._admin_restart(stream, head)
+        elif head.path == b"/api/stats":
+            # Served during a restart's outage too: operators poll it.
+            if head.method != b"GET":
+                reply = http.response(405, b"method not allowed\n", headers=[(b"Allow", b"GET")])
+            else:
+                body = json.dumps(self.stats()).encode()
+                reply = http.response(200, body, b"application/json")
+        elif (now := trio.current_time()) < self._refusing_until:
+            reply = self._refusal(now)
         else:
-            body = json.dumps(self.stats()).encode()
-            reply = http.response(200, body, b"application/json")
+            reply = http.response(404, b"not found\n")
         await stream.send_all(reply)
+
+    def _admin_restart(self, stream: trio.abc.Stream, head: http.RequestHead) -> bytes:
+        """``POST /admin/restart?outage=SECONDS``: loopback peers only."""
+        if not _from_loopback(stream):
+            return http.response(403, b"admin endpoint: loopback clients only\n")
+        if head.method != b"POST":
+            return http.response(405, b"admin endpoint: use POST\n", headers=[(b"Allow", b"POST")])
+        outage = _parse_outage(head.query, self.config.restart_outage)
+        if isinstance(outage, str):
+            return http.response(400, outage.encode() + b"\n")
+        closed = self.restart(outage)
+        body = {"restarting": True, "outage_s": outage, "connections_closed": closed}
+        return http.response(202, json.dumps(body).encode(), b"application/json")
 
     # ---- one WebSocket connection --------------------------------------
 
-    async def _serve_websocket(self, stream: trio.abc.Stream, ws: Connection) -> None:
+    async def _serve_websocket(
+        self, stream: trio.abc.Stream, ws: Connection, *, restarted: bool = False
+    ) -> None:
         conn = self._open(stream, ws)
+        if restarted:
+            self._restart_conn(conn, trio.current_time())
         reason: str | None = None
         try:
             with conn.scope:
                 reason = await self._pump(conn)
-            if conn.scope.cancelled_caught:
+            if conn.scope.cancelled_caught and conn.restarting:
+                reason = SERVICE_RESTART  # recorded by _restart_conn
+                await self._close(conn, SERVICE_RESTART_CODE, SERVICE_RESTART_REASON)
+            elif conn.scope.cancelled_caught:
                 reason = HEARTBEAT_TIMEOUT
                 cfg = self.config
                 if conn.expiry is not None:
                     at, expiry = conn.expiry
                     self._record_close(conn, reason, cfg.timeout_close_code, at, expiry)
-                else:  # only check() cancels conn.scope; defensive
+                else:  # only check() and restart() cancel conn.scope; defensive
                     self._record_close(conn, reason, cfg.timeout_close_code, trio.current_time())
                 await self._close(conn, cfg.timeout_close_code, cfg.timeout_close_reason)
         except trio.Cancelled:
@@ -718,6 +839,54 @@ class Gateway:
             pass  # best effort: the peer is already gone
 
 
+def _parse_outage(query: bytes, default: float) -> float | str:
+    """The admin endpoint's ``outage`` (seconds), or an error message."""
+    try:
+        params = urllib.parse.parse_qs(
+            query.decode("ascii"), keep_blank_values=True, strict_parsing=bool(query)
+        )
+    except (UnicodeDecodeError, ValueError):
+        return f"admin endpoint: cannot parse the query string {query!r}"
+    unknown = sorted(set(params) - {"outage"})
+    if unknown:
+        return f"admin endpoint: unknown parameter(s) {', '.join(unknown)}; expected outage"
+    values = params.get("outage", [])
+    if len(values) > 1:
+        return "admin endpoint: outage: given more than once"
+    if not values:
+        return default
+    text = values[0]
+    try:
+        outage = float(text)
+    except ValueError:
+        outage = math.nan
+    if not (math.isfinite(outage) and 0 <= outage <= MAX_OUTAGE):
+        return f"admin endpoint: outage: expected seconds in 0..{MAX_OUTAGE:g}, got {text!r}"
+    return outage
+
+
+def _from_loopback(stream: trio.abc.Stream) -> bool:
+    """True unless ``stream`` is a socket whose peer is not on loopback
+    (127.0.0.0/8, ::1, or either as an IPv4-mapped IPv6 address). Streams
+    with no socket (in-memory, in tests) and Unix sockets count as local."""
+    inner: object = stream
+    while not isinstance(inner, trio.SocketStream):
+        inner = getattr(inner, "transport_stream", None)  # e.g. trio.SSLStream
+        if inner is None:
+            return True
+    sock = inner.socket
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return True
+    try:
+        host = sock.getpeername()[0]
+        addr = ipaddress.ip_address(host.partition("%")[0])
+    except (OSError, ValueError):
+        return False  # peer gone or unparsable: not provably local
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped.is_loopback
+    return addr.is_loopback
+
+
 async def serve(
     config: GatewayConfig, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
 ) -> None:
@@ -726,4 +895,4 @@ async def serve(
         await gateway.serve(task_status=task_status)
 
 
-__all__ = ["Gateway", "GatewayConfig", "serve"]
+__all__ = ["SERVICE_RESTART", "SERVICE_RESTART_CODE", "Gateway", "GatewayConfig", "serve"]

@@ -5,7 +5,8 @@ a false heartbeat timeout, a zombie...). The reference gateway knows the
 answer, so it writes it down, and tests compare ``soak``'s verdicts with it.
 
 A record is made for every close the gateway itself initiates: a heartbeat
-timeout, a shutdown (1001), a protocol error, an internal error (the stream is
+timeout, a shutdown (1001), a simulated restart (``service_restart``, 1012,
+recorded at the restart instant), a protocol error, an internal error (the stream is
 dropped without a close frame: ``code`` is null). Closes the client starts and
 lost transports are not the gateway's doing and get no record. Keys:
 
