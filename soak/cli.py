@@ -281,6 +281,19 @@ def reference_gateway(extra: list[str]) -> Iterator[int]:
     help="Append a JSON line of ground truth for every close the gateway makes.",
 )
 @click.option(
+    "--admin/--no-admin",
+    default=True,
+    show_default=True,
+    help="Serve POST /admin/restart?outage=S (loopback peers only): close every client "
+    "with 1012 and answer 503 + Retry-After for S seconds. SIGUSR2 restarts too.",
+)
+@click.option(
+    "--restart-outage",
+    default="5s",
+    show_default=True,
+    help="Outage of a restart from SIGUSR2, or from /admin/restart without ?outage=.",
+)
+@click.option(
     "--timeout-close-reason",
     default="heartbeat_timeout",
     show_default=True,
@@ -298,6 +311,8 @@ def gateway(
     timeout_close_reason: str,
     bugs: tuple[str, ...],
     truth_log: Path | None,
+    admin: bool,
+    restart_outage: str,
 ) -> None:
     """Run the built-in reference gateway (JSON and RFC 6455 heartbeats,
     GET /api/stats)."""
@@ -305,12 +320,12 @@ def gateway(
     from soak.gateway.bugs import parse_bugs
     from soak.profile import parse_duration
 
-    def dur(name: str, text: str) -> float:
+    def dur(name: str, text: str, allow_zero: bool = False) -> float:
         try:
             value = parse_duration(text)
         except ValueError:
             value = -1.0
-        if value <= 0:
+        if value < 0 or (value == 0 and not allow_zero):
             raise click.BadParameter(
                 f'expected a duration like "30s", got "{text}"', param_hint=name
             )
@@ -329,12 +344,114 @@ def gateway(
             timeout_close_reason=timeout_close_reason,
             bugs=parse_bugs(bugs),
             truth_log=truth_log,
+            admin=admin,
+            restart_outage=dur("--restart-outage", restart_outage, allow_zero=True),
         )
     try:
         with errors_as_exit_codes():
             trio.run(run_gateway, config)
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", EXIT_TARGET)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=True, dir_okay=True))
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Directory for the PNGs and report.html (default: the run directory).",
+)
+@click.option(
+    "--export-json",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="PATH",
+    help="Also write the summary (summary.json, or the one computed for a partial run).",
+)
+@click.option(
+    "--export-csv",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="PATH",
+    help="Also write the interval series, one row per interval (closes.<reason> etc.).",
+)
+def report(
+    run_dir: str, out: Path | None, export_json: Path | None, export_csv: Path | None
+) -> None:
+    """Charts and a self-contained report.html for the results directory RUN_DIR.
+
+    Exit codes: 0 written (also for a partial run or damaged lines, which the
+    report lists), 2 RUN_DIR is not a readable run or an output cannot be written.
+    """
+    from soak.report.report import write_report
+
+    with errors_as_exit_codes():
+        try:
+            rep, html_path = write_report(run_dir, out, export_json, export_csv)
+        except OSError as exc:
+            fail(f"cannot write the report: {exc}", EXIT_USAGE)
+    if rep.partial:
+        click.echo(f"soak: {rep.run.path}: partial run ({rep.run.status})", err=True)
+    for p in rep.run.problems:
+        click.echo(f"soak: warning: {p}", err=True)
+    click.echo(str(html_path))
+
+
+@cli.command()
+@click.argument("runs", nargs=-1, metavar="RUN_A RUN_B [RUN_C ...]")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Directory for compare.html, compare.json and the charts "
+    "(default ./compare-<label A>-vs-<label B>).",
+)
+@click.option(
+    "--max-regression",
+    "max_regression",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Override a limit (repeatable): rtt_p99=10% (relative, must also be significant), "
+    "heartbeat_success=0.1 (percentage points), false_timeouts=0 (absolute increase).",
+)
+@click.option("--seed", default=1, show_default=True, type=int, help="Bootstrap RNG seed.")
+@click.option(
+    "--resamples",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(100),
+    help="Bootstrap resamples.",
+)
+def compare(
+    runs: tuple[str, ...],
+    out: Path | None,
+    max_regression: tuple[str, ...],
+    seed: int,
+    resamples: int,
+) -> None:
+    """Compare runs against the first (the baseline): metrics side by side,
+    bootstrap confidence intervals of the RTT differences, a verdict.
+
+    Exit codes: 0 no regression, 1 a regression, 2 bad input."""
+    from soak.report import compare as cmp
+    from soak.report.load import load_run
+
+    if len(runs) < 2:
+        raise click.UsageError("compare needs at least two runs: RUN_A RUN_B [RUN_C ...]")
+    try:
+        limits = cmp.parse_limits(max_regression)
+    except cmp.LimitSpecError as exc:
+        raise click.BadParameter(str(exc), param_hint="--max-regression") from None
+    with errors_as_exit_codes():
+        loaded = [load_run(r) for r in runs]
+        result = cmp.compare(loaded, limits, resamples=resamples, seed=seed)
+        page = cmp.write_outputs(result, out if out is not None else cmp.default_out_dir(result))
+    for w in result.warnings:
+        click.echo(w, err=True)
+    click.echo(cmp.render_text(result), nl=False)
+    click.echo(f"page: {page}")
+    sys.exit(result.exit_code)
 
 
 def main() -> None:

@@ -1,0 +1,283 @@
+"""report.html: one self-contained page (inline CSS, PNGs as data URIs, no
+scripts, no external resources) that opens from disk. Every text that comes
+from the results is escaped."""
+
+from __future__ import annotations
+
+import base64
+from html import escape
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from soak.report.report import Report
+
+CHART_ORDER = (
+    "rtt_over_time",
+    "percentile_distribution",
+    "connections",
+    "heartbeats",
+    "closes",
+    "tester_lag",
+)
+
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
+       max-width: 1100px; color: #222; padding: 0 1em; }
+h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.92em; }
+th, td { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
+th { background: #f4f4f4; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.banner { background: #fff3cd; border: 2px solid #e0a800; padding: 0.8em 1em; font-weight: bold;
+          margin: 1em 0; }
+.pass { color: #1a7f37; font-weight: bold; } .fail { color: #c62828; font-weight: bold; }
+.muted { color: #777; } img.chart { width: 100%; max-width: 1000px; display: block;
+          margin: 0.5em 0 1.5em; border: 1px solid #eee; }
+.problems li { color: #8a4b00; }
+"""
+
+
+def _e(v: Any) -> str:
+    return escape("" if v is None else str(v))
+
+
+def _fmt(v: Any, unit: str = "") -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        text = f"{v:,.3f}".rstrip("0").rstrip(".") if v != int(v) else f"{int(v):,}"
+    elif isinstance(v, int):
+        text = f"{v:,}"
+    else:
+        text = str(v)
+    return escape(text + unit)
+
+
+def _pct(v: Any) -> str:
+    return "–" if not isinstance(v, int | float) else escape(f"{v * 100:.3f}%")
+
+
+def _rows(rows: list[tuple[str, str]]) -> str:
+    return "".join(f"<tr><th>{escape(k)}</th><td class='num'>{v}</td></tr>" for k, v in rows)
+
+
+def _duration(seconds: Any) -> str:
+    if not isinstance(seconds, int | float):
+        return "–"
+    s = float(seconds)
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    if h:
+        return f"{int(h)}h {int(m):02d}m {sec:04.1f}s"
+    if m:
+        return f"{int(m)}m {sec:04.1f}s"
+    return f"{sec:.3f}s"
+
+
+def identity(report: Report) -> str:
+    m = report.run.manifest
+    s = report.summary
+    rows = [
+        ("label", _e(report.run.label)),
+        ("target", _e(m.get("target"))),
+        ("protocol", _e(m.get("protocol"))),
+        ("profile", _e(m.get("profile_path"))),
+        ("start", _e(m.get("start"))),
+        ("end", _e(m.get("end") or "(not recorded)")),
+        ("duration", escape(_duration(s.get("duration_s")))),
+        ("intervals", _fmt(len(report.run.intervals))),
+        ("tool version", _e(m.get("tool_version"))),
+        ("host", _e(m.get("host"))),
+        ("status", _e(report.run.status)),
+        ("exit code", _e(m.get("exit_code", s.get("exit_code")))),
+        ("results directory", _e(report.run.path)),
+    ]
+    return "<table class='identity'>" + _rows(rows) + "</table>"
+
+
+def summary_table(report: Report) -> str:
+    s = report.summary
+    t = s.get("totals") or {}
+    rtt = (s.get("latency_ms") or {}).get("rtt") or {}
+    conn = (s.get("latency_ms") or {}).get("connect") or {}
+    connected = [r.get("connected") for r in report.run.intervals]
+    peak = max((c for c in connected if isinstance(c, int | float)), default=None)
+    rows: list[tuple[str, str]] = [
+        ("heartbeats sent", _fmt(t.get("pings"))),
+        ("pongs on time", _fmt(t.get("pongs"))),
+        ("missed", _fmt(t.get("missed"))),
+        ("late (also counted in missed)", _fmt(t.get("late"))),
+        ("heartbeat success", _pct(t.get("heartbeat_success"))),
+        ("RTT samples", _fmt(rtt.get("count"))),
+    ]
+    for k in ("min", "p50", "p90", "p99", "p99.9", "p99.99", "max"):
+        rows.append((f"RTT {k}", _fmt(rtt.get(k), " ms")))
+    rows += [
+        ("connect p99", _fmt(conn.get("p99"), " ms")),
+        ("peak connected", _fmt(peak)),
+        ("planned peak", _fmt(s.get("clients_planned_peak"))),
+        ("connects", _fmt(t.get("connects"))),
+        ("connect attempts", _fmt(t.get("connect_attempts"))),
+        ("reconnects", _fmt(t.get("reconnects"))),
+        ("clients that gave up reconnecting", _fmt(t.get("reconnect_failed"))),
+        ("handshake failures", _fmt(t.get("handshake_failure_total"))),
+        ("zombies", _fmt(t.get("zombies"))),
+        ("false timeouts", _fmt(t.get("false_timeouts"))),
+        ("justified timeouts", _fmt(t.get("justified_timeouts"))),
+        ("dropped samples", _fmt(t.get("dropped_samples_total"))),
+        ("tester-bottleneck intervals", _fmt(_bottlenecks(report))),
+    ]
+    rec = s.get("reconcile")
+    if isinstance(rec, dict):
+        for k, v in rec.items():
+            if not isinstance(v, dict | list):
+                rows.append((f"reconcile {k}", _fmt(v)))
+    return "<table class='summary'>" + _rows(rows) + "</table>"
+
+
+def _bottlenecks(report: Report) -> int:
+    return sum(1 for r in report.run.intervals if r.get("tester_bottleneck"))
+
+
+def verdicts(report: Report) -> str:
+    checks = report.summary.get("thresholds") or []
+    if report.computed:
+        return (
+            "<p class='muted'>Not evaluated: the run ended before writing summary.json, "
+            "so its thresholds were never judged.</p>"
+        )
+    if not checks:
+        return "<p class='muted'>The profile set no thresholds.</p>"
+    rows = []
+    for c in checks:
+        ok = bool(c.get("ok"))
+        rows.append(
+            f"<tr><td class='{'pass' if ok else 'fail'}'>{'PASS' if ok else 'FAIL'}</td>"
+            f"<td>{_e(c.get('name'))}</td><td>{_e(c.get('limit'))}</td>"
+            f"<td class='num'>{_e(c.get('value'))}</td></tr>"
+        )
+    verdict = report.summary.get("verdict")
+    head = f"<p>Verdict: <b>{_e(verdict)}</b></p>" if verdict else ""
+    return (
+        head
+        + "<table class='verdicts'><tr><th>result</th><th>threshold</th><th>limit</th>"
+        + "<th>value</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )
+
+
+def close_reasons(report: Report) -> str:
+    top = report.top_close_reasons()
+    if not top:
+        return "<p class='muted'>No connection was closed.</p>"
+    total = sum(int(v) for v in ((report.summary.get("totals") or {}).get("closes") or {}).values())
+    rows = "".join(
+        f"<tr><td>{_e(k)}</td><td class='num'>{_fmt(v)}</td>"
+        f"<td class='num'>{escape(f'{v / total * 100:.1f}%') if total else '–'}</td></tr>"
+        for k, v in top
+    )
+    return (
+        "<table class='closes'><tr><th>reason</th><th>closes</th><th>share</th></tr>"
+        + rows
+        + "</table>"
+    )
+
+
+EVIDENCE_FIELDS = (
+    "age_s",
+    "last_pong_age_s",
+    "last_frame_age_s",
+    "consecutive_missed",
+    "pings_pending",
+)
+
+
+def evidence_table(report: Report) -> str:
+    evs = report.false_timeouts
+    if not evs:
+        return "<p class='muted'>No false timeouts.</p>"
+    head = "".join(
+        f"<th>{escape(h)}</th>" for h in ("t (s)", "client", "code", "why", *EVIDENCE_FIELDS)
+    )
+    rows = []
+    for ev in evs:
+        e = ev.get("evidence") if isinstance(ev.get("evidence"), dict) else {}
+        assert isinstance(e, dict)
+        cells = [
+            f"<td class='num'>{_fmt(ev.get('t'))}</td>",
+            f"<td>{_e(ev.get('client'))}</td>",
+            f"<td class='num'>{_e(ev.get('code'))}</td>",
+            f"<td>{_e(ev.get('why'))}</td>",
+            *(f"<td class='num'>{_fmt(e.get(k))}</td>" for k in EVIDENCE_FIELDS),
+        ]
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    note = ""
+    if report.false_timeouts_total > len(evs):
+        note = (
+            f"<p class='muted'>The first {len(evs)} of {report.false_timeouts_total:,} "
+            "false timeouts.</p>"
+        )
+    return note + "<table class='evidence'><tr>" + head + "</tr>" + "".join(rows) + "</table>"
+
+
+def charts(report: Report) -> str:
+    out = []
+    by_name = {c.name: c for c in report.charts}
+    for name in CHART_ORDER:
+        path = report.pngs.get(name)
+        if path is None:
+            continue
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        title = by_name[name].title if name in by_name else name
+        out.append(
+            f"<h3>{escape(title)}</h3>"
+            f"<img class='chart' alt='{escape(title, quote=True)}' "
+            f"src='data:image/png;base64,{data}'>"
+        )
+    return "".join(out)
+
+
+def problems(report: Report) -> str:
+    probs = report.run.problems
+    if not probs:
+        return "<p class='muted'>None: every file was read whole.</p>"
+    return "<ul class='problems'>" + "".join(f"<li>{_e(p)}</li>" for p in probs) + "</ul>"
+
+
+def banner(report: Report) -> str:
+    if not report.partial:
+        return ""
+    if report.computed:
+        why = (
+            "summary.json is missing: the run was killed or is still running. The figures "
+            "below are computed from the intervals and histograms written so far."
+        )
+    else:
+        why = f"the run ended early (status: {report.run.status})."
+    return f"<div class='banner'>PARTIAL RUN: {escape(why)}</div>"
+
+
+def render(report: Report) -> str:
+    title = f"soak report: {report.run.label}"
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>{escape(title)}</title><style>{CSS}</style></head><body>",
+        f"<h1>{escape(title)}</h1>",
+        banner(report),
+        "<h2>Run</h2>",
+        identity(report),
+        "<h2>Summary</h2>",
+        summary_table(report),
+        "<h2>Thresholds</h2>",
+        verdicts(report),
+        "<h2>Charts</h2>",
+        charts(report),
+        "<h2>Top close reasons</h2>",
+        close_reasons(report),
+        f"<h2>False-timeout evidence ({report.false_timeouts_total:,})</h2>",
+        evidence_table(report),
+        "<h2>Problems reading the results</h2>",
+        problems(report),
+        "</body></html>\n",
+    ]
+    return "\n".join(parts)

@@ -1,0 +1,163 @@
+"""``soak report RUN_DIR``: charts, one self-contained HTML page, and
+optional JSON/CSV exports of a results directory.
+
+A run killed before writing ``summary.json`` still gets a report: the
+summary is computed from ``intervals.jsonl`` and the ``.hlog`` files and
+the page says PARTIAL.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from soak.metrics import COUNTERS, HISTOGRAMS, heartbeat_success, percentiles_ms
+from soak.report.charts import Chart, all_charts, interval_percentiles, write_charts
+from soak.report.load import Run, load_run
+
+EVIDENCE_ROWS = 50
+TOP_CLOSE_REASONS = 15
+_DICT_TOTALS = ("closes", "closes_by_code", "closes_by_category", "handshake_failures")
+
+
+@dataclass
+class Report:
+    run: Run
+    summary: dict[str, Any]
+    computed: bool  # True: summary.json was missing, this one is computed
+    charts: list[Chart]
+    false_timeouts: list[dict[str, Any]]  # the first EVIDENCE_ROWS such close events
+    false_timeouts_total: int
+    pngs: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def partial(self) -> bool:
+        return self.run.partial
+
+    def top_close_reasons(self, n: int = TOP_CLOSE_REASONS) -> list[tuple[str, int]]:
+        closes = (self.summary.get("totals") or {}).get("closes") or {}
+        items = [(str(k), int(v)) for k, v in closes.items() if isinstance(v, int | float)]
+        return sorted(items, key=lambda kv: (-kv[1], kv[0]))[:n]
+
+
+def compute_summary(run: Run, merged_rtt: Any = None) -> dict[str, Any]:
+    """What summary.json would have said, from the intervals and hlogs of a
+    run that did not write one. Threshold verdicts are not re-evaluated."""
+    tot: dict[str, Any] = dict.fromkeys(COUNTERS, 0)
+    dicts: dict[str, Counter[str]] = {k: Counter() for k in (*_DICT_TOTALS, "dropped_samples")}
+    for rec in run.intervals:
+        for k in COUNTERS:
+            v = rec.get(k)
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                tot[k] += v
+        for k, c in dicts.items():
+            d = rec.get(k)
+            if isinstance(d, dict):
+                for key, v in d.items():
+                    if isinstance(v, int | float):
+                        c[str(key)] += int(v)
+    tot["heartbeat_success"] = heartbeat_success(tot["pongs"], tot["missed"])
+    for k, c in dicts.items():
+        tot[k] = dict(sorted(c.items()))
+    tot["dropped_samples_total"] = sum(dicts["dropped_samples"].values())
+    latency: dict[str, Any] = {}
+    for name in HISTOGRAMS:
+        merged = merged_rtt if (name == "rtt" and merged_rtt is not None) else run.merged(name)
+        latency[name] = percentiles_ms(merged)
+    last = run.intervals[-1] if run.intervals else None
+    duration = (
+        float(last.get("t", 0.0)) + float(last.get("dt", 0.0) or 0.0) if last is not None else 0.0
+    )
+    return {
+        "label": run.manifest.get("label"),
+        "target": run.manifest.get("target"),
+        "status": run.status,
+        "partial": True,
+        "computed_by_report": True,
+        "duration_s": round(duration, 3),
+        "intervals": len(run.intervals),
+        "totals": tot,
+        "latency_ms": latency,
+        "thresholds": [],
+    }
+
+
+def build(path: str | Path) -> Report:
+    """Read a run and compute everything the report shows. Raises RunError
+    for a directory that is not a run."""
+    run = load_run(path)
+    rtt = interval_percentiles(run.iter_histograms("rtt"))
+    if run.summary is not None:
+        summary, computed = run.summary, False
+    else:
+        summary, computed = compute_summary(run, rtt.merged), True
+    evidence: list[dict[str, Any]] = []
+    total_ft = 0
+    for ev in run.events():
+        if ev.get("event") == "close" and ev.get("reason") == "false_timeout":
+            total_ft += 1
+            if len(evidence) < EVIDENCE_ROWS:
+                evidence.append(ev)
+    charts = all_charts(run, rtt)
+    return Report(run, summary, computed, charts, evidence, total_ft)
+
+
+# -- exports -----------------------------------------------------------------
+
+
+def export_json(report: Report, path: Path) -> None:
+    path.write_text(json.dumps(report.summary, indent=2, sort_keys=False) + "\n", "utf-8")
+
+
+def flatten(rec: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"closes": {"a": 1}}`` -> ``{"closes.a": 1}``."""
+    out: dict[str, Any] = {}
+    for k, v in rec.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        elif isinstance(v, list):
+            out[key] = json.dumps(v)
+        else:
+            out[key] = v
+    return out
+
+
+def export_csv(report: Report, path: Path) -> None:
+    rows = [flatten(r) for r in report.run.intervals]
+    columns: dict[str, None] = {}
+    for r in rows:
+        for k in r:
+            columns.setdefault(k, None)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(columns), restval="")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: "" if v is None else v for k, v in r.items()})
+
+
+def write_report(
+    path: str | Path,
+    out: Path | None = None,
+    export_json_path: Path | None = None,
+    export_csv_path: Path | None = None,
+) -> tuple[Report, Path]:
+    """Build the report of a run: PNGs and report.html into ``out`` (the run
+    directory by default), and the exports asked for. Returns the report and
+    the HTML's path."""
+    from soak.report.html import render
+
+    report = build(path)
+    target = Path(out) if out is not None else report.run.path
+    report.pngs = write_charts(report.charts, target)
+    html_path = target / "report.html"
+    html_path.write_text(render(report), encoding="utf-8")
+    if export_json_path is not None:
+        export_json(report, export_json_path)
+    if export_csv_path is not None:
+        export_csv(report, export_csv_path)
+    return report, html_path

@@ -1,0 +1,469 @@
+"""``soak report``: golden runs with known histograms, written by hand."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import shutil
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from soak.cli import cli
+from soak.metrics import HISTOGRAMS, new_histogram
+from soak.report.charts import percentile_points, percentile_values
+from soak.report.report import build, write_report
+
+MANIFEST = {
+    "results_format": 1,
+    "tool": "soak",
+    "tool_version": "0.1.0",
+    "label": "gateway 2026.9.6",
+    "target": "ws://gw.example:8080/ws",
+    "protocol": "json",
+    "profile_path": "profiles/golden.toml",
+    "host": "testhost",
+    "start": "2026-11-25T00:00:00.000+00:00",
+    "end": "2026-11-25T00:00:30.000+00:00",
+    "status": "completed",
+    "exit_code": 1,
+}
+
+
+def interval(i: int, **kw: Any) -> dict[str, Any]:
+    rec: dict[str, Any] = {
+        "i": i,
+        "t": 10.0 * i,
+        "dt": 10.0,
+        "connected": 100,
+        "connecting": 0,
+        "target": 100,
+        "pings": 1000,
+        "pongs": 1000,
+        "late": 0,
+        "missed": 0,
+        "zombies": 0,
+        "false_timeouts": 0,
+        "heartbeat_success": 1.0,
+        "lag_p99_ms": 0.5,
+        "loop_lag_max_ms": 1.0,
+        "tester_bottleneck": False,
+        "closes": {},
+        "closes_by_category": {},
+    }
+    rec.update(kw)
+    return rec
+
+
+def hlog_line(start: float, values: Iterable[int]) -> str:
+    h = new_histogram()
+    for v in values:
+        h.record_value(v)
+    payload = h.encode().decode("ascii")
+    return f"{start:.3f},10.000,{h.get_max_value() / 1000.0:.3f},{payload}\n"
+
+
+def make_run(
+    root: Path,
+    intervals: list[dict[str, Any]],
+    rtt: list[list[int]],
+    *,
+    summary: dict[str, Any] | None = None,
+    events: list[dict[str, Any]] | None = None,
+    manifest: dict[str, Any] | None = None,
+) -> Path:
+    d = root / "run"
+    d.mkdir()
+    (d / "run.json").write_text(json.dumps(manifest or MANIFEST))
+    (d / "intervals.jsonl").write_text("".join(json.dumps(r) + "\n" for r in intervals))
+    head = '#[Histogram log format version 1.3]\n"StartTimestamp","Interval_Length",...\n'
+    for name in HISTOGRAMS:
+        lines = [hlog_line(10.0 * i, rtt[i] if name == "rtt" else []) for i in range(len(rtt))]
+        (d / f"{name}.hlog").write_text(head + "".join(lines))
+    (d / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events or []))
+    if summary is not None:
+        (d / "summary.json").write_text(json.dumps(summary))
+    return d
+
+
+FALSE_TIMEOUT = {
+    "t": 12.5,
+    "event": "close",
+    "client": "soak-000042",
+    "reason": "false_timeout",
+    "category": "heartbeat_timeout",
+    "code": 4000,
+    "text": "heartbeat_timeout",
+    "why": "last pong 2.000s ago < server timeout 120s <script>",
+    "evidence": {
+        "age_s": 300.0,
+        "last_pong_age_s": 2.0,
+        "last_frame_age_s": 2.0,
+        "consecutive_missed": 0,
+        "pings_pending": 1,
+    },
+}
+
+SUMMARY = {
+    "label": "gateway 2026.9.6",
+    "status": "completed",
+    "partial": False,
+    "verdict": "thresholds failed: false_timeouts",
+    "duration_s": 30.0,
+    "totals": {
+        "pings": 3000,
+        "pongs": 3000,
+        "missed": 0,
+        "heartbeat_success": 1.0,
+        "false_timeouts": 1,
+        "closes": {"false_timeout": 1, "client_shutdown": 100},
+    },
+    "latency_ms": {"rtt": {"count": 2000, "p50": 1.0, "p99": 1.98, "max": 2.0}},
+    "thresholds": [
+        {"name": "false_timeouts", "limit": "0", "value": "1", "ok": False, "text": "x"},
+        {"name": "rtt_p99", "limit": "250ms", "value": "1.980ms", "ok": True, "text": "y"},
+    ],
+}
+
+
+@pytest.fixture
+def golden(tmp_path: Path) -> Path:
+    """Interval 0: RTT 1..1000 us; interval 1: 1001..2000 us (the tester was
+    the bottleneck); interval 2: no samples. One false timeout."""
+    ivs = [
+        interval(0),
+        interval(
+            1,
+            tester_bottleneck=True,
+            missed=10,
+            late=4,
+            pongs=990,
+            heartbeat_success=0.99,
+            false_timeouts=1,
+            closes={"false_timeout": 1},
+            closes_by_category={"heartbeat_timeout": 1},
+        ),
+        interval(
+            2,
+            connected=0,
+            server_connections=3,
+            closes={"client_shutdown": 100},
+            closes_by_category={"client": 100},
+        ),
+    ]
+    rtt = [list(range(1, 1001)), list(range(1001, 2001)), []]
+    return make_run(tmp_path, ivs, rtt, summary=SUMMARY, events=[FALSE_TIMEOUT])
+
+
+def test_chart_data_equals_known_percentiles(golden: Path) -> None:
+    rep = build(golden)
+    charts = {c.name: c for c in rep.charts}
+    rtt = charts["rtt_over_time"]
+    assert rtt.x == [0.0, 10.0, 20.0]
+    assert rtt.series["p50"] == [0.5, 1.5, None]
+    assert rtt.series["p90"] == [0.9, 1.9, None]
+    assert rtt.series["p99"] == [0.99, 1.99, None]
+    assert rtt.series["p99.9"] == [0.999, 1.999, None]
+    assert rtt.series["max"] == [1.0, 2.0, None]
+    assert rtt.shaded == [(10.0, 20.0)]
+    assert rtt.log_y is False  # 0.5 .. 2 ms is not two decades
+
+    dist = charts["percentile_distribution"]
+    assert dist.extra["count"] == 2000
+    assert dist.extra["marked"] == {90.0: 1.8, 99.0: 1.98, 99.9: 1.998, 99.99: 2.0}
+    assert dist.extra["max_ms"] == 2.0
+    assert dist.series["rtt"][0] == 0.001  # the 0th percentile: the smallest value
+    assert dist.x[0] == 1.0
+    assert dist.log_y is True  # 1 us .. 2 ms: more than two decades
+    # x is 1/(1-q), increasing with the percentile
+    assert dist.x == sorted(dist.x)
+
+    conn = charts["connections"]
+    assert conn.series["connected"] == [100.0, 100.0, 0.0]
+    assert conn.series["server_connections"] == [None, None, 3.0]
+
+    hb = charts["heartbeats"]
+    assert hb.series["success_pct"] == [100.0, 99.0, 100.0]
+    assert hb.series["missed"] == [0.0, 10.0, 0.0]
+    assert hb.series["late"] == [0.0, 4.0, 0.0]
+
+    closes = charts["closes"]
+    assert closes.series["heartbeat_timeout"] == [0.0, 1.0, 0.0]
+    assert closes.series["client"] == [0.0, 0.0, 100.0]
+    assert closes.series["false_timeouts"] == [0.0, 1.0, 0.0]
+
+    lag = charts["tester_lag"]
+    assert lag.series["lag_p99"] == [0.5, 0.5, 0.5]
+    assert lag.shaded == [(10.0, 20.0)]
+
+
+def test_percentile_points_reach_what_the_count_resolves() -> None:
+    assert percentile_points(0) == []
+    qs = percentile_points(1000)
+    assert qs[0] == 0.0
+    assert qs[-1] == pytest.approx(99.9)
+    assert {90.0, 99.0} <= set(qs)
+
+
+def test_fast_percentiles_equal_hdrh(tmp_path: Path) -> None:
+    import random
+
+    from hdrh.histogram import HdrHistogram
+
+    rng = random.Random(7)
+    qs = [0.0, 1.0, 50.0, 90.0, 99.0, 99.9, 99.99, 99.999, 100.0]
+    for trial in range(60):
+        h = new_histogram()
+        for _ in range(rng.randint(1, 2000)):
+            h.record_value(max(1, int(rng.lognormvariate(7, 2))))
+        if trial % 2:
+            h = HdrHistogram.decode(h.encode())
+        assert percentile_values(h, qs) == h.get_percentile_to_value_dict(qs)
+    assert percentile_values(new_histogram(), qs) == {}
+
+
+def test_log_axis_when_rtt_spans_decades(tmp_path: Path) -> None:
+    d = make_run(tmp_path, [interval(0), interval(1)], [[100], [1_000_000]], summary=SUMMARY)
+    rtt = {c.name: c for c in build(d).charts}["rtt_over_time"]
+    # 1 s is beyond the exact range: HdrHistogram reports its bucket's top
+    assert rtt.series["max"] == [0.1, pytest.approx(1000.0, rel=1e-3)]
+    assert rtt.log_y is True
+
+
+def test_html_is_self_contained_with_identity_verdicts_and_evidence(golden: Path) -> None:
+    result = CliRunner().invoke(cli, ["report", str(golden)])
+    assert result.exit_code == 0, result.output
+    html = (golden / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 6
+    for name in (
+        "rtt_over_time",
+        "percentile_distribution",
+        "connections",
+        "heartbeats",
+        "closes",
+        "tester_lag",
+    ):
+        png = golden / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # identity
+    for text in (
+        "gateway 2026.9.6",
+        "ws://gw.example:8080/ws",
+        "profiles/golden.toml",
+        "2026-11-25T00:00:00.000+00:00",
+        "0.1.0",
+        "completed",
+    ):
+        assert text in html
+    assert "PARTIAL" not in html
+    # verdicts
+    assert "FAIL</td><td>false_timeouts" in html
+    assert "PASS</td><td>rtt_p99" in html
+    # evidence, escaped
+    assert "soak-000042" in html
+    assert "last pong 2.000s ago &lt; server timeout 120s &lt;script&gt;" in html
+    assert "<script>" not in html
+    # top close reasons, summary table from summary.json
+    assert "client_shutdown" in html
+    assert "1.98 ms" in html
+    # no external resources
+    assert "http://" not in html.replace("ws://gw.example", "")
+    assert "https://" not in html
+    assert "src='data:image/png;base64," in html
+
+
+def test_out_directory(golden: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["report", str(golden), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "report.html").exists()
+    assert (out / "closes.png").exists()
+    assert not (golden / "report.html").exists()
+
+
+def test_killed_run_is_partial_and_computed(tmp_path: Path) -> None:
+    manifest = {**MANIFEST, "status": "running", "end": None, "exit_code": None}
+    ivs = [interval(0, missed=5, pongs=995), interval(1)]
+    d = make_run(tmp_path, ivs, [list(range(1, 1001)), list(range(1001, 2001))], manifest=manifest)
+    rep, html_path = write_report(d)
+    assert rep.partial
+    assert rep.computed
+    s = rep.summary
+    assert s["partial"] is True
+    assert s["totals"]["pings"] == 2000
+    assert s["totals"]["pongs"] == 1995
+    assert s["totals"]["heartbeat_success"] == 1995 / 2000
+    assert s["latency_ms"]["rtt"]["p99"] == 1.98
+    assert s["latency_ms"]["rtt"]["count"] == 2000
+    assert s["duration_s"] == 20.0
+    html = html_path.read_text()
+    assert "PARTIAL RUN" in html
+    assert "summary.json is missing" in html
+    assert "Not evaluated" in html
+
+
+def test_zero_connections_draws_no_data(tmp_path: Path) -> None:
+    ivs = [
+        interval(i, connected=0, pings=0, pongs=0, heartbeat_success=None, lag_p99_ms=None)
+        for i in range(3)
+    ]
+    d = make_run(tmp_path, ivs, [[], [], []], manifest={**MANIFEST, "status": "completed"})
+    result = CliRunner().invoke(cli, ["report", str(d)])
+    assert result.exit_code == 0, result.output
+    rep = build(d)
+    charts = {c.name: c for c in rep.charts}
+    assert not charts["rtt_over_time"].has_data
+    assert not charts["percentile_distribution"].has_data
+    assert charts["percentile_distribution"].extra["count"] == 0
+    html = (d / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 6
+
+
+def test_corrupt_hlog_line_is_skipped_and_reported(golden: Path) -> None:
+    path = golden / "rtt.hlog"
+    lines = path.read_text().splitlines(keepends=True)
+    # the third line is interval 0's histogram: tear its payload
+    lines[2] = lines[2][:40] + "!!!garbage\n"
+    path.write_text("".join(lines))
+    result = CliRunner().invoke(cli, ["report", str(golden)])
+    assert result.exit_code == 0, result.output
+    assert "line 3: corrupt histogram, skipped" in result.output
+    rep = build(golden)
+    rtt = {c.name: c for c in rep.charts}["rtt_over_time"]
+    assert rtt.series["p50"] == [1.5, None]  # the rest is still drawn
+    html = (golden / "report.html").read_text()
+    assert "Problems reading the results" in html
+    assert "line 3: corrupt histogram, skipped" in html
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty", "not-soak"])
+def test_not_a_run_exits_2(tmp_path: Path, kind: str) -> None:
+    d = tmp_path / "d"
+    if kind != "missing":
+        d.mkdir()
+    if kind == "not-soak":
+        (d / "run.json").write_text('{"tool": "other"}')
+    result = CliRunner().invoke(cli, ["report", str(d)])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    message = {"missing": "not a directory", "empty": "no run.json", "not-soak": "not a soak"}
+    assert message[kind] in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_exports(golden: Path, tmp_path: Path) -> None:
+    j, c = tmp_path / "s.json", tmp_path / "s.csv"
+    result = CliRunner().invoke(
+        cli, ["report", str(golden), "--export-json", str(j), "--export-csv", str(c)]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(j.read_text()) == SUMMARY
+    with open(c, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3
+    assert rows[1]["closes.false_timeout"] == "1"
+    assert rows[1]["closes_by_category.heartbeat_timeout"] == "1"
+    assert rows[2]["closes.client_shutdown"] == "100"
+    assert rows[0]["closes.client_shutdown"] == ""
+    assert rows[2]["server_connections"] == "3"
+    assert rows[1]["tester_bottleneck"] == "True"
+    assert "closes" not in rows[0]
+
+
+def test_export_json_of_a_killed_run_is_the_computed_summary(tmp_path: Path) -> None:
+    d = make_run(tmp_path, [interval(0)], [list(range(1, 1001))])
+    j = tmp_path / "s.json"
+    result = CliRunner().invoke(cli, ["report", str(d), "--export-json", str(j)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(j.read_text())
+    assert data["partial"] is True
+    assert data["latency_ms"]["rtt"]["p50"] == 0.5
+
+
+def test_html_parses_and_references_nothing_outside(golden: Path) -> None:
+    """Without a browser: every tag balanced, every image a data URI, no
+    script, stylesheet link or remote URL."""
+    from html.parser import HTMLParser
+
+    _, html_path = write_report(golden)
+
+    class Check(HTMLParser):
+        void = frozenset({"meta", "img", "br", "link", "hr", "input"})
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.stack: list[str] = []
+            self.images: list[str] = []
+            self.bad: list[str] = []
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            a = dict(attrs)
+            if tag in ("script", "link", "iframe", "object"):
+                self.bad.append(tag)
+            if tag == "img":
+                self.images.append(a.get("src") or "")
+                assert a.get("alt")
+            for key in ("href", "src"):
+                v = a.get(key) or ""
+                if v and not v.startswith("data:"):
+                    self.bad.append(v)
+            if tag not in self.void:
+                self.stack.append(tag)
+
+        def handle_endtag(self, tag: str) -> None:
+            assert self.stack, tag
+            assert self.stack.pop() == tag
+
+    c = Check()
+    c.feed(html_path.read_text())
+    c.close()
+    assert c.stack == []
+    assert c.bad == []
+    assert len(c.images) == 6
+    for src in c.images:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1])[:4] == b"\x89PNG"
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="Debian chromium is not installed at /usr/bin/chromium"
+)
+def test_html_opens_in_headless_chromium(golden: Path) -> None:
+    _, html_path = write_report(golden)
+    # images that failed to decode have naturalWidth 0; the title is set by JS
+    probe = html_path.with_name("probe.html")
+    probe.write_text(
+        html_path.read_text().replace(
+            "</body>",
+            "<script>window.onload=()=>{const bad=[...document.images]"
+            ".filter(i=>!i.complete||i.naturalWidth===0).length;"
+            "document.body.setAttribute('data-bad', String(bad));"
+            "document.title='images:'+document.images.length+' bad:'+bad;};</script></body>",
+        )
+    )
+    out = subprocess.run(
+        [
+            str(CHROMIUM),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            probe.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert 'data-bad="0"' in out.stdout
+    assert shutil.which(str(CHROMIUM))
