@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import click
 import trio
@@ -190,8 +190,23 @@ def demo(
                 p.target.stats, url=f"http://127.0.0.1:{port}/api/stats", field="connections"
             )
             p = dataclasses.replace(p, target=dataclasses.replace(p.target, stats=stats))
+        p = _restart_urls_to(p, port)
         code = execute(p, quiet=quiet)
     sys.exit(code)
+
+
+def _restart_urls_to(p: Profile, port: int) -> Profile:
+    """Point storm stages' restart URLs at the gateway soak demo started."""
+    stages = tuple(
+        dataclasses.replace(
+            st,
+            restart_url=urlunsplit(urlsplit(st.restart_url)._replace(netloc=f"127.0.0.1:{port}")),
+        )
+        if st.restart_url
+        else st
+        for st in p.clients.stages
+    )
+    return dataclasses.replace(p, clients=dataclasses.replace(p.clients, stages=stages))
 
 
 @contextmanager

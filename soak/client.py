@@ -163,7 +163,7 @@ class Shared:
         self.connected = 0
         self.connecting = 0
         self.gave_up = 0
-        self.storms = StormTracker(heartbeat_interval=profile.heartbeat.interval)
+        self.storms = StormTracker(heartbeat_interval=profile.heartbeat.interval, origin=t0)
 
     def storm_tick(self, now: float) -> None:
         """Close the current storm if it is over, with an event."""

@@ -62,6 +62,10 @@ class LiveView:
         self.out.flush()
 
 
+def _s(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}s"
+
+
 def print_summary(summary: dict[str, Any], path: str, out: TextIO) -> None:
     t = summary["totals"]
     lat = summary["latency_ms"]
@@ -98,6 +102,14 @@ def print_summary(summary: dict[str, Any], path: str, out: TextIO) -> None:
         w(
             f"  tester       {t['dropped_samples_total']} samples out of range, "
             f"{t['skipped']} heartbeat slots skipped (tester too slow)\n"
+        )
+    for st in summary.get("storms", []):
+        rec_s = st["recovery_s"]
+        w(
+            f"  storm {st['index']}      at {st['start_s']}s: lost {st['lost']}, back "
+            f"{st['recovered']} (50% in {_s(rec_s['p50'])}, all in {_s(rec_s['p100'])}), "
+            f"gave up {st['gave_up']}, peak {st['peak_attempts_per_100ms']} attempts/100ms "
+            f"at +{st['peak_at_s']}s\n"
         )
     rec = summary.get("reconcile")
     if rec is not None:

@@ -427,9 +427,9 @@ class Runner:
             "passed": all(v["ok"] for v in checks) and code == EXIT_OK,
             "storms": self.shared.storms.summaries(),
         }
-        storms = self.shared.storms.all_storms()
+        storms = self.shared.storms.series()
         if storms:
-            self.recorder.write_lines("storms.jsonl", [s.series() for s in storms])
+            self.recorder.write_lines("storms.jsonl", storms)
         if self.poller is not None:
             stats = self.poller.config
             summary["reconcile"] = {

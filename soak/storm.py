@@ -80,12 +80,13 @@ class Storm:
             return None
         return sorted(self.recovery_times)[need - 1]
 
-    def summary(self, interval: float, before: float | None) -> dict[str, Any]:
+    def summary(self, interval: float, before: float | None, origin: float = 0.0) -> dict[str, Any]:
+        """JSON-ready numbers; times in seconds since ``origin`` (the run's start)."""
         peak_bucket, peak = max(self.attempts.items(), key=lambda kv: kv[1], default=(0, 0))
         return {
             "index": self.index,
-            "start_s": round(self.start, 3),
-            "end_s": None if self.end is None else round(self.end, 3),
+            "start_s": round(self.start - origin, 3),
+            "end_s": None if self.end is None else round(self.end - origin, 3),
             "lost": self.lost,
             "recovered": self.recovered,
             "gave_up": self.gave_up,
@@ -102,7 +103,7 @@ class Storm:
             "sync_index_after": _round(sync_index(self.ready_times, interval)),
         }
 
-    def series(self) -> dict[str, Any]:
+    def series(self, origin: float = 0.0) -> dict[str, Any]:
         """The 100 ms series: attempts, in flight and recovered % per bucket."""
         last = max([*self.attempts, *self.in_flight, *self.recovered_by, 0])
         recovered = 0
@@ -112,7 +113,7 @@ class Storm:
             pct.append(round(100.0 * recovered / self.lost, 2) if self.lost else None)
         return {
             "index": self.index,
-            "start_s": round(self.start, 3),
+            "start_s": round(self.start - origin, 3),
             "bucket_s": BUCKET,
             "attempts": [self.attempts.get(b, 0) for b in range(last + 1)],
             "in_flight": [self.in_flight.get(b, 0) for b in range(last + 1)],
@@ -129,11 +130,13 @@ class StormTracker:
         self,
         *,
         heartbeat_interval: float,
+        origin: float = 0.0,
         min_losses: int = 10,
         window: float = 1.0,
         quiet: float = 10.0,
     ) -> None:
         self.interval = heartbeat_interval
+        self.origin = origin  # the run's start: reported times are relative to it
         self.min_losses = min_losses
         self.window = window
         self.quiet = quiet
@@ -215,7 +218,10 @@ class StormTracker:
         return [*self.finished, *([self.current] if self.current else [])]
 
     def summary_of(self, storm: Storm) -> dict[str, Any]:
-        return storm.summary(self.interval, self._before.get(storm.index))
+        return storm.summary(self.interval, self._before.get(storm.index), self.origin)
+
+    def series(self) -> list[dict[str, Any]]:
+        return [s.series(self.origin) for s in self.all_storms()]
 
     def summaries(self) -> list[dict[str, Any]]:
         return [self.summary_of(s) for s in self.all_storms()]

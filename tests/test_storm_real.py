@@ -71,6 +71,7 @@ async def test_restart_through_the_admin_endpoint(tmp_path: Path) -> None:
             outcome = await Runner(profile, recorder, manage_gc=False).run()
             nursery.cancel_scope.cancel()
     storm = check_storm(outcome.summary, 1000, deadline=5.0)
+    assert 1.0 <= storm["start_s"] < 3.0  # seconds since the run started: the storm stage at 1 s
     # the counts add up: what was lost came back, once each
     tot = outcome.summary["totals"]
     assert tot["closes"]["server_1012_service_restart"] == 1000
