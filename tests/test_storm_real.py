@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import trio
 import trio.testing
@@ -46,7 +47,7 @@ max_attempts = 10
 """
 
 
-def check_storm(summary: dict[str, object], clients: int, deadline: float) -> dict[str, object]:
+def check_storm(summary: dict[str, Any], clients: int, deadline: float) -> dict[str, Any]:
     storms = summary["storms"]
     assert isinstance(storms, list)
     (storm,) = storms
