@@ -236,10 +236,24 @@ class Profile:
         """A plain dict for run.json, with every secret removed."""
         d = dataclasses.asdict(self)
         d["target"].pop("token", None)
+        # credentials in URLs (ws://user:secret@host) never reach the results
+        d["target"]["url"] = _without_userinfo(self.target.url)
+        if self.target.stats is not None:
+            d["target"]["stats"]["url"] = _without_userinfo(self.target.stats.url)
+        for stage in d["clients"]["stages"]:
+            if stage.get("restart_url"):
+                stage["restart_url"] = _without_userinfo(stage["restart_url"])
         d["target"]["headers"] = {
             k: ("<redacted>" if _is_sensitive(k) else v) for k, v in self.target.headers
         }
         return d
+
+
+def _without_userinfo(url: str) -> str:
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc="<redacted>@" + parts.netloc.rpartition("@")[2]).geturl()
 
 
 def _is_sensitive(header: str) -> bool:

@@ -408,7 +408,7 @@ class Runner:
         code, verdict = exit_code(self.status, tot, checks, self.profile)
         summary = {
             "label": self.profile.run.label,
-            "target": self.profile.target.url,
+            "target": display_url(self.profile.target.url),
             "status": self.status,
             "partial": self.status != "completed",
             "exit_code": code,
@@ -470,7 +470,7 @@ class Runner:
             "tool": "soak",
             "tool_version": __version__,
             "label": p.run.label,
-            "target": p.target.url,
+            "target": display_url(p.target.url),
             "protocol": p.target.protocol,
             "profile_path": p.path,
             "profile": p.redacted(),

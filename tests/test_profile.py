@@ -896,3 +896,13 @@ def test_storm_stage_loads() -> None:
 )
 def test_storm_stage_errors(tmp_path: Path, stage: str, message: str) -> None:
     assert message in load_error(tmp_path, storm_profile(stage))
+
+
+def test_credentials_in_urls_are_redacted() -> None:
+    text = MINIMAL.replace('url = "ws://127.0.0.1:9/ws"', 'url = "ws://bob:hunter2@127.0.0.1:9/ws"')
+    text = '[target.stats]\nurl = "http://ops:pw9@127.0.0.1:9/api/stats"\n' + text
+    d = parse_profile(text, "m.toml", {}).redacted()
+    assert d["target"]["url"] == "ws://<redacted>@127.0.0.1:9/ws"
+    assert d["target"]["stats"]["url"] == "http://<redacted>@127.0.0.1:9/api/stats"
+    assert "hunter2" not in json.dumps(d)
+    assert "pw9" not in json.dumps(d)
