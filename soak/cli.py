@@ -20,6 +20,7 @@ from soak.errors import LocalError, SoakError
 from soak.limits import raise_fd_limit
 from soak.live import LiveView, print_summary
 from soak.profile import Profile, load_profile, override
+from soak.reconcile import display_url
 from soak.recorder import Recorder, now_wall
 from soak.runner import Runner
 from soak.summary import EXIT_TARGET, EXIT_USAGE
@@ -95,7 +96,7 @@ def execute(profile: Profile, *, quiet: bool = False) -> int:
             argv=sys.argv[1:],
         )
     click.echo(
-        f"soak: running '{profile.run.label}' against {profile.target.url} for "
+        f"soak: running '{profile.run.label}' against {display_url(profile.target.url)} for "
         f"{profile.duration:g}s, results in {recorder.path}",
         err=True,
     )

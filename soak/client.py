@@ -72,6 +72,7 @@ from soak.errors import HandshakeError, LocalError
 from soak.metrics import Metrics
 from soak.profile import Profile, TargetConfig
 from soak.protocols import PROTOCOLS
+from soak.reconcile import display_url
 from soak.storm import StormTracker
 
 # Heartbeat frames are ~100 bytes. recv(n) allocates n bytes before it
@@ -152,6 +153,7 @@ class Shared:
         self.protocol = PROTOCOLS[profile.target.protocol]
         self.classifier = Classifier(profile.target.server_heartbeat)
         parts = urlsplit(profile.target.url)
+        self.shown_url = display_url(profile.target.url)  # for messages: no credentials
         self.host_header = parts.netloc.rsplit("@", 1)[-1]
         self.resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         headers = [(k.encode(), v.encode()) for k, v in profile.target.headers]
@@ -351,7 +353,7 @@ class Client:
                         return await self._handshake(), began
                     if not wake.cancel_called:
                         raise HandshakeError(
-                            "timeout", f"{sh.profile.target.url}: no handshake within {timeout:g}s"
+                            "timeout", f"{sh.shown_url}: no handshake within {timeout:g}s"
                         )
             raise _Stopped
         finally:
@@ -360,7 +362,7 @@ class Client:
 
     async def _handshake(self) -> _Conn:
         sh = self.shared
-        url = sh.profile.target.url
+        url = sh.shown_url
         try:
             stream = await sh.open_stream()
         except OSError as exc:
