@@ -30,7 +30,6 @@ import re
 import socket
 import ssl
 import struct
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -206,7 +205,6 @@ class Client:
         "conn",
         "finished",
         "hb",
-        "index",
         "last_close",
         "last_frame_at",
         "phase",
@@ -216,7 +214,6 @@ class Client:
 
     def __init__(self, shared: Shared, index: int, phase: float) -> None:
         self.shared = shared
-        self.index = index
         self.phase = phase  # offset of this client's heartbeat grid, seconds
         self.client_id = f"{shared.profile.clients.client_id_prefix}-{index:06d}"
         self.protocol = shared.protocol(self.client_id)
@@ -715,7 +712,3 @@ def _rejected(url: str, event: RejectConnection) -> HandshakeError:
         f"{url}: upgrade rejected with HTTP {event.status_code}",
         retry_after=retry_after,
     )
-
-
-def wall_now() -> float:
-    return time.time()
