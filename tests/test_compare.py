@@ -21,6 +21,7 @@ from soak.report.compare import (
     compare,
     parse_limits,
     render_text,
+    to_json,
 )
 from soak.report.load import load_run
 
@@ -468,3 +469,81 @@ def test_page_opens_in_headless_chromium(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert 'data-bad="0"' in out.stdout
     assert 'data-images="2"' in out.stdout
+
+
+# -- reconnect storms -----------------------------------------------------------
+
+
+def storm(index: int, p50: float, p90: float, p100: float | None, peak: int) -> dict[str, Any]:
+    return {
+        "index": index,
+        "start_s": 10.0 * index,
+        "lost": 100,
+        "recovered": 100 if p100 is not None else 99,
+        "peak_attempts_per_100ms": peak,
+        "recovery_s": {"p50": p50, "p90": p90, "p99": p90, "p100": p100},
+    }
+
+
+def with_storms(path: Path, storms: list[dict[str, Any]]) -> Path:
+    doc = json.loads((path / "summary.json").read_text())
+    doc["storms"] = storms
+    (path / "summary.json").write_text(json.dumps(doc))
+    return path
+
+
+def test_storm_rows_compare_the_first_storm(tmp_path: Path) -> None:
+    a = with_storms(make_run(tmp_path, "a", known_a()), [storm(1, 1.0, 2.0, 4.0, 200)])
+    b = with_storms(
+        make_run(tmp_path, "b", known_a()),
+        [storm(1, 1.5, 3.0, None, 500), storm(2, 0.1, 0.2, 0.3, 1)],
+    )
+    c = compare([load_run(a), load_run(b)], resamples=100)
+    rows = {r.key: r for r in c.rows}
+    assert rows["storms"].values == [1.0, 2.0]
+    assert rows["storms"].delta(1) == 1.0
+    assert rows["storm1_recovery_p50"].values == [1.0, 1.5]
+    assert rows["storm1_recovery_p50"].relative(1) == pytest.approx(0.5)
+    assert rows["storm1_recovery_p90"].values == [2.0, 3.0]
+    # never fully recovered: no p100
+    assert rows["storm1_recovery_p100"].values == [4.0, None]
+    assert rows["storm1_peak_attempts_per_100ms"].values == [200.0, 500.0]
+    assert rows["storm1_peak_attempts_per_100ms"].delta(1) == 300.0
+    lines = {s.split("  ")[0].strip(): s.split() for s in render_text(c).splitlines()}
+    assert lines["reconnect storms"][-4:] == ["1", "2", "+1", "+100.0%"]
+    assert lines["storm 1 recovery p50 (s)"][-4:] == ["1.000", "1.500", "+0.500", "+50.0%"]
+    assert lines["storm 1 recovery p100 (s)"][-4:] == ["4.000", "-", "-", "-"]
+    assert lines["storm 1 peak attempts per 100 ms"][-4:] == ["200", "500", "+300", "+150.0%"]
+    assert c.exit_code == 0  # storms are shown, not judged
+    doc = to_json(c)
+    assert {"metric": "storms", "unit": "", "values": [1.0, 2.0]} in doc["table"]
+
+
+def test_missing_storms_show_as_dashes(tmp_path: Path) -> None:
+    a = make_run(tmp_path, "a", known_a())  # summary.json without storms
+    b = with_storms(make_run(tmp_path, "b", known_a()), [storm(1, 1.0, 2.0, 4.0, 200)])
+    killed = make_run(tmp_path, "c", known_a(), summary=False)
+    quiet = with_storms(make_run(tmp_path, "d", known_a()), [])
+    damaged: list[Any] = ["x", {"recovery_s": None}]
+    broken = with_storms(make_run(tmp_path, "e", known_a()), damaged)
+    runs = [load_run(p) for p in (a, b, killed, quiet, broken)]
+    c = compare(runs, resamples=50)
+    rows = {r.key: r for r in c.rows}
+    assert rows["storms"].values == [None, 1.0, None, 0.0, 1.0]
+    assert rows["storms"].delta(1) is None
+    assert rows["storm1_recovery_p50"].values == [None, 1.0, None, None, None]
+    assert rows["storm1_peak_attempts_per_100ms"].values == [None, 200.0, None, None, None]
+    text = render_text(c)
+    line = next(s for s in text.splitlines() if s.startswith("storm 1 recovery p90 (s)"))
+    # baseline, then value/delta/delta % for each of the four other runs
+    assert line.split()[5:] == ["-", "2.000", "-", "-", *["-"] * 9]
+    result = invoke(str(a), str(b), "--out", str(tmp_path / "o"))
+    assert result.exit_code == 0, result.output
+    assert "storm 1 recovery p50 (s)" in (tmp_path / "o" / "compare.html").read_text()
+
+
+def test_no_storm_rows_when_no_run_has_storms(tmp_path: Path) -> None:
+    a = make_run(tmp_path, "a", known_a())
+    b = make_run(tmp_path, "b", known_a())
+    c = compare([load_run(a), load_run(b)], resamples=50)
+    assert not any(r.key.startswith("storm") for r in c.rows)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import csv
 import json
+import re
 import shutil
 import subprocess
 from collections.abc import Iterable
@@ -467,3 +468,138 @@ def test_html_opens_in_headless_chromium(golden: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert 'data-bad="0"' in out.stdout
     assert shutil.which(str(CHROMIUM))
+
+
+# -- reconnect storms ------------------------------------------------------------
+
+
+def tracked_storm() -> tuple[dict[str, Any], dict[str, Any]]:
+    """One storm measured by soak.storm itself: 4 connections lost at 10.0 s;
+    attempts at +0.05 s (4, in flight 1..4) and +0.25 s (2, in flight 1..2);
+    two back at +0.12 s, one at +0.31 s, one client gave up at +0.4 s; it
+    ends at 10.5 s."""
+    from soak.storm import StormTracker
+
+    tr = StormTracker(heartbeat_interval=30.0, min_losses=4)
+    for _ in range(4):
+        tr.lost(10.0)
+    for n in range(1, 5):
+        tr.attempt(10.05, n)
+    tr.failed(10.06, "refused")
+    tr.ready(10.12, 0.01, 10.0)
+    tr.ready(10.12, 0.02, 10.0)
+    tr.attempt(10.25, 1)
+    tr.attempt(10.25, 2)
+    tr.ready(10.31, 0.03, 10.0)
+    tr.gave_up(10.4)
+    assert tr.tick(10.5) is not None  # settled: every lost connection back or given up
+    (storm,) = tr.all_storms()
+    return storm.series(), tr.summary_of(storm)
+
+
+def storm_series(index: int, start: float, attempts: list[int]) -> dict[str, Any]:
+    return {
+        "index": index,
+        "start_s": start,
+        "bucket_s": 0.1,
+        "attempts": attempts,
+        "in_flight": [min(a, 3) for a in attempts],
+        "recovered_pct": [100.0 * (i + 1) / len(attempts) for i in range(len(attempts))],
+    }
+
+
+def test_storm_timeline_chart_and_table(tmp_path: Path) -> None:
+    series, summary = tracked_storm()
+    assert series["attempts"] == [4, 0, 2, 0]
+    second = storm_series(2, 40.0, [1, 5])
+    d = make_run(
+        tmp_path,
+        [interval(0)],
+        [list(range(1, 1001))],
+        summary={**SUMMARY, "storms": [summary, {**summary, "index": 2, "start_s": 40.0}]},
+    )
+    (d / "storms.jsonl").write_text(
+        json.dumps(series) + "\n" + '{"index": 3, "attem\n' + "[1, 2]\n" + json.dumps(second)
+    )
+    result = CliRunner().invoke(cli, ["report", str(d)])
+    assert result.exit_code == 0, result.output
+    rep = build(d)
+    assert f"{d / 'storms.jsonl'}: line 2: not JSON, skipped" in rep.run.problems
+    assert f"{d / 'storms.jsonl'}: line 3: not a storm series, skipped" in rep.run.problems
+    chart = rep.charts[-1]
+    assert [c.name for c in rep.charts].index("storm_timeline") == 6  # chart 7
+    assert chart.title == "Reconnect-storm timeline"
+    assert chart.x == [0.0, 0.1, 0.2, 0.3]
+    assert chart.x_label == "seconds since the storm start (s)"
+    assert chart.series == {
+        "attempts#1": [4.0, 0.0, 2.0, 0.0],
+        "in_flight#1": [4.0, 0.0, 2.0, 0.0],
+        "recovered_pct#1": [0.0, 50.0, 50.0, 75.0],
+        "attempts#2": [1.0, 5.0, None, None],
+        "in_flight#2": [1.0, 3.0, None, None],
+        "recovered_pct#2": [50.0, 100.0, None, None],
+    }
+    assert chart.extra == {
+        "storms": [1, 2],
+        "start_s": {1: 10.0, 2: 40.0},
+        "bucket_s": 0.1,
+        "total": 2,
+        "omitted": 0,
+    }
+    assert (d / "storm_timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html = (d / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 7
+    assert "<h3>Reconnect-storm timeline</h3>" in html
+    assert "line 2: not JSON, skipped" in html
+    assert "<h2>Reconnect storms (2)</h2>" in html
+    row = html.split("<table class='storms'>")[1].split("</tr>")[1]
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
+    # index, start, end, lost, recovered, gave up, peak (4 at +0 s), max in flight,
+    # recovery p50 0.12 s, p90/p99/p100 never (3 of 4 came back), sync before/after
+    assert cells == [
+        "1",
+        "10",
+        "10.5",
+        "4",
+        "3",
+        "1",
+        "4",
+        "0",
+        "4",
+        "0.12",
+        *["<span class='muted'>not reached</span>"] * 3,
+        "–",
+        "0.9998",
+        "refused: 1",
+    ]
+
+
+def test_storm_timeline_draws_at_most_four_storms(tmp_path: Path) -> None:
+    d = make_run(tmp_path, [interval(0)], [[1000]], summary=SUMMARY)
+    lines = [json.dumps(storm_series(i, 10.0 * i, [i, 0, i])) for i in range(1, 7)]
+    (d / "storms.jsonl").write_text("\n".join(lines) + "\n")
+    rep, html_path = write_report(d)
+    chart = rep.charts[-1]
+    assert chart.title == "Reconnect-storm timeline (first 4 of 6 storms)"
+    assert chart.extra["storms"] == [1, 2, 3, 4]
+    assert chart.extra["omitted"] == 2
+    assert chart.series["attempts#4"] == [4.0, 0.0, 4.0]
+    assert "attempts#5" not in chart.series
+    html = html_path.read_text()
+    assert "first 4 of 6 storms" in html
+    # summary.json has no storms: the table says why instead
+    assert "storms.jsonl holds 6 storm(s), but there are no storm summaries" in html
+    assert rep.run.problems == []
+
+
+@pytest.mark.parametrize("content", [None, "", "\n"])
+def test_no_storm_chart_without_storms(tmp_path: Path, content: str | None) -> None:
+    d = make_run(tmp_path, [interval(0)], [[1000]], summary={**SUMMARY, "storms": []})
+    if content is not None:
+        (d / "storms.jsonl").write_text(content)
+    rep, html_path = write_report(d)
+    assert "storm_timeline" not in [c.name for c in rep.charts]
+    assert not (d / "storm_timeline.png").exists()
+    html = html_path.read_text()
+    assert html.count("data:image/png;base64,") == 6
+    assert "No reconnect storm was detected." in html

@@ -265,9 +265,78 @@ def tester_lag(intervals: Sequence[dict[str, Any]]) -> Chart:
     )
 
 
-def all_charts(run: Run, rtt: IntervalSeries) -> list[Chart]:
+STORM_CHART = "storm_timeline"
+# at most this many storms are drawn, one panel each; the rest are noted
+MAX_STORM_PANELS = 4
+STORM_KINDS = ("attempts", "in_flight", "recovered_pct")
+
+
+def storm_key(kind: str, index: int) -> str:
+    """The series name of one storm's attempts/in_flight/recovered_pct."""
+    return f"{kind}#{index}"
+
+
+def storm_timeline(storms: Sequence[dict[str, Any]]) -> Chart | None:
+    """Chart 7: the 100 ms series of storms.jsonl (see ``Storm.series()``),
+    one panel per storm, the first :data:`MAX_STORM_PANELS` of them.
+
+    ``x`` is seconds since each storm's start (the start of each bucket),
+    shared by all panels; ``series[storm_key(kind, index)]`` is that storm's
+    attempts per bucket, handshakes in flight, or recovered % (None past the
+    storm's end, or where the storm lost nothing). ``extra`` holds the
+    storms drawn, their start times, the bucket length and how many were
+    left out. None when there is no storm."""
+    if not storms:
+        return None
+    shown = list(storms[:MAX_STORM_PANELS])
+    grid: set[float] = set()
+    per_storm: list[tuple[int, dict[float, dict[str, Num]]]] = []
+    for st in shown:
+        bucket = float(st.get("bucket_s") or 0.1)
+        cols = {k: st.get(k) or [] for k in STORM_KINDS}
+        n = max(len(c) for c in cols.values())
+        points: dict[float, dict[str, Num]] = {}
+        for b in range(n):
+            t = round(b * bucket, 6)
+            grid.add(t)
+            points[t] = {k: _at(cols[k], b) for k in STORM_KINDS}
+        per_storm.append((int(st["index"]), points))
+    x = sorted(grid)
+    series: dict[str, list[Num]] = {}
+    for index, points in per_storm:
+        for k in STORM_KINDS:
+            series[storm_key(k, index)] = [points[t][k] if t in points else None for t in x]
+    total = len(storms)
+    title = "Reconnect-storm timeline"
+    if total > len(shown):
+        title += f" (first {len(shown)} of {total} storms)"
+    return Chart(
+        STORM_CHART,
+        title,
+        x,
+        series,
+        "reconnect attempts / handshakes in flight",
+        x_label="seconds since the storm start (s)",
+        extra={
+            "storms": [index for index, _ in per_storm],
+            "start_s": {int(st["index"]): st.get("start_s") for st in shown},
+            "bucket_s": float(shown[0].get("bucket_s") or 0.1),
+            "total": total,
+            "omitted": total - len(shown),
+        },
+    )
+
+
+def _at(values: Sequence[Any], i: int) -> Num:
+    if i >= len(values):
+        return None
+    v = values[i]
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+def all_charts(run: Run, rtt: IntervalSeries, storms: Sequence[dict[str, Any]] = ()) -> list[Chart]:
     iv = run.intervals
-    return [
+    charts = [
         rtt_over_time(rtt, iv),
         percentile_distribution(rtt.merged),
         connections(iv),
@@ -275,6 +344,10 @@ def all_charts(run: Run, rtt: IntervalSeries) -> list[Chart]:
         closes(iv),
         tester_lag(iv),
     ]
+    storm = storm_timeline(storms)
+    if storm is not None:
+        charts.append(storm)
+    return charts
 
 
 # -- drawing -----------------------------------------------------------------
@@ -301,6 +374,8 @@ def _no_data(ax: Any, text: str = "no data") -> None:
 
 def draw(chart: Chart, path: Path) -> Path:
     """Draw one chart to ``path`` (PNG)."""
+    if chart.name == STORM_CHART:
+        return _draw_storms(chart, path)
     fig, ax = plt.subplots(figsize=(10, 4.5), dpi=100)
     try:
         ax.set_title(chart.title)
@@ -435,6 +510,92 @@ def _draw_heartbeats(ax: Any, chart: Chart, xs: list[float]) -> None:
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
     ax2.legend(h1 + h2, l1 + l2, loc="lower left", fontsize=8)
+
+
+ATTEMPTS_COLOUR = "#1f77b4"
+IN_FLIGHT_COLOUR = "#ff7f0e"
+RECOVERED_COLOUR = "#2ca02c"
+
+
+def _draw_storms(chart: Chart, path: Path) -> Path:
+    """One panel per storm, stacked: attempts per bucket (bars, or a filled
+    step area beyond MAX_BARS buckets), handshakes in flight (line), and
+    recovered % on a secondary 0-100% axis."""
+    indexes: list[int] = chart.extra["storms"]
+    bucket: float = chart.extra["bucket_s"]
+    ms = round(bucket * 1000)
+    fig, axes = plt.subplots(
+        len(indexes), 1, figsize=(10, 1.0 + 3.2 * len(indexes)), dpi=100, squeeze=False
+    )
+    try:
+        fig.suptitle(chart.title)
+        for ax, index in zip(axes[:, 0], indexes, strict=True):
+            start = chart.extra["start_s"].get(index)
+            at = f" at {start:g} s" if isinstance(start, int | float) else ""
+            ax.set_title(f"storm {index}{at}", fontsize=10)
+            ax.grid(True, alpha=0.3)
+            ax.set_xlabel(chart.x_label)
+            ax.set_ylabel(f"attempts per {ms} ms / in flight", fontsize=9)
+            att = chart.series[storm_key("attempts", index)]
+            pairs = [(t, v) for t, v in zip(chart.x, att, strict=True) if v is not None]
+            xs = [t for t, _ in pairs]
+            if len(xs) <= MAX_BARS:
+                ax.bar(
+                    xs,
+                    [v for _, v in pairs],
+                    width=bucket,
+                    align="edge",
+                    color=ATTEMPTS_COLOUR,
+                    alpha=0.8,
+                    label=f"reconnect attempts per {ms} ms",
+                )
+            elif xs:
+                ax.stairs(
+                    [v for _, v in pairs],
+                    [*xs, xs[-1] + bucket],
+                    fill=True,
+                    color=ATTEMPTS_COLOUR,
+                    alpha=0.8,
+                    label=f"reconnect attempts per {ms} ms",
+                )
+            ax.plot(
+                [t + bucket / 2 for t in chart.x],
+                _nan(chart.series[storm_key("in_flight", index)]),
+                color=IN_FLIGHT_COLOUR,
+                lw=1.2,
+                label="handshakes in flight",
+            )
+            ax2 = ax.twinx()
+            ax2.plot(
+                [t + bucket for t in chart.x],  # recovered by the end of the bucket
+                _nan(chart.series[storm_key("recovered_pct", index)]),
+                color=RECOVERED_COLOUR,
+                lw=1.5,
+                label="recovered (%)",
+            )
+            ax2.set_ylim(0, 100)
+            ax2.set_ylabel("lost connections recovered (%)", fontsize=9)
+            if xs:
+                ax.set_xlim(0, max(xs) + bucket)
+            h1, l1 = ax.get_legend_handles_labels()
+            h2, l2 = ax2.get_legend_handles_labels()
+            ax2.legend(h1 + h2, l1 + l2, loc="center right", fontsize=8)
+        bottom = 0.0
+        if chart.extra.get("omitted"):
+            bottom = 0.25 / (1.0 + 3.2 * len(indexes))  # room for the note
+            fig.text(
+                0.5,
+                0.01,
+                f"{chart.extra['omitted']} more storm(s) not drawn; see the storms table",
+                ha="center",
+                fontsize=9,
+                color="grey",
+            )
+        fig.tight_layout(rect=(0.0, bottom, 1.0, 1.0))
+        fig.savefig(path, format="png")
+    finally:
+        plt.close(fig)
+    return path
 
 
 def write_charts(charts: Sequence[Chart], out: Path) -> dict[str, Path]:

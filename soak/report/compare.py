@@ -2,7 +2,9 @@
 
 RUN_A is the baseline. Every other run is compared with it:
 
-- a table of metrics side by side, with absolute and relative deltas;
+- a table of metrics side by side, with absolute and relative deltas
+  (with reconnect-storm rows when any run has storms: their number, and
+  the FIRST storm's recovery p50/p90/p100 and peak attempts per 100 ms);
 - for RTT p50/p99/p99.9, a bootstrap 95% confidence interval of the
   difference over the per-interval histograms (:mod:`soak.report.bootstrap`):
   a difference is significant only when the interval excludes 0;
@@ -225,7 +227,7 @@ def profile_warnings(datas: Sequence[RunData]) -> list[str]:
 class Row:
     key: str
     title: str
-    unit: str  # "ms", "%", "" or "/h"
+    unit: str  # "ms", "s", "%", "" or "/h"
     values: list[float | None]
 
     def delta(self, j: int) -> float | None:
@@ -268,12 +270,63 @@ def table(datas: Sequence[RunData]) -> list[Row]:
         gaps.append(float(g) if isinstance(g, int | float) else None)
     if any(g is not None for g in gaps):
         rows.append(Row("drift_max_gap", "drift max gap (server-client)", "", gaps))
+    rows += storm_rows(datas)
+    return rows
+
+
+# The storm compared is each run's FIRST storm: in the usual A/B test the
+# same event (a gateway restart at the same moment of the same profile)
+# starts it in both runs, so the first storms are like for like; the "worst"
+# storm could be a different event in each run.
+STORM_RECOVERY = ("p50", "p90", "p100")
+
+
+def run_storms(run: Run) -> list[dict[str, Any]] | None:
+    """summary.json's storms; None when there is no such list (no
+    summary.json, or one from before storms were measured)."""
+    storms = (run.summary or {}).get("storms")
+    if not isinstance(storms, list):
+        return None
+    return [s for s in storms if isinstance(s, dict)]
+
+
+def storm_rows(datas: Sequence[RunData]) -> list[Row]:
+    """The number of storms, and the first storm's recovery p50/p90/p100 (s)
+    and peak reconnect attempts per 100 ms. Only when at least one run has
+    storm data; "-" (None) where a run has none. A recovery percentile that
+    was never reached is None as well."""
+    per_run = [run_storms(d.run) for d in datas]
+    if all(s is None for s in per_run):
+        return []
+    firsts = [s[0] if s else None for s in per_run]
+    rows = [
+        Row(
+            "storms",
+            "reconnect storms",
+            "",
+            [None if s is None else float(len(s)) for s in per_run],
+        )
+    ]
+    for k in STORM_RECOVERY:
+        values: list[float | None] = []
+        for first in firsts:
+            rec = first.get("recovery_s") if first is not None else None
+            values.append(_count(rec, k) if isinstance(rec, dict) else None)
+        rows.append(Row(f"storm1_recovery_{k}", f"storm 1 recovery {k}", "s", values))
+    rows.append(
+        Row(
+            "storm1_peak_attempts_per_100ms",
+            "storm 1 peak attempts per 100 ms",
+            "",
+            [None if f is None else _count(f, "peak_attempts_per_100ms") for f in firsts],
+        )
+    )
     return rows
 
 
 def _count(tot: dict[str, Any], key: str) -> float | None:
     v = tot.get(key)
-    return float(v) if isinstance(v, int | float) else None
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
 
 # -- the verdict --------------------------------------------------------------------
@@ -419,7 +472,7 @@ def compare(
 def _fmt(v: float | None, unit: str) -> str:
     if v is None:
         return "-"
-    if unit == "ms":
+    if unit in ("ms", "s"):
         return f"{v:.3f}"
     if unit == "%":
         return f"{v:.3f}%"
@@ -431,7 +484,7 @@ def _fmt(v: float | None, unit: str) -> str:
 def _fmt_delta(v: float | None, unit: str) -> str:
     if v is None:
         return "-"
-    if unit == "ms":
+    if unit in ("ms", "s"):
         return f"{v:+.3f}"
     if unit == "%":
         return f"{v:+.3f}pp"
@@ -451,7 +504,7 @@ def table_cells(c: Comparison) -> tuple[list[str], list[list[str]]]:
         header += [d.name, "delta", "delta %"]
     body = []
     for row in c.rows:
-        title = f"{row.title} ({row.unit})" if row.unit in ("ms", "/h") else row.title
+        title = f"{row.title} ({row.unit})" if row.unit in ("ms", "s", "/h") else row.title
         cells = [title, _fmt(row.values[0], row.unit)]
         for j in range(1, len(c.datas)):
             cells += [

@@ -18,6 +18,7 @@ CHART_ORDER = (
     "heartbeats",
     "closes",
     "tester_lag",
+    "storm_timeline",
 )
 
 CSS = """
@@ -237,6 +238,86 @@ def charts(report: Report) -> str:
     return "".join(out)
 
 
+STORM_COLUMNS = (
+    "#",
+    "start (s)",
+    "end (s)",
+    "lost",
+    "recovered",
+    "gave up",
+    "peak attempts / 100 ms",
+    "peak at (s after start)",
+    "max in flight",
+    "recovery p50 (s)",
+    "recovery p90 (s)",
+    "recovery p99 (s)",
+    "recovery p100 (s)",
+    "sync index before",
+    "sync index after",
+    "failures",
+)
+
+
+def _recovery(v: Any) -> str:
+    # None: that share of the lost connections never came back
+    return _fmt(v) if isinstance(v, int | float) else "<span class='muted'>not reached</span>"
+
+
+def _sync(v: Any) -> str:
+    return escape(f"{v:.4f}") if isinstance(v, int | float) else "–"
+
+
+def storms_section(report: Report) -> str:
+    """The reconnect storms: a table from summary.json's ``storms`` (one row
+    per storm). Empty when the run has no storm data at all."""
+    storms = report.storms
+    if storms is None:
+        if report.storm_series:
+            return (
+                "<h2>Reconnect storms</h2><p class='muted'>storms.jsonl holds "
+                f"{len(report.storm_series)} storm(s), but there are no storm summaries "
+                "(summary.json is missing or predates them): see the storm timeline chart.</p>"
+            )
+        return ""
+    if not storms:
+        return "<h2>Reconnect storms</h2><p class='muted'>No reconnect storm was detected.</p>"
+    rows = []
+    for st in storms:
+        rec = st.get("recovery_s") if isinstance(st.get("recovery_s"), dict) else {}
+        assert isinstance(rec, dict)
+        fails = st.get("failures") if isinstance(st.get("failures"), dict) else {}
+        assert isinstance(fails, dict)
+        fail_text = ", ".join(f"{k}: {v}" for k, v in fails.items()) or "none"
+        cells = [
+            _fmt(st.get("index")),
+            _fmt(st.get("start_s")),
+            _fmt(st.get("end_s")) if st.get("end_s") is not None else "(still going)",
+            _fmt(st.get("lost")),
+            _fmt(st.get("recovered")),
+            _fmt(st.get("gave_up")),
+            _fmt(st.get("peak_attempts_per_100ms")),
+            _fmt(st.get("peak_at_s")),
+            _fmt(st.get("max_in_flight")),
+            *(_recovery(rec.get(k)) for k in ("p50", "p90", "p99", "p100")),
+            _sync(st.get("sync_index_before")),
+            _sync(st.get("sync_index_after")),
+        ]
+        rows.append(
+            "<tr>"
+            + "".join(f"<td class='num'>{c}</td>" for c in cells)
+            + f"<td>{escape(fail_text)}</td></tr>"
+        )
+    head = "".join(f"<th>{escape(h)}</th>" for h in STORM_COLUMNS)
+    return (
+        f"<h2>Reconnect storms ({len(storms):,})</h2>"
+        "<p class='muted'>Times are seconds since the run started (start, end) or since "
+        "the storm started (peak, recovery). Recovery pN: when N% of the connections the "
+        "storm lost were back. Sync index: 0 = reconnects spread over the heartbeat "
+        "interval, 1 = all in phase.</p>"
+        "<table class='storms'><tr>" + head + "</tr>" + "".join(rows) + "</table>"
+    )
+
+
 def problems(report: Report) -> str:
     probs = report.run.problems
     if not probs:
@@ -272,6 +353,7 @@ def render(report: Report) -> str:
         verdicts(report),
         "<h2>Charts</h2>",
         charts(report),
+        storms_section(report),
         "<h2>Top close reasons</h2>",
         close_reasons(report),
         f"<h2>False-timeout evidence ({report.false_timeouts_total:,})</h2>",

@@ -33,6 +33,17 @@ class Report:
     false_timeouts: list[dict[str, Any]]  # the first EVIDENCE_ROWS such close events
     false_timeouts_total: int
     pngs: dict[str, Path] = field(default_factory=dict)
+    # storms.jsonl, one 100 ms series per reconnect storm (damaged lines skipped)
+    storm_series: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def storms(self) -> list[dict[str, Any]] | None:
+        """summary.json's per-storm summaries; None when it has none (no
+        summary.json, or one written before storms were measured)."""
+        storms = self.summary.get("storms")
+        if not isinstance(storms, list):
+            return None
+        return [s for s in storms if isinstance(s, dict)]
 
     @property
     def partial(self) -> bool:
@@ -86,6 +97,47 @@ def compute_summary(run: Run, merged_rtt: Any = None) -> dict[str, Any]:
     }
 
 
+def load_storms(run: Run) -> list[dict[str, Any]]:
+    """storms.jsonl: one ``Storm.series()`` dict per line. A line that is not
+    JSON, or not a storm series (an int ``index`` and ``attempts``,
+    ``in_flight`` and ``recovered_pct`` lists), is skipped and recorded in
+    the run's problems. [] when the file is missing or empty."""
+    path = run.path / "storms.jsonl"
+    if not path.exists():
+        return []
+    out: list[dict[str, Any]] = []
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        run.problems.append(f"{path}: unreadable: {exc.strerror or exc}")
+        return []
+    for n, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            run.problems.append(f"{path}: line {n}: not JSON, skipped")
+            continue
+        if not _is_storm_series(rec):
+            run.problems.append(f"{path}: line {n}: not a storm series, skipped")
+            continue
+        out.append(rec)
+    return out
+
+
+def _is_storm_series(rec: Any) -> bool:
+    if not isinstance(rec, dict):
+        return False
+    index = rec.get("index")
+    if not isinstance(index, int) or isinstance(index, bool):
+        return False
+    bucket = rec.get("bucket_s", 0.1)
+    if not isinstance(bucket, int | float) or isinstance(bucket, bool) or not 0 < bucket <= 60:
+        return False
+    return all(isinstance(rec.get(k), list) for k in ("attempts", "in_flight", "recovered_pct"))
+
+
 def build(path: str | Path) -> Report:
     """Read a run and compute everything the report shows. Raises RunError
     for a directory that is not a run."""
@@ -102,8 +154,9 @@ def build(path: str | Path) -> Report:
             total_ft += 1
             if len(evidence) < EVIDENCE_ROWS:
                 evidence.append(ev)
-    charts = all_charts(run, rtt)
-    return Report(run, summary, computed, charts, evidence, total_ft)
+    storms = load_storms(run)
+    charts = all_charts(run, rtt, storms)
+    return Report(run, summary, computed, charts, evidence, total_ft, storm_series=storms)
 
 
 # -- exports -----------------------------------------------------------------
