@@ -1,0 +1,83 @@
+"""``soak doctor`` end to end: load what was given, run every check, and
+turn a bad input into a finding so that the other checks still run."""
+
+from __future__ import annotations
+
+import trio
+
+from soak.doctor.consistency import check_consistency
+from soak.doctor.environment import TARGET_TIMEOUT, Host, read_host, run_environment
+from soak.doctor.findings import ERROR, INPUT, Finding
+from soak.doctor.gateway_config import GatewayConfigError, GatewayHeartbeat, load_gateway_config
+from soak.doctor.nginx import ProxyConfig, ProxyConfigError, load_proxy_config
+from soak.errors import ProfileError
+from soak.profile import Profile, load_profile
+
+
+def load_inputs(
+    profile_path: str | None, gateway_path: str | None, proxy_path: str | None
+) -> tuple[Profile | None, GatewayHeartbeat | None, ProxyConfig | None, list[Finding]]:
+    out: list[Finding] = []
+    profile = gateway = proxy = None
+    if profile_path is not None:
+        try:
+            profile = load_profile(profile_path)
+        except ProfileError as exc:
+            out.append(
+                Finding(
+                    INPUT,
+                    ERROR,
+                    "profile-invalid",
+                    str(exc),
+                    "fix the profile; the checks that need it were skipped",
+                )
+            )
+    if gateway_path is not None:
+        try:
+            gateway = load_gateway_config(gateway_path)
+        except GatewayConfigError as exc:
+            code = "gateway-config-unreadable" if exc.unreadable else "gateway-config-invalid"
+            out.append(
+                Finding(
+                    INPUT,
+                    ERROR,
+                    code,
+                    str(exc),
+                    "fix the file or the path; the checks "
+                    "that need the gateway's heartbeat config were skipped",
+                )
+            )
+    if proxy_path is not None:
+        try:
+            proxy = load_proxy_config(proxy_path)
+        except ProxyConfigError as exc:
+            code = "proxy-config-unreadable" if exc.unreadable else "proxy-config-invalid"
+            out.append(
+                Finding(
+                    INPUT,
+                    ERROR,
+                    code,
+                    str(exc),
+                    "fix the file or the path; the checks "
+                    "that need the proxy's timeouts were skipped",
+                )
+            )
+    return profile, gateway, proxy, out
+
+
+def diagnose(
+    *,
+    profile_path: str | None = None,
+    gateway_path: str | None = None,
+    proxy_path: str | None = None,
+    latency: float = 0.0,
+    host: Host | None = None,
+    target_timeout: float = TARGET_TIMEOUT,
+) -> list[Finding]:
+    """Every finding; the environment checks run only with a loaded profile."""
+    profile, gateway, proxy, out = load_inputs(profile_path, gateway_path, proxy_path)
+    out += check_consistency(gateway=gateway, proxy=proxy, profile=profile, latency=latency)
+    if profile is not None:
+        facts = host if host is not None else read_host()
+        out += trio.run(lambda: run_environment(profile, facts, target_timeout=target_timeout))
+    return out
