@@ -150,6 +150,10 @@ class Shared:
         self.rng = rng
         self.limiter = trio.Semaphore(profile.clients.max_connecting)
         self.protocol = PROTOCOLS[profile.target.protocol]
+        self.protocol_state = self.protocol.shared_state(profile.target)
+        # the server's version from the first protocol handshake that gave
+        # one (OpenClaw's hello-ok), for the run manifest
+        self.server_version: str | None = None
         self.classifier = Classifier(profile.target.server_heartbeat)
         parts = urlsplit(profile.target.url)
         self.shown_url = display_url(profile.target.url)  # for messages: no credentials
@@ -216,7 +220,7 @@ class Client:
         self.shared = shared
         self.phase = phase  # offset of this client's heartbeat grid, seconds
         self.client_id = f"{shared.profile.clients.client_id_prefix}-{index:06d}"
-        self.protocol = shared.protocol(self.client_id)
+        self.protocol = shared.protocol(self.client_id, shared.protocol_state)
         self.conn: _Conn | None = None
         self.hb: heartbeat.HeartbeatEngine | None = None
         self.last_frame_at = 0.0
@@ -301,6 +305,8 @@ class Client:
                     if info.cause == CHURN:
                         continue  # churn reopens at once, as a page reload does
                     hint = retry_hint(info)
+                    if hint is None:
+                        hint = self.protocol.close_hint()
                     storm = sh.storms.lost(now)
                     if storm is not None:
                         sh.emit(
@@ -347,7 +353,7 @@ class Client:
                 async with sh.limiter:
                     began = trio.current_time()
                     with trio.move_on_at(began + timeout):
-                        return await self._handshake(), began
+                        return await self._open(), began
                     if not wake.cancel_called:
                         raise HandshakeError(
                             "timeout", f"{sh.shown_url}: no handshake within {timeout:g}s"
@@ -356,6 +362,28 @@ class Client:
         finally:
             self._wake = None
             sh.connecting -= 1
+
+    async def _open(self) -> _Conn:
+        """The upgrade, then the protocol's own handshake if it has one."""
+        conn = await self._handshake()
+        proto = self.protocol
+        if not proto.has_handshake:
+            return conn
+        url = self.shared.shown_url
+        try:
+            await proto.handshake(_HandshakeIO(conn, url))
+        except trio.BrokenResourceError as exc:
+            await trio.aclose_forcefully(conn.stream)
+            raise HandshakeError("reset", f"{url}: {exc}") from exc
+        except RemoteProtocolError as exc:
+            await trio.aclose_forcefully(conn.stream)
+            raise HandshakeError("protocol", f"{url}: {exc}") from exc
+        except BaseException:
+            await trio.aclose_forcefully(conn.stream)
+            raise
+        if self.shared.server_version is None:
+            self.shared.server_version = proto.server_version
+        return conn
 
     async def _handshake(self) -> _Conn:
         sh = self.shared
@@ -435,12 +463,25 @@ class Client:
         hb = self.hb
         assert hb is not None
         stream = conn.stream
+        # a protocol's silence rule (OpenClaw: no inbound frame for 2 ticks)
+        silence = self.protocol.silence_timeout
         while True:
-            info = await self._tick(conn, trio.current_time())
+            now = trio.current_time()
+            if (
+                silence is not None
+                and now >= self.last_frame_at + silence
+                and self._close_request is None
+            ):
+                self.shared.metrics.count("zombies")
+                return await self._close(conn, 4000, "tick timeout", ZOMBIE, now)
+            info = await self._tick(conn, now)
             if info is not None:
                 return info
             data = None
-            with trio.move_on_at(hb.next_deadline()) as scope:
+            deadline = hb.next_deadline()
+            if silence is not None:
+                deadline = min(deadline, self.last_frame_at + silence)
+            with trio.move_on_at(deadline) as scope:
                 self._wake = scope
                 data = await stream.receive_some(RECEIVE_SIZE)
             self._wake = None
@@ -639,6 +680,50 @@ class Client:
                 else round(e.unresponsive_for, 6),
             }
         self.shared.emit(ev)
+
+
+class _HandshakeIO:
+    """A protocol handshake's view of a freshly upgraded connection
+    (:class:`soak.protocols.base.HandshakeIO`)."""
+
+    def __init__(self, conn: _Conn, url: str) -> None:
+        self.conn = conn
+        self.url = url
+
+    async def send_text(self, text: str) -> None:
+        await self.conn.send(TextMessage(data=text))
+
+    async def receive_text(self) -> str:
+        conn = self.conn
+        while True:
+            # frames already received come first (some arrive with the
+            # upgrade); events() parses lazily, so frames after the one
+            # returned stay queued for the live connection
+            for event in conn.ws.events():
+                if isinstance(event, TextMessage):
+                    conn.buffer.append(event.data)
+                    if event.message_finished:
+                        text = "".join(conn.buffer)
+                        conn.buffer.clear()
+                        return text
+                elif isinstance(event, Ping):
+                    await conn.send(event.response())
+                elif isinstance(event, CloseConnection):
+                    raise self._closed(event)
+            data = await conn.stream.receive_some(RECEIVE_SIZE)
+            if not data:
+                raise HandshakeError("eof", f"{self.url}: connection closed during the handshake")
+            conn.ws.receive_data(cast(bytes, data))
+
+    def _closed(self, event: CloseConnection) -> HandshakeError:
+        reason = event.reason or ""
+        info = CloseInfo(SERVER, event.code, reason)
+        shown = f' "{reason}"' if reason else ""
+        return HandshakeError(
+            f"close_{event.code}",
+            f"{self.url}: closed with {event.code}{shown} during the handshake",
+            retry_after=retry_hint(info),
+        )
 
 
 def _reset(stream: trio.abc.Stream) -> None:

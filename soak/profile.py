@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from soak.errors import ProfileError
 
-PROTOCOLS = ("json", "ws-ping")  # must match soak.protocols.PROTOCOLS
+PROTOCOLS = ("json", "ws-ping", "openclaw")  # must match soak.protocols.PROTOCOLS
 PHASES = ("spread", "aligned", "random")
 JITTERS = ("none", "full", "equal", "decorrelated")
 STAGE_KINDS = ("ramp", "hold", "spike", "churn", "storm")
@@ -127,6 +127,22 @@ class StatsConfig:
     timeout: float = 2.0
 
 
+# what an OpenClaw Gateway accepts in connect.params (see OPENCLAW.md)
+OPENCLAW_MODES = ("webchat", "cli", "ui", "backend", "node", "worker", "probe", "test")
+OPENCLAW_ROLES = ("operator", "node", "worker")
+
+
+@dataclass(frozen=True)
+class OpenClawConfig:
+    """``[target.openclaw]``: who the client says it is in its ``connect``
+    request. The token comes from ``target.token_env``."""
+
+    client_id: str = "gateway-client"  # one of the gateway's fixed list
+    mode: str = "backend"
+    role: str = "operator"
+    scopes: tuple[str, ...] = ("operator.read",)
+
+
 @dataclass(frozen=True)
 class TargetConfig:
     url: str = ""
@@ -141,6 +157,7 @@ class TargetConfig:
     server_heartbeat: ServerHeartbeat | None = None
     stats: StatsConfig | None = None
     token: Secret | None = None  # resolved from token_env by load_profile
+    openclaw: OpenClawConfig | None = None  # [target.openclaw]; defaults when None
 
     @property
     def secure(self) -> bool:
@@ -236,6 +253,8 @@ class Profile:
         """A plain dict for run.json, with every secret removed."""
         d = dataclasses.asdict(self)
         d["target"].pop("token", None)
+        if d["target"].get("openclaw") is None:
+            d["target"].pop("openclaw", None)  # only OpenClaw profiles show it
         # credentials in URLs (ws://user:secret@host) never reach the results
         d["target"]["url"] = _without_userinfo(self.target.url)
         if self.target.stats is not None:
@@ -535,9 +554,31 @@ def _parse_target(s: _Section, environ: Mapping[str, str]) -> TargetConfig:
         ),
         stats=s.get("stats", lambda w, v: _parse_stats(_Section(ld, w, v)), None),
         token=token,
+        openclaw=s.get("openclaw", lambda w, v: _parse_openclaw(_Section(ld, w, v)), None),
     )
     s.finish()
+    if target.openclaw is not None and protocol != "openclaw":
+        ld.fail(s.where("openclaw"), 'is only used with protocol = "openclaw"', protocol)
     return target
+
+
+def _parse_openclaw(s: _Section) -> OpenClawConfig:
+    ld = s.loader
+    d = OpenClawConfig()
+    client_id = s.get("client_id", ld.string, d.client_id)
+    if not client_id:
+        ld.fail(s.where("client_id"), 'expected a client id like "gateway-client"', client_id)
+    scopes = s.get("scopes", lambda w, v: v, list(d.scopes))
+    if not isinstance(scopes, list) or not all(isinstance(x, str) and x for x in scopes):
+        ld.fail(s.where("scopes"), 'expected a list of scopes like ["operator.read"]', scopes)
+    cfg = OpenClawConfig(
+        client_id=client_id,
+        mode=s.get("mode", ld.choice(OPENCLAW_MODES), d.mode),
+        role=s.get("role", ld.choice(OPENCLAW_ROLES), d.role),
+        scopes=tuple(scopes),
+    )
+    s.finish()
+    return cfg
 
 
 def _parse_server_heartbeat(s: _Section) -> ServerHeartbeat:

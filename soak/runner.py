@@ -440,6 +440,9 @@ class Runner:
         self.recorder.write_json("summary.json", summary)
         self.manifest.update(
             {
+                # the gateway's own version, when its protocol says (OpenClaw's
+                # hello-ok): compare labels runs by it
+                "server_version": self.shared.server_version,
                 "end": iso(self.recorder.wall0 + (now - self._t0)),
                 "status": self.status,
                 "exit_code": code,

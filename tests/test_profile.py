@@ -527,8 +527,8 @@ def test_bad_protocol(tmp_path: Path) -> None:
     text = MINIMAL.replace("[target]\n", '[target]\nprotocol = "jsn"\n')
     message = load_error(tmp_path, text)
     assert (
-        ": target.protocol: expected one of json, ws-ping (did you mean 'json'?), got \"jsn\""
-        in (message)
+        ": target.protocol: expected one of json, ws-ping, openclaw (did you mean 'json'?), "
+        'got "jsn"' in (message)
     )
 
 

@@ -1,0 +1,466 @@
+"""``protocol = "openclaw"`` against a fake OpenClaw Gateway written from
+OPENCLAW.md, under MockClock: the handshake, ticks, server pings, tick
+silence, a wrong token, an old protocol and "gateway starting"."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import (
+    AcceptConnection,
+    CloseConnection,
+    Ping,
+    Request,
+    TextMessage,
+)
+
+from soak import __version__
+from soak.errors import ProfileError
+from soak.profile import OpenClawConfig
+from soak.protocols.openclaw import OpenClaw, OpenClawState
+from soak.runner import Runner
+from tests.conftest import Opener, make_profile, run_in_memory
+from tests.test_client import events, one_client, serving
+
+TOKEN = "oc-t0ken-secret"
+CONNECT_KEYS = {
+    "minProtocol",
+    "maxProtocol",
+    "client",
+    "role",
+    "scopes",
+    "caps",
+    "auth",
+    "locale",
+    "userAgent",
+}
+CLIENT_IDS = ("gateway-client", "cli", "test", "webchat", "openclaw-probe")
+MODES = ("webchat", "cli", "ui", "backend", "node", "worker", "probe", "test")
+ROLES = ("operator", "node", "worker")
+
+
+@dataclass
+class FakeOpenClaw:
+    """One gateway: its settings, and what it saw."""
+
+    token: str = TOKEN
+    protocol: int = 4
+    version: str = "2026.9.6"
+    tick_interval: float = 30.0  # policy.tickIntervalMs / 1000
+    hello_delay: float = 0.0  # how long connect takes to answer
+    server_ping_interval: float | None = None
+    starting_until: float = 0.0  # before this, connect gets UNAVAILABLE
+    retry_after_ms: int = 500
+    mute_after: float | None = None  # after hello-ok: no more frames at all
+    tick_delay: dict[int, float] = field(default_factory=dict)  # tick k sent this late
+    shutdown_at: float | None = None  # a restart: shutdown event, then close 1012
+    restart_expected_ms: int = 1500
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    rejections: list[tuple[float, int, str]] = field(default_factory=list)
+
+    async def serve(self, stream: trio.abc.Stream) -> None:
+        ws = WSConnection(ConnectionType.SERVER)
+        try:
+            await self._serve(stream, ws)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the client went away
+
+    async def _send(self, stream: trio.abc.Stream, ws: WSConnection, obj: Any) -> None:
+        await stream.send_all(ws.send(TextMessage(json.dumps(obj))))
+
+    async def _reject(
+        self,
+        stream: trio.abc.Stream,
+        ws: WSConnection,
+        req_id: Any,
+        error: dict[str, Any],
+        code: int,
+        reason: str,
+    ) -> None:
+        self.rejections.append((trio.current_time(), code, error["code"]))
+        await self._send(stream, ws, {"type": "res", "id": req_id, "ok": False, "error": error})
+        await stream.send_all(ws.send(CloseConnection(code, reason)))
+
+    async def _serve(self, stream: trio.abc.Stream, ws: WSConnection) -> None:
+        authed = False
+        muted_at = math.inf  # this connection sends nothing from then on
+        nonce = str(uuid.uuid4())
+        async with trio.open_nursery() as nursery:
+            while True:
+                data = await stream.receive_some(65536)
+                if not data:
+                    nursery.cancel_scope.cancel()
+                    return
+                ws.receive_data(bytes(data))
+                for event in ws.events():
+                    if isinstance(event, Request):
+                        await stream.send_all(ws.send(AcceptConnection()))
+                        challenge = {"nonce": nonce, "ts": int(trio.current_time() * 1000)}
+                        await self._send(
+                            stream,
+                            ws,
+                            {"type": "event", "event": "connect.challenge", "payload": challenge},
+                        )
+                    elif isinstance(event, Ping):
+                        if trio.current_time() < muted_at:
+                            await stream.send_all(ws.send(event.response()))
+                    elif isinstance(event, CloseConnection):
+                        if ws.state is ConnectionState.REMOTE_CLOSING:
+                            await stream.send_all(ws.send(event.response()))
+                        nursery.cancel_scope.cancel()
+                        return
+                    elif isinstance(event, TextMessage) and not authed:
+                        authed = await self._connect(stream, ws, json.loads(event.data))
+                        if not authed:
+                            nursery.cancel_scope.cancel()
+                            return
+                        if self.mute_after is not None:
+                            muted_at = trio.current_time() + self.mute_after
+                        nursery.start_soon(self._ticks, stream, ws, muted_at)
+                        if self.server_ping_interval is not None:
+                            nursery.start_soon(self._pings, stream, ws, muted_at)
+                        if self.shutdown_at is not None and trio.current_time() < self.shutdown_at:
+                            nursery.start_soon(self._restart, stream, ws, self.shutdown_at)
+
+    async def _connect(self, stream: trio.abc.Stream, ws: WSConnection, msg: Any) -> bool:
+        """Validates a connect request as the gateway does. True: hello-ok."""
+        if msg.get("type") != "req" or msg.get("method") != "connect":
+            await stream.send_all(
+                ws.send(CloseConnection(1008, "invalid handshake: first request must be connect"))
+            )
+            return False
+        req_id = msg["id"]
+        params = msg["params"]
+        self.requests.append(params)
+        client = params.get("client", {})
+        closed_schema_ok = (
+            set(params) <= CONNECT_KEYS
+            and set(client) <= {"id", "version", "platform", "mode"}
+            and client.get("id") in CLIENT_IDS
+            and client.get("mode") in MODES
+            and params.get("role") in ROLES
+            and isinstance(params.get("scopes"), list)
+        )
+        if not closed_schema_ok:
+            error: dict[str, Any] = {"code": "INVALID_REQUEST", "message": "invalid connect params"}
+            await self._reject(stream, ws, req_id, error, 1008, "invalid connect params")
+            return False
+        if not params["minProtocol"] <= self.protocol <= params["maxProtocol"]:
+            error = {"code": "PROTOCOL_MISMATCH", "message": "protocol mismatch"}
+            await self._reject(stream, ws, req_id, error, 1002, "protocol mismatch")
+            return False
+        if params.get("auth", {}).get("token") != self.token:
+            error = {"code": "AUTH_TOKEN_MISMATCH", "message": "unauthorized: token mismatch"}
+            await self._reject(stream, ws, req_id, error, 1008, "unauthorized")
+            return False
+        if trio.current_time() < self.starting_until:
+            error = {
+                "code": "UNAVAILABLE",
+                "message": "gateway starting",
+                "details": {"reason": "startup-sidecars"},
+                "retryable": True,
+                "retryAfterMs": self.retry_after_ms,
+            }
+            await self._reject(stream, ws, req_id, error, 1013, "gateway starting")
+            return False
+        await trio.sleep(self.hello_delay)
+        hello = {
+            "type": "hello-ok",
+            "protocol": self.protocol,
+            "server": {"version": self.version, "connId": str(uuid.uuid4())},
+            "policy": {
+                "tickIntervalMs": int(self.tick_interval * 1000),
+                "maxPayload": 26214400,
+                "maxBufferedBytes": 52428800,
+            },
+        }
+        await self._send(stream, ws, {"type": "res", "id": req_id, "ok": True, "payload": hello})
+        await self._send(stream, ws, {"type": "event", "event": "health", "payload": {}, "seq": 1})
+        return True
+
+    async def _ticks(self, stream: trio.abc.Stream, ws: WSConnection, muted_at: float) -> None:
+        # one global timer: ticks at every multiple of the interval since t=0
+        seq = 2
+        k = int(trio.current_time() // self.tick_interval) + 1
+        while True:
+            await trio.sleep_until(k * self.tick_interval + self.tick_delay.get(k, 0.0))
+            k += 1
+            if trio.current_time() >= muted_at:
+                return
+            tick = {"ts": int(trio.current_time() * 1000)}
+            await self._send(
+                stream, ws, {"type": "event", "event": "tick", "payload": tick, "seq": seq}
+            )
+            seq += 1
+
+    async def _restart(self, stream: trio.abc.Stream, ws: WSConnection, when: float) -> None:
+        await trio.sleep_until(when)
+        notice = {"reason": "gateway restarting", "restartExpectedMs": self.restart_expected_ms}
+        await self._send(stream, ws, {"type": "event", "event": "shutdown", "payload": notice})
+        await stream.send_all(ws.send(CloseConnection(1012, "service restart")))
+
+    async def _pings(self, stream: trio.abc.Stream, ws: WSConnection, muted_at: float) -> None:
+        assert self.server_ping_interval is not None
+        while True:
+            await trio.sleep(self.server_ping_interval)
+            if trio.current_time() >= muted_at:
+                return
+            await stream.send_all(ws.send(Ping(b"")))
+
+
+def target(extra: str = "") -> str:
+    return 'token_env = "OC_TOKEN"\n' + extra
+
+
+async def run_oc(
+    body: str,
+    tmp_path: Path,
+    server: FakeOpenClaw,
+    *,
+    token: str = TOKEN,
+    extra: str = "",
+) -> tuple[dict[str, Any], Runner]:
+    profile = make_profile(
+        body,
+        results=tmp_path,
+        protocol="openclaw",
+        environ={"OC_TOKEN": token},
+        target_extra=target(extra),
+    )
+    seen: list[Runner] = []
+
+    async def grab(runner: Runner) -> None:
+        seen.append(runner)
+
+    def make(nursery: trio.Nursery) -> Opener:
+        return serving(server.serve)(nursery)
+
+    outcome, _ = await run_in_memory(profile, tmp_path, make, grab)
+    return outcome.summary, seen[0]
+
+
+async def test_handshake_ticks_pings_and_version(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    server = FakeOpenClaw(tick_interval=2.0, hello_delay=0.25, server_ping_interval=3.0)
+    extra = (
+        '[target.openclaw]\nclient_id = "cli"\nmode = "cli"\n'
+        'scopes = ["operator.read", "operator.write"]\n'
+    )
+    summary, runner = await run_oc(one_client(hold="9500ms"), tmp_path, server, extra=extra)
+    (params,) = server.requests
+    assert params == {
+        "minProtocol": 4,
+        "maxProtocol": 4,
+        "client": {"id": "cli", "version": __version__, "platform": sys.platform, "mode": "cli"},
+        "role": "operator",
+        "scopes": ["operator.read", "operator.write"],
+        "caps": [],
+        "auth": {"token": TOKEN},
+        "locale": "en-US",
+        "userAgent": f"soak/{__version__}",
+    }
+    tot = summary["totals"]
+    assert tot["connects"] == 1
+    assert tot["handshake_failure_total"] == 0
+    # the protocol handshake (hello-ok 0.25 s late) is part of connecting
+    assert summary["latency_ms"]["connect"]["max"] == pytest.approx(250, rel=0.01)
+    # our RFC 6455 pings on the aligned 1 s grid from 1 s (ready at 0.25 s)
+    assert tot["pings"] == tot["pongs"] == 9
+    assert tot["server_pings"] == 3  # at 3.25, 6.25 and 9.25 s, all answered
+    assert tot["closes"] == {"client_shutdown": 1}
+    assert tot["zombies"] == 0
+    shared = runner.shared
+    assert shared.server_version == "2026.9.6"
+    state = shared.protocol_state
+    assert isinstance(state, OpenClawState)
+    assert state.ticks == 4  # the global timer: 2, 4, 6 and 8 s
+    assert state.tick_gap.get_total_count() == 3
+    assert state.tick_gap.get_min_value() == pytest.approx(2_000_000, rel=0.001)
+    assert state.tick_gap.get_max_value() == pytest.approx(2_000_000, rel=0.001)
+    assert state.tick_lateness.get_total_count() == 3
+    assert state.tick_lateness.get_max_value() == 0  # exactly on the 2 s schedule
+    # the token never reaches the results
+    (run_dir,) = tmp_path.iterdir()
+    for path in run_dir.iterdir():
+        assert TOKEN not in path.read_text(), path.name
+    manifest = json.loads((run_dir / "run.json").read_text())
+    assert manifest["profile"]["target"]["openclaw"]["client_id"] == "cli"
+
+
+async def test_tick_silence_closes_as_a_zombie(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    # ticks every 1 s; 2.5 s after hello-ok the gateway stops sending anything
+    server = FakeOpenClaw(tick_interval=1.0, mute_after=2.5)
+    body = one_client(hold="6500ms", attempts=1).replace("max_missed = 3", "max_missed = 100")
+    summary, _ = await run_oc(body, tmp_path, server)
+    tot = summary["totals"]
+    # the last frame (the tick of 2 s; pings go 1 ms early) came at 2 s:
+    # silence for 2 x 1 s -> closed at 4 s
+    (zombie,) = [e for e in events(tmp_path) if e.get("reason") == "client_zombie"]
+    assert zombie["t"] == 4.0
+    assert zombie["code"] == 4000
+    assert zombie["text"] == "tick timeout"
+    assert zombie["evidence"]["last_frame_age_s"] == 2.0
+    assert tot["zombies"] == 1
+    # back after the 1 s backoff at 5 s; the run ends at 6.5 s
+    assert tot["connects"] == 2
+    assert tot["closes"] == {"client_zombie": 1, "client_shutdown": 1}
+
+
+async def test_wrong_token_is_an_auth_failure_with_backoff(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    server = FakeOpenClaw()
+    summary, runner = await run_oc(
+        one_client(hold="10s", attempts=2), tmp_path, server, token="wrong"
+    )
+    tot = summary["totals"]
+    assert tot["handshake_failures"] == {"auth": 3}
+    assert tot["connects"] == 0
+    assert tot["reconnect_failed"] == 1
+    fails = [e for e in events(tmp_path) if e["event"] == "handshake_failure"]
+    assert [e["t"] for e in fails] == [0.0, 1.0, 3.0]  # the policy's 1 s, 2 s
+    assert fails[0]["error"] == (
+        "ws://127.0.0.1:9/ws: authentication failed (AUTH_TOKEN_MISMATCH): "
+        "unauthorized: token mismatch"
+    )
+    assert [(code, err) for _, code, err in server.rejections] == [
+        (1008, "AUTH_TOKEN_MISMATCH")
+    ] * 3
+    assert runner.shared.server_version is None
+
+
+async def test_old_protocol_is_a_protocol_failure(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    server = FakeOpenClaw(protocol=5)  # a gateway newer than we speak
+    summary, _ = await run_oc(one_client(hold="5s", attempts=0), tmp_path, server)
+    tot = summary["totals"]
+    assert tot["handshake_failures"]["protocol"] >= 1
+    (first, *_) = [e for e in events(tmp_path) if e["event"] == "handshake_failure"]
+    assert first["t"] == 0.0
+    assert first["cause"] == "protocol"
+    assert "protocol version not accepted (PROTOCOL_MISMATCH)" in first["error"]
+    assert server.rejections[0][1:] == (1002, "PROTOCOL_MISMATCH")
+
+
+async def test_gateway_starting_honours_retry_after(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    # UNAVAILABLE until 3 s, retryAfterMs 2500: the 1 s and 2 s of the
+    # policy are raised to 2.5 s each, so the tries are at 0, 2.5 and 5 s
+    server = FakeOpenClaw(starting_until=3.0, retry_after_ms=2500, tick_interval=30.0)
+    summary, _ = await run_oc(one_client(hold="8s"), tmp_path, server)
+    tot = summary["totals"]
+    assert tot["handshake_failures"] == {"unavailable": 2}
+    fails = [e for e in events(tmp_path) if e["event"] == "handshake_failure"]
+    assert [e["t"] for e in fails] == [0.0, 2.5]
+    assert "gateway unavailable (UNAVAILABLE)" in fails[0]["error"]
+    assert [r[1:] for r in server.rejections] == [(1013, "UNAVAILABLE")] * 2
+    assert tot["connects"] == 1
+    assert summary["latency_ms"]["connect"]["count"] == 1
+
+
+async def test_connect_timeout_covers_the_protocol_handshake(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    server = FakeOpenClaw(hello_delay=5.0)
+    summary, _ = await run_oc(
+        one_client(hold="3s", attempts=0), tmp_path, server, extra='connect_timeout = "2s"\n'
+    )
+    fails = [e for e in events(tmp_path) if e["event"] == "handshake_failure"]
+    assert fails[0]["t"] == 2.0
+    assert fails[0]["cause"] == "timeout"
+    assert summary["totals"]["connects"] == 0
+
+
+def test_openclaw_table_is_validated() -> None:
+    base = one_client()
+    with pytest.raises(ProfileError, match=r"target\.openclaw\.mode: expected one of"):
+        make_profile(base, protocol="openclaw", target_extra='[target.openclaw]\nmode = "bot"\n')
+    with pytest.raises(ProfileError, match=r'only used with protocol = "openclaw"'):
+        make_profile(base, protocol="json", target_extra="[target.openclaw]\n")
+    p = make_profile(base, protocol="openclaw")
+    assert p.target.openclaw is None
+    assert "openclaw" not in p.redacted()["target"]
+    # without a table or a token: the documented defaults, no auth
+    state = OpenClaw.shared_state(p.target)
+    assert state.config == OpenClawConfig()
+    request = json.loads(OpenClaw("c1", state).connect_request("r1"))
+    assert request["params"]["client"]["id"] == "gateway-client"
+    assert "auth" not in request["params"]
+
+
+async def test_tick_gap_and_lateness(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    # ticks due at 2, 4, 6, 8 s; the one of 6 s leaves 0.5 s late
+    server = FakeOpenClaw(tick_interval=2.0, tick_delay={3: 0.5})
+    _, runner = await run_oc(one_client(hold="9500ms"), tmp_path, server)
+    state = runner.shared.protocol_state
+    assert isinstance(state, OpenClawState)
+    assert state.ticks == 4
+    gaps = sorted(v.value_iterated_to for v in state.tick_gap.get_recorded_iterator())
+    assert gaps == pytest.approx([1_500_000, 2_000_000, 2_500_000], rel=0.001)
+    late = [
+        (v.value_iterated_to, v.count_at_value_iterated_to)
+        for v in state.tick_lateness.get_recorded_iterator()
+    ]
+    assert late[0] == (0, 2)  # the ticks of 4 and 8 s were on schedule
+    assert late[1][0] == pytest.approx(500_000, rel=0.001)
+
+
+async def test_restart_honours_restart_expected(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    # at 3 s: shutdown with restartExpectedMs 1500, then close 1012; the
+    # policy's first delay (1 s) is raised to 1.5 s
+    server = FakeOpenClaw(shutdown_at=3.0, restart_expected_ms=1500)
+    summary, _ = await run_oc(one_client(hold="6s"), tmp_path, server)
+    tot = summary["totals"]
+    assert tot["closes"] == {"server_1012_service_restart": 1, "client_shutdown": 1}
+    (restart,) = [e for e in events(tmp_path) if e.get("code") == 1012]
+    assert restart["t"] == 3.0
+    assert restart["text"] == "service restart"
+    assert tot["reconnects"] == 1
+    assert summary["latency_ms"]["reconnect"]["max"] == pytest.approx(1500, rel=0.001)
+
+
+async def test_close_during_the_handshake_is_a_failure(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A gateway that sends the challenge, then closes 1013 with a JSON
+    reason carrying retryAfterMs: the close is the cause, the hint a floor."""
+
+    async def closing(stream: trio.abc.Stream) -> None:
+        ws = WSConnection(ConnectionType.SERVER)
+        ws.receive_data(bytes(await stream.receive_some(65536)))
+        await stream.send_all(ws.send(AcceptConnection()))
+        challenge = {"type": "event", "event": "connect.challenge", "payload": {"nonce": "n"}}
+        await stream.send_all(ws.send(TextMessage(json.dumps(challenge))))
+        await trio.sleep(0.5)
+        reason = '{"retryAfterMs":3000}'
+        await stream.send_all(ws.send(CloseConnection(1013, reason)))
+        await trio.sleep_forever()
+
+    profile = make_profile(one_client(hold="5s", attempts=1), results=tmp_path, protocol="openclaw")
+    outcome, _ = await run_in_memory(profile, tmp_path, serving(closing))
+    fails = [e for e in events(tmp_path) if e["event"] == "handshake_failure"]
+    assert [(e["t"], e["cause"]) for e in fails] == [(0.5, "close_1013"), (4.0, "close_1013")]
+    assert fails[0]["error"] == (
+        'ws://127.0.0.1:9/ws: closed with 1013 "{"retryAfterMs":3000}" during the handshake'
+    )
+    assert outcome.summary["totals"]["connects"] == 0
