@@ -427,6 +427,10 @@ class Runner:
             "passed": all(v["ok"] for v in checks) and code == EXIT_OK,
             "storms": self.shared.storms.summaries(),
         }
+        protocol_summary = getattr(self.shared.protocol_state, "summary", None)
+        if callable(protocol_summary):
+            # protocol-specific numbers, e.g. OpenClaw's ticks
+            summary["protocol"] = {"name": self.profile.target.protocol, **protocol_summary()}
         storms = self.shared.storms.series()
         if storms:
             self.recorder.write_lines("storms.jsonl", storms)

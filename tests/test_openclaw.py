@@ -291,6 +291,10 @@ async def test_handshake_ticks_pings_and_version(
     assert state.tick_gap.get_max_value() == pytest.approx(2_000_000, rel=0.001)
     assert state.tick_lateness.get_total_count() == 3
     assert state.tick_lateness.get_max_value() == 0  # exactly on the 2 s schedule
+    # and in summary.json
+    assert summary["protocol"]["name"] == "openclaw"
+    assert summary["protocol"]["ticks"] == 4
+    assert summary["protocol"]["tick_gap_ms"]["p50"] == pytest.approx(2000, rel=0.001)
     # the token never reaches the results
     (run_dir,) = tmp_path.iterdir()
     for path in run_dir.iterdir():

@@ -31,7 +31,7 @@ from hdrh.histogram import HdrHistogram
 
 from soak import __version__
 from soak.errors import HandshakeError
-from soak.metrics import new_histogram
+from soak.metrics import new_histogram, percentiles_ms
 from soak.profile import OpenClawConfig, TargetConfig
 from soak.protocols.base import HandshakeIO
 from soak.protocols.ws_ping import WsPing
@@ -75,6 +75,14 @@ class OpenClawState:
         params["locale"] = "en-US"
         params["userAgent"] = f"soak/{__version__}"
         self.params = params
+
+    def summary(self) -> dict[str, Any]:
+        """For summary.json: the ticks every client saw, in milliseconds."""
+        return {
+            "ticks": self.ticks,
+            "tick_gap_ms": percentiles_ms(self.tick_gap),
+            "tick_lateness_ms": percentiles_ms(self.tick_lateness),
+        }
 
 
 def _record(hist: HdrHistogram, seconds: float) -> None:
