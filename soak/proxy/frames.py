@@ -1,0 +1,145 @@
+"""A WebSocket-aware heartbeat filter, sans I/O: it parses RFC 6455 frames
+in one direction of one connection and drops chosen heartbeats, passing every
+other byte through untouched.
+
+A heartbeat is a control ping or pong (opcodes 0x9, 0xA) or a JSON text
+message whose ``type`` is ``"ping"`` or ``"pong"`` (sent in one unfragmented
+frame, as every heartbeat client does). The HTTP upgrade before the frames
+passes through as it is. A frame is forwarded once it is complete, so a drop
+never leaves half a frame behind.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+
+HEARTBEAT_KINDS = ("ping", "pong")
+MAX_JSON_HEARTBEAT = 4096  # larger text messages are data, not heartbeats
+
+
+@dataclass(frozen=True)
+class DropHeartbeat:
+    """Drop the ``nth`` heartbeat (1 is the first; pings and pongs, both
+    directions, counted together) of each connection, and/or each with
+    ``probability``."""
+
+    nth: int | None = None
+    probability: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.nth is not None and self.nth < 1:
+            raise ValueError(f"drop heartbeat: expected N >= 1, got {self.nth}")
+        if not 0.0 <= self.probability <= 1.0:
+            raise ValueError(
+                f"drop heartbeat: expected a probability in [0, 1], got {self.probability}"
+            )
+
+
+def heartbeat_kind(opcode: int, fin: bool, payload: bytes) -> str | None:
+    """ "ping" or "pong" if the frame is a heartbeat, else None."""
+    if opcode == 0x9:
+        return "ping"
+    if opcode == 0xA:
+        return "pong"
+    if opcode != 0x1 or not fin or len(payload) > MAX_JSON_HEARTBEAT:
+        return None
+    try:
+        msg = json.loads(payload)
+    except ValueError:
+        return None
+    kind = msg.get("type") if isinstance(msg, dict) else None
+    return kind if kind in HEARTBEAT_KINDS else None
+
+
+def unmask(payload: bytes, key: bytes) -> bytes:
+    if not key:
+        return payload
+    n = len(payload)
+    full = (key * (n // 4 + 1))[:n]
+    return (int.from_bytes(payload, "big") ^ int.from_bytes(full, "big")).to_bytes(n, "big")
+
+
+class Dropper:
+    """Decides which heartbeats of one connection go. Both directions count
+    together: with ``nth=1`` the connection loses one heartbeat, a ping or
+    the pong that answers it, whichever comes first."""
+
+    def __init__(self, rule: DropHeartbeat, rng: random.Random) -> None:
+        self.rule = rule
+        self.rng = rng
+        self.count = 0
+
+    def __call__(self) -> bool:
+        self.count += 1
+        drop = self.count == self.rule.nth
+        if self.rule.probability and self.rng.random() < self.rule.probability:
+            drop = True
+        return drop
+
+
+class FrameFilter:
+    """Feed it the bytes of one direction; it returns the bytes to forward
+    and remembers the heartbeats it dropped (``dropped``: their kinds and
+    their numbers in the connection, from 1)."""
+
+    def __init__(self, dropper: Dropper) -> None:
+        self.dropper = dropper
+        self.buffer = b""
+        self.in_http = True
+        self.dropped: list[tuple[str, int]] = []
+
+    def feed(self, data: bytes) -> bytes:
+        self.buffer += data
+        out = []
+        if self.in_http:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                # headers pass through as they come; keep 3 bytes to find the end
+                keep = min(3, len(self.buffer))
+                out.append(self.buffer[: len(self.buffer) - keep])
+                self.buffer = self.buffer[len(self.buffer) - keep :]
+                return b"".join(out)
+            out.append(self.buffer[: end + 4])
+            self.buffer = self.buffer[end + 4 :]
+            self.in_http = False
+        while True:
+            frame = self._next_frame()
+            if frame is None:
+                break
+            out.append(frame)
+        return b"".join(out)
+
+    def _next_frame(self) -> bytes | None:
+        """The next complete frame's bytes if it is to be forwarded, b"" if
+        dropped; None if the buffer holds no complete frame."""
+        buf = self.buffer
+        if len(buf) < 2:
+            return None
+        fin, opcode = bool(buf[0] & 0x80), buf[0] & 0x0F
+        masked, length = bool(buf[1] & 0x80), buf[1] & 0x7F
+        pos = 2
+        if length == 126:
+            if len(buf) < 4:
+                return None
+            length, pos = int.from_bytes(buf[2:4], "big"), 4
+        elif length == 127:
+            if len(buf) < 10:
+                return None
+            length, pos = int.from_bytes(buf[2:10], "big"), 10
+        key = b""
+        if masked:  # client frames are masked (RFC 6455 section 5.3)
+            if len(buf) < pos + 4:
+                return None
+            key, pos = buf[pos : pos + 4], pos + 4
+        if len(buf) < pos + length:
+            return None
+        frame, self.buffer = buf[: pos + length], buf[pos + length :]
+        kind = heartbeat_kind(opcode, fin, unmask(buf[pos : pos + length], key))
+        if kind is None:
+            return frame
+        if self.dropper():
+            self.dropped.append((kind, self.dropper.count))
+            return b""
+        return frame
