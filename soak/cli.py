@@ -637,7 +637,6 @@ def proxy(
     from soak.profile import parse_duration
     from soak.proxy import Proxy
     from soak.proxy import config as pc
-    from soak.proxy.frames import DropHeartbeat
 
     def addr(name: str, text: str) -> tuple[str, int]:
         try:
@@ -675,19 +674,18 @@ def proxy(
         raise click.BadParameter(
             f'expected a duration > 0, got "{nat_idle}"', param_hint="--nat-idle"
         )
-    dirs = ("up", "down") if direction == "both" else (direction,)
-    scope = pc.Scope(fraction=fraction)
-    config = pc.ImpairmentConfig(
-        latency=(pc.Latency(delay or 0.0, spread or 0.0, jitter_dist, dirs, scope),)
-        if delay is not None or spread is not None
-        else (),
-        bandwidth=(pc.Bandwidth(rate, 0.0, dirs, scope),) if rate is not None else (),
-        nat_idle=pc.NatIdle(idle, scope) if idle is not None else None,
-        black_hole=pc.TimedDrop(hole, fraction) if hole is not None else None,
-        reset=pc.TimedDrop(rst, fraction) if rst is not None else None,
-        drop_heartbeat=DropHeartbeat(drop_heartbeat, drop_heartbeat_p)
-        if drop_heartbeat is not None or drop_heartbeat_p > 0
-        else None,
+    config = pc.build_config(
+        latency=delay,
+        jitter=spread,
+        jitter_dist=jitter_dist,
+        direction=direction,
+        fraction=fraction,
+        bandwidth=rate,
+        nat_idle=idle,
+        black_hole_at=hole,
+        reset_at=rst,
+        drop_heartbeat=drop_heartbeat,
+        drop_heartbeat_p=drop_heartbeat_p,
         seed=seed,
     )
 

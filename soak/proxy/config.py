@@ -162,3 +162,39 @@ def parse_hostport(text: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or int(port) > 65535:
         raise ValueError(text)
     return host, int(port)
+
+
+def build_config(
+    *,
+    latency: float | None = None,
+    jitter: float | None = None,
+    jitter_dist: str = "uniform",
+    direction: str = "both",
+    fraction: float = 1.0,
+    bandwidth: float | None = None,
+    nat_idle: float | None = None,
+    black_hole_at: float | None = None,
+    reset_at: float | None = None,
+    drop_heartbeat: int | None = None,
+    drop_heartbeat_p: float = 0.0,
+    seed: int = 1,
+) -> ImpairmentConfig:
+    """The proxy's configuration from the flat settings that ``soak proxy``'s
+    options and a profile's ``[impairment]`` share. Raises ValueError."""
+    from soak.proxy.frames import DropHeartbeat
+
+    dirs = ("up", "down") if direction == "both" else (direction,)
+    scope = Scope(fraction=fraction)
+    return ImpairmentConfig(
+        latency=(Latency(latency or 0.0, jitter or 0.0, jitter_dist, dirs, scope),)
+        if latency is not None or jitter is not None
+        else (),
+        bandwidth=(Bandwidth(bandwidth, 0.0, dirs, scope),) if bandwidth is not None else (),
+        nat_idle=NatIdle(nat_idle, scope) if nat_idle is not None else None,
+        black_hole=TimedDrop(black_hole_at, fraction) if black_hole_at is not None else None,
+        reset=TimedDrop(reset_at, fraction) if reset_at is not None else None,
+        drop_heartbeat=DropHeartbeat(drop_heartbeat, drop_heartbeat_p)
+        if drop_heartbeat is not None or drop_heartbeat_p > 0
+        else None,
+        seed=seed,
+    )
