@@ -101,15 +101,21 @@ def tls_context(target: TargetConfig) -> ssl.SSLContext:
     return ctx
 
 
-def url_opener(target: TargetConfig) -> OpenStream:
-    """The default way to reach a target: TCP, plus TLS for ``wss://``."""
+def target_address(target: TargetConfig) -> tuple[str, int]:
     parts = urlsplit(target.url)
-    host = parts.hostname or ""
-    port = parts.port or (443 if target.secure else 80)
+    return parts.hostname or "", parts.port or (443 if target.secure else 80)
+
+
+def url_opener(target: TargetConfig, connect_to: tuple[str, int] | None = None) -> OpenStream:
+    """The default way to reach a target: TCP, plus TLS for ``wss://``.
+    ``connect_to`` sends the TCP connection elsewhere (soak's impairment
+    proxy) while TLS still verifies the target's own name."""
+    host, port = target_address(target)
+    dial_host, dial_port = connect_to or (host, port)
     ctx = tls_context(target) if target.secure else None
 
     async def open_stream() -> trio.abc.Stream:
-        tcp = await trio.open_tcp_stream(host, port)
+        tcp = await trio.open_tcp_stream(dial_host, dial_port)
         if ctx is None:
             return tcp
         tls = trio.SSLStream(tcp, ctx, server_hostname=host, https_compatible=True)

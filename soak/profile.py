@@ -227,6 +227,25 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
 
 
 @dataclass(frozen=True)
+class Impairment:
+    """``[impairment]``: the network between the clients and the target,
+    made worse by soak's in-process proxy (see soak.proxy). Seconds, bytes/s."""
+
+    latency: float | None = None
+    jitter: float | None = None
+    jitter_dist: str = "uniform"
+    direction: str = "both"
+    fraction: float = 1.0
+    bandwidth: float | None = None
+    nat_idle: float | None = None
+    black_hole_at: float | None = None
+    reset_at: float | None = None
+    drop_heartbeat: int | None = None
+    drop_heartbeat_p: float = 0.0
+    seed: int = 1
+
+
+@dataclass(frozen=True)
 class Profile:
     path: str
     run: RunConfig
@@ -235,6 +254,7 @@ class Profile:
     heartbeat: HeartbeatConfig
     reconnect: ReconnectConfig
     thresholds: tuple[Threshold, ...] = ()
+    impairment: Impairment | None = None
 
     @property
     def duration(self) -> float:
@@ -490,11 +510,12 @@ def parse_profile(text: str, name: str, environ: Mapping[str, str]) -> Profile:
     rc = _parse_reconnect(
         top.get("reconnect", lambda w, v: _Section(ld, w, v), _Section(ld, "reconnect", {}))
     )
+    impairment = top.get("impairment", lambda w, v: _parse_impairment(_Section(ld, w, v)), None)
     th = _parse_thresholds(
         top.get("thresholds", lambda w, v: _Section(ld, w, v), _Section(ld, "thresholds", {}))
     )
     top.finish()
-    profile = Profile(name, run, target, clients, hb, rc, th)
+    profile = Profile(name, run, target, clients, hb, rc, th, impairment)
     if run.duration is None and profile.duration <= 0:
         ld.fail("run.duration", "is required when the stages add up to no time", None, found=False)
     return profile
@@ -735,6 +756,45 @@ def _parse_reconnect(s: _Section) -> ReconnectConfig:
         )
     s.finish()
     return rc
+
+
+def _parse_impairment(s: _Section) -> Impairment:
+    from soak.proxy.config import build_config, parse_rate
+
+    ld = s.loader
+
+    def rate(where: str, raw: Any) -> float:
+        try:
+            return parse_rate(ld.string(where, raw))
+        except ValueError:
+            ld.fail(where, 'expected a rate like "100kB", "1MiB" or "8Mbit"', raw)
+
+    def fraction(where: str, raw: Any) -> float:
+        value = ld.number(where, raw)
+        if value > 1:
+            ld.fail(where, "expected a fraction between 0 and 1", raw)
+        return value
+
+    imp = Impairment(
+        latency=s.get("latency", ld.duration, None),
+        jitter=s.get("jitter", ld.duration, None),
+        jitter_dist=s.get("jitter_dist", ld.choice(("uniform", "normal", "pareto")), "uniform"),
+        direction=s.get("direction", ld.choice(("up", "down", "both")), "both"),
+        fraction=s.get("fraction", fraction, 1.0),
+        bandwidth=s.get("bandwidth", rate, None),
+        nat_idle=s.get("nat_idle", ld.positive_duration, None),
+        black_hole_at=s.get("black_hole_at", ld.duration, None),
+        reset_at=s.get("reset_at", ld.duration, None),
+        drop_heartbeat=s.get("drop_heartbeat", lambda w, v: ld.integer(w, v, 1), None),
+        drop_heartbeat_p=s.get("drop_heartbeat_p", fraction, 0.0),
+        seed=s.get("seed", ld.integer, 1),
+    )
+    s.finish()
+    try:
+        build_config(**dataclasses.asdict(imp))
+    except ValueError as exc:
+        ld.fail("impairment", f"expected a consistent impairment ({exc})", None, found=False)
+    return imp
 
 
 def _parse_thresholds(s: _Section) -> tuple[Threshold, ...]:

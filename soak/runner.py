@@ -27,13 +27,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import trio
+import trio.testing
 
 from soak import __version__
 from soak.classify import CHURN, SCALE_DOWN, SHUTDOWN, STORM_DROP, STORM_RESET
-from soak.client import CLOSE_WAIT, Client, OpenStream, Shared, url_opener
+from soak.client import CLOSE_WAIT, Client, OpenStream, Shared, target_address, url_opener
 from soak.gcctl import GcControl, GrowthFreezer
 from soak.metrics import Interval, Metrics
-from soak.profile import Profile, Stage
+from soak.profile import Impairment, Profile, Stage
+from soak.proxy.config import build_config
+from soak.proxy.server import Proxy
 from soak.reconcile import Drift, Poller, StatsError, display_url, fetch_json
 from soak.recorder import Recorder, iso, rss_bytes
 from soak.schedule import Schedule
@@ -73,6 +76,7 @@ class Runner:
         self.profile = profile
         self.recorder = recorder
         self.open_stream = open_stream or url_opener(profile.target)
+        self._real_sockets = open_stream is None
         self.on_status = on_status
         self.on_interval = on_interval
         self.status_every = status_every
@@ -142,6 +146,8 @@ class Runner:
                 self._abort = abort_scope
                 async with trio.open_nursery() as outer:
                     self._outer = outer
+                    if p.impairment is not None:
+                        shared.open_stream = await self._impair(outer, p.impairment, t0)
                     if self.signals:
                         outer.start_soon(self._watch_signals)
                     if self.lag_probe:
@@ -242,6 +248,27 @@ class Runner:
         live = [c for c in self.clients if c.connected]
         for client in self.rng.sample(live, min(n, len(live))):
             client.request_close(1000, "churn", CHURN)
+
+    async def _impair(self, nursery: trio.Nursery, settings: Impairment, t0: float) -> OpenStream:
+        """Put soak's impairment proxy between the clients and the target.
+        Every impairment it applies goes into events.jsonl, next to its effect."""
+
+        def record(event: dict[str, Any]) -> None:
+            self.recorder.event({"event": "impairment", **event})
+
+        proxy = Proxy(build_config(**dataclasses.asdict(settings)), on_event=record, start=t0)
+        if self._real_sockets:
+            host, port = target_address(self.profile.target)
+            listen = await nursery.start(proxy.serve, "127.0.0.1", 0, host, port)
+            return url_opener(self.profile.target, connect_to=("127.0.0.1", listen))
+        inner = self.open_stream  # tests: the proxy works on in-memory streams too
+
+        async def through_proxy() -> trio.abc.Stream:
+            client_side, proxy_side = trio.testing.memory_stream_pair()
+            nursery.start_soon(proxy.handle, proxy_side, inner)
+            return client_side
+
+        return through_proxy
 
     def _storm(self, stage: Stage) -> None:
         """A storm stage begins: drop clients, run the command, ask the
