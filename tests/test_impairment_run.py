@@ -12,6 +12,7 @@ import trio.testing
 
 from soak.errors import ProfileError
 from soak.gateway import Gateway, GatewayConfig
+from soak.gateway.bugs import parse_bugs
 from soak.profile import parse_profile
 from soak.recorder import Recorder, now_wall
 from soak.runner import Runner
@@ -104,3 +105,102 @@ def test_impairment_section_errors(tmp_path: Path) -> None:
         with pytest.raises(ProfileError) as info:
             parse_profile(base + snippet, "i.toml", {})
         assert message in str(info.value), snippet
+
+
+DROP_BODY = """
+[run]
+label = "drop"
+report_interval = "10s"
+[clients]
+[[clients.stages]]
+kind = "ramp"
+to = 10
+duration = "0s"
+[[clients.stages]]
+kind = "hold"
+duration = "1m"
+[heartbeat]
+interval = "10s"
+timeout = "5s"
+[impairment]
+drop_heartbeat = 1
+"""
+
+SERVER = 'server_heartbeat = { interval = "10s", timeout = "15s", max_missed = 3 }\n'
+
+
+@pytest.mark.parametrize("buggy", [False, True])
+async def test_dropped_heartbeat_through_the_proxy(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, buggy: bool
+) -> None:
+    """The fixed gateway keeps every connection when the proxy drops one
+    heartbeat; the incident's gateway (ignore-max-missed, timeout 15 s <
+    3 x 10 s) closes them, and soak calls those closes false timeouts."""
+    gateway = Gateway(
+        GatewayConfig(
+            hb_interval=10.0,
+            hb_timeout=15.0,
+            max_missed=3,
+            check_every=1.0,
+            bugs=parse_bugs(["ignore-max-missed"] if buggy else []),
+        )
+    )
+    profile = make_profile(DROP_BODY, results=tmp_path, target_extra=SERVER)
+    outcome, _ = await run_in_memory(profile, tmp_path, gateway_opener(gateway))
+    tot = outcome.summary["totals"]
+    killed_alive = [
+        r for r in gateway.truth if r["reason"] == "heartbeat_timeout" and r["truly_alive"]
+    ]
+    if not buggy:
+        assert tot["closes"] == {"client_shutdown": 10}
+        assert tot["false_timeouts"] == 0
+        assert killed_alive == []
+    else:
+        assert len(killed_alive) > 0
+        assert tot["false_timeouts"] == len(killed_alive)
+        assert tot["justified_timeouts"] == 0
+
+
+NAT_BODY = """
+[run]
+label = "nat"
+report_interval = "30s"
+[clients]
+[[clients.stages]]
+kind = "ramp"
+to = 10
+duration = "0s"
+[[clients.stages]]
+kind = "hold"
+duration = "4m"
+[heartbeat]
+interval = "{interval}"
+timeout = "5s"
+max_missed = 3
+[reconnect]
+enabled = false
+[impairment]
+nat_idle = "30s"
+"""
+
+
+@pytest.mark.parametrize(("interval", "zombies"), [("60s", 10), ("20s", 0)])
+async def test_nat_idle_timeout_makes_zombies(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, interval: str, zombies: int
+) -> None:
+    """A NAT forgetting mappings idle for 30 s: with 60 s heartbeats every
+    connection goes silent and is found a zombie within max_missed
+    intervals; with 20 s heartbeats nothing dies."""
+    gateway = Gateway(GatewayConfig(hb_interval=600.0, hb_timeout=3600.0))
+    profile = make_profile(NAT_BODY.format(interval=interval), results=tmp_path)
+    outcome, path = await run_in_memory(profile, tmp_path, gateway_opener(gateway))
+    tot = outcome.summary["totals"]
+    assert tot["zombies"] == zombies
+    events = [json.loads(x) for x in (path / "events.jsonl").read_text().splitlines()]
+    found = [e for e in events if e.get("reason") == "client_zombie"]
+    assert len(found) == zombies
+    for e in found:
+        assert e["detected_after_intervals"] <= 3
+    if zombies:
+        drops = [e for e in events if e.get("impairment") == "nat_idle_drop"]
+        assert len(drops) == zombies
