@@ -879,9 +879,17 @@ def _from_loopback(stream: trio.abc.Stream) -> bool:
         return True
     try:
         host = sock.getpeername()[0]
+    except OSError:
+        return False  # peer gone: not provably local
+    return is_loopback_address(host)
+
+
+def is_loopback_address(host: str) -> bool:
+    """127.0.0.0/8, ::1, or either as an IPv4-mapped IPv6 address."""
+    try:
         addr = ipaddress.ip_address(host.partition("%")[0])
-    except (OSError, ValueError):
-        return False  # peer gone or unparsable: not provably local
+    except ValueError:
+        return False  # unparsable: not provably local
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
         return addr.ipv4_mapped.is_loopback
     return addr.is_loopback
