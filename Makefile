@@ -13,7 +13,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m soak demo profiles/demo.toml
+	$(BIN)/python -m soak demo profiles/demo.toml --results-dir results
+	$(BIN)/python -m soak report "$$(ls -td results/*-demo | head -n 1)"
 
 lint: $(STAMP)
 	$(BIN)/ruff check soak tests benchmarks
