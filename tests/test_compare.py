@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import random
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from soak.report.compare import (
     to_json,
 )
 from soak.report.load import load_run
+from tests.conftest import CHROMIUM, open_in_chromium
 
 PROFILE: dict[str, Any] = {
     "path": "profiles/x.toml",
@@ -428,9 +428,6 @@ def test_long_runs_are_resampled_in_blocks() -> None:
         assert ci.low > 0
 
 
-CHROMIUM = Path("/usr/bin/chromium")
-
-
 @pytest.mark.skipif(
     not CHROMIUM.exists(), reason="Debian chromium is not installed at /usr/bin/chromium"
 )
@@ -440,35 +437,9 @@ def test_page_opens_in_headless_chromium(tmp_path: Path) -> None:
     result = invoke(str(a), str(b), "--out", str(tmp_path / "o"))
     assert result.exit_code == 1
     page = tmp_path / "o" / "compare.html"
-    probe = page.with_name("probe.html")
-    probe.write_text(
-        page.read_text().replace(
-            "</body>",
-            "<script>window.onload=()=>{const bad=[...document.images]"
-            ".filter(i=>!i.complete||i.naturalWidth===0).length;"
-            "document.body.setAttribute('data-bad', String(bad));"
-            "document.body.setAttribute('data-images', String(document.images.length));};"
-            "</script></body>",
-        )
-    )
-    out = subprocess.run(
-        [
-            str(CHROMIUM),
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--virtual-time-budget=5000",
-            "--dump-dom",
-            probe.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr
-    assert 'data-bad="0"' in out.stdout
-    assert 'data-images="2"' in out.stdout
+    dom = open_in_chromium(page)
+    assert 'data-bad="0"' in dom
+    assert 'data-images="2"' in dom
 
 
 # -- reconnect storms -----------------------------------------------------------

@@ -7,7 +7,6 @@ import csv
 import json
 import re
 import shutil
-import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from soak.cli import cli
 from soak.metrics import HISTOGRAMS, new_histogram
 from soak.report.charts import percentile_points, percentile_values
 from soak.report.report import build, write_report
+from tests.conftest import CHROMIUM, open_in_chromium
 
 MANIFEST = {
     "results_format": 1,
@@ -431,42 +431,13 @@ def test_html_parses_and_references_nothing_outside(golden: Path) -> None:
         assert base64.b64decode(src.split(",", 1)[1])[:4] == b"\x89PNG"
 
 
-CHROMIUM = Path("/usr/bin/chromium")
-
-
 @pytest.mark.skipif(
     not CHROMIUM.exists(), reason="Debian chromium is not installed at /usr/bin/chromium"
 )
 def test_html_opens_in_headless_chromium(golden: Path) -> None:
     _, html_path = write_report(golden)
-    # images that failed to decode have naturalWidth 0; the title is set by JS
-    probe = html_path.with_name("probe.html")
-    probe.write_text(
-        html_path.read_text().replace(
-            "</body>",
-            "<script>window.onload=()=>{const bad=[...document.images]"
-            ".filter(i=>!i.complete||i.naturalWidth===0).length;"
-            "document.body.setAttribute('data-bad', String(bad));"
-            "document.title='images:'+document.images.length+' bad:'+bad;};</script></body>",
-        )
-    )
-    out = subprocess.run(
-        [
-            str(CHROMIUM),
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--virtual-time-budget=5000",
-            "--dump-dom",
-            probe.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr
-    assert 'data-bad="0"' in out.stdout
+    dom = open_in_chromium(html_path)
+    assert 'data-bad="0"' in dom
     assert shutil.which(str(CHROMIUM))
 
 

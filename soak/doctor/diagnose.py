@@ -36,32 +36,14 @@ def load_inputs(
         try:
             gateway = load_gateway_config(gateway_path)
         except GatewayConfigError as exc:
-            code = "gateway-config-unreadable" if exc.unreadable else "gateway-config-invalid"
             out.append(
-                Finding(
-                    INPUT,
-                    ERROR,
-                    code,
-                    str(exc),
-                    "fix the file or the path; the checks "
-                    "that need the gateway's heartbeat config were skipped",
-                )
+                _unusable("gateway-config", exc, exc.unreadable, "the gateway's heartbeat config")
             )
     if proxy_path is not None:
         try:
             proxy = load_proxy_config(proxy_path)
         except ProxyConfigError as exc:
-            code = "proxy-config-unreadable" if exc.unreadable else "proxy-config-invalid"
-            out.append(
-                Finding(
-                    INPUT,
-                    ERROR,
-                    code,
-                    str(exc),
-                    "fix the file or the path; the checks "
-                    "that need the proxy's timeouts were skipped",
-                )
-            )
+            out.append(_unusable("proxy-config", exc, exc.unreadable, "the proxy's timeouts"))
     return profile, gateway, proxy, out
 
 
@@ -81,3 +63,15 @@ def diagnose(
         facts = host if host is not None else read_host()
         out += trio.run(lambda: run_environment(profile, facts, target_timeout=target_timeout))
     return out
+
+
+def _unusable(what: str, exc: Exception, unreadable: bool, needed: str) -> Finding:
+    """A config file that could not be used: an error finding, and the
+    checks that needed it are skipped."""
+    return Finding(
+        INPUT,
+        ERROR,
+        f"{what}-unreadable" if unreadable else f"{what}-invalid",
+        str(exc),
+        f"fix the file or the path; the checks that need {needed} were skipped",
+    )

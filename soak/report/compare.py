@@ -469,28 +469,21 @@ def compare(
 # -- text ---------------------------------------------------------------------------
 
 
-def _fmt(v: float | None, unit: str) -> str:
+def _fmt(v: float | None, unit: str, sign: str = "") -> str:
+    """A value in its unit; ``sign="+"`` formats a delta (pp for percentages)."""
     if v is None:
         return "-"
     if unit in ("ms", "s"):
-        return f"{v:.3f}"
+        return f"{v:{sign}.3f}"
     if unit == "%":
-        return f"{v:.3f}%"
+        return f"{v:{sign}.3f}" + ("pp" if sign else "%")
     if unit == "/h":
-        return f"{v:.1f}"
-    return f"{v:g}"
+        return f"{v:{sign}.1f}"
+    return f"{v:{sign}g}"
 
 
 def _fmt_delta(v: float | None, unit: str) -> str:
-    if v is None:
-        return "-"
-    if unit in ("ms", "s"):
-        return f"{v:+.3f}"
-    if unit == "%":
-        return f"{v:+.3f}pp"
-    if unit == "/h":
-        return f"{v:+.1f}"
-    return f"{v:+g}"
+    return _fmt(v, unit, "+")
 
 
 def _fmt_rel(v: float | None) -> str:
