@@ -6,6 +6,7 @@ import dataclasses
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,16 +18,14 @@ import trio
 
 from soak import __version__
 from soak.errors import LocalError, SoakError
-from soak.limits import raise_fd_limit
+from soak.limits import fd_problem, memory_available, memory_problem, raise_fd_limit
 from soak.live import LiveView, print_summary
 from soak.profile import Profile, load_profile, override
 from soak.reconcile import display_url
 from soak.recorder import Recorder, now_wall
 from soak.runner import Runner
 from soak.summary import EXIT_TARGET, EXIT_USAGE
-
-# descriptors kept free for the results files, the gateway's stats and Python
-FD_RESERVE = 64
+from soak.workers import LEAD, Coordinator, WorkerError, go, resolve_workers, start_workers
 
 
 class BadInput(click.ClickException):
@@ -52,17 +51,18 @@ def errors_as_exit_codes() -> Iterator[None]:
         fail(str(exc), EXIT_TARGET)
 
 
-def check_fd_limit(needed: int) -> int:
-    """Raise the soft descriptor limit as far as allowed; fail clearly if the
-    profile needs more than one process may have."""
+def check_capacity(profile: Profile) -> int:
+    """Raise the soft descriptor limit as far as allowed, decide the number
+    of worker processes, and fail clearly, before anything is written, if
+    the machine cannot hold the profile's peak. Returns the worker count."""
     soft = raise_fd_limit()
-    if needed + FD_RESERVE > soft:
-        fail(
-            f"this profile needs {needed} connections at its peak, but one process may "
-            f"open at most {soft} descriptors ({FD_RESERVE} kept in reserve): lower the "
-            f"peak to {max(0, soft - FD_RESERVE)} or fewer clients per process"
-        )
-    return soft
+    workers = resolve_workers(profile, soft, os.cpu_count() or 1)
+    peak = profile.peak_clients
+    problem = fd_problem(peak, workers, soft, profile.impairment is not None)
+    problem = problem or memory_problem(peak, memory_available())
+    if problem is not None:
+        fail(problem)
+    return workers
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -82,7 +82,9 @@ def _load(path: str, **overrides: Any) -> Profile:
 
 def execute(profile: Profile, *, quiet: bool = False) -> int:
     """Run a loaded profile with the live view; return the exit code."""
-    check_fd_limit(profile.peak_clients)
+    workers = check_capacity(profile)
+    if workers > 1:
+        return execute_workers(profile, workers, quiet=quiet)
     with errors_as_exit_codes():
         recorder = Recorder(profile.run.results_dir, profile.run.label, now_wall())
     view = LiveView()
@@ -95,11 +97,7 @@ def execute(profile: Profile, *, quiet: bool = False) -> int:
             signals=True,
             argv=sys.argv[1:],
         )
-    click.echo(
-        f"soak: running '{profile.run.label}' against {display_url(profile.target.url)} for "
-        f"{profile.duration:g}s, results in {recorder.path}",
-        err=True,
-    )
+    _starting(profile, recorder, "")
     with errors_as_exit_codes():
         outcome = trio.run(runner.run)
     print_summary(outcome.summary, str(recorder.path), sys.stdout)
@@ -113,6 +111,12 @@ _run_options = [
     click.option("--results-dir", help="Override run.results_dir (default results/)."),
     click.option("--quiet", is_flag=True, help="No live view or interval lines."),
     click.option(
+        "--workers",
+        metavar="N|auto",
+        help="Client processes, merged into one results directory (overrides run.workers; "
+        "auto: as many as the peak's descriptors and heartbeat rate need).",
+    ),
+    click.option(
         "--threshold",
         "thresholds",
         multiple=True,
@@ -121,6 +125,44 @@ _run_options = [
         "replaces the profile's threshold of the same name).",
     ),
 ]
+
+
+def _starting(profile: Profile, recorder: Recorder, how: str) -> None:
+    click.echo(
+        f"soak: running '{profile.run.label}' against {display_url(profile.target.url)} for "
+        f"{profile.duration:g}s{how}, results in {recorder.path}",
+        err=True,
+    )
+
+
+def execute_workers(profile: Profile, count: int, *, quiet: bool = False) -> int:
+    """Run a profile in ``count`` worker processes, merged into one results
+    directory (soak.workers)."""
+    try:
+        workers = start_workers(profile, count)
+    except (WorkerError, OSError) as exc:
+        fail(f"--workers {count}: {exc}", EXIT_TARGET)
+    origin = time.monotonic() + LEAD
+    wall0 = now_wall() + LEAD
+    with errors_as_exit_codes():
+        recorder = Recorder(profile.run.results_dir, profile.run.label, wall0)
+    go(workers, origin, wall0)
+    view = LiveView()
+    runner = Coordinator(
+        profile,
+        recorder,
+        workers,
+        origin_monotonic=origin,
+        on_status=None if quiet else view.status,
+        on_interval=None if quiet else view.interval,
+        signals=True,
+        argv=sys.argv[1:],
+    )
+    _starting(profile, recorder, f" in {count} worker processes")
+    with errors_as_exit_codes():
+        outcome = trio.run(runner.run)
+    print_summary(outcome.summary, str(recorder.path), sys.stdout)
+    return outcome.exit_code
 
 
 def run_options(f: Any) -> Any:
@@ -139,6 +181,7 @@ def run(
     duration: str | None,
     results_dir: str | None,
     quiet: bool,
+    workers: str | None,
     thresholds: tuple[str, ...],
 ) -> None:
     """Run PROFILE (a TOML file) against its target.
@@ -153,6 +196,7 @@ def run(
         duration=duration,
         results_dir=results_dir,
         thresholds=thresholds,
+        workers=workers,
     )
     sys.exit(execute(p, quiet=quiet))
 
@@ -168,6 +212,7 @@ def demo(
     duration: str | None,
     results_dir: str | None,
     quiet: bool,
+    workers: str | None,
     thresholds: tuple[str, ...],
     gateway_arg: tuple[str, ...],
 ) -> None:
@@ -179,7 +224,12 @@ def demo(
     if url is not None:
         fail("--url: soak demo starts its own gateway on 127.0.0.1; use soak run --url")
     p = _load(
-        profile, label=label, duration=duration, results_dir=results_dir, thresholds=thresholds
+        profile,
+        label=label,
+        duration=duration,
+        results_dir=results_dir,
+        thresholds=thresholds,
+        workers=workers,
     )
     with reference_gateway(list(gateway_arg)) as port:
         path = urlsplit(p.target.url).path or "/"

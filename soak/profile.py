@@ -90,6 +90,7 @@ class RunConfig:
     report_interval: float = 10.0
     seed: int = 1
     results_dir: str = "results"
+    workers: int = 1  # client processes; WORKERS_AUTO: as many as the load needs
 
 
 @dataclass(frozen=True)
@@ -533,9 +534,26 @@ def _parse_run(s: _Section) -> RunConfig:
         report_interval=s.get("report_interval", ld.positive_duration, d.report_interval),
         seed=s.get("seed", ld.integer, d.seed),
         results_dir=s.get("results_dir", ld.string, d.results_dir),
+        workers=s.get("workers", lambda w, v: _workers(ld, w, v), d.workers),
     )
     s.finish()
     return run
+
+
+WORKERS_AUTO = 0  # RunConfig.workers: decided from the load (soak.workers.auto_workers)
+
+
+def _workers(ld: _Loader, where: str, raw: Any) -> int:
+    """A worker count: a positive whole number or "auto"."""
+    if raw == "auto":
+        return WORKERS_AUTO
+    value = int(raw) if isinstance(raw, str) and raw.strip().isdigit() else raw
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_WORKERS:
+        return value
+    ld.fail(where, f'expected a number of worker processes from 1 to {MAX_WORKERS}, or "auto"', raw)
+
+
+MAX_WORKERS = 64
 
 
 def _parse_target(s: _Section, environ: Mapping[str, str]) -> TargetConfig:
@@ -869,6 +887,7 @@ def override(
     duration: str | None = None,
     results_dir: str | None = None,
     thresholds: tuple[str, ...] = (),
+    workers: str | None = None,
 ) -> Profile:
     """Apply CLI overrides, validated with the same parsers as the file. A
     ``--threshold`` replaces the profile's threshold of the same name."""
@@ -885,6 +904,8 @@ def override(
         run = dataclasses.replace(run, duration=ld.positive_duration("--duration", duration))
     if results_dir is not None:
         run = dataclasses.replace(run, results_dir=results_dir)
+    if workers is not None:
+        run = dataclasses.replace(run, workers=_workers(ld, "--workers", workers))
     checks = list(profile.thresholds)
     for text in thresholds:
         th = parse_threshold_option(text)

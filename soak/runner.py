@@ -22,6 +22,7 @@ import platform
 import random
 import signal
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -72,6 +73,7 @@ class Runner:
         manage_gc: bool = True,
         signals: bool = False,
         argv: list[str] | None = None,
+        origin_monotonic: float | None = None,
     ) -> None:
         self.profile = profile
         self.recorder = recorder
@@ -84,6 +86,10 @@ class Runner:
         self.manage_gc = manage_gc
         self.signals = signals
         self.argv = argv  # the command line, for the manifest (None: library use)
+        # the run's start as a time.monotonic() instant (worker processes:
+        # CLOCK_MONOTONIC is system-wide, so all of a run's processes share
+        # interval boundaries); None: now
+        self.origin_monotonic = origin_monotonic
         self.schedule = Schedule(profile.clients.stages)
         self.metrics = Metrics()
         self.rng = random.Random(profile.run.seed)
@@ -127,14 +133,31 @@ class Runner:
 
     # -- the run -----------------------------------------------------------------------
 
-    async def run(self) -> Outcome:
-        p = self.profile
-        self._t0 = t0 = trio.current_time()
-        wall0 = self.recorder.wall0
+    def _origin(self) -> float:
+        """The run's start in trio time."""
+        now = trio.current_time()
+        if self.origin_monotonic is None:
+            return now
+        return now + (self.origin_monotonic - time.monotonic())
+
+    def _make_shared(self, t0: float) -> Shared:
         shared = Shared(
-            p, self.metrics, self.open_stream, self.recorder.event, t0=t0, wall0=wall0, rng=self.rng
+            self.profile,
+            self.metrics,
+            self.open_stream,
+            self.recorder.event,
+            t0=t0,
+            wall0=self.recorder.wall0,
+            rng=self.rng,
         )
         self.shared = shared
+        return shared
+
+    async def run(self) -> Outcome:
+        p = self.profile
+        self._t0 = t0 = self._origin()
+        wall0 = self.recorder.wall0
+        shared = self._make_shared(t0)
         self.manifest = self._manifest(wall0)
         self.recorder.write_json("run.json", self.manifest)
         gc_ctl = GcControl(self.metrics.gc_pause) if self.manage_gc else None
@@ -182,11 +205,12 @@ class Runner:
                 self._storm(seg.stage)
             if freezer is not None:
                 freezer.observe(self.shared.connected)
-            self.shared.storm_tick(now)
+            self._storm_tick(now)
             while now >= next_interval:
                 # close the interval at its boundary, then poll the server's
                 # count (if any): samples that arrive meanwhile belong to the
                 # next interval
+                await self._gather(next_interval)
                 iv = self._close_interval(next_interval)
                 stats = await self._reconcile() if self.poller is not None else None
                 self._write_interval(iv, stats)
@@ -195,6 +219,8 @@ class Runner:
                 self._status(now)
                 next_status = now + self.status_every
             wake = min(end, next_interval, next_status)
+            if now < t0:
+                wake = min(wake, t0)  # a worker process started before the run's origin
             if seg is not None:
                 if seg.stage.kind in ("ramp", "churn"):
                     wake = min(wake, now + RAMP_STEP)
@@ -207,6 +233,13 @@ class Runner:
             # the last (partial) interval is written by _finish, which must
             # not await: poll for it now, before the clients are closed
             self._final_stats = await self._reconcile()
+
+    def _storm_tick(self, now: float) -> None:
+        self.shared.storm_tick(now)
+
+    async def _gather(self, at: float) -> None:
+        """Before the interval ending ``at`` is closed: nothing to wait for
+        here (worker processes: their reports of it, see soak.workers)."""
 
     async def _reconcile(self) -> dict[str, Any]:
         """The server's count next to ours, for one interval record. Takes
@@ -431,7 +464,7 @@ class Runner:
             self._rotate(now, self._last_stats())
         self.recorder.close()
         tot = totals(self.metrics)
-        checks = verdicts(self.profile, self.metrics, tot)
+        checks = verdicts(self.profile, self.metrics, tot) + self._extra_checks()
         code, verdict = exit_code(self.status, tot, checks, self.profile)
         summary = {
             "label": self.profile.run.label,
@@ -454,10 +487,10 @@ class Runner:
             "passed": all(v["ok"] for v in checks) and code == EXIT_OK,
             "storms": self.shared.storms.summaries(),
         }
-        protocol_summary = getattr(self.shared.protocol_state, "summary", None)
-        if callable(protocol_summary):
-            # protocol-specific numbers, e.g. OpenClaw's ticks
-            summary["protocol"] = {"name": self.profile.target.protocol, **protocol_summary()}
+        protocol = self._protocol_summary()
+        if protocol is not None:
+            summary["protocol"] = {"name": self.profile.target.protocol, **protocol}
+        summary.update(self._extra_summary())
         storms = self.shared.storms.series()
         if storms:
             self.recorder.write_lines("storms.jsonl", storms)
@@ -481,6 +514,20 @@ class Runner:
         )
         self.recorder.write_json("run.json", self.manifest)
         return Outcome(self.status, code, summary)
+
+    def _protocol_summary(self) -> dict[str, Any] | None:
+        """Protocol-specific numbers for summary.json, e.g. OpenClaw's ticks."""
+        protocol_summary = getattr(self.shared.protocol_state, "summary", None)
+        if callable(protocol_summary):
+            result: dict[str, Any] = protocol_summary()
+            return result
+        return None
+
+    def _extra_checks(self) -> list[dict[str, Any]]:
+        return []
+
+    def _extra_summary(self) -> dict[str, Any]:
+        return {}
 
     def _last_stats(self) -> dict[str, Any] | None:
         """The stats fields for the record _finish writes: the poll made as

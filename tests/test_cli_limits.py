@@ -22,7 +22,7 @@ def test_profile_needing_more_descriptors_than_a_process_has(tmp_path: Path) -> 
     path.write_text(PROFILE.format(to=10_000_000))
     result = CliRunner().invoke(cli, ["run", str(path), "--results-dir", str(tmp_path / "r")])
     assert result.exit_code == 2
-    assert "needs 10000000 connections at its peak" in result.output
+    assert "needs 10,000,000 connections at its peak" in result.output
     assert "descriptors" in result.output
     assert "Traceback" not in result.output
     # refused before anything was written
