@@ -43,12 +43,12 @@ def fd_problem(peak: int, workers: int, fd_soft: int, proxied: bool) -> str | No
     if per_worker <= cap:
         return None
     need = -(-peak // cap)
-    each = "connection" if not proxied else "connection (2 descriptors each, for the proxy)"
-    held = f"{workers} worker process{'es' if workers > 1 else ''}"
+    proxy = ", 2 descriptors each with the impairment proxy" if proxied else ""
+    held = "one process holds" if workers == 1 else f"{workers} worker processes hold"
     return (
         f"this profile needs {peak:,} connections at its peak, but one process may open at "
-        f"most {fd_soft:,} descriptors ({FD_RESERVE} kept in reserve), so {held} hold at most "
-        f"{cap * workers:,} ({cap:,} per {each}): use --workers {need} or more "
+        f"most {fd_soft:,} descriptors ({FD_RESERVE} kept in reserve), so {held} at most "
+        f"{cap * workers:,} ({cap:,} per process{proxy}): use --workers {need} or more "
         f"(or --workers auto), or lower the peak to {cap * workers:,}"
     )
 
