@@ -62,6 +62,16 @@ def new_histogram() -> HdrHistogram:
     return HdrHistogram(LOWEST_US, HIGHEST_US, SIG_FIGS)
 
 
+def release(h: HdrHistogram) -> None:
+    """Free a histogram that is no longer needed, now. Each ``HdrHistogram``
+    and its encoder (which owns the ~180 KB counts array) refer to each
+    other, so without this only the cycle collector frees them, and during
+    a run the collector is held back (soak.gcctl): measured before this
+    existed, the tester's RSS grew by ~1.7 MB per reporting interval, without
+    bound. The histogram must not be used afterwards."""
+    h.encoder.histogram = None
+
+
 def to_us(seconds: float) -> int:
     return int(seconds * 1_000_000 + 0.5) if seconds > 0 else 0
 
@@ -87,6 +97,12 @@ class Interval:
         self.connecting = 0
         self.target = 0
         self.rss_bytes = 0
+
+    def release(self) -> None:
+        """The interval has been written: free its histograms now (see
+        :func:`release`)."""
+        for h in self.hist.values():
+            release(h)
 
 
 class Metrics:

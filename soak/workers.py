@@ -54,10 +54,11 @@ from typing import Any
 
 import trio
 import trio.lowlevel
+from hdrh.histogram import HdrHistogram
 
 from soak.client import CLOSE_WAIT, Shared
 from soak.limits import worker_capacity
-from soak.metrics import Interval
+from soak.metrics import Interval, release
 from soak.profile import WORKERS_AUTO, Profile, Stage
 from soak.recorder import Recorder, rss_bytes
 from soak.runner import Outcome, Runner
@@ -171,7 +172,9 @@ def absorb(into: Interval, msg: dict[str, Any]) -> None:
     into.handshake_failures.update(msg["handshake_failures"])
     into.dropped_samples.update(msg["dropped_samples"])
     for name, payload in msg["hist"].items():
-        into.hist[name].decode_and_add(payload)
+        part = HdrHistogram.decode(payload)
+        into.hist[name].add(part)
+        release(part)
     into.gc_pause_max = max(into.gc_pause_max, msg["gc_pause_max"])
     into.gc_pause_total += msg["gc_pause_total"]
 
