@@ -512,7 +512,13 @@ class Coordinator(Runner):
                     *lines, buf = buf.split(b"\n")
                     for line in lines:
                         if line:
-                            self._on_message(w, json.loads(line))
+                            try:
+                                msg = json.loads(line)
+                            except ValueError:
+                                self._lose(w, f"sent an unreadable report {line[:80]!r}; killed")
+                                w.proc.kill()
+                                return
+                            self._on_message(w, msg)
                     self._notify()
         finally:
             w.done = True
