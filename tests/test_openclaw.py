@@ -82,8 +82,8 @@ class FakeOpenClaw:
         ws = WSConnection(ConnectionType.SERVER)
         try:
             await self._serve(stream, ws)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # the client went away
+        except* (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the client went away, or the keepalive terminated it
 
     async def _send(self, stream: trio.abc.Stream, ws: WSConnection, obj: Any) -> None:
         await stream.send_all(ws.send(TextMessage(json.dumps(obj))))
@@ -150,7 +150,9 @@ class FakeOpenClaw:
                                 nursery.start_soon(self._raw, stream, ws, after, text)
                         for n, after, code, reason in self.live_closes:
                             if n == conn_no:
-                                nursery.start_soon(self._live_close, stream, ws, after, code, reason)
+                                nursery.start_soon(
+                                    self._live_close, stream, ws, after, code, reason
+                                )
                         if self.shutdown_at is not None and trio.current_time() < self.shutdown_at:
                             nursery.start_soon(self._restart, stream, ws, self.shutdown_at)
 
@@ -268,7 +270,9 @@ class FakeOpenClaw:
             pong_seen[0] = False
             await stream.send_all(ws.send(Ping(b"")))
 
-    async def _raw(self, stream: trio.abc.Stream, ws: WSConnection, after: float, text: str) -> None:
+    async def _raw(
+        self, stream: trio.abc.Stream, ws: WSConnection, after: float, text: str
+    ) -> None:
         await trio.sleep(after)
         await stream.send_all(ws.send(TextMessage(text)))
 
@@ -408,7 +412,12 @@ async def test_wrong_token_backs_off_then_stops_for_good(
     )
     assert all(e["error"] == error and e["permanent"] for e in fails)
     (known,) = [e for e in evs if e["event"] == "permanent_failure"]
-    assert (known["t"], known["cause"], known["error"], known["failures"]) == (3.0, "auth", error, 3)
+    assert (known["t"], known["cause"], known["error"], known["failures"]) == (
+        3.0,
+        "auth",
+        error,
+        3,
+    )
     (gave_up,) = [e for e in evs if e["event"] == "reconnect_failed"]
     assert gave_up["permanent"] == error
     assert [(code, err) for _, code, err in server.rejections] == [
@@ -620,3 +629,155 @@ async def test_close_during_the_handshake_is_a_failure(
         'ws://127.0.0.1:9/ws: closed with 1013 "{"retryAfterMs":3000}" during the handshake'
     )
     assert outcome.summary["totals"]["connects"] == 0
+
+
+TWO_CLIENTS_HOLD = "6s"
+
+
+def two_clients(extra_run: str = "") -> str:
+    return one_client(hold=TWO_CLIENTS_HOLD, attempts=0, run_extra=extra_run).replace(
+        "to = 1", "to = 2"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "error"),
+    [
+        ("{not json", 1002, "malformed frame (not JSON): '{not json'"),
+        ("[1, 2]", 1002, "malformed frame (not a JSON object): '[1, 2]'"),
+        ('{"type":"bogus"}', 1002, "malformed frame (type 'bogus' is not event, res or req)"),
+        ('{"type":"event","payload":{}}', 1002, "malformed frame (an event without an event name)"),
+        ('{"type":"res","id":"x"}', 1002, "malformed frame (a res without ok)"),
+        ("x" * 4097, 1009, "frame of 4097 characters exceeds max_frame (4096)"),
+    ],
+)
+async def test_a_bad_frame_is_a_protocol_error_on_that_connection_only(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, text: str, code: int, error: str
+) -> None:
+    # the first connection gets the bad frame 2.5 s after hello-ok; the
+    # second is untouched; the first reconnects after the 1 s backoff
+    server = FakeOpenClaw(tick_interval=1.0, raw_frames=[(0, 2.5, text)])
+    summary, _ = await run_oc(
+        two_clients(), tmp_path, server, extra="[target.openclaw]\nmax_frame = 4096\n"
+    )
+    tot = summary["totals"]
+    assert tot["closes"] == {"client_protocol_error": 1, "client_shutdown": 2}
+    assert tot["closes_by_code"][str(code)] == 1
+    assert tot["connects"] == 3
+    assert tot["reconnects"] == 1
+    assert summary["protocol"]["protocol_errors"] == 1
+    evs = events(tmp_path)
+    (bad,) = [e for e in evs if e["event"] == "protocol_error"]
+    assert bad["t"] == 2.5
+    assert bad["error"] == error
+    (closed,) = [e for e in evs if e.get("reason") == "client_protocol_error"]
+    assert (closed["client"], closed["code"]) == (bad["client"], code)
+    # the other client's connection lived the whole run
+    other = [e for e in evs if e["event"] == "close" and e["client"] != bad["client"]]
+    assert [e["reason"] for e in other] == ["client_shutdown"]
+    assert other[0]["evidence"]["age_s"] == 6.0
+    # both heard every tick of their connections (the run ends at 6 s): the
+    # first at 1, 2 and, back at 3.5 s, at 4 and 5 s; the second at 1..5 s
+    assert summary["protocol"]["ticks"] == 4 + 5
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("{oops", "malformed frame (not JSON): '{oops' in the handshake"),
+        ('{"type":"event"}', "malformed frame (an event without an event name) in the handshake"),
+    ],
+)
+async def test_a_bad_frame_in_the_handshake_is_a_protocol_failure(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, text: str, error: str
+) -> None:
+    async def bad_challenge(stream: trio.abc.Stream) -> None:
+        ws = WSConnection(ConnectionType.SERVER)
+        ws.receive_data(bytes(await stream.receive_some(65536)))
+        await stream.send_all(ws.send(AcceptConnection()))
+        await stream.send_all(ws.send(TextMessage(text)))
+        await trio.sleep_forever()
+
+    profile = make_profile(one_client(hold="2s", attempts=1), results=tmp_path, protocol="openclaw")
+    outcome, _ = await run_in_memory(profile, tmp_path, serving(bad_challenge))
+    fails = [e for e in events(tmp_path) if e["event"] == "handshake_failure"]
+    assert [(e["t"], e["cause"]) for e in fails] == [(0.0, "protocol"), (1.0, "protocol")]
+    assert fails[0]["error"] == f"ws://127.0.0.1:9/ws: {error}"
+    assert "permanent" not in fails[0]  # a broken frame is not the gateway's final word
+    assert outcome.summary["totals"]["connects"] == 0
+
+
+async def test_live_closes_are_told_apart(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """1008 slow consumer or auth, 1002 protocol mismatch, 1013 gateway
+    starting and an unannounced 1012: one each, on four connections."""
+    closes = [
+        (0, 1.0, 1008, "slow consumer"),
+        (1, 1.0, 1008, "unauthorized: gateway token mismatch"),
+        (2, 1.0, 1002, "protocol mismatch"),
+        (3, 1.0, 1013, "gateway starting"),
+        (4, 1.0, 1012, "service restart"),
+    ]
+    server = FakeOpenClaw(live_closes=closes)
+    body = one_client(hold="3s", attempts=0).replace("to = 1", "to = 5")
+    summary, _ = await run_oc(body, tmp_path, server)
+    tot = summary["totals"]
+    assert tot["closes"] == {
+        "server_1008_slow_consumer": 1,
+        "server_1008_auth": 1,
+        "server_1002_protocol_mismatch": 1,
+        "server_1013_try_again_later": 1,
+        "server_1012_service_restart": 1,
+        "client_shutdown": 5,
+    }
+    whys = {e["reason"]: e.get("why") for e in events(tmp_path) if e["event"] == "close"}
+    assert whys["server_1012_service_restart"] == "no shutdown event before it"
+    assert whys["server_1013_try_again_later"] == "gateway starting"
+
+
+async def test_heartbeat_timeout_signature_from_the_protocol_defaults(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """No [target.server_heartbeat]: protocol = "openclaw" brings the
+    gateway's own. A gateway that no longer sees our pongs (overloaded)
+    terminates us at 50 s with no close frame, while our own pings and its
+    ticks show we were alive: a false timeout."""
+    server = FakeOpenClaw(tick_interval=30.0, server_ping_interval=25.0, ignore_pongs=True)
+    body = one_client(hold="60s", attempts=0).replace('interval = "1s"', 'interval = "10s"')
+    summary, _ = await run_oc(body, tmp_path, server)
+    assert server.terminated == [50.0]
+    tot = summary["totals"]
+    assert tot["false_timeouts"] == 1
+    assert tot["closes"]["false_timeout"] == 1
+    (ft,) = [e for e in events(tmp_path) if e.get("reason") == "false_timeout"]
+    assert ft["t"] == 50.0
+    assert ft["category"] == "heartbeat_timeout"
+    assert ft["transport"] == "eof"
+    assert "last pong" in ft["why"]
+
+
+async def test_abrupt_end_off_the_ping_timer_is_transport(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """An abrupt end at 40 s is not on the gateway's 25 s timer: a plain
+    transport loss, not a heartbeat timeout."""
+
+    server = FakeOpenClaw(tick_interval=30.0)
+
+    async def cut(stream: trio.abc.Stream) -> None:
+        with trio.move_on_after(40.0):
+            await server.serve(stream)
+        await stream.aclose()
+
+    profile = make_profile(
+        one_client(hold="45s", attempts=0).replace('interval = "1s"', 'interval = "10s"'),
+        results=tmp_path,
+        protocol="openclaw",
+        environ={"OC_TOKEN": TOKEN},
+        target_extra=target(),
+    )
+    outcome, _ = await run_in_memory(profile, tmp_path, serving(cut))
+    tot = outcome.summary["totals"]
+    assert tot["closes"]["transport_eof"] == 1
+    assert tot["false_timeouts"] == tot["justified_timeouts"] == 0
