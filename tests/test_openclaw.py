@@ -358,6 +358,7 @@ async def test_handshake_ticks_pings_and_version(
     # and in summary.json
     assert summary["protocol"]["name"] == "openclaw"
     assert summary["protocol"]["ticks"] == 4
+    assert summary["protocol"]["clients_ticked"] == 1
     assert summary["protocol"]["tick_gap_ms"]["p50"] == pytest.approx(2000, rel=0.001)
     # the token never reaches the results
     (run_dir,) = tmp_path.iterdir()
@@ -679,6 +680,7 @@ async def test_a_bad_frame_is_a_protocol_error_on_that_connection_only(
     # both heard every tick of their connections (the run ends at 6 s): the
     # first at 1, 2 and, back at 3.5 s, at 4 and 5 s; the second at 1..5 s
     assert summary["protocol"]["ticks"] == 4 + 5
+    assert summary["protocol"]["clients_ticked"] == 2
 
 
 @pytest.mark.parametrize(

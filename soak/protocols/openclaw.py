@@ -65,6 +65,7 @@ class OpenClawState:
         self.token = None if target.token is None else target.token.value
         self.ticks = 0
         self.protocol_errors = 0  # malformed or oversized frames, live connections
+        self.ticked: set[str] = set()  # the clients that got at least one tick
         self.max_frame = cfg.max_frame
         self.tick_gap: HdrHistogram = new_histogram()
         self.tick_lateness: HdrHistogram = new_histogram()
@@ -92,6 +93,7 @@ class OpenClawState:
         """For summary.json: the ticks every client saw, in milliseconds."""
         return {
             "ticks": self.ticks,
+            "clients_ticked": len(self.ticked),
             "protocol_errors": self.protocol_errors,
             "tick_gap_ms": percentiles_ms(self.tick_gap),
             "tick_lateness_ms": percentiles_ms(self.tick_lateness),
@@ -314,6 +316,7 @@ class OpenClaw(WsPing):
         state.ticks += 1
         first = self.first_tick_at
         if first is None:
+            state.ticked.add(self.client_id)
             self.first_tick_at = now  # the global timer's offset: 0 to 1 interval
         else:
             assert self.last_tick_at is not None
