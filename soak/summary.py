@@ -104,7 +104,9 @@ def exit_code(
     permanent = tot.get("permanent_failure")
     if permanent is not None:
         # a refusal that trying again cannot help (a wrong token): say which
-        what = "the target was never reachable" if tot["connects"] == 0 else "reconnects stopped"
+        what = (
+            "the target refused every connection" if tot["connects"] == 0 else "reconnects stopped"
+        )
         return EXIT_TARGET, (
             f"{what}: {permanent['error']} (permanent: refused {permanent['failures']} times "
             "in a row, so no client tries again)"

@@ -428,7 +428,7 @@ async def test_wrong_token_backs_off_then_stops_for_good(
     # the run says so: exit code 3 and one clear line
     assert summary["exit_code"] == 3
     assert summary["verdict"] == (
-        f"the target was never reachable: {error} (permanent: refused 3 times in a row, "
+        f"the target refused every connection: {error} (permanent: refused 3 times in a row, "
         "so no client tries again)"
     )
     assert runner.shared.server_version is None
