@@ -121,6 +121,10 @@ class ServerHeartbeat:
     abrupt_period: float | None = None
 
 
+# The OpenClaw Gateway's limit of unauthenticated sockets per source address:
+# the default max_connecting for protocol = "openclaw".
+OPENCLAW_PREAUTH_BUDGET = 32
+
 # The OpenClaw Gateway's heartbeat, used for protocol = "openclaw" when the
 # profile has no [target.server_heartbeat]: a ping every 25 s from
 # authentication; a client whose pong has not come by the next tick is
@@ -525,6 +529,10 @@ def parse_profile(text: str, name: str, environ: Mapping[str, str]) -> Profile:
     run = _parse_run(top.get("run", lambda w, v: _Section(ld, w, v), _Section(ld, "run", {})))
     target = _parse_target(top.require("target", lambda w, v: _Section(ld, w, v)), environ)
     clients = _parse_clients(top.require("clients", lambda w, v: _Section(ld, w, v)))
+    if target.protocol == "openclaw" and "max_connecting" not in (data.get("clients") or {}):
+        # the gateway's pre-auth budget: beyond 32 handshakes in flight per
+        # source address its upgrades get HTTP 503
+        clients = dataclasses.replace(clients, max_connecting=OPENCLAW_PREAUTH_BUDGET)
     hb = _parse_heartbeat(
         top.get("heartbeat", lambda w, v: _Section(ld, w, v), _Section(ld, "heartbeat", {}))
     )

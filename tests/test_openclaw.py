@@ -28,7 +28,7 @@ from wsproto.events import (
 
 from soak import __version__
 from soak.errors import ProfileError
-from soak.profile import OpenClawConfig
+from soak.profile import OPENCLAW_PREAUTH_BUDGET, OpenClawConfig
 from soak.protocols.openclaw import OpenClaw, OpenClawState
 from soak.runner import Runner
 from tests.conftest import Opener, make_profile, run_in_memory
@@ -557,6 +557,14 @@ def test_openclaw_table_is_validated() -> None:
         make_profile(base, protocol="json", target_extra="[target.openclaw]\n")
     p = make_profile(base, protocol="openclaw")
     assert p.target.openclaw is None
+    # the gateway's pre-auth budget is the default handshake cap; a profile
+    # may still set its own (several source addresses, a raised budget)
+    assert p.clients.max_connecting == OPENCLAW_PREAUTH_BUDGET == 32
+    assert make_profile(base).clients.max_connecting == 256
+    own = make_profile(
+        base.replace("[clients]", "[clients]\nmax_connecting = 64"), protocol="openclaw"
+    )
+    assert own.clients.max_connecting == 64
     assert "openclaw" not in p.redacted()["target"]
     # without a table or a token: the documented defaults, no auth
     state = OpenClaw.shared_state(p.target)
