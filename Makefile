@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench clean test-openclaw
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ unit: $(STAMP)
 	$(BIN)/pytest
 
 test: lint typecheck unit
+
+# Against the real OpenClaw Gateway (downloads ~330 MB into a cache outside
+# the repository once); not part of `make test`. See tests/openclaw/run.sh.
+test-openclaw: $(STAMP)
+	PYTHON=$(BIN)/python bash tests/openclaw/run.sh
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/engine.py

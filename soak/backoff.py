@@ -61,3 +61,42 @@ def gave_up(cfg: ReconnectConfig, attempt: int) -> bool:
     """True when attempt number ``attempt`` is beyond ``max_attempts``
     (0 means never give up)."""
     return cfg.max_attempts > 0 and attempt > cfg.max_attempts
+
+
+# How many refusals marked permanent, with no successful connect between
+# them, make the run stop reconnecting.
+PERMANENT_AFTER = 3
+
+
+class Permanence:
+    """Run-wide: when is a refusal known to be permanent?
+
+    A server may say that trying again cannot help (OpenClaw: a wrong token,
+    a protocol version it does not speak). One such answer could still be a
+    fluke (a gateway reloading its configuration), so the clients back off
+    as the policy says; ``after`` of them in a row with no successful
+    connect between make it known, and from then on no client tries again:
+    retrying a wrong token only feeds the gateway's failed-auth limiter.
+    Pure: the caller passes the time."""
+
+    def __init__(self, after: int = PERMANENT_AFTER) -> None:
+        self.after = after
+        self.count = 0  # permanent refusals since the last successful connect
+        self.known: str | None = None  # the refusal's message once known
+        self.cause: str | None = None
+        self.at: float | None = None
+
+    def refused(self, cause: str, message: str, now: float) -> bool:
+        """A permanent refusal. True when it becomes known just now."""
+        if self.known is not None:
+            return False
+        self.count += 1
+        if self.count < self.after:
+            return False
+        self.known, self.cause, self.at = message, cause, now
+        return True
+
+    def connected(self) -> None:
+        """A connect succeeded: earlier refusals were not permanent after all."""
+        if self.known is None:
+            self.count = 0

@@ -39,6 +39,7 @@ CHURN = "churn"  # a churn stage recycles the connection (1000)
 ZOMBIE = "zombie"  # heartbeats unanswered max_missed times (1001 per RFC 6455 7.4.1)
 STORM_DROP = "storm_drop"  # a storm stage dropped it cleanly (1001)
 STORM_RESET = "storm_reset"  # a storm stage reset it: no close frame, a TCP RST
+PROTOCOL_ERROR = "protocol_error"  # the server sent a malformed or oversized frame
 
 # reason keys for the server's heartbeat timeouts
 FALSE_TIMEOUT = "false_timeout"
@@ -127,7 +128,15 @@ class Classifier:
             # terminated the socket without a close frame (OpenClaw does this
             # ~50 s after an unanswered server ping)
             since = None if ev is None else (ev.last_pong_age or ev.age)
-            return since is not None and abs(since - sh.abrupt_after) <= sh.abrupt_tolerance
+            if since is not None and abs(since - sh.abrupt_after) <= sh.abrupt_tolerance:
+                return True
+        if (
+            info.initiator == TRANSPORT
+            and info.transport in ("eof", "reset")
+            and sh.abrupt_period is not None
+            and info.evidence is not None
+        ):
+            return on_period(info.evidence.age, sh.abrupt_period, sh.abrupt_tolerance)
         return False
 
     def classify(self, info: CloseInfo) -> Verdict:
@@ -167,3 +176,42 @@ class Classifier:
 
 def _age(age: float | None) -> str:
     return "the whole connection" if age is None else f"{age:.3f}s"
+
+
+def on_period(age: float, period: float, tolerance: float) -> bool:
+    """Does a connection that ended at ``age`` end on a server's ping timer
+    that started with it: at 2, 3, ... periods, within ``tolerance``? (The
+    first period's ping is the one that can go unanswered.)"""
+    k = round(age / period)
+    return k >= 2 and abs(age - k * period) <= tolerance
+
+
+_AUTH_REASON = re.compile(r"unauthori[sz]ed|auth|token|credential|pairing", re.IGNORECASE)
+
+
+def openclaw_verdict(
+    verdict: Verdict, info: CloseInfo, shutdown: dict[str, object] | None
+) -> Verdict:
+    """An OpenClaw Gateway's server closes, told apart by their reasons:
+    1012 after a ``shutdown`` event is an announced restart (``shutdown`` is
+    that event's payload, None when none came), 1008 is either a slow
+    consumer or an authentication decision, 1002 a protocol mismatch and
+    1013 "try again later" (gateway starting)."""
+    if info.initiator != SERVER or verdict.category != CATEGORY_SERVER:
+        return verdict
+    code, reason = info.code, info.reason
+    if code == 1012:
+        if shutdown is None:
+            return Verdict(verdict.key, verdict.category, "no shutdown event before it")
+        notice = ", ".join(f"{k} {v}" for k, v in shutdown.items())
+        return Verdict("server_1012_restart", verdict.category, f"after a shutdown event: {notice}")
+    if code == 1008:
+        if "slow consumer" in reason.lower():
+            return Verdict("server_1008_slow_consumer", verdict.category, reason)
+        if _AUTH_REASON.search(reason):
+            return Verdict("server_1008_auth", verdict.category, reason)
+    if code == 1002 and "protocol" in reason.lower():
+        return Verdict("server_1002_protocol_mismatch", verdict.category, reason)
+    if code == 1013:
+        return Verdict(verdict.key, verdict.category, reason or "try again later")
+    return verdict

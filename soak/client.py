@@ -56,6 +56,7 @@ from soak.classify import (
     CLIENT,
     FALSE_TIMEOUT,
     JUSTIFIED_TIMEOUT,
+    PROTOCOL_ERROR,
     SCALE_DOWN,
     SERVER,
     SHUTDOWN,
@@ -67,7 +68,7 @@ from soak.classify import (
     Evidence,
     Verdict,
 )
-from soak.errors import HandshakeError, LocalError
+from soak.errors import HandshakeError, LocalError, ProtocolError
 from soak.metrics import Metrics
 from soak.profile import Profile, TargetConfig
 from soak.protocols import PROTOCOLS
@@ -133,6 +134,10 @@ class _Stopped(Exception):
     """The runner stopped the client while it was connecting."""
 
 
+class _Permanent(Exception):
+    """A permanent refusal became known while the client queued to connect."""
+
+
 class Shared:
     """What all clients of one run share. Built by the runner."""
 
@@ -174,6 +179,9 @@ class Shared:
         self.connected = 0
         self.connecting = 0
         self.gave_up = 0
+        # refusals that trying again cannot help (a wrong token): once known,
+        # no client tries again
+        self.permanence = backoff.Permanence()
         self.storms = StormTracker(heartbeat_interval=profile.heartbeat.interval, origin=t0)
 
     def storm_tick(self, now: float) -> None:
@@ -263,6 +271,9 @@ class Client:
                 req = self._close_request
                 if req is not None and req[2] in (SHUTDOWN, SCALE_DOWN):
                     return
+                if sh.permanence.known is not None:
+                    self._give_up(attempt, permanent=True)
+                    return
                 self._close_request = None
                 m.count("connect_attempts")
                 if lost_at is not None:
@@ -273,18 +284,25 @@ class Client:
                     conn, began = await self._connect()
                 except _Stopped:
                     return  # asked to stop while connecting: not a failure
+                except _Permanent:
+                    self._give_up(attempt, permanent=True)
+                    return
                 except HandshakeError as exc:
                     m.handshake_failure(exc.cause)
                     sh.storms.failed(trio.current_time(), exc.cause)
                     hint = exc.retry_after
-                    sh.emit(
-                        self._event(
-                            "handshake_failure",
-                            trio.current_time(),
-                            cause=exc.cause,
-                            error=str(exc),
-                        )
+                    failure = self._event(
+                        "handshake_failure",
+                        trio.current_time(),
+                        cause=exc.cause,
+                        error=str(exc),
                     )
+                    if exc.permanent:
+                        failure["permanent"] = True
+                    sh.emit(failure)
+                    if exc.permanent and self._permanent(exc):
+                        self._give_up(attempt + 1, permanent=True)
+                        return
                 else:
                     ready = trio.current_time()
                     m.count("connects")
@@ -294,10 +312,11 @@ class Client:
                         m.record("reconnect", ready - lost_at)
                     sh.storms.ready(ready, ready - began, lost_at)
                     sh.storm_tick(ready)
+                    sh.permanence.connected()
                     attempt = 0
                     info = await self._live(conn, ready)
                     now = trio.current_time()
-                    verdict = sh.classifier.classify(info)
+                    verdict = self.protocol.judge(sh.classifier.classify(info), info)
                     m.close(verdict.key, verdict.category, info.code)
                     if verdict.key == FALSE_TIMEOUT:
                         m.count("false_timeouts")
@@ -327,12 +346,7 @@ class Client:
                     return
                 attempt += 1
                 if backoff.gave_up(cfg, attempt):
-                    m.count("reconnect_failed")
-                    sh.gave_up += 1
-                    sh.storms.gave_up(trio.current_time())
-                    sh.emit(
-                        self._event("reconnect_failed", trio.current_time(), attempts=attempt - 1)
-                    )
+                    self._give_up(attempt)
                     return
                 delay = backoff.next_delay(cfg, attempt, previous_delay, sh.rng, hint)
                 previous_delay = delay
@@ -342,6 +356,42 @@ class Client:
                 self._wake = None
         finally:
             self.finished = True
+
+    def _give_up(self, attempt: int, *, permanent: bool = False) -> None:
+        """Stop reconnecting: after max_attempts, or because a permanent
+        refusal is known (then ``attempt`` counts this client's failures)."""
+        sh = self.shared
+        now = trio.current_time()
+        sh.metrics.count("reconnect_failed")
+        sh.gave_up += 1
+        sh.storms.gave_up(now)
+        ev = self._event("reconnect_failed", now, attempts=attempt if permanent else attempt - 1)
+        if permanent:
+            ev["permanent"] = sh.permanence.known
+        sh.emit(ev)
+
+    def _permanent(self, exc: HandshakeError) -> bool:
+        """Count a permanent refusal; True once the run knows it is one."""
+        sh = self.shared
+        now = trio.current_time()
+        if sh.permanence.refused(exc.cause, str(exc), now):
+            failures = sh.permanence.count
+            sh.metrics.permanent_failure = {
+                "cause": exc.cause,
+                "error": str(exc),
+                "t": round(sh.elapsed(now), 6),
+                "failures": failures,
+            }
+            sh.emit(
+                {
+                    "t": round(sh.elapsed(now), 6),
+                    "event": "permanent_failure",
+                    "cause": exc.cause,
+                    "error": str(exc),
+                    "failures": failures,
+                }
+            )
+        return sh.permanence.known is not None
 
     # -- connecting ------------------------------------------------------------------
 
@@ -357,6 +407,8 @@ class Client:
             with trio.CancelScope() as wake:  # request_close() wakes us, even queued
                 self._wake = wake
                 async with sh.limiter:
+                    if sh.permanence.known is not None:
+                        raise _Permanent  # known while we queued: do not try
                     began = trio.current_time()
                     with trio.move_on_at(began + timeout):
                         return await self._open(), began
@@ -389,6 +441,9 @@ class Client:
             raise
         if self.shared.server_version is None:
             self.shared.server_version = proto.server_version
+        # the connection's age counts from here, as the server's does (its
+        # heartbeat timer starts when it authenticates the client)
+        conn.opened_at = trio.current_time()
         return conn
 
     async def _handshake(self) -> _Conn:
@@ -456,6 +511,12 @@ class Client:
             return info
         except trio.BrokenResourceError:
             return self._lost(conn, "reset")
+        except ProtocolError as exc:
+            # a malformed or oversized frame: this connection only
+            now = trio.current_time()
+            sh.emit(self._event("protocol_error", now, error=str(exc)))
+            reason = "protocol error" if exc.close_code != 1009 else "frame too large"
+            return await self._close(conn, exc.close_code, reason, PROTOCOL_ERROR, now)
         finally:
             sh.connected -= 1
             pending = self.hb.pending

@@ -37,13 +37,29 @@ class RemoteError(SoakError):
 class HandshakeError(RemoteError):
     """Opening a connection failed. ``cause`` is a short machine-readable tag
     (``refused``, ``timeout``, ``dns``, ``tls``, ``http_<status>``, ``reset``,
-    ``eof``, ``protocol``) used to count failures by cause."""
+    ``eof``, ``protocol``) used to count failures by cause. ``permanent``:
+    the server said that trying again cannot help (OpenClaw's wrong token or
+    unknown protocol version); see :class:`soak.backoff.Permanence`."""
 
-    def __init__(self, cause: str, message: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        cause: str,
+        message: str,
+        retry_after: float | None = None,
+        *,
+        permanent: bool = False,
+    ) -> None:
         super().__init__(message)
         self.cause = cause
         self.retry_after = retry_after
+        self.permanent = permanent
 
 
 class ProtocolError(RemoteError):
-    """The peer sent something the protocol does not allow."""
+    """The peer sent something the protocol does not allow (a malformed or
+    oversized frame). Raised by a protocol on a live connection; the client
+    closes that connection with ``close_code`` and reconnects."""
+
+    def __init__(self, message: str, close_code: int = 1002) -> None:
+        super().__init__(message)
+        self.close_code = close_code

@@ -121,6 +121,9 @@ class Metrics:
         self.gc_pause_max = 0.0
         self.gc_pause_total = 0.0
         self.intervals_done = 0
+        # set once a refusal is known to be permanent (a wrong token): what
+        # it said, when, after how many failures; the run stopped reconnecting
+        self.permanent_failure: dict[str, Any] | None = None
 
     # -- hot path ----------------------------------------------------------------
 

@@ -117,6 +117,28 @@ class ServerHeartbeat:
     reason_pattern: str = "heartbeat"  # a regular expression, case-insensitive
     abrupt_after: float | None = None  # an abrupt close (1006) this long after the last pong
     abrupt_tolerance: float = 5.0
+    # an abrupt close at 2, 3, ... times this after the connection was ready:
+    # a server whose per-connection ping timer terminates the socket (OpenClaw)
+    abrupt_period: float | None = None
+
+
+# The OpenClaw Gateway's limit of unauthenticated sockets per source address:
+# the default max_connecting for protocol = "openclaw".
+OPENCLAW_PREAUTH_BUDGET = 32
+
+# The OpenClaw Gateway's heartbeat, used for protocol = "openclaw" when the
+# profile has no [target.server_heartbeat]: a ping every 25 s from
+# authentication; a client whose pong has not come by the next tick is
+# terminated with no close frame, so the end falls at 50, 75, ... s.
+OPENCLAW_SERVER_HEARTBEAT = ServerHeartbeat(
+    interval=25.0,
+    timeout=50.0,
+    max_missed=1,
+    close_codes=(),
+    reason_pattern="heartbeat",
+    abrupt_tolerance=2.0,
+    abrupt_period=25.0,
+)
 
 
 @dataclass(frozen=True)
@@ -142,6 +164,9 @@ class OpenClawConfig:
     mode: str = "backend"
     role: str = "operator"
     scopes: tuple[str, ...] = ("operator.read",)
+    # the largest text frame accepted, in characters (the gateway's own
+    # policy.maxPayload); a larger one is a protocol error on its connection
+    max_frame: int = 26_214_400
 
 
 @dataclass(frozen=True)
@@ -505,6 +530,10 @@ def parse_profile(text: str, name: str, environ: Mapping[str, str]) -> Profile:
     run = _parse_run(top.get("run", lambda w, v: _Section(ld, w, v), _Section(ld, "run", {})))
     target = _parse_target(top.require("target", lambda w, v: _Section(ld, w, v)), environ)
     clients = _parse_clients(top.require("clients", lambda w, v: _Section(ld, w, v)))
+    if target.protocol == "openclaw" and "max_connecting" not in (data.get("clients") or {}):
+        # the gateway's pre-auth budget: beyond 32 handshakes in flight per
+        # source address its upgrades get HTTP 503
+        clients = dataclasses.replace(clients, max_connecting=OPENCLAW_PREAUTH_BUDGET)
     hb = _parse_heartbeat(
         top.get("heartbeat", lambda w, v: _Section(ld, w, v), _Section(ld, "heartbeat", {}))
     )
@@ -598,6 +627,8 @@ def _parse_target(s: _Section, environ: Mapping[str, str]) -> TargetConfig:
     s.finish()
     if target.openclaw is not None and protocol != "openclaw":
         ld.fail(s.where("openclaw"), 'is only used with protocol = "openclaw"', protocol)
+    if protocol == "openclaw" and target.server_heartbeat is None:
+        target = dataclasses.replace(target, server_heartbeat=OPENCLAW_SERVER_HEARTBEAT)
     return target
 
 
@@ -615,6 +646,7 @@ def _parse_openclaw(s: _Section) -> OpenClawConfig:
         mode=s.get("mode", ld.choice(OPENCLAW_MODES), d.mode),
         role=s.get("role", ld.choice(OPENCLAW_ROLES), d.role),
         scopes=tuple(scopes),
+        max_frame=s.get("max_frame", lambda w, v: ld.integer(w, v, 1024), d.max_frame),
     )
     s.finish()
     return cfg
@@ -641,6 +673,7 @@ def _parse_server_heartbeat(s: _Section) -> ServerHeartbeat:
         reason_pattern=pattern,
         abrupt_after=s.get("abrupt_after", ld.positive_duration, d.abrupt_after),
         abrupt_tolerance=s.get("abrupt_tolerance", ld.duration, d.abrupt_tolerance),
+        abrupt_period=s.get("abrupt_period", ld.positive_duration, d.abrupt_period),
     )
     s.finish()
     return sh

@@ -30,6 +30,8 @@ def totals(m: Metrics) -> dict[str, Any]:
     t["handshake_failures"] = dict(sorted(m.total_handshake_failures.items()))
     t["dropped_samples"] = dict(sorted(m.total_dropped.items()))
     t["dropped_samples_total"] = sum(m.total_dropped.values())
+    if m.permanent_failure is not None:
+        t["permanent_failure"] = dict(m.permanent_failure)
     return t
 
 
@@ -99,6 +101,16 @@ def exit_code(
         return EXIT_SIGINT, "aborted by a second SIGINT"
     if status == "terminated":
         return EXIT_SIGTERM, "terminated (SIGTERM)"
+    permanent = tot.get("permanent_failure")
+    if permanent is not None:
+        # a refusal that trying again cannot help (a wrong token): say which
+        what = (
+            "the target refused every connection" if tot["connects"] == 0 else "reconnects stopped"
+        )
+        return EXIT_TARGET, (
+            f"{what}: {permanent['error']} (permanent: refused {permanent['failures']} times "
+            "in a row, so no client tries again)"
+        )
     if tot["connects"] == 0 and tot["connect_attempts"] > 0:
         return EXIT_TARGET, "the target was never reachable"
     gave_up = tot["reconnect_failed"]

@@ -222,3 +222,21 @@ def test_profile_defaults_give_the_documented_policy() -> None:
     assert cfg.jitter == "full"
     assert gave_up(cfg, 6)
     assert not gave_up(cfg, 5)
+
+
+def test_permanence_needs_three_refusals_in_a_row() -> None:
+    from soak.backoff import Permanence
+
+    p = Permanence()
+    assert not p.refused("auth", "wrong token", 0.0)
+    assert not p.refused("auth", "wrong token", 1.0)
+    p.connected()  # a success between: start over
+    assert not p.refused("auth", "wrong token", 2.0)
+    assert not p.refused("auth", "wrong token", 3.0)
+    assert p.known is None
+    assert p.refused("auth", "wrong token", 5.0)  # the third in a row
+    assert (p.cause, p.at, p.count) == ("auth", 5.0, 3)
+    assert str(p.known) == "wrong token"
+    assert not p.refused("auth", "wrong token", 6.0)  # known once, not again
+    p.connected()  # once known, it stays known
+    assert str(p.known) == "wrong token"

@@ -18,6 +18,7 @@ from soak.classify import (
     Classifier,
     CloseInfo,
     Evidence,
+    Verdict,
     server_key,
 )
 from soak.profile import ServerHeartbeat
@@ -136,3 +137,41 @@ def test_no_evidence_no_accusation() -> None:
 )
 def test_server_keys_name_the_usual_codes(code: int, key: str) -> None:
     assert server_key(code) == key
+
+
+def test_on_period_is_the_servers_ping_timer() -> None:
+    from soak.classify import on_period
+
+    assert on_period(50.0, 25.0, 2.0)
+    assert on_period(51.9, 25.0, 2.0)
+    assert on_period(74.0, 25.0, 2.0)
+    assert not on_period(25.0, 25.0, 2.0)  # the first ping cannot have been missed yet
+    assert not on_period(40.0, 25.0, 2.0)
+    assert not on_period(52.5, 25.0, 2.0)
+
+
+def test_openclaw_verdicts() -> None:
+    from soak.classify import openclaw_verdict
+
+    c = Classifier(None)
+
+    def judged(code: int, reason: str, shutdown: dict[str, object] | None = None) -> Verdict:
+        info = CloseInfo(SERVER, code, reason)
+        return openclaw_verdict(c.classify(info), info, shutdown)
+
+    notice: dict[str, object] = {"reason": "gateway restarting", "restartExpectedMs": 1500}
+    assert judged(1012, "service restart", notice) == Verdict(
+        "server_1012_restart",
+        CATEGORY_SERVER,
+        "after a shutdown event: reason gateway restarting, restartExpectedMs 1500",
+    )
+    assert judged(1012, "service restart").key == "server_1012_service_restart"
+    assert judged(1008, "slow consumer").key == "server_1008_slow_consumer"
+    assert judged(1008, "unauthorized: gateway token mismatch").key == "server_1008_auth"
+    assert judged(1008, "something else").key == "server_1008_policy_violation"
+    assert judged(1002, "protocol mismatch").key == "server_1002_protocol_mismatch"
+    assert judged(1013, "gateway starting").why == "gateway starting"
+    assert judged(4001, "custom").key == "server_4001"
+    # closes that are not the server's pass through untouched
+    own = CloseInfo(CLIENT, 1001, "going away", cause="shutdown")
+    assert openclaw_verdict(c.classify(own), own, notice).key == "client_shutdown"

@@ -12,6 +12,7 @@ import pytest
 
 from soak.errors import ProfileError
 from soak.profile import (
+    OPENCLAW_SERVER_HEARTBEAT,
     ClientsConfig,
     HeartbeatConfig,
     Profile,
@@ -312,6 +313,16 @@ def test_shipped_profiles_shape() -> None:
     assert incident.duration == 1800.0
     assert incident.heartbeat == HeartbeatConfig(30.0, 10.0, 3, "spread")
     assert incident.reconnect.jitter == "none"
+    token = {"OPENCLAW_GATEWAY_TOKEN": "t"}
+    restart = load_profile(PROFILES / "openclaw-restart.toml", environ=token)
+    assert restart.duration == 120.0
+    assert restart.peak_clients == 300
+    assert restart.target.protocol == "openclaw"
+    assert restart.clients.max_connecting <= 32  # the gateway's pre-auth budget
+    (storm,) = [s for s in restart.clients.stages if s.kind == "storm"]
+    assert storm.command is not None
+    assert "-USR2" in storm.command
+    assert restart.target.server_heartbeat == OPENCLAW_SERVER_HEARTBEAT  # the protocol's
 
 
 # -- error messages --------------------------------------------------------------------------

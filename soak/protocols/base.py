@@ -18,6 +18,8 @@ from typing import Any, ClassVar, Protocol
 
 from wsproto.events import Event
 
+from soak.classify import CloseInfo, Verdict
+
 
 class HandshakeIO(Protocol):
     """What a protocol handshake may do with a freshly upgraded connection."""
@@ -59,6 +61,11 @@ class HeartbeatProtocol:
         on the connection that just ended (OpenClaw's ``shutdown`` event
         with ``restartExpectedMs``), or None. A floor for the backoff."""
         return None
+
+    def judge(self, verdict: Verdict, info: CloseInfo) -> Verdict:
+        """The protocol's refinement of a close's verdict (OpenClaw tells an
+        announced restart, a slow consumer, an auth decision apart)."""
+        return verdict
 
     async def handshake(self, io: HandshakeIO) -> None:
         """Speak the protocol's own handshake after the upgrade. Called
