@@ -8,8 +8,8 @@ official OpenClaw client backs off 1 s, 2 s, 4 s... in lockstep.
 Detection: a storm starts when at least ``min_losses`` connections are lost
 within ``window`` seconds; it starts at the first of those losses. Every
 loss while it lasts belongs to it. It ends when every connection it lost is
-back or its client gave up, or after ``quiet`` seconds with no loss, no
-attempt and no recovery.
+back or its client gave up and no connection was lost for ``window``
+seconds, or after ``quiet`` seconds with no loss, no attempt and no recovery.
 
 Measured per storm: reconnect attempts per 100 ms bucket (and the peak),
 handshakes in flight, handshake latency, failures by cause, the time to
@@ -64,6 +64,8 @@ class Storm:
     ready_times: list[float] = field(default_factory=list)
     handshake: HdrHistogram = field(default_factory=new_histogram)
     last_activity: float = 0.0
+    last_loss: float = 0.0
+    last_back: float = 0.0  # the last recovery or give-up
 
     def bucket(self, now: float) -> int:
         return int((now - self.start) / BUCKET + 1e-9)
@@ -154,7 +156,7 @@ class StormTracker:
         storm = self.current
         if storm is not None:
             storm.lost += 1
-            storm.last_activity = now
+            storm.last_activity = storm.last_loss = now
             return None
         self._recent.append(now)
         while self._recent and self._recent[0] < now - self.window:
@@ -162,7 +164,9 @@ class StormTracker:
         if len(self._recent) < self.min_losses:
             return None
         index = len(self.finished) + 1
-        storm = Storm(index, start=self._recent[0], lost=len(self._recent), last_activity=now)
+        storm = Storm(
+            index, start=self._recent[0], lost=len(self._recent), last_activity=now, last_loss=now
+        )
         self._before[index] = sync_index(list(self._ready_before), self.interval)
         self._recent.clear()
         self.current = storm
@@ -194,21 +198,27 @@ class StormTracker:
         storm.recovered_by[storm.bucket(now)] += 1
         storm.ready_times.append(now)
         storm.handshake.record_value(to_us(handshake))
-        storm.last_activity = now
+        storm.last_activity = storm.last_back = now
 
     def gave_up(self, now: float) -> None:
         if self.current is not None:
             self.current.gave_up += 1
-            self.current.last_activity = now
+            self.current.last_activity = self.current.last_back = now
 
     def tick(self, now: float) -> Storm | None:
         """Call regularly. Returns the storm if it ended just now."""
         storm = self.current
         if storm is None:
             return None
-        settled = storm.recovered + storm.gave_up >= storm.lost
+        # settled: every connection it lost is back (or gave up), and no loss
+        # for a window: when the loser's side is slow to notice (a loaded
+        # tester, a gateway closing thousands one by one), the early ones can
+        # be back before the last ones are lost, and that is still one storm
+        settled = (
+            storm.recovered + storm.gave_up >= storm.lost and now - storm.last_loss >= self.window
+        )
         if settled or now - storm.last_activity >= self.quiet:
-            storm.end = storm.last_activity if not settled else now
+            storm.end = storm.last_back if settled else storm.last_activity
             self.current = None
             self.finished.append(storm)
             return storm

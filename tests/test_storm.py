@@ -72,6 +72,27 @@ def test_recovery_times_peaks_and_end() -> None:
     assert series["recovered_pct"][-1] == 100.0
 
 
+def test_late_losses_while_early_ones_are_back_stay_one_storm() -> None:
+    """A loaded tester (or a gateway closing thousands one by one) notices
+    the last losses after the first clients are back: still one storm,
+    settled only once no loss came for a window, ending at the last recovery."""
+    t = tracker()
+    for k in range(4):
+        t.lost(10.0 + 0.01 * k)
+    storm = t.current
+    for k in range(4):
+        t.ready(10.5 + 0.01 * k, handshake=0.001, lost_at=10.0)
+    assert t.tick(10.6) is None  # all four back, but a loss was 0.57 s ago
+    t.lost(10.7)  # one more, noticed late
+    assert t.current is storm
+    t.ready(11.0, handshake=0.001, lost_at=10.7)
+    assert t.tick(11.5) is None
+    assert t.tick(11.7) is storm  # a window (1 s) after the last loss
+    s = t.summary_of(storm)
+    assert (s["lost"], s["recovered"]) == (5, 5)
+    assert s["end_s"] == 11.0
+
+
 def test_quiet_ends_a_storm_whose_clients_never_came_back() -> None:
     t = tracker()
     for _ in range(3):

@@ -31,7 +31,7 @@ to = {clients}
 duration = "0s"
 [[clients.stages]]
 kind = "hold"
-duration = "1s"
+duration = "3s"
 [[clients.stages]]
 kind = "storm"
 duration = "{storm}"
@@ -72,7 +72,9 @@ async def test_restart_through_the_admin_endpoint(tmp_path: Path) -> None:
             outcome = await Runner(profile, recorder, manage_gc=False).run()
             nursery.cancel_scope.cancel()
     storm = check_storm(outcome.summary, 1000, deadline=5.0)
-    assert 1.0 <= storm["start_s"] < 3.0  # seconds since the run started: the storm stage at 1 s
+    # seconds since the run started: the storm stage at 3 s (time enough for
+    # 1,000 handshakes even on a loaded machine)
+    assert 3.0 <= storm["start_s"] < 5.0
     # the counts add up: what was lost came back, once each
     tot = outcome.summary["totals"]
     assert tot["closes"]["server_1012_service_restart"] == 1000
