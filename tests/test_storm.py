@@ -80,6 +80,7 @@ def test_late_losses_while_early_ones_are_back_stay_one_storm() -> None:
     for k in range(4):
         t.lost(10.0 + 0.01 * k)
     storm = t.current
+    assert storm is not None
     for k in range(4):
         t.ready(10.5 + 0.01 * k, handshake=0.001, lost_at=10.0)
     assert t.tick(10.6) is None  # all four back, but a loss was 0.57 s ago
