@@ -315,6 +315,13 @@ def reference_gateway(extra: list[str]) -> Iterator[int]:
     show_default=True,
     help="Close reason sent with it.",
 )
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=int,
+    help="Worker processes sharing the port (SO_REUSEPORT); /api/stats adds them all up.",
+)
 def gateway(
     host: str,
     port: int,
@@ -329,11 +336,13 @@ def gateway(
     truth_log: Path | None,
     admin: bool,
     restart_outage: str,
+    workers: int,
 ) -> None:
     """Run the built-in reference gateway (JSON and RFC 6455 heartbeats,
     GET /api/stats)."""
     from soak.gateway import GatewayConfig, run_gateway
     from soak.gateway.bugs import parse_bugs
+    from soak.gateway.cluster import check_workers, run_cluster
     from soak.profile import parse_duration
 
     def dur(name: str, text: str, allow_zero: bool = False) -> float:
@@ -363,8 +372,11 @@ def gateway(
             admin=admin,
             restart_outage=dur("--restart-outage", restart_outage, allow_zero=True),
         )
+        check_workers(workers)
     try:
         with errors_as_exit_codes():
+            if workers > 1:
+                sys.exit(run_cluster(config, workers))
             trio.run(run_gateway, config)
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", EXIT_TARGET)
