@@ -16,8 +16,9 @@ import click
 import trio
 
 from soak import __version__
+from soak.client import target_address
 from soak.errors import LocalError, SoakError
-from soak.limits import raise_fd_limit
+from soak.limits import check_port_capacity, raise_fd_limit
 from soak.live import LiveView, print_summary
 from soak.profile import Profile, load_profile, override
 from soak.reconcile import display_url
@@ -59,10 +60,25 @@ def check_fd_limit(needed: int) -> int:
     if needed + FD_RESERVE > soft:
         fail(
             f"this profile needs {needed} connections at its peak, but one process may "
-            f"open at most {soft} descriptors ({FD_RESERVE} kept in reserve): lower the "
-            f"peak to {max(0, soft - FD_RESERVE)} or fewer clients per process"
+            f"open at most {soft} descriptors ({FD_RESERVE} kept in reserve; RLIMIT_NOFILE "
+            f"and its hard limit): lower the peak to {max(0, soft - FD_RESERVE)}, raise the "
+            f"hard limit (ulimit -Hn {needed + FD_RESERVE} as root, or LimitNOFILE= under "
+            f"systemd), or run fewer clients per process"
         )
     return soft
+
+
+def check_ports(profile: Profile) -> None:
+    """Fail before the run if its peak cannot fit in the ephemeral ports of
+    its (source address, target address) pairs."""
+    t = profile.target
+    dials = t.connect_to or (target_address(t),)
+    shown = ", ".join(f"{h}:{p}" for h, p in dials[:3]) + (" ..." if len(dials) > 3 else "")
+    problem = check_port_capacity(
+        profile.peak_clients, shown, sources=max(1, len(t.source_ips)), targets=len(dials)
+    )
+    if problem is not None:
+        fail(problem)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -83,6 +99,7 @@ def _load(path: str, **overrides: Any) -> Profile:
 def execute(profile: Profile, *, quiet: bool = False) -> int:
     """Run a loaded profile with the live view; return the exit code."""
     check_fd_limit(profile.peak_clients)
+    check_ports(profile)
     with errors_as_exit_codes():
         recorder = Recorder(profile.run.results_dir, profile.run.label, now_wall())
     view = LiveView()
@@ -132,6 +149,13 @@ def run_options(f: Any) -> Any:
 @cli.command()
 @click.argument("profile", type=click.Path(dir_okay=False))
 @run_options
+@click.option(
+    "--source-ip",
+    metavar="RANGE",
+    help="Override target.source_ips: source addresses used round-robin, e.g. "
+    '"127.0.0.1-127.0.0.20" or "10.0.0.5,10.0.0.6" (each range or list gets its own '
+    "~28,000 ephemeral ports per target address).",
+)
 def run(
     profile: str,
     url: str | None,
@@ -140,6 +164,7 @@ def run(
     results_dir: str | None,
     quiet: bool,
     thresholds: tuple[str, ...],
+    source_ip: str | None,
 ) -> None:
     """Run PROFILE (a TOML file) against its target.
 
@@ -153,6 +178,7 @@ def run(
         duration=duration,
         results_dir=results_dir,
         thresholds=thresholds,
+        source_ip=source_ip,
     )
     sys.exit(execute(p, quiet=quiet))
 
