@@ -52,6 +52,7 @@ import struct
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -163,6 +164,18 @@ class Cluster:
 
     # -- the shared header ---------------------------------------------------
 
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """The header lock, held for microseconds. Bounded: a worker killed
+        while holding it must not freeze the others (the parent then stops
+        them all anyway); after a second the update goes ahead unlocked."""
+        got = self._lock.acquire(timeout=1.0)
+        try:
+            yield
+        finally:
+            if got:
+                self._lock.release()
+
     def _head(self) -> tuple[int, float, int]:
         restart, outage, snapshot = _HEAD.unpack_from(self._mem, 0)
         return int(restart), float(outage), int(snapshot)
@@ -188,7 +201,7 @@ class Cluster:
 
     def request_restart(self, outage: float) -> int:
         """Record a restart for every worker; returns its number."""
-        with self._lock:
+        with self._locked():
             restart, _old, snapshot = self._head()
             restart += 1
             _HEAD.pack_into(self._mem, 0, restart, outage, snapshot)
@@ -202,7 +215,7 @@ class Cluster:
     def take_restart(self, default: float) -> float:
         """On SIGUSR2: the outage of the restart asked for, or ``default``
         when none is pending (the signal came straight to this worker)."""
-        with self._lock:
+        with self._locked():
             restart, outage, _snapshot = self._head()
         if restart > self._restart_seen:
             self._restart_seen = restart
@@ -247,7 +260,7 @@ class Cluster:
 
     def publish(self, gateway: Gateway) -> None:
         """Write this worker's snapshot, answering the latest request."""
-        with self._lock:
+        with self._locked():
             _restart, _outage, requested = self._head()
         snap = gateway.stats()
         snap["pid"] = os.getpid()
@@ -256,7 +269,7 @@ class Cluster:
 
     async def merged_stats(self, gateway: Gateway) -> dict[str, Any]:
         """Every worker's fresh snapshot, merged (see :func:`merge_stats`)."""
-        with self._lock:
+        with self._locked():
             restart, outage, requested = self._head()
             requested += 1
             _HEAD.pack_into(self._mem, 0, restart, outage, requested)
