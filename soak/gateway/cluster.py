@@ -160,7 +160,6 @@ class Cluster:
         self._lock = multiprocessing.get_context("fork").Lock()
         self.index = -1
         self._restart_seen = 0
-        self._snapshot_seen = 0
 
     # -- the shared header ---------------------------------------------------
 
@@ -184,7 +183,7 @@ class Cluster:
         """Called in worker ``index`` once it listens: its pid becomes visible
         to the others, which may signal it from then on."""
         self.index = index
-        self._restart_seen, _outage, self._snapshot_seen = self._head()
+        self._restart_seen = self._head()[0]
         self._write_slot(index, os.getpid(), 0, b"{}")
 
     def pids(self) -> list[int]:
