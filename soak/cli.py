@@ -17,8 +17,15 @@ import click
 import trio
 
 from soak import __version__
+from soak.client import target_address
 from soak.errors import LocalError, SoakError
-from soak.limits import fd_problem, memory_available, memory_problem, raise_fd_limit
+from soak.limits import (
+    check_port_capacity,
+    fd_problem,
+    memory_available,
+    memory_problem,
+    raise_fd_limit,
+)
 from soak.live import LiveView, print_summary
 from soak.profile import Profile, load_profile, override
 from soak.reconcile import display_url
@@ -65,6 +72,19 @@ def check_capacity(profile: Profile) -> int:
     return workers
 
 
+def check_ports(profile: Profile) -> None:
+    """Fail before the run if its peak cannot fit in the ephemeral ports of
+    its (source address, target address) pairs."""
+    t = profile.target
+    dials = t.connect_to or (target_address(t),)
+    shown = ", ".join(f"{h}:{p}" for h, p in dials[:3]) + (" ..." if len(dials) > 3 else "")
+    problem = check_port_capacity(
+        profile.peak_clients, shown, sources=max(1, len(t.source_ips)), targets=len(dials)
+    )
+    if problem is not None:
+        fail(problem)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="soak")
 def cli() -> None:
@@ -83,6 +103,7 @@ def _load(path: str, **overrides: Any) -> Profile:
 def execute(profile: Profile, *, quiet: bool = False) -> int:
     """Run a loaded profile with the live view; return the exit code."""
     workers = check_capacity(profile)
+    check_ports(profile)
     if workers > 1:
         return execute_workers(profile, workers, quiet=quiet)
     with errors_as_exit_codes():
@@ -174,6 +195,13 @@ def run_options(f: Any) -> Any:
 @cli.command()
 @click.argument("profile", type=click.Path(dir_okay=False))
 @run_options
+@click.option(
+    "--source-ip",
+    metavar="RANGE",
+    help="Override target.source_ips: source addresses used round-robin, e.g. "
+    '"127.0.0.1-127.0.0.20" or "10.0.0.5,10.0.0.6" (each range or list gets its own '
+    "~28,000 ephemeral ports per target address).",
+)
 def run(
     profile: str,
     url: str | None,
@@ -183,6 +211,7 @@ def run(
     quiet: bool,
     workers: str | None,
     thresholds: tuple[str, ...],
+    source_ip: str | None,
 ) -> None:
     """Run PROFILE (a TOML file) against its target.
 
@@ -197,6 +226,7 @@ def run(
         results_dir=results_dir,
         thresholds=thresholds,
         workers=workers,
+        source_ip=source_ip,
     )
     sys.exit(execute(p, quiet=quiet))
 
@@ -365,6 +395,13 @@ def reference_gateway(extra: list[str]) -> Iterator[int]:
     show_default=True,
     help="Close reason sent with it.",
 )
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=int,
+    help="Worker processes sharing the port (SO_REUSEPORT); /api/stats adds them all up.",
+)
 def gateway(
     host: str,
     port: int,
@@ -379,11 +416,13 @@ def gateway(
     truth_log: Path | None,
     admin: bool,
     restart_outage: str,
+    workers: int,
 ) -> None:
     """Run the built-in reference gateway (JSON and RFC 6455 heartbeats,
     GET /api/stats)."""
     from soak.gateway import GatewayConfig, run_gateway
     from soak.gateway.bugs import parse_bugs
+    from soak.gateway.cluster import check_workers, run_cluster
     from soak.profile import parse_duration
 
     def dur(name: str, text: str, allow_zero: bool = False) -> float:
@@ -413,8 +452,11 @@ def gateway(
             admin=admin,
             restart_outage=dur("--restart-outage", restart_outage, allow_zero=True),
         )
+        check_workers(workers)
     try:
         with errors_as_exit_codes():
+            if workers > 1:
+                sys.exit(run_cluster(config, workers))
             trio.run(run_gateway, config)
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", EXIT_TARGET)

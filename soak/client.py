@@ -23,13 +23,16 @@ tester would then cause the very timeouts it is meant to measure.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import itertools
 import math
 import random
 import re
 import socket
 import ssl
 import struct
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -51,6 +54,7 @@ from wsproto.events import (
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from soak import backoff, heartbeat
+from soak.addresses import IP_BIND_ADDRESS_NO_PORT
 from soak.classify import (
     CHURN,
     CLIENT,
@@ -69,6 +73,7 @@ from soak.classify import (
     Verdict,
 )
 from soak.errors import HandshakeError, LocalError, ProtocolError
+from soak.limits import limit_message
 from soak.metrics import Metrics
 from soak.profile import Profile, TargetConfig
 from soak.protocols import PROTOCOLS
@@ -110,13 +115,35 @@ def target_address(target: TargetConfig) -> tuple[str, int]:
 def url_opener(target: TargetConfig, connect_to: tuple[str, int] | None = None) -> OpenStream:
     """The default way to reach a target: TCP, plus TLS for ``wss://``.
     ``connect_to`` sends the TCP connection elsewhere (soak's impairment
-    proxy) while TLS still verifies the target's own name."""
+    proxy) while TLS still verifies the target's own name.
+
+    Connections spread over ``target.source_ips`` (each bound to its source
+    before connecting, with IP_BIND_ADDRESS_NO_PORT so the port is chosen at
+    connect time) and ``target.connect_to``, round-robin: connection ``n``
+    uses source ``n % S`` and target ``(n // S) % T``, so every pair is used.
+    A failure to connect carries ``source`` and ``target`` attributes, for
+    :func:`soak.limits.limit_message`."""
     host, port = target_address(target)
-    dial_host, dial_port = connect_to or (host, port)
+    dials = (connect_to,) if connect_to is not None else target.connect_to or ((host, port),)
+    sources = target.source_ips
     ctx = tls_context(target) if target.secure else None
+    counter = itertools.count()
+
+    async def open_tcp() -> trio.abc.Stream:
+        n = next(counter)
+        dial_host, dial_port = dials[(n // max(1, len(sources))) % len(dials)]
+        source = sources[n % len(sources)] if sources else None
+        try:
+            if source is None:
+                return await trio.open_tcp_stream(dial_host, dial_port)
+            return await _open_from(source, dial_host, dial_port)
+        except OSError as exc:
+            exc.source = source  # type: ignore[attr-defined]
+            exc.target = f"{dial_host}:{dial_port}"  # type: ignore[attr-defined]
+            raise
 
     async def open_stream() -> trio.abc.Stream:
-        tcp = await trio.open_tcp_stream(dial_host, dial_port)
+        tcp = await open_tcp()
         if ctx is None:
             return tcp
         tls = trio.SSLStream(tcp, ctx, server_hostname=host, https_compatible=True)
@@ -128,6 +155,23 @@ def url_opener(target: TargetConfig, connect_to: tuple[str, int] | None = None) 
         return tls
 
     return open_stream
+
+
+async def _open_from(source: str, host: str, port: int) -> trio.SocketStream:
+    """A TCP connection from ``source`` (an address of this host) to ``host:port``."""
+    family = socket.AF_INET6 if ":" in source else socket.AF_INET
+    infos = await trio.socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
+    sock = trio.socket.socket(family, socket.SOCK_STREAM)
+    try:
+        if sys.platform == "linux":
+            with contextlib.suppress(OSError):  # an old kernel: bind() picks the port
+                sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+        await sock.bind((source, 0))
+        await sock.connect(infos[0][4])
+    except BaseException:
+        sock.close()
+        raise
+    return trio.SocketStream(sock)
 
 
 class _Stopped(Exception):
@@ -452,7 +496,7 @@ class Client:
         try:
             stream = await sh.open_stream()
         except OSError as exc:
-            raise HandshakeError(_os_cause(exc), f"{url}: {exc}") from exc
+            raise HandshakeError(_os_cause(exc), f"{url}: {_describe_os_error(exc, sh)}") from exc
         except trio.BrokenResourceError as exc:
             cause = "tls" if isinstance(exc.__cause__, ssl.SSLError) else "reset"
             raise HandshakeError(cause, f"{url}: {exc.__cause__ or exc}") from exc
@@ -822,11 +866,25 @@ def _os_cause(exc: BaseException) -> str:
         return "tls"
     if exc.errno in (errno.EMFILE, errno.ENFILE):
         return "fd_limit"
-    if exc.errno == errno.EADDRNOTAVAIL:
+    if exc.errno in (errno.EADDRNOTAVAIL, errno.EADDRINUSE):  # EADDRINUSE: bind, no NO_PORT
         return "no_ports"
     if exc.__cause__ is not None and exc.__cause__ is not exc:
         return _os_cause(exc.__cause__)
     return "connect_error"
+
+
+def _describe_os_error(exc: OSError, sh: Shared) -> str:
+    """The error as shown and recorded: for descriptors or ports running out,
+    the limit, the number needed and the fix (never a bare OSError)."""
+    t = sh.profile.target
+    host, port = target_address(t)
+    return limit_message(
+        exc,
+        needed=sh.profile.peak_clients,
+        target=getattr(exc, "target", None) or f"{host}:{port}",
+        sources=t.source_ips,
+        targets=max(1, len(t.connect_to)),
+    ) or str(exc)
 
 
 _RETRY_MS = re.compile(r'"retryAfterMs"\s*:\s*(\d+(?:\.\d+)?)')

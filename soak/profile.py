@@ -18,6 +18,7 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -126,6 +127,13 @@ class ServerHeartbeat:
 # the default max_connecting for protocol = "openclaw".
 OPENCLAW_PREAUTH_BUDGET = 32
 
+
+def openclaw_connecting(target: TargetConfig) -> int:
+    """The default handshake cap for OpenClaw: its pre-auth budget per
+    source address, times the addresses the clients spread over."""
+    return OPENCLAW_PREAUTH_BUDGET * max(1, len(target.source_ips))
+
+
 # The OpenClaw Gateway's heartbeat, used for protocol = "openclaw" when the
 # profile has no [target.server_heartbeat]: a ping every 25 s from
 # authentication; a client whose pong has not come by the next tick is
@@ -184,6 +192,10 @@ class TargetConfig:
     stats: StatsConfig | None = None
     token: Secret | None = None  # resolved from token_env by load_profile
     openclaw: OpenClawConfig | None = None  # [target.openclaw]; defaults when None
+    # source addresses, used round-robin (see soak.addresses); () lets the kernel pick
+    source_ips: tuple[str, ...] = ()
+    # TCP goes to these host:port pairs, round-robin, instead of the URL's
+    connect_to: tuple[tuple[str, int], ...] = ()
 
     @property
     def secure(self) -> bool:
@@ -301,6 +313,9 @@ class Profile:
         d["target"].pop("token", None)
         if d["target"].get("openclaw") is None:
             d["target"].pop("openclaw", None)  # only OpenClaw profiles show it
+        for spread in ("source_ips", "connect_to"):  # only shown when used
+            if not d["target"].get(spread):
+                d["target"].pop(spread, None)
         # credentials in URLs (ws://user:secret@host) never reach the results
         d["target"]["url"] = _without_userinfo(self.target.url)
         if self.target.stats is not None:
@@ -533,7 +548,7 @@ def parse_profile(text: str, name: str, environ: Mapping[str, str]) -> Profile:
     if target.protocol == "openclaw" and "max_connecting" not in (data.get("clients") or {}):
         # the gateway's pre-auth budget: beyond 32 handshakes in flight per
         # source address its upgrades get HTTP 503
-        clients = dataclasses.replace(clients, max_connecting=OPENCLAW_PREAUTH_BUDGET)
+        clients = dataclasses.replace(clients, max_connecting=openclaw_connecting(target))
     hb = _parse_heartbeat(
         top.get("heartbeat", lambda w, v: _Section(ld, w, v), _Section(ld, "heartbeat", {}))
     )
@@ -623,13 +638,64 @@ def _parse_target(s: _Section, environ: Mapping[str, str]) -> TargetConfig:
         stats=s.get("stats", lambda w, v: _parse_stats(_Section(ld, w, v)), None),
         token=token,
         openclaw=s.get("openclaw", lambda w, v: _parse_openclaw(_Section(ld, w, v)), None),
+        source_ips=s.get("source_ips", _source_ips(ld), ()),
+        connect_to=s.get("connect_to", _connect_to(ld), ()),
     )
     s.finish()
     if target.openclaw is not None and protocol != "openclaw":
         ld.fail(s.where("openclaw"), 'is only used with protocol = "openclaw"', protocol)
     if protocol == "openclaw" and target.server_heartbeat is None:
         target = dataclasses.replace(target, server_heartbeat=OPENCLAW_SERVER_HEARTBEAT)
+    _check_families(ld, s.where("source_ips"), target)
     return target
+
+
+def _source_ips(ld: _Loader) -> Callable[[str, Any], tuple[str, ...]]:
+    def parse(where: str, raw: Any) -> tuple[str, ...]:
+        from soak.addresses import parse_source_ips
+
+        try:
+            return parse_source_ips(raw)
+        except ValueError as exc:
+            return ld.fail(where, str(exc), raw)
+
+    return parse
+
+
+def _connect_to(ld: _Loader) -> Callable[[str, Any], tuple[tuple[str, int], ...]]:
+    def parse(where: str, raw: Any) -> tuple[tuple[str, int], ...]:
+        from soak.addresses import parse_host_port
+
+        if not isinstance(raw, list) or not raw:
+            ld.fail(where, 'expected a list like ["127.0.0.1:8765", "127.0.0.2:8765"]', raw)
+        try:
+            return tuple(parse_host_port(item) for item in raw)
+        except ValueError as exc:
+            return ld.fail(where, str(exc), raw)
+
+    return parse
+
+
+def _check_families(ld: _Loader, where: str, target: TargetConfig) -> None:
+    """Source addresses must be of the family of the address dialled (when
+    that is an IP literal; a name is resolved to the family at connect time)."""
+    from soak.addresses import family_of
+
+    if not target.source_ips:
+        return
+    sources = {family_of(a) for a in target.source_ips}
+    if len(sources) > 1:
+        ld.fail(where, "expected addresses of one family (all IPv4 or all IPv6)", None, found=False)
+    dials = [h for h, _p in target.connect_to] or [urlsplit(target.url).hostname or ""]
+    for host in dials:
+        family = family_of(host)
+        if family is not None and family not in sources:
+            ld.fail(
+                where,
+                f"expected addresses of the same family as the target {host} "
+                f"(IPv{4 if family == socket.AF_INET else 6})",
+                target.source_ips[0],
+            )
 
 
 def _parse_openclaw(s: _Section) -> OpenClawConfig:
@@ -921,6 +987,7 @@ def override(
     results_dir: str | None = None,
     thresholds: tuple[str, ...] = (),
     workers: str | None = None,
+    source_ip: str | None = None,
 ) -> Profile:
     """Apply CLI overrides, validated with the same parsers as the file. A
     ``--threshold`` replaces the profile's threshold of the same name."""
@@ -929,6 +996,15 @@ def override(
     target = profile.target
     if url is not None:
         target = dataclasses.replace(target, url=ld.url("--url", url))
+    clients = profile.clients
+    if source_ip is not None:
+        before = target
+        target = dataclasses.replace(target, source_ips=_source_ips(ld)("--source-ip", source_ip))
+        if target.protocol == "openclaw" and clients.max_connecting == openclaw_connecting(before):
+            # the default cap follows the addresses (a cap the profile set stays)
+            clients = dataclasses.replace(clients, max_connecting=openclaw_connecting(target))
+    if source_ip is not None or url is not None:
+        _check_families(ld, "--source-ip" if source_ip else "target.source_ips", target)
     if label is not None:
         if not re.fullmatch(r"[A-Za-z0-9._+-]{1,80}", label):
             ld.fail("--label", "expected 1-80 letters, digits or . _ + -", label)
@@ -943,4 +1019,6 @@ def override(
     for text in thresholds:
         th = parse_threshold_option(text)
         checks = [c for c in checks if c.name != th.name] + [th]
-    return dataclasses.replace(profile, run=run, target=target, thresholds=tuple(checks))
+    return dataclasses.replace(
+        profile, run=run, target=target, clients=clients, thresholds=tuple(checks)
+    )

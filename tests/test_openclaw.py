@@ -28,7 +28,7 @@ from wsproto.events import (
 
 from soak import __version__
 from soak.errors import ProfileError
-from soak.profile import OPENCLAW_PREAUTH_BUDGET, OpenClawConfig
+from soak.profile import OPENCLAW_PREAUTH_BUDGET, OpenClawConfig, override
 from soak.protocols.openclaw import OpenClaw, OpenClawState
 from soak.runner import Runner
 from tests.conftest import Opener, make_profile, run_in_memory
@@ -565,6 +565,13 @@ def test_openclaw_table_is_validated() -> None:
         base.replace("[clients]", "[clients]\nmax_connecting = 64"), protocol="openclaw"
     )
     assert own.clients.max_connecting == 64
+    # spread over several source addresses, the default budget grows with them
+    spread = make_profile(
+        base, protocol="openclaw", target_extra='source_ips = "127.0.0.1-127.0.0.4"\n'
+    )
+    assert spread.clients.max_connecting == 4 * 32
+    assert override(p, source_ip="127.0.0.1-127.0.0.2").clients.max_connecting == 2 * 32
+    assert override(own, source_ip="127.0.0.1-127.0.0.2").clients.max_connecting == 64
     assert "openclaw" not in p.redacted()["target"]
     # without a table or a token: the documented defaults, no auth
     state = OpenClaw.shared_state(p.target)

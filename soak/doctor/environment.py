@@ -158,8 +158,8 @@ def parse_port_range(text: str) -> tuple[int, int]:
 
 def check_ports(peak: int, range_text: str | None, pairs: int = 1) -> list[Finding]:
     """Each (source address, destination address and port) pair has the
-    ephemeral range to itself; soak opens every client from one source to
-    the profile's one target: ``pairs`` is 1."""
+    ephemeral range to itself: ``pairs`` is the profile's source addresses
+    (``target.source_ips``) times its target addresses (``target.connect_to``)."""
     if range_text is None:
         return [
             _env(
@@ -522,7 +522,8 @@ async def run_environment(
     parts = urlsplit(profile.target.url)
     port = parts.port or (443 if profile.target.secure else 80)
     out = check_fds(peak, host.fd_soft, host.fd_hard)
-    out += check_ports(peak, host.port_range)
+    t = profile.target
+    out += check_ports(peak, host.port_range, max(1, len(t.source_ips)) * max(1, len(t.connect_to)))
     out += check_memory(peak, host.mem_available)
     out += await check_target(profile, target_timeout)
     if profile.target.stats is not None:

@@ -47,7 +47,7 @@ import time
 import urllib.parse
 from collections import Counter
 from collections.abc import Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import trio
 from wsproto import ConnectionType, WSConnection
@@ -68,6 +68,9 @@ from soak.gateway.bugs import DropHeartbeat, IgnoreMaxMissed, NoPong, StaleSessi
 from soak.gateway.config import MAX_OUTAGE, GatewayConfig
 from soak.gateway.heartbeat import Expiry, HeartbeatManager, IncidentHeartbeatManager
 from soak.gateway.truth import HEARTBEAT_TIMEOUT, TruthLog, TruthRecord
+
+if TYPE_CHECKING:
+    from soak.gateway.cluster import Cluster
 
 logger = logging.getLogger(__name__)
 
@@ -176,9 +179,17 @@ class Gateway:
     """
 
     def __init__(
-        self, config: GatewayConfig, *, wall_clock: Callable[[], float] = time.time
+        self,
+        config: GatewayConfig,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+        cluster: Cluster | None = None,
+        worker: int | None = None,
     ) -> None:
         self.config = config
+        # soak gateway --workers N: the other workers (see soak.gateway.cluster);
+        # None for a gateway of one process, which then behaves as it always did.
+        self.cluster = cluster
         # serverTime in pongs is wall-clock epoch ms, as the incident's clients
         # expect; injectable so tests can pin it. All timing uses Trio's clock.
         self._wall_clock = wall_clock
@@ -191,7 +202,7 @@ class Gateway:
         self._drop_nth = drop.n if isinstance(drop, DropHeartbeat) else 0
         # stale-session only: clientId -> the session it inherits.
         self._sessions: dict[str | int, _Session] | None = {} if StaleSession in bugs else None
-        self._truth_log = TruthLog(config.truth_log)
+        self._truth_log = TruthLog(config.truth_log, worker=worker)
         self.truth: list[TruthRecord] = self._truth_log.records
         self._conns: dict[int, _Conn] = {}
         self._next_id = 1
@@ -299,7 +310,10 @@ class Gateway:
         it closes each connection with 1001 "going away".
         """
         cfg = self.config
-        listeners = await trio.open_tcp_listeners(cfg.port, host=cfg.host, backlog=cfg.backlog)
+        if self.cluster is None:
+            listeners = await trio.open_tcp_listeners(cfg.port, host=cfg.host, backlog=cfg.backlog)
+        else:
+            listeners = [reuse_port_listener(cfg.host, cfg.port, cfg.backlog)]
         self._mark_started()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.run_checker)
@@ -496,7 +510,11 @@ class Gateway:
             if head.method != b"GET":
                 reply = http.response(405, b"method not allowed\n", headers=[(b"Allow", b"GET")])
             else:
-                body = json.dumps(self.stats()).encode()
+                if self.cluster is None:
+                    stats = self.stats()
+                else:
+                    stats = await self.cluster.merged_stats(self)
+                body = json.dumps(stats).encode()
                 reply = http.response(200, body, b"application/json")
         elif (now := trio.current_time()) < self._refusing_until:
             reply = self._refusal(now)
@@ -514,7 +532,15 @@ class Gateway:
         if isinstance(outage, str):
             return http.response(400, outage.encode() + b"\n")
         closed = self.restart(outage)
-        body = {"restarting": True, "outage_s": outage, "connections_closed": closed}
+        body: dict[str, Any] = {
+            "restarting": True,
+            "outage_s": outage,
+            "connections_closed": closed,
+        }
+        if self.cluster is not None:
+            # The other workers restart as they get the word; each closes its own.
+            self.cluster.broadcast_restart(outage)
+            body["workers"] = self.cluster.workers
         return http.response(202, json.dumps(body).encode(), b"application/json")
 
     # ---- one WebSocket connection --------------------------------------
@@ -837,6 +863,24 @@ class Gateway:
                         pass  # only the state change to CLOSED matters now
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # best effort: the peer is already gone
+
+
+def reuse_port_listener(host: str, port: int, backlog: int) -> trio.SocketListener:
+    """A listener on ``host:port`` (its first address) with SO_REUSEPORT, so
+    that several worker processes share the port (see soak.gateway.cluster)."""
+    family, kind, proto, _name, addr = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(addr)
+        sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
+    return trio.SocketListener(trio.socket.from_stdlib_socket(sock))
 
 
 def _parse_outage(query: bytes, default: float) -> float | str:

@@ -24,6 +24,11 @@ lost transports are not the gateway's doing and get no record. Keys:
                    connection given ``last_frame_age``, i.e. the client was still
                    sending within ``interval * max_missed`` (and ``timeout``)
 
+``worker``         only with ``soak gateway --workers N`` (N > 1): the worker
+                   process (0-based) that made the close. ``conn`` is numbered per
+                   worker, so ``(worker, conn)`` names a connection. All workers
+                   append to the one file, a whole line per write.
+
 Times are rounded to microseconds. A heartbeat-timeout close of a truly alive
 client is a *false kill*.
 """
@@ -33,7 +38,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import IO, TypedDict
+from typing import IO, NotRequired, TypedDict
 
 from soak.errors import LocalError
 
@@ -52,13 +57,16 @@ class TruthRecord(TypedDict):
     last_frame_age: float
     missed: int | None
     truly_alive: bool
+    worker: NotRequired[int]
 
 
 class TruthLog:
     """Records in memory, and appended as JSONL to ``path`` (flushed per record)."""
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: Path | None = None, *, worker: int | None = None) -> None:
         self.records: list[TruthRecord] = []
+        # set in a worker of a multi-process gateway: tags every record
+        self.worker = worker
         self.false_kills = 0
         self.write_errors = 0
         self._file: IO[str] | None = None
@@ -72,6 +80,8 @@ class TruthLog:
                 ) from exc
 
     def add(self, record: TruthRecord) -> None:
+        if self.worker is not None:
+            record["worker"] = self.worker
         self.records.append(record)
         if record["reason"] == HEARTBEAT_TIMEOUT and record["truly_alive"]:
             self.false_kills += 1
