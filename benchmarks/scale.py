@@ -162,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ramp", type=float, default=None, help="seconds (default: clients/2,000)")
     ap.add_argument("--hold", type=float, default=600.0, help="seconds")
     ap.add_argument("--gateway-workers", type=int, default=None)
+    ap.add_argument("--workers", default="auto", help="soak run --workers (default auto)")
     ap.add_argument("--source-ip", default="127.0.0.1-127.0.0.8")
     ap.add_argument("--quick", action="store_true", help="6,000 clients, 30 s hold")
     args = ap.parse_args(argv)
@@ -191,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             ]
             if args.source_ip:
                 cmd += ["--source-ip", args.source_ip]
+            cmd += ["--workers", args.workers]
             began = time.monotonic()
             run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
             took = time.monotonic() - began
