@@ -197,6 +197,10 @@ class Runner:
             t = now - t0
             if now >= end:
                 break
+            why = self._over()
+            if why is not None:
+                self.recorder.event({"t": round(t, 6), "event": "run_ended_early", "why": why})
+                break
             self._apply_target(crowd, self.schedule.target(t))
             self._churn(self.schedule.churned_by(t))
             seg = self.schedule.segment_at(t)
@@ -233,6 +237,15 @@ class Runner:
             # the last (partial) interval is written by _finish, which must
             # not await: poll for it now, before the clients are closed
             self._final_stats = await self._reconcile()
+
+    def _over(self) -> str | None:
+        """Why the run cannot go on, or None: once a refusal is known to be
+        permanent (a wrong token) and every client has stopped, the rest of
+        the schedule would measure nothing."""
+        known = self.shared.permanence.known
+        if known is None or not all(c.finished for c in self.clients):
+            return None
+        return f"every client stopped after a permanent refusal: {known}"
 
     def _storm_tick(self, now: float) -> None:
         self.shared.storm_tick(now)

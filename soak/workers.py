@@ -559,6 +559,10 @@ class Coordinator(Runner):
                 self.shared.server_version = w.server_version
         elif kind == "final":
             w.final = msg["summary"]
+            permanent = w.final.get("totals", {}).get("permanent_failure")
+            if permanent is not None and self.metrics.permanent_failure is None:
+                # the run's verdict names the refusal, as a single process's does
+                self.metrics.permanent_failure = permanent
         self._sum_gauges()
         self._replay_storms()
 
@@ -621,6 +625,11 @@ class Coordinator(Runner):
 
     def _churn(self, due_total: int) -> None:
         pass  # likewise
+
+    def _over(self) -> str | None:
+        if any(w.live for w in self.workers):
+            return None
+        return "every worker process has ended"
 
     def _storm_tick(self, now: float) -> None:
         assert self._storm_replay is not None

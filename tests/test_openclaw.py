@@ -432,6 +432,10 @@ async def test_wrong_token_backs_off_then_stops_for_good(
         "so no client tries again)"
     )
     assert runner.shared.server_version is None
+    # and it ends at the next interval boundary, not after the 60 s schedule
+    (ended,) = [e for e in evs if e["event"] == "run_ended_early"]
+    assert ended["why"] == f"every client stopped after a permanent refusal: {error}"
+    assert summary["duration_s"] == 10.0
 
 
 async def test_wrong_token_with_many_clients_is_no_storm(
