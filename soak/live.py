@@ -111,6 +111,13 @@ def print_summary(summary: dict[str, Any], path: str, out: TextIO) -> None:
             f"gave up {st['gave_up']}, peak {st['peak_attempts_per_100ms']} attempts/100ms "
             f"at +{st['peak_at_s']}s\n"
         )
+    workers = summary.get("workers")
+    if workers is not None:
+        lost = ", ".join(f"worker {x['worker']} {x['why']}" for x in workers["lost"]) or "none"
+        w(
+            f"  workers      {workers['count']} processes, lost: {lost}, "
+            f"late reports {workers['late_reports']}\n"
+        )
     rec = summary.get("reconcile")
     if rec is not None:
         w(

@@ -321,6 +321,13 @@ def test_two_workers_against_the_reference_gateway(tmp_path: Path) -> None:
     manifest = json.loads((run_dir / "run.json").read_text())
     assert manifest["workers"] == 2
     assert manifest["status"] == "completed"
+    assert "workers      2 processes, lost: none, late reports 0" in res.output
+    # the report of a multi-process run says so
+    rep = CliRunner().invoke(cli, ["report", str(run_dir)])
+    assert rep.exit_code == 0, rep.output
+    assert "<th>tester processes</th><td class='num'>2 workers</td>" in (
+        (run_dir / "report.html").read_text()
+    )
 
 
 async def test_a_worker_killed_mid_run_is_reported_and_the_run_goes_on(tmp_path: Path) -> None:

@@ -88,11 +88,21 @@ def identity(report: Report) -> str:
         ("intervals", _fmt(len(report.run.intervals))),
         ("tool version", _e(m.get("tool_version"))),
         ("host", _e(m.get("host"))),
+        ("tester processes", _e(_workers(s))),
         ("status", _e(report.run.status)),
         ("exit code", _e(m.get("exit_code", s.get("exit_code")))),
         ("results directory", _e(report.run.path)),
     ]
     return "<table class='identity'>" + _rows(rows) + "</table>"
+
+
+def _workers(summary: dict[str, Any]) -> str:
+    w = summary.get("workers")
+    if not isinstance(w, dict):
+        return "1"
+    lost = w.get("lost") or []
+    gone = "; ".join(f"worker {x.get('worker')} lost: {x.get('why')}" for x in lost)
+    return f"{w.get('count')} workers" + (f" ({gone})" if gone else "")
 
 
 def summary_table(report: Report) -> str:
