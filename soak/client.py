@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import errno
 import math
+import os
 import random
 import re
 import socket
@@ -73,6 +74,7 @@ from soak.profile import Profile, TargetConfig
 from soak.protocols import PROTOCOLS
 from soak.reconcile import display_url
 from soak.storm import StormTracker
+from soak.wsframe import client_frame, single_text_frame, wsproto_idle
 
 # Heartbeat frames are ~100 bytes. recv(n) allocates n bytes before it
 # shrinks them, so a small size is cheaper on the hot path; a larger burst
@@ -193,18 +195,55 @@ class Shared:
 
 
 class _Conn:
-    """One open WebSocket: the stream, wsproto's state and a partial message."""
+    """One open WebSocket: the stream, wsproto's state and a partial message.
 
-    __slots__ = ("buffer", "opened_at", "stream", "ws")
+    On a plain TCP stream (``trio.SocketStream``) the hot path reads and
+    writes the socket's descriptor itself: ``wait_readable`` then one
+    ``os.read``, and ``os.write`` with ``send_all`` taking over only what the
+    kernel did not accept. trio's own calls add a generator context manager,
+    a failed ``recv`` (EAGAIN) and a scheduler round trip to every call. The
+    descriptor is only used while the connection is open; ``_live`` closes
+    the stream last. TLS and in-memory streams go through the stream."""
+
+    __slots__ = ("buffer", "fd", "opened_at", "stream", "ws")
 
     def __init__(self, stream: trio.abc.Stream, ws: Connection, opened_at: float) -> None:
         self.stream = stream
         self.ws = ws
         self.opened_at = opened_at
         self.buffer: list[str] = []
+        self.fd = stream.socket.fileno() if type(stream) is trio.SocketStream else -1
 
     async def send(self, event: Event) -> None:
-        await self.stream.send_all(self.ws.send(event))
+        await self.write(self.ws.send(event))
+
+    async def write(self, data: bytes) -> None:
+        fd = self.fd
+        if fd >= 0:
+            try:
+                n = os.write(fd, data)
+            except BlockingIOError:
+                n = 0
+            except OSError as exc:
+                raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
+            if n == len(data):
+                return
+            data = data[n:]
+        await self.stream.send_all(data)
+
+    async def receive(self) -> bytes | bytearray | None:
+        """The next chunk (b"" at the end of the stream), or None when the
+        descriptor woke without data (then simply wait again)."""
+        fd = self.fd
+        if fd < 0:
+            return await self.stream.receive_some(RECEIVE_SIZE)
+        await trio.lowlevel.wait_readable(fd)
+        try:
+            return os.read(fd, RECEIVE_SIZE)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
 
 
 class Client:
@@ -468,7 +507,7 @@ class Client:
     async def _serve(self, conn: _Conn) -> CloseInfo:
         hb = self.hb
         assert hb is not None
-        stream = conn.stream
+        receive = conn.receive
         # a protocol's silence rule (OpenClaw: no inbound frame for 2 ticks)
         silence = self.protocol.silence_timeout
         while True:
@@ -489,7 +528,7 @@ class Client:
                 deadline = min(deadline, self.last_frame_at + silence)
             with trio.move_on_at(deadline) as scope:
                 self._wake = scope
-                data = await stream.receive_some(RECEIVE_SIZE)
+                data = await receive()
             self._wake = None
             if data is not None:
                 info = await self._on_data(conn, data)
@@ -513,7 +552,14 @@ class Client:
         if hb.due(now):
             sent = hb.on_send(now)
             ms = int((self.shared.wall0 + now - self.shared.t0) * 1000)
-            await conn.send(self.protocol.ping(sent.seq, ms))
+            frame = None
+            if conn.ws.state is ConnectionState.OPEN:
+                frame = self.protocol.ping_frame(sent.seq, ms)
+            if frame is not None:
+                # what wsproto would send, framed here (soak.wsframe)
+                await conn.write(client_frame(frame[0], frame[1]))
+            else:
+                await conn.send(self.protocol.ping(sent.seq, ms))
             m.count("pings")
             m.record("lag", sent.lateness)
             if sent.skipped:
@@ -524,6 +570,16 @@ class Client:
         now = trio.current_time()
         if not data:
             return self._lost(conn, "eof")
+        if wsproto_idle(conn.ws):
+            # the usual chunk, one whole text frame: parsed here exactly as
+            # wsproto would (soak.wsframe); anything else goes to wsproto
+            text = single_text_frame(cast(bytes, data))
+            if text is not None:
+                seq = self.protocol.pong_text(text)
+                if seq is not None:
+                    self._pong(seq, now)
+                self.last_frame_at = now
+                return None
         try:
             conn.ws.receive_data(cast(bytes, data))
         except RemoteProtocolError as exc:
@@ -565,21 +621,27 @@ class Client:
             elif isinstance(event, BytesMessage):
                 pass  # drained; binary payloads are not heartbeats here
             if seq is not None:
-                pong = hb.on_pong(seq, now)
-                kind = pong.kind
-                if kind is heartbeat.OK:
-                    m.count("pongs")
-                    m.record("rtt", pong.rtt)
-                    m.record("rtt_service", pong.service)
-                elif kind is heartbeat.LATE:
-                    m.count("late")
-                    m.record("rtt", pong.rtt)
-                    m.record("rtt_service", pong.service)
-                elif kind is heartbeat.DUPLICATE:
-                    m.count("duplicate_pongs")
-                else:
-                    m.count("unknown_pongs")
+                self._pong(seq, now)
         return None
+
+    def _pong(self, seq: int, now: float) -> None:
+        hb = self.hb
+        assert hb is not None
+        m = self.shared.metrics
+        pong = hb.on_pong(seq, now)
+        kind = pong.kind
+        if kind is heartbeat.OK:
+            m.count("pongs")
+            m.record("rtt", pong.rtt)
+            m.record("rtt_service", pong.service)
+        elif kind is heartbeat.LATE:
+            m.count("late")
+            m.record("rtt", pong.rtt)
+            m.record("rtt_service", pong.service)
+        elif kind is heartbeat.DUPLICATE:
+            m.count("duplicate_pongs")
+        else:
+            m.count("unknown_pongs")
 
     # -- endings ------------------------------------------------------------------------
 

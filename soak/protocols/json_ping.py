@@ -16,6 +16,7 @@ from typing import ClassVar
 from wsproto.events import Event, TextMessage
 
 from soak.protocols.base import HeartbeatProtocol
+from soak.wsframe import OP_TEXT
 
 
 class JsonPing(HeartbeatProtocol):
@@ -27,10 +28,14 @@ class JsonPing(HeartbeatProtocol):
         # them properly anyway: the prefix comes from a user's profile
         self._tail = ',"clientId":' + json.dumps(client_id) + ',"seq":'
 
+    def _text(self, seq: int, now_ms: int) -> str:
+        return '{"type":"ping","timestamp":' + str(now_ms) + self._tail + str(seq) + "}"
+
     def ping(self, seq: int, now_ms: int) -> Event:
-        return TextMessage(
-            data='{"type":"ping","timestamp":' + str(now_ms) + self._tail + str(seq) + "}"
-        )
+        return TextMessage(data=self._text(seq, now_ms))
+
+    def ping_frame(self, seq: int, now_ms: int) -> tuple[int, bytes] | None:
+        return OP_TEXT, self._text(seq, now_ms).encode()
 
     def pong_text(self, text: str) -> int | None:
         # Cheap pre-check: most non-heartbeat traffic is skipped unparsed.
