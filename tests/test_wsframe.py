@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import socket
 import struct
 
@@ -17,6 +18,8 @@ from wsproto.frame_protocol import FrameProtocol, Opcode, XorMaskerSimple
 
 from soak import wsframe
 from soak.client import _Conn
+from soak.protocols import json_ping
+from soak.protocols.json_ping import JsonPing
 from soak.wsframe import (
     OP_BINARY,
     OP_PING,
@@ -320,3 +323,47 @@ async def test_conn_reset_is_a_broken_resource() -> None:
 def test_memory_streams_keep_the_stream_path() -> None:
     a, _b = trio.testing.memory_stream_pair()
     assert _Conn(a, Connection(ConnectionType.CLIENT), 0.0).fd == -1
+
+
+# -- the JSON pong shortcut -------------------------------------------------------------
+
+PONGS = [
+    '{"type":"pong","timestamp":1790000000123,"clientId":"soak-000001","seq":12,"serverTime":1}',
+    '{"type":"pong","timestamp":0,"clientId":"","seq":0,"serverTime":0}',
+    '{"type":"pong","timestamp":-5,"clientId":"é✓","seq":99999999999999999999,"serverTime":-1}',
+    '{"type":"pong","timestamp":1,"clientId":"a\\"b","seq":3,"serverTime":1}',  # escape
+    '{"type":"pong","timestamp":1,"clientId":"a\\u0041","seq":3,"serverTime":1}',
+    '{"type":"pong","timestamp":1,"clientId":"x","seq":012,"serverTime":1}',  # not JSON
+    '{"type":"pong","timestamp":1,"clientId":"x","seq":-3,"serverTime":1}',
+    '{"type":"pong","timestamp":1,"clientId":"x","seq":3.0,"serverTime":1}',
+    '{"type":"pong","timestamp":1,"clientId":"x","seq":true,"serverTime":1}',
+    '{"type":"pong","timestamp":null,"clientId":null,"seq":4,"serverTime":1}',
+    '{"type":"pong","timestamp":1,"clientId":"x","seq":5,"serverTime":1,"seq":6}',  # duplicate
+    '{"type":"pong","timestamp":1,"clientId":"x","seq":5,"serverTime":1}  ',
+    '{"type": "pong", "seq": 7}',
+    '{"seq":8,"type":"pong"}',
+    '{"type":"ping","timestamp":1,"clientId":"x","seq":9,"serverTime":1}',
+    '{"type":"pong","timestamp":1,"clientId":"x\x01","seq":10,"serverTime":1}',  # control char
+    '{"type":"pong","timestamp":1,"clientId":"x","seq":11,"serverTime":1',  # cut
+    '["pong"]',
+    '"pong"',
+]
+
+
+@pytest.mark.parametrize("text", PONGS)
+def test_gateway_pong_shortcut_agrees_with_json(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    proto = JsonPing("soak-000001")
+    fast = proto.pong_text(text)
+    monkeypatch.setattr(json_ping, "_GATEWAY_PONG", re.compile(r"(?!)"))  # never matches
+    assert proto.pong_text(text) == fast
+
+
+def test_gateway_pong_shortcut_is_taken_for_the_reference_gateway() -> None:
+    from soak.gateway.server import _encode_json
+
+    text = _encode_json(
+        {"type": "pong", "timestamp": 17, "clientId": "soak-000042", "seq": 5, "serverTime": 18}
+    )
+    match = json_ping._GATEWAY_PONG.fullmatch(text)
+    assert match is not None
+    assert match.group(1) == "5"
