@@ -38,6 +38,7 @@ import sys
 import time
 from typing import Any
 
+import trio
 from engine import (
     gateway,
     loadavg,
@@ -46,10 +47,12 @@ from engine import (
     profile_toml,
     run_engine,
     say,
+    wait_started,
 )
 
 from soak.limits import raise_fd_limit
 from soak.metrics import TESTER_BOTTLENECK_LAG_MS
+from soak.runner import Runner
 
 CPU_TARGET_US = 150.0
 RTT_P99_TARGET_MS = 10.0
@@ -69,7 +72,16 @@ def measure(
             interval=interval,
             report_interval=report_s,
         )
-        res = run_engine(toml, gw, hlogs=("rtt", "lag", "loop_lag"))
+        times: list[os.times_result] = []
+
+        async def split(runner: Runner) -> None:
+            # user and system CPU at the window's edges (within a few ms)
+            t0 = await wait_started(runner)
+            for edge in (w0, w1):
+                await trio.sleep_until(t0 + edge)
+                times.append(os.times())
+
+        res = run_engine(toml, gw, watch=split, hlogs=("rtt", "lag", "loop_lag"))
     m0, m1 = res.mark_at(w0), res.mark_at(w1)
     if m0 is None or m1 is None:
         raise SystemExit(f"cpu benchmark: no interval boundary at {w0:g}s or {w1:g}s")
@@ -95,6 +107,15 @@ def measure(
         "pongs_per_s": round(pongs / span, 1),
         "cpu_s": round(cpu, 3),
         "cpu_us_per_rt": round(cpu / pongs * 1e6, 1) if pongs else None,
+        # the kernel's share: loopback TCP sends run the receiver's network
+        # stack too, and epoll; what is left is Python
+        "cpu_system_share": round(
+            (times[1].system - times[0].system)
+            / ((times[1].user - times[0].user) + (times[1].system - times[0].system)),
+            3,
+        )
+        if len(times) == 2
+        else None,
         "client_busy": round(cpu / span, 3),
         "client_wait": round((m1.wait - m0.wait) / span, 3),
         "gateway_cpu_us_per_rt": round(gw_cpu / pongs * 1e6, 1) if pongs else None,
@@ -134,6 +155,12 @@ def table(r: dict[str, Any]) -> str:
             f(cpu, " us"),
             f"<= {CPU_TARGET_US:g} us",
             cpu is not None and cpu <= CPU_TARGET_US,
+        ),
+        (
+            "  of which in the kernel",
+            "n/a" if r["cpu_system_share"] is None else f"{r['cpu_system_share'] * 100:.0f}%",
+            "",
+            None,
         ),
         ("round trips in the window", f"{r['pongs']:,} ({r['pongs_per_s']:,.0f}/s)", "", None),
         (
