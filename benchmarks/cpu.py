@@ -56,6 +56,10 @@ from soak.runner import Runner
 
 CPU_TARGET_US = 150.0
 RTT_P99_TARGET_MS = 10.0
+# Above this share of the window spent runnable but waiting for a CPU, the
+# machine was busy with something else and the latency figures describe that
+# contention, not the tester (nor the gateway).
+BUSY_MACHINE_WAIT = 0.10
 
 
 def measure(
@@ -226,6 +230,18 @@ def main(argv: list[str] | None = None) -> int:
     result["load_end"] = loadavg()
     say(f"done in {time.monotonic() - started:.0f}s; load average at the end {loadavg()}")
     say(table(result))
+    rate = args.clients / args.interval
+    if result["client_wait"] > BUSY_MACHINE_WAIT or result["pongs_per_s"] < 0.99 * rate:
+        say(
+            f"NOTE: the machine was busy: the client waited for a CPU "
+            f"{result['client_wait'] * 100:.0f}% of the window and got "
+            f"{result['pongs_per_s']:,.0f} of {rate:,.0f} round trips/s. Latency figures "
+            f"show that contention; CPU per round trip is also lower than on an idle "
+            f"machine (more work per wakeup). Run again when the load average is low."
+        )
+        result["busy_machine"] = True
+    else:
+        result["busy_machine"] = False
     text = json.dumps(result, sort_keys=True)
     say(text)
     if args.json_out:
