@@ -7,6 +7,8 @@ import random
 import re
 import socket
 import struct
+from pathlib import Path
+from typing import cast
 
 import pytest
 import trio
@@ -17,9 +19,12 @@ from wsproto.events import CloseConnection, Event, Message, Ping, TextMessage
 from wsproto.frame_protocol import FrameProtocol, Opcode, XorMaskerSimple
 
 from soak import wsframe
-from soak.client import _Conn
+from soak.client import Client, _Conn, _Pacer
+from soak.gateway import Gateway, GatewayConfig
 from soak.protocols import json_ping
 from soak.protocols.json_ping import JsonPing
+from soak.recorder import Recorder, now_wall
+from soak.runner import Runner
 from soak.wsframe import (
     OP_BINARY,
     OP_PING,
@@ -30,6 +35,7 @@ from soak.wsframe import (
     single_text_frame,
     wsproto_idle,
 )
+from tests.conftest import make_profile
 
 EDGE_LENGTHS = (0, 1, 3, 4, 5, 125, 126, 127, 65535, 65536, 70001)
 
@@ -367,3 +373,119 @@ def test_gateway_pong_shortcut_is_taken_for_the_reference_gateway() -> None:
     match = json_ping._GATEWAY_PONG.fullmatch(text)
     assert match is not None
     assert match.group(1) == "5"
+
+
+# -- the pacer ----------------------------------------------------------------------------
+
+
+class FakeClient:
+    """What the pacer sees of a client: its current connection and its turn."""
+
+    def __init__(self, pacer: _Pacer, conn: object, every: float | None = None) -> None:
+        self.pacer = pacer
+        self.conn = conn
+        self.every = every
+        self.turns: list[float] = []
+
+    def _paced(self, conn: object, now: float) -> None:
+        self.turns.append(now)
+        if self.every is not None and len(self.turns) < 3:
+            self.pacer.add(now + self.every, cast(Client, self), cast(_Conn, conn))
+
+
+async def test_pacer_runs_each_turn_on_time(autojump_clock: trio.testing.MockClock) -> None:
+    pacer = _Pacer()
+    t0 = trio.current_time()
+    a = FakeClient(pacer, "conn-a", every=1.0)
+    b = FakeClient(pacer, "conn-b")
+    gone = FakeClient(pacer, "conn-new")
+    pacer.add(t0 + 0.5, cast(Client, a), cast(_Conn, "conn-a"))
+    pacer.add(t0 + 0.5, cast(Client, b), cast(_Conn, "conn-b"))
+    pacer.add(t0 + 0.2, cast(Client, gone), cast(_Conn, "conn-old"))  # a closed connection
+    await trio.sleep(0.1)
+    # an earlier turn added while the pacer sleeps wakes it sooner
+    pacer.add(t0 + 0.3, cast(Client, b), cast(_Conn, "conn-b"))
+    await trio.sleep(5)
+    assert [round(t - t0, 6) for t in a.turns] == [0.5, 1.5, 2.5]
+    assert [round(t - t0, 6) for t in b.turns] == [0.3, 0.5]
+    assert gone.turns == []
+
+
+async def test_write_now_leaves_the_rest_for_the_task() -> None:
+    client, server = await tcp_pair()
+    client.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    conn = _Conn(client, Connection(ConnectionType.CLIENT), 0.0)
+    chunk = random.Random(2).randbytes(65536)
+    sent = bytearray()
+    for _ in range(1000):  # the peer does not read: the buffers fill up
+        whole = conn.write_now(chunk)
+        sent.extend(chunk)
+        if not whole:
+            break
+    assert conn.pending
+    # later pings queue behind, in order
+    assert not conn.write_now(b"ping")
+    sent.extend(b"ping")
+    got = bytearray()
+    total = len(sent) + 4
+
+    async def drain() -> None:
+        while len(got) < total:
+            data = await server.receive_some(1 << 20)
+            assert data
+            got.extend(data)
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(drain)
+            await conn.write(b"tail")  # the task's next write sends the rest first
+    assert conn.pending is None
+    assert bytes(got) == bytes(sent) + b"tail"
+    await client.aclose()
+    await server.aclose()
+
+
+async def test_real_run_pings_through_the_pacer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    turns: list[int] = []
+    real = Client._paced
+
+    def counting(self: Client, conn: _Conn, now: float) -> None:
+        assert self.hb is not None
+        before = self.hb.next_seq
+        real(self, conn, now)
+        turns.append(self.hb.next_seq - before)  # 1 when the pacer sent a ping
+
+    monkeypatch.setattr(Client, "_paced", counting)
+    gateway = Gateway(GatewayConfig(host="127.0.0.1", port=0))
+    body = """
+[run]
+label = "paced"
+report_interval = "1s"
+[[clients.stages]]
+kind = "ramp"
+to = 20
+duration = "200ms"
+[[clients.stages]]
+kind = "hold"
+duration = "2s"
+[heartbeat]
+interval = "200ms"
+timeout = "2s"
+"""
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(gateway.serve)
+            profile = make_profile(body, url=f"ws://127.0.0.1:{port}/ws", results=tmp_path)
+            runner = Runner(profile, Recorder(tmp_path, "paced", now_wall()), manage_gc=False)
+            outcome = await runner.run()
+            nursery.cancel_scope.cancel()
+    tot = outcome.summary["totals"]
+    assert tot["connects"] == 20
+    assert tot["missed"] == 0
+    assert tot["pongs"] >= 20
+    assert gateway.stats()["pings_received"] == tot["pings"]
+    # the pacer sent the pings; a client's task sends one only when it is
+    # awake anyway (at connect, or just after a pong) as its slot comes due
+    assert sum(turns) > tot["pings"] // 2
