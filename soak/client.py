@@ -303,17 +303,15 @@ class _Conn:
 
     def write_now(self, data: bytes) -> bool:
         """Write without waiting (the pacer's path). False when bytes are
-        left over: they stay in ``pending`` for the client's task. A broken
-        socket is left for the client's read to find (EOF or reset)."""
+        left over: they stay in ``pending`` for the client's task, whose
+        write sends them or, on a broken socket, raises as it would have."""
         if self.pending is not None:
             self.pending += data
             return False
         try:
             n = os.write(self.fd, data)
-        except BlockingIOError:
+        except OSError:  # BlockingIOError included
             n = 0
-        except OSError:
-            return True
         if n == len(data):
             return True
         self.pending = data[n:]

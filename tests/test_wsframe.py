@@ -489,3 +489,17 @@ timeout = "2s"
     # the pacer sent the pings; a client's task sends one only when it is
     # awake anyway (at connect, or just after a pong) as its slot comes due
     assert sum(turns) > tot["pings"] // 2
+
+
+async def test_write_now_on_a_reset_socket_leaves_the_error_to_the_task() -> None:
+    client, server = await tcp_pair()
+    conn = _Conn(client, Connection(ConnectionType.CLIENT), 0.0)
+    server.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    await server.aclose()  # an RST
+    with trio.fail_after(10):
+        await trio.lowlevel.wait_readable(conn.fd)  # the reset has arrived
+    assert not conn.write_now(b"ping")
+    assert conn.pending == b"ping"
+    with pytest.raises(trio.BrokenResourceError):
+        await conn.write(b"")
+    await client.aclose()
