@@ -16,6 +16,10 @@ streams, and for ``trio.SSLStream`` once its handshake is done (the opener
 completes it; trio documents only a cancelled handshake or renegotiation as
 breaking the stream, and TLS 1.3 has no renegotiation).
 
+On plain TCP, where heartbeat pings can be hand-framed, one :class:`_Pacer`
+task per run sends them instead, and a client's task waits only for data
+and for its next timeout instead of once more per ping for its timer.
+
 Every connection always drains incoming frames and answers the server's
 pings: a client that stops reading makes the gateway time it out, and the
 tester would then cause the very timeouts it is meant to measure.
@@ -25,8 +29,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import heapq
 import itertools
 import math
+import os
 import random
 import re
 import socket
@@ -77,8 +83,10 @@ from soak.limits import limit_message
 from soak.metrics import Metrics
 from soak.profile import Profile, TargetConfig
 from soak.protocols import PROTOCOLS
+from soak.protocols.base import HeartbeatProtocol
 from soak.reconcile import display_url
 from soak.storm import StormTracker
+from soak.wsframe import client_frame, single_text_frame, wsproto_idle
 
 # Heartbeat frames are ~100 bytes. recv(n) allocates n bytes before it
 # shrinks them, so a small size is cheaper on the hot path; a larger burst
@@ -174,6 +182,55 @@ async def _open_from(source: str, host: str, port: int) -> trio.SocketStream:
     return trio.SocketStream(sock)
 
 
+class _Pacer:
+    """Sends the heartbeat pings of a run's plain-TCP clients from one task.
+
+    A client's ping timer would otherwise wake its task once per ping, and
+    a trio timer is a cancellation (``Cancelled`` raised into the wait, the
+    descriptor unregistered from epoll, the scope unwound): a sixth of the
+    client's profile at 5,000 pings/s. The pacer keeps one entry per paced
+    connection in a heap ordered by the next send time, wakes when the
+    earliest is due (one wakeup sends every ping due by then) and writes the
+    hand-framed ping without waiting (``_Conn.write_now``). The client's
+    task then waits only for data and for the first timeout. A ping the
+    kernel does not take whole is finished by the client's task; while that
+    task is itself writing, the pacer leaves the connection to it.
+
+    It runs as a trio system task, started with the first paced connection.
+    """
+
+    __slots__ = ("_heap", "_n", "_scope", "_started")
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Client, _Conn]] = []
+        self._n = 0  # tie-breaker: clients are not comparable
+        self._scope: trio.CancelScope | None = None
+        self._started = False
+
+    def add(self, when: float, client: Client, conn: _Conn) -> None:
+        self._n += 1
+        heapq.heappush(self._heap, (when, self._n, client, conn))
+        if not self._started:
+            self._started = True
+            trio.lowlevel.spawn_system_task(self._run, name="soak-pacer")
+        scope = self._scope
+        if scope is not None and when < scope.deadline:
+            scope.deadline = when
+
+    async def _run(self) -> None:
+        heap = self._heap
+        while True:
+            with trio.CancelScope(deadline=heap[0][0] if heap else math.inf) as scope:
+                self._scope = scope
+                await trio.sleep_forever()
+            self._scope = None
+            now = trio.current_time()
+            while heap and heap[0][0] <= now:
+                _, _, client, conn = heapq.heappop(heap)
+                if client.conn is conn:  # else that connection is over
+                    client._paced(conn, now)
+
+
 class _Stopped(Exception):
     """The runner stopped the client while it was connecting."""
 
@@ -227,6 +284,7 @@ class Shared:
         # no client tries again
         self.permanence = backoff.Permanence()
         self.storms = StormTracker(heartbeat_interval=profile.heartbeat.interval, origin=t0)
+        self.pacer = _Pacer()
 
     def storm_tick(self, now: float) -> None:
         """Close the current storm if it is over, with an event."""
@@ -245,18 +303,84 @@ class Shared:
 
 
 class _Conn:
-    """One open WebSocket: the stream, wsproto's state and a partial message."""
+    """One open WebSocket: the stream, wsproto's state and a partial message.
 
-    __slots__ = ("buffer", "opened_at", "stream", "ws")
+    On a plain TCP stream (``trio.SocketStream``) the hot path reads and
+    writes the socket's descriptor itself: ``wait_readable`` then one
+    ``os.read``, and ``os.write`` with ``send_all`` taking over only what the
+    kernel did not accept. trio's own calls add a generator context manager,
+    a failed ``recv`` (EAGAIN) and a scheduler round trip to every call. The
+    descriptor is only used while the connection is open; ``_live`` closes
+    the stream last. TLS and in-memory streams go through the stream."""
+
+    __slots__ = ("buffer", "busy", "fd", "opened_at", "parked", "pending", "stream", "ws")
 
     def __init__(self, stream: trio.abc.Stream, ws: Connection, opened_at: float) -> None:
         self.stream = stream
         self.ws = ws
         self.opened_at = opened_at
         self.buffer: list[str] = []
+        self.fd = stream.socket.fileno() if type(stream) is trio.SocketStream else -1
+        # the pacer's side (_Pacer): bytes of a ping the kernel did not take
+        # yet, whether the client's task is in a send_all, and whether the
+        # pacer left this connection to its task for that reason
+        self.pending: bytes | None = None
+        self.busy = False
+        self.parked = False
 
     async def send(self, event: Event) -> None:
-        await self.stream.send_all(self.ws.send(event))
+        await self.write(self.ws.send(event))
+
+    async def write(self, data: bytes) -> None:
+        if self.pending is not None:  # the pacer's ping goes first
+            data = self.pending + data
+            self.pending = None
+        fd = self.fd
+        if fd >= 0:
+            try:
+                n = os.write(fd, data)
+            except BlockingIOError:
+                n = 0
+            except OSError as exc:
+                raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
+            if n == len(data):
+                return
+            data = data[n:]
+        self.busy = True
+        try:
+            await self.stream.send_all(data)
+        finally:
+            self.busy = False
+
+    def write_now(self, data: bytes) -> bool:
+        """Write without waiting (the pacer's path). False when bytes are
+        left over: they stay in ``pending`` for the client's task, whose
+        write sends them or, on a broken socket, raises as it would have."""
+        if self.pending is not None:
+            self.pending += data
+            return False
+        try:
+            n = os.write(self.fd, data)
+        except OSError:  # BlockingIOError included
+            n = 0
+        if n == len(data):
+            return True
+        self.pending = data[n:]
+        return False
+
+    async def receive(self) -> bytes | bytearray | None:
+        """The next chunk (b"" at the end of the stream), or None when the
+        descriptor woke without data (then simply wait again)."""
+        fd = self.fd
+        if fd < 0:
+            return await self.stream.receive_some(RECEIVE_SIZE)
+        await trio.lowlevel.wait_readable(fd)
+        try:
+            return os.read(fd, RECEIVE_SIZE)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
 
 
 class Client:
@@ -573,10 +697,20 @@ class Client:
     async def _serve(self, conn: _Conn) -> CloseInfo:
         hb = self.hb
         assert hb is not None
-        stream = conn.stream
+        receive = conn.receive
         # a protocol's silence rule (OpenClaw: no inbound frame for 2 ticks)
         silence = self.protocol.silence_timeout
+        # Pings of plain-TCP connections are sent by the run's pacer, so this
+        # task wakes for data and timeouts only (see _Pacer)
+        pacer = self.shared.pacer if conn.fd >= 0 and self._can_pace() else None
+        if pacer is not None:
+            pacer.add(hb.next_send - hb.early, self, conn)
         while True:
+            if conn.pending is not None:
+                await conn.write(b"")  # what the pacer could not write
+            if conn.parked and pacer is not None:
+                conn.parked = False
+                pacer.add(hb.next_send - hb.early, self, conn)
             now = trio.current_time()
             if (
                 silence is not None
@@ -589,17 +723,55 @@ class Client:
             if info is not None:
                 return info
             data = None
-            deadline = hb.next_deadline()
+            deadline = hb.next_deadline() if pacer is None else hb.next_timeout()
             if silence is not None:
                 deadline = min(deadline, self.last_frame_at + silence)
             with trio.move_on_at(deadline) as scope:
                 self._wake = scope
-                data = await stream.receive_some(RECEIVE_SIZE)
+                data = await receive()
             self._wake = None
             if data is not None:
                 info = await self._on_data(conn, data)
                 if info is not None:
                     return info
+
+    def _can_pace(self) -> bool:
+        return type(self.protocol).ping_frame is not HeartbeatProtocol.ping_frame
+
+    def _paced(self, conn: _Conn, now: float) -> None:
+        """The pacer's turn: send this client's ping if it is due (as _tick
+        would), and come back for the next one."""
+        hb = self.hb
+        assert hb is not None
+        pacer = self.shared.pacer
+        if conn.busy or conn.pending is not None:
+            conn.parked = True  # the task sends when its write is done, then re-adds
+            return
+        if self._close_request is not None or conn.ws.state is not ConnectionState.OPEN:
+            return  # the connection is ending; its task does the rest
+        if hb.due(now):
+            sent = hb.on_send(now)
+            sh = self.shared
+            ms = int((sh.wall0 + now - sh.t0) * 1000)
+            frame = self.protocol.ping_frame(sent.seq, ms)
+            assert frame is not None
+            written = conn.write_now(client_frame(frame[0], frame[1]))
+            m = sh.metrics
+            m.count("pings")
+            m.record("lag", sent.lateness)
+            if sent.skipped:
+                m.count("skipped", sent.skipped)
+            wake = self._wake
+            if wake is not None:
+                if not written:
+                    wake.cancel()  # the task writes the rest
+                else:
+                    # the task waits for data until the first timeout, which
+                    # may now be this ping's
+                    timeout_at = hb.next_timeout()
+                    if timeout_at < wake.deadline:
+                        wake.deadline = timeout_at
+        pacer.add(hb.next_send - hb.early, self, conn)
 
     async def _tick(self, conn: _Conn, now: float) -> CloseInfo | None:
         """Timers: a close asked for by the runner, timeouts, a due ping."""
@@ -618,7 +790,14 @@ class Client:
         if hb.due(now):
             sent = hb.on_send(now)
             ms = int((self.shared.wall0 + now - self.shared.t0) * 1000)
-            await conn.send(self.protocol.ping(sent.seq, ms))
+            frame = None
+            if conn.ws.state is ConnectionState.OPEN:
+                frame = self.protocol.ping_frame(sent.seq, ms)
+            if frame is not None:
+                # what wsproto would send, framed here (soak.wsframe)
+                await conn.write(client_frame(frame[0], frame[1]))
+            else:
+                await conn.send(self.protocol.ping(sent.seq, ms))
             m.count("pings")
             m.record("lag", sent.lateness)
             if sent.skipped:
@@ -629,6 +808,16 @@ class Client:
         now = trio.current_time()
         if not data:
             return self._lost(conn, "eof")
+        if wsproto_idle(conn.ws):
+            # the usual chunk, one whole text frame: parsed here exactly as
+            # wsproto would (soak.wsframe); anything else goes to wsproto
+            text = single_text_frame(cast(bytes, data))
+            if text is not None:
+                seq = self.protocol.pong_text(text)
+                if seq is not None:
+                    self._pong(seq, now)
+                self.last_frame_at = now
+                return None
         try:
             conn.ws.receive_data(cast(bytes, data))
         except RemoteProtocolError as exc:
@@ -670,21 +859,27 @@ class Client:
             elif isinstance(event, BytesMessage):
                 pass  # drained; binary payloads are not heartbeats here
             if seq is not None:
-                pong = hb.on_pong(seq, now)
-                kind = pong.kind
-                if kind is heartbeat.OK:
-                    m.count("pongs")
-                    m.record("rtt", pong.rtt)
-                    m.record("rtt_service", pong.service)
-                elif kind is heartbeat.LATE:
-                    m.count("late")
-                    m.record("rtt", pong.rtt)
-                    m.record("rtt_service", pong.service)
-                elif kind is heartbeat.DUPLICATE:
-                    m.count("duplicate_pongs")
-                else:
-                    m.count("unknown_pongs")
+                self._pong(seq, now)
         return None
+
+    def _pong(self, seq: int, now: float) -> None:
+        hb = self.hb
+        assert hb is not None
+        m = self.shared.metrics
+        pong = hb.on_pong(seq, now)
+        kind = pong.kind
+        if kind is heartbeat.OK:
+            m.count("pongs")
+            m.record("rtt", pong.rtt)
+            m.record("rtt_service", pong.service)
+        elif kind is heartbeat.LATE:
+            m.count("late")
+            m.record("rtt", pong.rtt)
+            m.record("rtt_service", pong.service)
+        elif kind is heartbeat.DUPLICATE:
+            m.count("duplicate_pongs")
+        else:
+            m.count("unknown_pongs")
 
     # -- endings ------------------------------------------------------------------------
 

@@ -182,12 +182,15 @@ class HeartbeatEngine:
     def next_deadline(self) -> float:
         """The next moment something can happen without input: a send is due
         or an outstanding ping times out."""
-        t = self.next_send - self.early
+        return min(self.next_send - self.early, self.next_timeout())
+
+    def next_timeout(self) -> float:
+        """When the oldest ping still waiting for its pong times out (inf
+        when none is waiting)."""
         for ping in self._outstanding.values():
             if not ping.expired:
-                t = min(t, ping.sent + self.timeout)
-                break  # pings are sent in order, so the first one times out first
-        return t
+                return ping.sent + self.timeout  # pings are sent in order
+        return math.inf
 
     # -- evidence --------------------------------------------------------------
 

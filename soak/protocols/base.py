@@ -75,6 +75,13 @@ class HeartbeatProtocol:
         """The event that carries heartbeat ``seq``."""
         raise NotImplementedError
 
+    def ping_frame(self, seq: int, now_ms: int) -> tuple[int, bytes] | None:
+        """The same heartbeat as :meth:`ping`, as (opcode, payload) of one
+        final frame, for the client's hand-framed send path; None when the
+        protocol has no such shortcut (then :meth:`ping` is sent through
+        wsproto)."""
+        return None
+
     def pong_text(self, text: str) -> int | None:
         """The seq of the heartbeat answered by a complete text message, or
         None if the message is not a heartbeat reply."""

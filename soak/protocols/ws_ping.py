@@ -11,6 +11,7 @@ from typing import ClassVar
 from wsproto.events import Event, Ping
 
 from soak.protocols.base import HeartbeatProtocol
+from soak.wsframe import OP_PING
 
 
 class WsPing(HeartbeatProtocol):
@@ -18,6 +19,9 @@ class WsPing(HeartbeatProtocol):
 
     def ping(self, seq: int, now_ms: int) -> Event:
         return Ping(payload=seq.to_bytes(8, "big"))
+
+    def ping_frame(self, seq: int, now_ms: int) -> tuple[int, bytes] | None:
+        return OP_PING, seq.to_bytes(8, "big")
 
     def pong_control(self, payload: bytes) -> int | None:
         if len(payload) != 8:

@@ -1,0 +1,147 @@
+"""Hand framing for the heartbeat's hot path, next to wsproto.
+
+wsproto does the upgrade, every unusual frame and every error. What it costs
+per heartbeat (a ``TextMessage`` event, a ``bytearray`` copy of the payload,
+a generator per received chunk, an incremental UTF-8 decoder per message,
+``os.urandom(4)`` per frame) is most of the client's framing CPU, so the two
+frames every heartbeat needs take a shortcut:
+
+- :func:`client_frame` builds a complete, masked client frame (RFC 6455 5.2,
+  5.3): a fresh mask per frame from :class:`MaskSource`, which draws
+  ``os.urandom`` in batches (the same source wsproto uses, one syscall per
+  1,024 masks instead of one per frame).
+- :func:`single_text_frame` recognises a received chunk that is exactly one
+  complete, unfragmented, unmasked text frame with minimal length encoding
+  and valid UTF-8, and returns its text. Anything else, including every
+  malformed frame, returns None and goes through wsproto, which raises the
+  same errors as before.
+
+The receive shortcut is valid only while wsproto holds nothing: no queued
+event, no partial frame, no unfinished fragmented message.
+:func:`wsproto_idle` says so; it reads wsproto's internal state, so it
+checks once (:data:`CAN_PEEK`) that those attributes exist, and when they do
+not (another wsproto version) every chunk simply goes through wsproto.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from wsproto.connection import Connection, ConnectionState, ConnectionType
+
+OP_TEXT = 0x1
+OP_BINARY = 0x2
+OP_CLOSE = 0x8
+OP_PING = 0x9
+OP_PONG = 0xA
+
+# masks drawn per os.urandom call
+MASK_BATCH = 1024
+
+
+class MaskSource:
+    """Fresh 4-byte masking keys from ``os.urandom``, drawn in batches."""
+
+    __slots__ = ("_at", "_pool")
+
+    def __init__(self) -> None:
+        self._pool = b""
+        self._at = 0
+
+    def next(self) -> bytes:
+        at = self._at
+        if at >= len(self._pool):
+            self._pool = os.urandom(4 * MASK_BATCH)
+            at = 0
+        self._at = at + 4
+        return self._pool[at : at + 4]
+
+
+MASKS = MaskSource()
+
+
+def mask(payload: bytes, key: bytes) -> bytes:
+    """``payload`` XOR the 4-byte ``key`` repeated (RFC 6455 5.3)."""
+    n = len(payload)
+    if not n:
+        return b""
+    stream = key * (n // 4 + 1)
+    return (int.from_bytes(payload, "big") ^ int.from_bytes(stream[:n], "big")).to_bytes(n, "big")
+
+
+def client_frame(opcode: int, payload: bytes, key: bytes | None = None) -> bytes:
+    """One final (FIN) masked client frame carrying ``payload``."""
+    if key is None:
+        key = MASKS.next()
+    n = len(payload)
+    first = 0x80 | opcode
+    if n < 126:
+        head = bytes((first, 0x80 | n))
+    elif n < 65536:
+        head = bytes((first, 0x80 | 126)) + n.to_bytes(2, "big")
+    else:
+        head = bytes((first, 0x80 | 127)) + n.to_bytes(8, "big")
+    return head + key + mask(payload, key)
+
+
+def single_text_frame(data: bytes) -> str | None:
+    """The text of ``data`` if it is exactly one complete server text frame
+    that wsproto would accept as a whole message; otherwise None."""
+    n = len(data)
+    if n < 2 or data[0] != 0x81:  # FIN, no RSV bits, opcode text
+        return None
+    length = data[1]  # the mask bit must be clear: servers do not mask
+    if length < 126:
+        start = 2
+    elif length == 126:
+        if n < 4:
+            return None
+        length = (data[2] << 8) | data[3]
+        if length < 126:
+            return None  # not minimal: wsproto refuses it
+        start = 4
+    elif length == 127:
+        if n < 10:
+            return None
+        length = int.from_bytes(data[2:10], "big")
+        if length < 65536 or length >> 63:
+            return None
+        start = 10
+    else:
+        return None  # masked
+    if n - start != length:
+        return None
+    try:
+        return data[start:].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _can_peek() -> bool:
+    try:
+        _idle(Connection(ConnectionType.CLIENT))
+    except AttributeError:
+        return False
+    return True
+
+
+def _idle(ws: Any) -> bool:
+    proto = ws._proto
+    dec = proto._frame_decoder
+    return bool(
+        not ws._events
+        and not len(dec.buffer)
+        and dec.header is None
+        and proto._message_decoder.opcode is None
+        and not proto.extensions
+    )
+
+
+CAN_PEEK = _can_peek()
+
+
+def wsproto_idle(ws: Connection) -> bool:
+    """True when ``ws`` is open and holds no received bytes or events, so a
+    chunk can be parsed by hand as if wsproto had parsed it."""
+    return CAN_PEEK and ws.state is ConnectionState.OPEN and _idle(ws)
