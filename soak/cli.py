@@ -52,15 +52,16 @@ def errors_as_exit_codes() -> Iterator[None]:
         fail(str(exc), EXIT_TARGET)
 
 
-def check_fd_limit(needed: int) -> int:
+def check_fd_limit(needed: int, per_client: int = 1) -> int:
     """Raise the soft descriptor limit as far as allowed; fail clearly if the
     profile needs more than one process may have."""
     soft = raise_fd_limit()
-    if needed + FD_RESERVE > soft:
+    if needed * per_client + FD_RESERVE > soft:
+        each = "" if per_client == 1 else f" ({per_client} descriptors each with [impairment])"
         fail(
-            f"this profile needs {needed} connections at its peak, but one process may "
+            f"this profile needs {needed} connections at its peak{each}, but one process may "
             f"open at most {soft} descriptors ({FD_RESERVE} kept in reserve): lower the "
-            f"peak to {max(0, soft - FD_RESERVE)} or fewer clients per process"
+            f"peak to {max(0, soft - FD_RESERVE) // per_client} or fewer clients per process"
         )
     return soft
 
@@ -82,7 +83,8 @@ def _load(path: str, **overrides: Any) -> Profile:
 
 def execute(profile: Profile, *, quiet: bool = False) -> int:
     """Run a loaded profile with the live view; return the exit code."""
-    check_fd_limit(profile.peak_clients)
+    # an in-process impairment proxy holds two more descriptors per client
+    check_fd_limit(profile.peak_clients, 3 if profile.impairment is not None else 1)
     with errors_as_exit_codes():
         recorder = Recorder(profile.run.results_dir, profile.run.label, now_wall())
     view = LiveView()
@@ -714,6 +716,7 @@ def proxy(
         log = log_path.open("a") if log_path is not None else None
     except OSError as exc:
         fail(f"--log: cannot write {log_path}: {exc}")
+    raise_fd_limit()  # two descriptors per proxied connection
     try:
         trio.run(main)
     except KeyboardInterrupt:
