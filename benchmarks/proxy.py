@@ -130,7 +130,7 @@ def plan_for(quick: bool, fd_limit: int) -> Plan:
     cap = min(fit, 2_000 if quick else 9_900)
     if quick:
         return Plan(True, 500, 1.0, 1.0, 8.0, cap, 2.0, 6.0)
-    return Plan(False, 2_000, 2.0, 2.0, 24.0, cap, 10.0, 35.0)
+    return Plan(False, 1_000, 2.0, 2.0, 24.0, cap, 10.0, 35.0)
 
 
 # -- 1: added RTT ---------------------------------------------------------------------
@@ -172,11 +172,10 @@ def rtt_run(plan: Plan, mode: str) -> Rtt | None:
     n, interval = plan.rtt_clients, plan.rtt_interval
     ramp, hold = plan.rtt_ramp_s, plan.rtt_hold_s
     ri = 2.0 if not plan.quick else 1.0
-    w0 = math.ceil((ramp + interval + 0.25) / ri) * ri
     w1 = ramp + hold
     say(
         f"[rtt] {mode}: {n:,} clients, {interval:g}s heartbeats ({n / interval:,.0f}/s), "
-        f"ramp {ramp:g}s, hold {hold:g}s, steady window t={w0:g}-{w1:g}s (load {loadavg()})"
+        f"ramp {ramp:g}s, hold {hold:g}s (load {loadavg()})"
     )
     cpu: dict[str, float] = {}
     with gateway() as gw, _maybe_proxy(gw, mode) as px:
@@ -192,17 +191,27 @@ def rtt_run(plan: Plan, mode: str) -> Rtt | None:
             toml += "\n[impairment]\n"  # nothing impaired: the proxy just forwards
 
         async def watch(runner: Runner) -> None:
+            # the steady window: from the first report boundary one heartbeat
+            # interval after the last client connected, to the end of the hold
             t0 = await wait_started(runner)
-            for key, at in (("w0", w0), ("w1", w1)):
+            while runner.shared.connected < n:  # noqa: ASYNC110
+                await trio.sleep(0.01)
+            cpu["all_connected"] = trio.current_time() - t0
+            cpu["w0_at"] = math.ceil((cpu["all_connected"] + interval + 0.25) / ri) * ri
+            for key, at in (("w0", cpu["w0_at"]), ("w1", w1)):
                 await trio.sleep_until(t0 + at)
                 cpu[key] = time.process_time()
                 cpu[f"px_{key}"] = px.cpu() if px is not None else math.nan
 
         res = run_engine(toml, gw, watch=watch, hlogs=("rtt",))
+    if "w1" not in cpu or cpu["w0_at"] >= w1:
+        say(f"rtt: {mode}: no steady window ({cpu})")
+        return None
+    w0 = cpu["w0_at"]
     recs = [m.record for m in res.window(w0, w1)]
     pongs = sum(int(r["pongs"]) for r in recs)
-    if not pongs or "w1" not in cpu:
-        say(f"rtt: {mode}: no steady window")
+    if not pongs:
+        say(f"rtt: {mode}: no pongs in the steady window t={w0:g}-{w1:g}s")
         return None
     h = res.merged("rtt", w0, w1)
     out = Rtt(
@@ -216,6 +225,10 @@ def rtt_run(plan: Plan, mode: str) -> Rtt | None:
         missed=sum(int(r["missed"]) for r in recs),
         cpu_us=(cpu["w1"] - cpu["w0"]) / pongs * 1e6,
         proxy_cpu_us=None if px is None else (cpu["px_w1"] - cpu["px_w0"]) / pongs * 1e6,
+    )
+    say(
+        f"rtt: {mode}: all {n:,} connected at t={cpu['all_connected']:.1f}s "
+        f"({n / cpu['all_connected']:,.0f}/s); steady window t={w0:g}-{w1:g}s"
     )
     say(
         f"rtt: {mode}: {out.pongs_per_s:,.0f} pongs/s, p50 {ms(out.p50)} p90 {ms(out.p90)} "

@@ -647,6 +647,7 @@ def proxy(
     WebSocket heartbeats. Times are seconds since the proxy started."""
     import json
 
+    from soak.gcctl import GcControl, GrowthFreezer
     from soak.profile import parse_duration, parse_scope_option
     from soak.proxy import Proxy
     from soak.proxy import config as pc
@@ -736,7 +737,16 @@ def proxy(
         await probe.aclose()
         server = Proxy(config, on_event=show, log=log)
         error = None
+
+        async def freeze_as_it_grows() -> None:
+            freezer = GrowthFreezer(gc_control)
+            while True:
+                await trio.sleep(1.0)
+                freezer.observe(server.live)
+
         async with trio.open_nursery() as nursery:
+            # as the gateway does: keep garbage collections rare and short
+            nursery.start_soon(freeze_as_it_grows)
             try:
                 port = await nursery.start(server.serve, listen_host, listen_port, up_host, up_port)
             except OSError as exc:
@@ -752,7 +762,8 @@ def proxy(
         fail(f"--log: cannot write {log_path}: {exc}")
     raise_fd_limit()  # two descriptors per proxied connection
     try:
-        trio.run(main)
+        with GcControl(lambda pause: None) as gc_control:
+            trio.run(main)
     except KeyboardInterrupt:
         sys.exit(130)
     finally:

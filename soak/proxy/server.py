@@ -66,7 +66,8 @@ class Proxy:
         self.on_event = on_event
         self.log = log
         self.start = start
-        self.connections = 0
+        self.connections = 0  # accepted so far: the next connection's number
+        self.live = 0  # open now
 
     def now(self) -> float:
         if self.start is None:
@@ -113,6 +114,15 @@ class Proxy:
         """Proxy one client connection until both sides are done with it."""
         conn = self.connections
         self.connections += 1
+        self.live += 1
+        try:
+            await self._handle(conn, client_stream, connect_upstream)
+        finally:
+            self.live -= 1
+
+    async def _handle(
+        self, conn: int, client_stream: trio.abc.Stream, connect_upstream: Connect
+    ) -> None:
         link = Link(self.config, conn, self.now())
         self._emit(link)
         try:
@@ -232,7 +242,11 @@ class Proxy:
                             abort()
                     return
                 release, data = item
-                await trio.sleep_until(self._at(release))
+                at = self._at(release)
+                if at > trio.current_time():
+                    # (sleep_until a time already past would raise and catch
+                    # a Cancelled: the main cost of an unimpaired chunk)
+                    await trio.sleep_until(at)
                 if not link.forwarding:
                     continue  # the mapping is gone: so is what was in flight
                 try:
