@@ -33,7 +33,7 @@ class Upstream:
         try:
             async for data in stream:
                 if first:
-                    self.streams[data] = stream
+                    self.streams[bytes(data)] = stream
                     first = False
                 await stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
