@@ -180,11 +180,56 @@ class Proxy:
         dst: trio.abc.Stream,
         abort: Callable[[], None],
     ) -> None:
+        if not self.config.latency and not self.config.bandwidth:
+            # nothing delays a chunk: forward it from the reading task
+            await self._forward(link, direction, src, dst, abort)
+            return
         send, receive = trio.open_memory_channel[Item](QUEUE_CHUNKS)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._write, link, receive, dst, abort)
             async with send:
                 await self._read(link, direction, src, send)
+
+    async def _forward(
+        self,
+        link: Link,
+        direction: str,
+        src: trio.abc.Stream,
+        dst: trio.abc.Stream,
+        abort: Callable[[], None],
+    ) -> None:
+        """Read and forward at once, in one task: what ``_read`` and
+        ``_write`` do when every release time is the arrival time. It saves
+        a queue and a task switch per chunk (the proxy's CPU per chunk), and
+        keeps the same drops, resets, EOFs and events."""
+        while True:
+            try:
+                data = await src.receive_some(RECEIVE_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                data, broken = b"", True
+            else:
+                broken = False
+            if not data:
+                if link.forwarding:
+                    if broken:
+                        abort()
+                    else:
+                        await _send_eof(dst)
+                return
+            now = self.now()
+            forward = link.filter(direction, now, bytes(data))
+            if not forward:
+                link.touch(direction, now)
+                self._emit(link)
+                continue
+            due = link.release_time(direction, now, len(forward)) is not None
+            self._emit(link)
+            if due:
+                try:
+                    await dst.send_all(forward)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    abort()
+                    return
 
     async def _read(
         self,
