@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench bench-cpu clean test-openclaw
+.PHONY: demo test lint typecheck unit bench bench-cpu bench-proxy clean test-openclaw
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ bench: $(STAMP)
 
 bench-cpu: $(STAMP)
 	$(BIN)/python benchmarks/cpu.py
+
+bench-proxy: $(STAMP)
+	$(BIN)/python benchmarks/proxy.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

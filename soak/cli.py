@@ -696,6 +696,16 @@ def doctor(
 )
 @click.option("--seed", default=1, show_default=True, type=int, help="Seed for jitter and picks.")
 @click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    metavar="NAME:KEY=VALUE,...",
+    help="One impairment's own fraction, time window and direction (repeatable), e.g. "
+    "latency:fraction=0.5,from=10s,until=1m,direction=down. NAME: latency, bandwidth, "
+    "nat_idle, drop_heartbeat (fraction, from, until, direction; nat_idle has no "
+    "direction), black_hole, reset (fraction).",
+)
+@click.option(
     "--log",
     "log_path",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -718,6 +728,7 @@ def proxy(
     drop_heartbeat: int | None,
     drop_heartbeat_p: float,
     seed: int,
+    scopes: tuple[str, ...],
     log_path: Path | None,
 ) -> None:
     """A TCP proxy that impairs the network between clients and a target:
@@ -726,7 +737,8 @@ def proxy(
     WebSocket heartbeats. Times are seconds since the proxy started."""
     import json
 
-    from soak.profile import parse_duration
+    from soak.gcctl import GcControl, GrowthFreezer
+    from soak.profile import parse_duration, parse_scope_option
     from soak.proxy import Proxy
     from soak.proxy import config as pc
 
@@ -766,20 +778,43 @@ def proxy(
         raise click.BadParameter(
             f'expected a duration > 0, got "{nat_idle}"', param_hint="--nat-idle"
         )
-    config = pc.build_config(
-        latency=delay,
-        jitter=spread,
-        jitter_dist=jitter_dist,
-        direction=direction,
-        fraction=fraction,
-        bandwidth=rate,
-        nat_idle=idle,
-        black_hole_at=hole,
-        reset_at=rst,
-        drop_heartbeat=drop_heartbeat,
-        drop_heartbeat_p=drop_heartbeat_p,
-        seed=seed,
-    )
+    given = {
+        "latency": delay is not None or spread is not None,
+        "bandwidth": rate is not None,
+        "nat_idle": idle is not None,
+        "drop_heartbeat": drop_heartbeat is not None or drop_heartbeat_p > 0,
+        "black_hole": hole is not None,
+        "reset": rst is not None,
+    }
+    scoped: dict[str, Any] = {}
+    for text in scopes:
+        with errors_as_exit_codes():
+            fields = parse_scope_option(text)
+        name = text.partition(":")[0].strip()
+        if not given[name]:
+            option = (
+                "--" + name.replace("_", "-") + ("-at" if name in ("black_hole", "reset") else "")
+            )
+            fail(f"--scope {name}: {name} is not set (no {option})", EXIT_USAGE)
+        scoped.update(fields)
+    try:
+        config = pc.build_config(
+            **scoped,
+            latency=delay,
+            jitter=spread,
+            jitter_dist=jitter_dist,
+            direction=direction,
+            fraction=fraction,
+            bandwidth=rate,
+            nat_idle=idle,
+            black_hole_at=hole,
+            reset_at=rst,
+            drop_heartbeat=drop_heartbeat,
+            drop_heartbeat_p=drop_heartbeat_p,
+            seed=seed,
+        )
+    except ValueError as exc:
+        fail(f"expected a consistent impairment: {exc}", EXIT_USAGE)
 
     def show(event: dict[str, Any]) -> None:
         click.echo(f"soak proxy: {json.dumps(event)}", err=True)
@@ -792,7 +827,16 @@ def proxy(
         await probe.aclose()
         server = Proxy(config, on_event=show, log=log)
         error = None
+
+        async def freeze_as_it_grows() -> None:
+            freezer = GrowthFreezer(gc_control)
+            while True:
+                await trio.sleep(1.0)
+                freezer.observe(server.live)
+
         async with trio.open_nursery() as nursery:
+            # as the gateway does: keep garbage collections rare and short
+            nursery.start_soon(freeze_as_it_grows)
             try:
                 port = await nursery.start(server.serve, listen_host, listen_port, up_host, up_port)
             except OSError as exc:
@@ -806,8 +850,10 @@ def proxy(
         log = log_path.open("a") if log_path is not None else None
     except OSError as exc:
         fail(f"--log: cannot write {log_path}: {exc}")
+    raise_fd_limit()  # two descriptors per proxied connection
     try:
-        trio.run(main)
+        with GcControl(lambda pause: None) as gc_control:
+            trio.run(main)
     except KeyboardInterrupt:
         sys.exit(130)
     finally:

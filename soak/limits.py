@@ -32,10 +32,14 @@ FD_RESERVE = 64
 CLIENT_BYTES = 16 * 1024
 
 
+# descriptors per client with an in-process impairment proxy: the client's
+# socket and both of the proxy's
+PROXIED_FDS = 3
+
+
 def worker_capacity(fd_soft: int, proxied: bool) -> int:
-    """Connections one process can hold with ``fd_soft`` descriptors; an
-    in-process impairment proxy holds both ends of each connection."""
-    return max(1, (fd_soft - FD_RESERVE) // (2 if proxied else 1))
+    """Connections one process can hold with ``fd_soft`` descriptors."""
+    return max(1, (fd_soft - FD_RESERVE) // (PROXIED_FDS if proxied else 1))
 
 
 def fd_problem(peak: int, workers: int, fd_soft: int, proxied: bool) -> str | None:
@@ -45,7 +49,7 @@ def fd_problem(peak: int, workers: int, fd_soft: int, proxied: bool) -> str | No
     if per_worker <= cap:
         return None
     need = -(-peak // cap)
-    proxy = ", 2 descriptors each with the impairment proxy" if proxied else ""
+    proxy = f", {PROXIED_FDS} descriptors each with [impairment]" if proxied else ""
     held = "one process holds" if workers == 1 else f"{workers} worker processes hold"
     return (
         f"this profile needs {peak:,} connections at its peak, but one process may open at "

@@ -281,6 +281,25 @@ class Impairment:
     drop_heartbeat: int | None = None
     drop_heartbeat_p: float = 0.0
     seed: int = 1
+    # one impairment's own scope ([impairment.NAME] tables); None: the shared
+    # fraction and direction, the whole run. from/until: seconds since the start
+    latency_fraction: float | None = None
+    latency_from: float | None = None
+    latency_until: float | None = None
+    latency_direction: str | None = None
+    bandwidth_fraction: float | None = None
+    bandwidth_from: float | None = None
+    bandwidth_until: float | None = None
+    bandwidth_direction: str | None = None
+    nat_idle_fraction: float | None = None
+    nat_idle_from: float | None = None
+    nat_idle_until: float | None = None
+    drop_heartbeat_fraction: float | None = None
+    drop_heartbeat_from: float | None = None
+    drop_heartbeat_until: float | None = None
+    drop_heartbeat_direction: str | None = None
+    black_hole_fraction: float | None = None
+    reset_fraction: float | None = None
 
 
 @dataclass(frozen=True)
@@ -875,10 +894,25 @@ def _parse_reconnect(s: _Section) -> ReconnectConfig:
     return rc
 
 
-def _parse_impairment(s: _Section) -> Impairment:
-    from soak.proxy.config import build_config, parse_rate
+# [impairment.NAME]: the table's keys for the impairment itself, each with
+# the flat [impairment] field it fills (the scope's keys are in SCOPED)
+_IMPAIRMENT_TABLES: dict[str, dict[str, str]] = {
+    "latency": {"delay": "latency", "jitter": "jitter", "dist": "jitter_dist"},
+    "bandwidth": {"rate": "bandwidth"},
+    "nat_idle": {"timeout": "nat_idle"},
+    "black_hole": {"at": "black_hole_at"},
+    "reset": {"at": "reset_at"},
+    "drop_heartbeat": {"nth": "drop_heartbeat", "p": "drop_heartbeat_p"},
+}
+# flat keys that belong to an impairment given as a table
+_FLAT_PARTS = {"jitter": "latency", "jitter_dist": "latency", "drop_heartbeat_p": "drop_heartbeat"}
+_FLAT_NAMES = {"black_hole": "black_hole_at", "reset": "reset_at"}
 
-    ld = s.loader
+
+def _impairment_value(ld: _Loader, field_name: str) -> Callable[[str, Any], Any]:
+    """The parser of one flat [impairment] field (also used for the same
+    setting inside an [impairment.NAME] table)."""
+    from soak.proxy.config import parse_rate
 
     def rate(where: str, raw: Any) -> float:
         try:
@@ -892,26 +926,161 @@ def _parse_impairment(s: _Section) -> Impairment:
             ld.fail(where, "expected a fraction between 0 and 1", raw)
         return value
 
-    imp = Impairment(
-        latency=s.get("latency", ld.duration, None),
-        jitter=s.get("jitter", ld.duration, None),
-        jitter_dist=s.get("jitter_dist", ld.choice(("uniform", "normal", "pareto")), "uniform"),
-        direction=s.get("direction", ld.choice(("up", "down", "both")), "both"),
-        fraction=s.get("fraction", fraction, 1.0),
-        bandwidth=s.get("bandwidth", rate, None),
-        nat_idle=s.get("nat_idle", ld.positive_duration, None),
-        black_hole_at=s.get("black_hole_at", ld.duration, None),
-        reset_at=s.get("reset_at", ld.duration, None),
-        drop_heartbeat=s.get("drop_heartbeat", lambda w, v: ld.integer(w, v, 1), None),
-        drop_heartbeat_p=s.get("drop_heartbeat_p", fraction, 0.0),
-        seed=s.get("seed", ld.integer, 1),
-    )
+    parsers: dict[str, Callable[[str, Any], Any]] = {
+        "latency": ld.duration,
+        "jitter": ld.duration,
+        "jitter_dist": ld.choice(("uniform", "normal", "pareto")),
+        "direction": ld.choice(("up", "down", "both")),
+        "fraction": fraction,
+        "bandwidth": rate,
+        "nat_idle": ld.positive_duration,
+        "black_hole_at": ld.duration,
+        "reset_at": ld.duration,
+        "drop_heartbeat": lambda w, v: ld.integer(w, v, 1),
+        "drop_heartbeat_p": fraction,
+        "seed": ld.integer,
+        "from": ld.duration,
+        "until": ld.positive_duration,
+    }
+    return parsers[field_name]
+
+
+def scope_fields(ld: _Loader, name: str, s: _Section, *, own: bool = True) -> dict[str, Any]:
+    """One [impairment.NAME] table (or, without its ``own`` settings, one
+    ``--scope NAME:...`` option) as flat Impairment fields, validated: names
+    the field of any bad value."""
+    from soak.proxy.config import SCOPED
+
+    out: dict[str, Any] = {}
+    for key, flat in _IMPAIRMENT_TABLES[name].items() if own else ():
+        if key in s.data:
+            out[flat] = s.get(key, _impairment_value(ld, flat), None)
+        else:
+            s.allowed.append(key)
+    for key in SCOPED[name]:
+        if key in s.data:
+            out[f"{name}_{key}"] = s.get(key, _impairment_value(ld, key), None)
+        else:
+            s.allowed.append(key)
     s.finish()
+    start, end = out.get(f"{name}_from"), out.get(f"{name}_until")
+    if start is not None and end is not None and end <= start:
+        ld.fail(
+            s.where("until"),
+            f"expected a time after from ({format_duration(start)})",
+            format_duration(end),
+        )
+    if not own:
+        return out
+    if name == "drop_heartbeat" and "drop_heartbeat" not in out and "drop_heartbeat_p" not in out:
+        ld.fail(s.where("nth"), "is required (or p): which heartbeat to drop", None, found=False)
+    main = _IMPAIRMENT_TABLES[name]
+    first = next(iter(main))
+    if name != "drop_heartbeat" and main[first] not in out:
+        ld.fail(s.where(first), "is required", None, found=False)
+    return out
+
+
+def _parse_impairment(s: _Section) -> Impairment:
+    from soak.proxy.config import build_config
+
+    ld = s.loader
+    fields: dict[str, Any] = {}
+    tables = [name for name in _IMPAIRMENT_TABLES if isinstance(s.data.get(name), dict)]
+    for name in tables:
+        fields.update(scope_fields(ld, name, _Section(ld, s.where(name), s.data[name])))
+    for name, flat in _FLAT_NAMES.items():
+        s.allowed.append(name)
+        if name in s.data and name not in tables:
+            ld.fail(
+                s.where(name),
+                f"expected a table like [impairment.{name}] (or {flat})",
+                s.data[name],
+            )
+        if name in tables and flat in s.data:
+            ld.fail(s.where(flat), f"is given twice: here and in [impairment.{name}]", s.data[flat])
+    for flat, owner in _FLAT_PARTS.items():
+        if owner in tables and flat in s.data:
+            ld.fail(
+                s.where(flat),
+                f"goes in the [impairment.{owner}] table when {owner} is one",
+                s.data[flat],
+            )
+    for flat in (
+        "latency",
+        "jitter",
+        "jitter_dist",
+        "direction",
+        "fraction",
+        "bandwidth",
+        "nat_idle",
+        "black_hole_at",
+        "reset_at",
+        "drop_heartbeat",
+        "drop_heartbeat_p",
+        "seed",
+    ):
+        if flat in tables:
+            s.allowed.append(flat)
+            continue
+        value = s.get(flat, _impairment_value(ld, flat), None)
+        if value is not None:
+            fields[flat] = value
+    for key, raw in s.data.items():
+        if key not in s.allowed and isinstance(raw, dict):
+            near = difflib.get_close_matches(key, list(_IMPAIRMENT_TABLES), n=1, cutoff=0.5)
+            hint = f" (did you mean '{near[0]}'?)" if near else ""
+            ld.fail(
+                s.where(key),
+                f"unknown impairment{hint}; impairments: {', '.join(_IMPAIRMENT_TABLES)}",
+                None,
+                found=False,
+            )
+    s.finish()
+    imp = Impairment(**fields)
     try:
         build_config(**dataclasses.asdict(imp))
     except ValueError as exc:
         ld.fail("impairment", f"expected a consistent impairment ({exc})", None, found=False)
     return imp
+
+
+def parse_scope_option(text: str) -> dict[str, Any]:
+    """``--scope latency:fraction=0.5,from=10s,until=1m,direction=down``: the
+    same keys and values as an [impairment.NAME] table, as flat fields."""
+    from soak.proxy.config import SCOPED
+
+    ld = _Loader("")
+    name, sep, rest = text.partition(":")
+    name = name.strip()
+    if name not in SCOPED:
+        near = difflib.get_close_matches(name, list(SCOPED), n=1, cutoff=0.5)
+        hint = f" (did you mean '{near[0]}'?)" if near else ""
+        ld.fail(
+            "--scope",
+            f"expected NAME:KEY=VALUE,... with NAME one of {', '.join(SCOPED)}{hint}",
+            text,
+        )
+    data: dict[str, Any] = {}
+    for item in rest.split(",") if sep and rest.strip() else []:
+        key, eq, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        if not eq or not key or not value:
+            ld.fail(f"--scope {name}", "expected KEY=VALUE items like fraction=0.5", item)
+        if key in data:
+            ld.fail(f"--scope {name}.{key}", "is given twice", value)
+        raw: Any = value
+        if key == "fraction":
+            try:
+                raw = float(value)
+            except ValueError:
+                raw = value
+        data[key] = raw
+    if not data:
+        ld.fail(
+            "--scope", f"expected at least one of {', '.join(SCOPED[name])} after {name}:", text
+        )
+    return scope_fields(ld, name, _Section(ld, f"--scope {name}", data), own=False)
 
 
 def _parse_thresholds(s: _Section) -> tuple[Threshold, ...]:

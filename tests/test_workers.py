@@ -127,10 +127,11 @@ interval = "{interval}"
     # 10,000 heartbeats/s: more than one worker's worth, but no more than the cores
     assert auto_workers(ramp(10_000, "1s"), fd_soft=20_000, cores=2) == 2
     assert auto_workers(ramp(10_000, "1s"), fd_soft=20_000, cores=1) == 1
-    # an in-process proxy holds both ends of each connection
+    # with an in-process proxy each client takes three descriptors (its own
+    # socket and both ends of the proxy's)
     proxied = ramp(15_000, impaired='[impairment]\nlatency = "10ms"')
-    assert auto_workers(proxied, fd_soft=20_000, cores=2) == 2
-    assert worker_capacity(20_000, proxied=True) == (20_000 - 64) // 2
+    assert worker_capacity(20_000, proxied=True) == (20_000 - 64) // 3 == 6645
+    assert auto_workers(proxied, fd_soft=20_000, cores=2) == 3
 
 
 def test_capacity_messages_say_what_would_fit() -> None:

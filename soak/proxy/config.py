@@ -126,6 +126,12 @@ class ImpairmentConfig:
     reset: TimedDrop | None = None
     drop_heartbeat: DropHeartbeat | None = None
     seed: int = 1
+    # which heartbeats drop_heartbeat sees: their direction, its window and fraction
+    drop_heartbeat_directions: tuple[str, ...] = DIRECTIONS
+    drop_heartbeat_scope: Scope = field(default_factory=Scope)
+
+    def __post_init__(self) -> None:
+        _directions(self.drop_heartbeat_directions)
 
 
 _RATE = re.compile(r"(\d+(?:\.\d+)?)\s*(B|kB|KB|MB|GB|KiB|MiB|GiB|bit|kbit|Mbit|Gbit)(?:/s)?")
@@ -164,6 +170,19 @@ def parse_hostport(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+# impairments that can be given their own scope (a profile's
+# [impairment.NAME] table, soak proxy's --scope NAME:...), and which of the
+# scope's keys each takes: black holes and resets happen at one time
+SCOPED = {
+    "latency": ("fraction", "from", "until", "direction"),
+    "bandwidth": ("fraction", "from", "until", "direction"),
+    "nat_idle": ("fraction", "from", "until"),
+    "drop_heartbeat": ("fraction", "from", "until", "direction"),
+    "black_hole": ("fraction",),
+    "reset": ("fraction",),
+}
+
+
 def build_config(
     *,
     latency: float | None = None,
@@ -178,23 +197,57 @@ def build_config(
     drop_heartbeat: int | None = None,
     drop_heartbeat_p: float = 0.0,
     seed: int = 1,
+    **scopes: float | str | None,
 ) -> ImpairmentConfig:
     """The proxy's configuration from the flat settings that ``soak proxy``'s
-    options and a profile's ``[impairment]`` share. Raises ValueError."""
+    options and a profile's ``[impairment]`` share. ``direction`` and
+    ``fraction`` apply to every impairment; ``NAME_fraction``,
+    ``NAME_from``, ``NAME_until`` and ``NAME_direction`` (see
+    :data:`SCOPED`; None: not set) override them for one. Raises ValueError."""
     from soak.proxy.frames import DropHeartbeat
 
-    dirs = ("up", "down") if direction == "both" else (direction,)
-    scope = Scope(fraction=fraction)
+    allowed = {f"{name}_{key}" for name, keys in SCOPED.items() for key in keys}
+    unknown = sorted(set(scopes) - allowed)
+    if unknown:
+        raise ValueError(f"unknown setting {unknown[0]}")
+
+    def dirs(name: str) -> tuple[str, ...]:
+        # the shared direction is for latency and bandwidth: heartbeat drops
+        # count both ways unless told otherwise
+        shared = "both" if name == "drop_heartbeat" else direction
+        d = scopes.get(f"{name}_direction") or shared
+        return ("up", "down") if d == "both" else (str(d),)
+
+    def num(key: str, default: float) -> float:
+        value = scopes.get(key)
+        return default if value is None else float(value)
+
+    def scope(name: str) -> Scope:
+        start, end = num(f"{name}_from", 0.0), num(f"{name}_until", math.inf)
+        try:
+            return Scope(start, end, num(f"{name}_fraction", fraction))
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+
+    def timed(name: str, at: float | None) -> TimedDrop | None:
+        return None if at is None else TimedDrop(at, num(f"{name}_fraction", fraction))
+
     return ImpairmentConfig(
-        latency=(Latency(latency or 0.0, jitter or 0.0, jitter_dist, dirs, scope),)
+        latency=(
+            Latency(latency or 0.0, jitter or 0.0, jitter_dist, dirs("latency"), scope("latency")),
+        )
         if latency is not None or jitter is not None
         else (),
-        bandwidth=(Bandwidth(bandwidth, 0.0, dirs, scope),) if bandwidth is not None else (),
-        nat_idle=NatIdle(nat_idle, scope) if nat_idle is not None else None,
-        black_hole=TimedDrop(black_hole_at, fraction) if black_hole_at is not None else None,
-        reset=TimedDrop(reset_at, fraction) if reset_at is not None else None,
+        bandwidth=(Bandwidth(bandwidth, 0.0, dirs("bandwidth"), scope("bandwidth")),)
+        if bandwidth is not None
+        else (),
+        nat_idle=NatIdle(nat_idle, scope("nat_idle")) if nat_idle is not None else None,
+        black_hole=timed("black_hole", black_hole_at),
+        reset=timed("reset", reset_at),
         drop_heartbeat=DropHeartbeat(drop_heartbeat, drop_heartbeat_p)
         if drop_heartbeat is not None or drop_heartbeat_p > 0
         else None,
         seed=seed,
+        drop_heartbeat_directions=dirs("drop_heartbeat"),
+        drop_heartbeat_scope=scope("drop_heartbeat"),
     )

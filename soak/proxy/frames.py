@@ -88,6 +88,7 @@ class FrameFilter:
         self.dropper = dropper
         self.buffer = b""
         self.in_http = True
+        self.active = True  # False: heartbeats pass, uncounted (outside the window)
         self.dropped: list[tuple[str, int]] = []
 
     def feed(self, data: bytes) -> bytes:
@@ -137,7 +138,7 @@ class FrameFilter:
             return None
         frame, self.buffer = buf[: pos + length], buf[pos + length :]
         kind = heartbeat_kind(opcode, fin, unmask(buf[pos : pos + length], key))
-        if kind is None:
+        if kind is None or not self.active:
             return frame
         if self.dropper():
             self.dropped.append((kind, self.dropper.count))

@@ -73,9 +73,12 @@ class Link:
         self._dirs = {d: _Direction() for d in DIRECTIONS}
         rule = config.drop_heartbeat
         self._filters: dict[str, FrameFilter] = {}
-        if rule is not None:
+        hb_scope = config.drop_heartbeat_scope
+        if rule is not None and selected(config.seed, "drop_heartbeat", conn, hb_scope.fraction):
             dropper = Dropper(rule, random.Random(f"{config.seed}/{conn}/heartbeats"))
-            self._filters = {d: FrameFilter(dropper) for d in DIRECTIONS}
+            self._filters = {
+                d: FrameFilter(dropper) for d in DIRECTIONS if d in config.drop_heartbeat_directions
+            }
         self._events: list[Event] = []
         self._announced: set[tuple[str, str]] = set()
         seed = config.seed
@@ -165,6 +168,8 @@ class Link:
         f = self._filters.get(direction)
         if f is None or self.state != "open":
             return data
+        # outside its window the filter still parses, but neither counts nor drops
+        f.active = self.config.drop_heartbeat_scope.covers(now)
         out = f.feed(data)
         for kind, n in f.dropped:
             self._events.append(

@@ -66,7 +66,8 @@ class Proxy:
         self.on_event = on_event
         self.log = log
         self.start = start
-        self.connections = 0
+        self.connections = 0  # accepted so far: the next connection's number
+        self.live = 0  # open now
 
     def now(self) -> float:
         if self.start is None:
@@ -113,6 +114,15 @@ class Proxy:
         """Proxy one client connection until both sides are done with it."""
         conn = self.connections
         self.connections += 1
+        self.live += 1
+        try:
+            await self._handle(conn, client_stream, connect_upstream)
+        finally:
+            self.live -= 1
+
+    async def _handle(
+        self, conn: int, client_stream: trio.abc.Stream, connect_upstream: Connect
+    ) -> None:
         link = Link(self.config, conn, self.now())
         self._emit(link)
         try:
@@ -170,11 +180,56 @@ class Proxy:
         dst: trio.abc.Stream,
         abort: Callable[[], None],
     ) -> None:
+        if not self.config.latency and not self.config.bandwidth:
+            # nothing delays a chunk: forward it from the reading task
+            await self._forward(link, direction, src, dst, abort)
+            return
         send, receive = trio.open_memory_channel[Item](QUEUE_CHUNKS)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._write, link, receive, dst, abort)
             async with send:
                 await self._read(link, direction, src, send)
+
+    async def _forward(
+        self,
+        link: Link,
+        direction: str,
+        src: trio.abc.Stream,
+        dst: trio.abc.Stream,
+        abort: Callable[[], None],
+    ) -> None:
+        """Read and forward at once, in one task: what ``_read`` and
+        ``_write`` do when every release time is the arrival time. It saves
+        a queue and a task switch per chunk (the proxy's CPU per chunk), and
+        keeps the same drops, resets, EOFs and events."""
+        while True:
+            try:
+                data = await src.receive_some(RECEIVE_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                data, broken = b"", True
+            else:
+                broken = False
+            if not data:
+                if link.forwarding:
+                    if broken:
+                        abort()
+                    else:
+                        await _send_eof(dst)
+                return
+            now = self.now()
+            forward = link.filter(direction, now, bytes(data))
+            if not forward:
+                link.touch(direction, now)
+                self._emit(link)
+                continue
+            due = link.release_time(direction, now, len(forward)) is not None
+            self._emit(link)
+            if due:
+                try:
+                    await dst.send_all(forward)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    abort()
+                    return
 
     async def _read(
         self,
@@ -232,7 +287,11 @@ class Proxy:
                             abort()
                     return
                 release, data = item
-                await trio.sleep_until(self._at(release))
+                at = self._at(release)
+                if at > trio.current_time():
+                    # (sleep_until a time already past would raise and catch
+                    # a Cancelled: the main cost of an unimpaired chunk)
+                    await trio.sleep_until(at)
                 if not link.forwarding:
                     continue  # the mapping is gone: so is what was in flight
                 try:
