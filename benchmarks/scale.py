@@ -164,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gateway-workers", type=int, default=None)
     ap.add_argument("--workers", default="auto", help="soak run --workers (default auto)")
     ap.add_argument("--source-ip", default="127.0.0.1-127.0.0.8")
-    ap.add_argument("--quick", action="store_true", help="6,000 clients, 30 s hold")
+    ap.add_argument("--quick", action="store_true", help="6,000 clients, 75 s hold")
+    ap.add_argument("--keep", metavar="DIR", help="write the run's results here (kept)")
     args = ap.parse_args(argv)
     if args.quick:
         args.clients, args.hold = 6000, 75.0
@@ -188,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
                 str(path),
                 "--quiet",
                 "--results-dir",
-                str(Path(tmp) / "results"),
+                args.keep or str(Path(tmp) / "results"),
             ]
             if args.source_ip:
                 cmd += ["--source-ip", args.source_ip]
@@ -197,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
             took = time.monotonic() - began
             say(run.stderr.strip())
-            dirs = list((Path(tmp) / "results").glob("*"))
+            dirs = sorted(Path(args.keep or Path(tmp) / "results").glob("*"))[-1:]
             if not dirs:
                 say(f"soak run wrote no results (exit {run.returncode})")
                 return 1

@@ -484,14 +484,7 @@ class Client:
                     attempt = 0
                     info = await self._live(conn, ready)
                     now = trio.current_time()
-                    verdict = self.protocol.judge(sh.classifier.classify(info), info)
-                    m.close(verdict.key, verdict.category, info.code)
-                    if verdict.key == FALSE_TIMEOUT:
-                        m.count("false_timeouts")
-                    elif verdict.key == JUSTIFIED_TIMEOUT:
-                        m.count("justified_timeouts")
-                    self._emit_close(info, verdict, now)
-                    self.last_close = (now, verdict.key)
+                    self._record_close(info, now)
                     if info.initiator == CLIENT and info.cause in (SHUTDOWN, SCALE_DOWN):
                         return
                     lost_at = now
@@ -685,6 +678,17 @@ class Client:
             sh.emit(self._event("protocol_error", now, error=str(exc)))
             reason = "protocol error" if exc.close_code != 1009 else "frame too large"
             return await self._close(conn, exc.close_code, reason, PROTOCOL_ERROR, now)
+        except trio.Cancelled:
+            req = self._close_request
+            if req is not None:
+                # The runner asked for this close and then ran out of patience
+                # (its shutdown deadline) before the close handshake was done:
+                # still our close, and counted as one, never lost in silence.
+                now = trio.current_time()
+                evidence = self._evidence(conn, now)
+                info = CloseInfo(CLIENT, req[0], req[1], cause=req[2], evidence=evidence)
+                self._record_close(info, now, unfinished=True)
+            raise
         finally:
             sh.connected -= 1
             pending = self.hb.pending
@@ -944,7 +948,21 @@ class Client:
         sh = self.shared
         return {"t": round(sh.elapsed(now), 6), "event": kind, "client": self.client_id, **fields}
 
-    def _emit_close(self, info: CloseInfo, verdict: Verdict, now: float) -> None:
+    def _record_close(self, info: CloseInfo, now: float, *, unfinished: bool = False) -> None:
+        """Judge and count a connection's end, with its event."""
+        m = self.shared.metrics
+        verdict = self.protocol.judge(self.shared.classifier.classify(info), info)
+        m.close(verdict.key, verdict.category, info.code)
+        if verdict.key == FALSE_TIMEOUT:
+            m.count("false_timeouts")
+        elif verdict.key == JUSTIFIED_TIMEOUT:
+            m.count("justified_timeouts")
+        self._emit_close(info, verdict, now, unfinished=unfinished)
+        self.last_close = (now, verdict.key)
+
+    def _emit_close(
+        self, info: CloseInfo, verdict: Verdict, now: float, *, unfinished: bool = False
+    ) -> None:
         ev = self._event(
             "close",
             now,
@@ -956,6 +974,9 @@ class Client:
         )
         if info.transport:
             ev["transport"] = info.transport
+        if unfinished:
+            # cut short by the run's shutdown deadline before the server answered
+            ev["unfinished"] = True
         if verdict.why:
             ev["why"] = verdict.why
         e = info.evidence

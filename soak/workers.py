@@ -383,7 +383,7 @@ def _wait_ready(workers: list[Worker]) -> None:
             buffers[fd] += chunk
             if b"\n" in buffers[fd]:
                 line = buffers[fd].split(b"\n", 1)[0]
-                if json.loads(line).get("m") != "ready":
+                if line != b'{"m":"ready"}':
                     raise WorkerError(f"worker process {w.index} said {line[:200]!r}")
                 sel.unregister(fd)
                 del waiting[fd]
@@ -524,7 +524,8 @@ class Coordinator(Runner):
             w.done = True
             w.connected = w.connecting = 0
             self._sum_gauges()
-            w.exit_code = await trio.to_thread.run_sync(w.proc.wait)
+            # abandoned if the run is cancelled: _kill_all reaps it then
+            w.exit_code = await trio.to_thread.run_sync(w.proc.wait, abandon_on_cancel=True)
             if w.final is None and self.status != "aborted":
                 self._lose(w, f"exited with code {w.exit_code} before its last report")
             self._replay_storms()
