@@ -696,7 +696,10 @@ class Client:
                 sh.metrics.count("abandoned", pending)
             self.conn = None
             self.hb = None
-            await trio.aclose_forcefully(conn.stream)
+            # shielded: a forceful close takes no time, and a Cancelled raised
+            # here would throw away the connection's end (its info), uncounted
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(conn.stream)
 
     async def _serve(self, conn: _Conn) -> CloseInfo:
         hb = self.hb
