@@ -522,7 +522,7 @@ def bench_held(plan: Plan, report: Report) -> None:
         p = probes.get(key)
         if p is None:
             say(f"rss_per_conn @ {n:,}: no reading")
-            report.add(f"rss_per_conn @ {n:,}", "no reading", "<= 12 KiB", False)
+            report.add(f"rss_per_conn @ {n:,}", "no reading", "<= 10 KiB", False)
             continue
         per = (p["rss"] - base) / p["connected"] / 1024 if p["connected"] else math.inf
         gw_per = (p["gw_rss"] - gw_rss0) / p["connected"] / 1024 if p["connected"] else math.inf
@@ -532,7 +532,7 @@ def bench_held(plan: Plan, report: Report) -> None:
             f"{p['connected']:,.0f} connected, t={p['t']:.0f}s){note}; "
             f"gateway {gw_per:.2f} KiB per connection"
         )
-        report.add(f"rss_per_conn @ {n:,}", f"{per:.2f} KiB", "<= 12 KiB", per <= 12.0)
+        report.add(f"rss_per_conn @ {n:,}", f"{per:.2f} KiB", "<= 10 KiB", per <= 10.0)
 
 
 # -- 3: handshakes per second ------------------------------------------------------------------

@@ -86,7 +86,7 @@ from soak.protocols import PROTOCOLS
 from soak.protocols.base import HeartbeatProtocol
 from soak.reconcile import display_url
 from soak.storm import StormTracker
-from soak.wsframe import client_frame, single_text_frame, wsproto_idle
+from soak.wsframe import client_frame, single_text_frame, slim, wsproto_idle
 
 # Heartbeat frames are ~100 bytes. recv(n) allocates n bytes before it
 # shrinks them, so a small size is cheaper on the hot path; a larger burst
@@ -635,6 +635,7 @@ class Client:
                         # live as long as the connection. Frames that came
                         # with the upgrade response are already queued in it.
                         assert ws.connection is not None
+                        slim(ws.connection)
                         return _Conn(stream, ws.connection, trio.current_time())
                     if isinstance(event, RejectConnection):
                         raise _rejected(url, event)

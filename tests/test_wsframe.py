@@ -33,6 +33,7 @@ from soak.wsframe import (
     client_frame,
     mask,
     single_text_frame,
+    slim,
     wsproto_idle,
 )
 from tests.conftest import make_profile
@@ -503,3 +504,27 @@ async def test_write_now_on_a_reset_socket_leaves_the_error_to_the_task() -> Non
     with pytest.raises(trio.BrokenResourceError):
         await conn.write(b"")
     await client.aclose()
+
+
+def test_slim_connection_keeps_its_queued_events_in_order() -> None:
+    """The event queue swapped for a list (56 bytes, not a deque's 760) hands
+    out what wsproto queues exactly as the deque did: the same events in the
+    same order, here the 1006 close queued when the stream ends and a text
+    message parsed from bytes."""
+    import sys
+
+    def events(slimmed: bool) -> list[str]:
+        c = Connection(ConnectionType.CLIENT)
+        if slimmed:
+            before = sys.getsizeof(c._events)
+            slim(c)
+            assert sys.getsizeof(c._events) < before / 5
+            assert wsproto_idle(c)
+        c.receive_data(bytes([0x81, 2]) + b"hi")
+        c.receive_data(None)
+        out = [repr(e) for e in c.events()]
+        assert not c._events
+        return out
+
+    assert events(True) == events(False)
+    assert len(events(True)) == 2

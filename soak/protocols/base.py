@@ -39,6 +39,9 @@ class HeartbeatProtocol:
     name: ClassVar[str]
     # True when the protocol has a post-upgrade handshake (see handshake())
     has_handshake: ClassVar[bool] = False
+    # one instance per client: no per-instance dict (a subclass that adds
+    # attributes lists them in its own __slots__, or gets a dict)
+    __slots__ = ("client_id", "server_version", "silence_timeout")
 
     def __init__(self, client_id: str, state: Any = None) -> None:
         """``state`` is what :meth:`shared_state` made for the run: one

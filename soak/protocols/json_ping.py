@@ -32,6 +32,7 @@ _GATEWAY_PONG = re.compile(
 
 class JsonPing(HeartbeatProtocol):
     name: ClassVar[str] = "json"
+    __slots__ = ("_tail",)
 
     def __init__(self, client_id: str, state: object = None) -> None:
         super().__init__(client_id, state)

@@ -16,6 +16,7 @@ from soak.wsframe import OP_PING
 
 class WsPing(HeartbeatProtocol):
     name: ClassVar[str] = "ws-ping"
+    __slots__ = ()
 
     def ping(self, seq: int, now_ms: int) -> Event:
         return Ping(payload=seq.to_bytes(8, "big"))
