@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import math
 import os
 import select
@@ -367,6 +368,19 @@ class Report:
             if n == 0:
                 lines.append("  ".join("-" * w for w in widths))
         return "\n".join(lines)
+
+    def as_json(self) -> str:
+        """The same rows, one JSON document (for scripts and history)."""
+        return json.dumps(
+            {
+                "benchmark": "engine",
+                "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "figures": [
+                    {"figure": r.figure, "value": r.value, "target": r.target, "ok": r.ok}
+                    for r in self.rows
+                ],
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -796,6 +810,7 @@ def main(argv: list[str] | None = None) -> int:
         + ("; quick mode: targets are for the full run" if plan.quick else "")
     )
     say(report.table())
+    say(report.as_json())
     return 0 if all(r.ok for r in report.rows) else 1
 
 
