@@ -90,6 +90,8 @@ class Recorder:
             )
             f.flush()
         self._pending_events: list[str] = []
+        # at most this many events per interval; the rest are counted
+        self.max_events = MAX_EVENTS_PER_INTERVAL
         self.events_dropped = 0
         self.events_written = 0
 
@@ -125,7 +127,7 @@ class Recorder:
     # -- streaming -------------------------------------------------------------------
 
     def event(self, ev: dict[str, Any]) -> None:
-        if len(self._pending_events) >= MAX_EVENTS_PER_INTERVAL:
+        if len(self._pending_events) >= self.max_events:
             self.events_dropped += 1
             return
         ev.setdefault("ts", round(self.wall0 + ev.get("t", 0.0), 3))

@@ -423,6 +423,11 @@ class Coordinator(Runner):
             **kw,
         )
         self.workers = workers
+        # The parent writes the events; the workers measure. A stall while it
+        # writes a mass disconnect's evidence delays no sample, so it keeps
+        # one event per planned client per interval (a 50,000-client
+        # shutdown's closes), at least the usual cap.
+        recorder.max_events = max(recorder.max_events, 2 * profile.peak_clients)
         self.late_reports = 0
         self._pending: dict[int, list[dict[str, Any]]] = {}  # interval -> early reports
         self._news = trio.Event()
