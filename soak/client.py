@@ -283,7 +283,14 @@ class Shared:
         # refusals that trying again cannot help (a wrong token): once known,
         # no client tries again
         self.permanence = backoff.Permanence()
-        self.storms = StormTracker(heartbeat_interval=profile.heartbeat.interval, origin=t0)
+        st = profile.storms
+        self.storms = StormTracker(
+            heartbeat_interval=profile.heartbeat.interval,
+            origin=t0,
+            min_losses=st.min_losses,
+            window=st.window,
+            quiet=st.quiet,
+        )
         self.pacer = _Pacer()
 
     def storm_tick(self, now: float) -> None:

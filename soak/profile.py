@@ -303,6 +303,15 @@ class Impairment:
 
 
 @dataclass(frozen=True)
+class StormConfig:
+    """[storms]: when lost connections make a reconnect storm (soak.storm)."""
+
+    min_losses: int = 10  # at least this many losses ...
+    window: float = 1.0  # ... within this many seconds start a storm
+    quiet: float = 10.0  # a storm nothing happens in for this long is over
+
+
+@dataclass(frozen=True)
 class Profile:
     path: str
     run: RunConfig
@@ -312,6 +321,7 @@ class Profile:
     reconnect: ReconnectConfig
     thresholds: tuple[Threshold, ...] = ()
     impairment: Impairment | None = None
+    storms: StormConfig = StormConfig()
 
     @property
     def duration(self) -> float:
@@ -578,8 +588,11 @@ def parse_profile(text: str, name: str, environ: Mapping[str, str]) -> Profile:
     th = _parse_thresholds(
         top.get("thresholds", lambda w, v: _Section(ld, w, v), _Section(ld, "thresholds", {}))
     )
+    storms = _parse_storms(
+        top.get("storms", lambda w, v: _Section(ld, w, v), _Section(ld, "storms", {}))
+    )
     top.finish()
-    profile = Profile(name, run, target, clients, hb, rc, th, impairment)
+    profile = Profile(name, run, target, clients, hb, rc, th, impairment, storms)
     if run.duration is None and profile.duration <= 0:
         ld.fail("run.duration", "is required when the stages add up to no time", None, found=False)
     return profile
@@ -871,6 +884,18 @@ def _parse_heartbeat(s: _Section) -> HeartbeatConfig:
     )
     s.finish()
     return hb
+
+
+def _parse_storms(s: _Section) -> StormConfig:
+    ld = s.loader
+    d = StormConfig()
+    cfg = StormConfig(
+        min_losses=s.get("min_losses", lambda w, v: ld.integer(w, v, 2), d.min_losses),
+        window=s.get("window", ld.positive_duration, d.window),
+        quiet=s.get("quiet", ld.positive_duration, d.quiet),
+    )
+    s.finish()
+    return cfg
 
 
 def _parse_reconnect(s: _Section) -> ReconnectConfig:

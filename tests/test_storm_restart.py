@@ -6,6 +6,7 @@ jitter the peak attempt rate is at least 3 times lower."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,43 @@ timeout = "10s"
 jitter = "none"
 initial_delay = "1s"
 """
+
+
+@pytest.mark.parametrize(
+    ("storms", "detected"),
+    [
+        ("", 1),  # 20 losses in one instant: a storm by the default (10 in 1 s)
+        ("[storms]\nmin_losses = 21\n", 0),  # more than were lost
+        ('[storms]\nmin_losses = 20\nwindow = "100ms"\nquiet = "30s"\n', 1),
+    ],
+)
+async def test_storm_detection_follows_the_profile(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, storms: str, detected: int
+) -> None:
+    gateway = Gateway(GatewayConfig())
+
+    def make(nursery: trio.Nursery) -> Opener:
+        return memory_opener(gateway, nursery)
+
+    profile = make_profile(STORM_STAGE.format(how="clean") + storms, results=tmp_path)
+    outcome, _ = await run_in_memory(profile, tmp_path, make)
+    assert outcome.summary["totals"]["closes"]["client_storm_drop"] == 20
+    assert len(outcome.summary["storms"]) == detected
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("min_losses = 1", "storms.min_losses: expected a whole number >= 2, got 1"),
+        ('window = "0s"', "storms.window: expected a duration"),
+        ('quite = "5s"', "storms.quite: unknown field (did you mean 'quiet'?)"),
+    ],
+)
+def test_storm_detection_bad_input(body: str, message: str) -> None:
+    from soak.errors import ProfileError
+
+    with pytest.raises(ProfileError, match=re.escape(message)):
+        make_profile(STORM_STAGE.format(how="clean") + "[storms]\n" + body + "\n")
 
 
 @pytest.mark.parametrize("how", ["clean", "abrupt"])
