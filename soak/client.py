@@ -667,7 +667,10 @@ class Client:
             interval=hbc.interval,
             timeout=hbc.timeout,
             max_missed=hbc.max_missed,
-            origin=sh.t0 + self.phase,
+            # phase = "connect": the timer starts when the connection is ready,
+            # as a browser's does, so clients that reconnect together (a
+            # storm) keep heartbeating together from then on
+            origin=ready if hbc.phase == "connect" else sh.t0 + self.phase,
             now=ready,
             early=TIMER_EARLY,
         )

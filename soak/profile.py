@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 from soak.errors import ProfileError
 
 PROTOCOLS = ("json", "ws-ping", "openclaw")  # must match soak.protocols.PROTOCOLS
-PHASES = ("spread", "aligned", "random")
+PHASES = ("spread", "aligned", "random", "connect")
 JITTERS = ("none", "full", "equal", "decorrelated")
 STAGE_KINDS = ("ramp", "hold", "spike", "churn", "storm")
 DROP_HOW = ("clean", "abrupt")

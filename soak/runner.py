@@ -279,8 +279,8 @@ class Runner:
 
     def _phase(self, index: int) -> float:
         hb = self.profile.heartbeat
-        if hb.phase == "aligned":
-            return 0.0
+        if hb.phase in ("aligned", "connect"):
+            return 0.0  # connect: the grid starts at each connection instead
         if hb.phase == "random":
             return self.rng.random() * hb.interval
         peak = max(1, self.schedule.peak)
