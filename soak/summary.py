@@ -6,7 +6,10 @@ profile, returns plain dicts. ``soak report`` reads the same keys.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
+
+from hdrh.histogram import HdrHistogram
 
 from soak.metrics import HISTOGRAMS, Metrics, heartbeat_success, percentiles_ms
 from soak.profile import Profile, Threshold, format_duration, percentile_of
@@ -39,9 +42,12 @@ def latencies(m: Metrics) -> dict[str, Any]:
     return {name: percentiles_ms(m.total_hist[name]) for name in HISTOGRAMS}
 
 
-def metric_value(th: Threshold, tot: dict[str, Any], m: Metrics) -> float | None:
+def metric_value(
+    th: Threshold, tot: dict[str, Any], hists: Mapping[str, HdrHistogram]
+) -> float | None:
     """The run's value for a threshold, in the threshold's unit (seconds for
-    latencies, a fraction for success, a count otherwise)."""
+    latencies, a fraction for success, a count otherwise). ``hists``: the
+    run's total histogram by name."""
     if th.name == "heartbeat_success":
         v = tot["heartbeat_success"]
         return None if v is None else float(v)
@@ -52,8 +58,8 @@ def metric_value(th: Threshold, tot: dict[str, Any], m: Metrics) -> float | None
     if th.name in tot:
         return float(tot[th.name])
     hist_name, _, which = th.name.rpartition("_")
-    h = m.total_hist[hist_name]
-    if not h.get_total_count():
+    h = hists.get(hist_name)
+    if h is None or not h.get_total_count():
         return None
     q = percentile_of(which)
     us = h.get_max_value() if q is None else h.get_value_at_percentile(q)
@@ -61,9 +67,16 @@ def metric_value(th: Threshold, tot: dict[str, Any], m: Metrics) -> float | None
 
 
 def verdicts(profile: Profile, m: Metrics, tot: dict[str, Any]) -> list[dict[str, Any]]:
+    return judge(profile.thresholds, tot, m.total_hist)
+
+
+def judge(
+    thresholds: Iterable[Threshold], tot: dict[str, Any], hists: Mapping[str, HdrHistogram]
+) -> list[dict[str, Any]]:
+    """One verdict per threshold, from the run's totals and histograms."""
     out = []
-    for th in profile.thresholds:
-        value = metric_value(th, tot, m)
+    for th in thresholds:
+        value = metric_value(th, tot, hists)
         if value is None:
             ok = False
             shown = "no data"

@@ -305,7 +305,41 @@ def test_killed_run_is_partial_and_computed(tmp_path: Path) -> None:
     html = html_path.read_text()
     assert "PARTIAL RUN" in html
     assert "summary.json is missing" in html
-    assert "Not evaluated" in html
+    assert "The profile set no thresholds." in html  # this manifest has no profile
+
+
+def test_killed_run_thresholds_are_judged_on_what_it_measured(tmp_path: Path) -> None:
+    """run.json keeps the profile's thresholds; a run killed before its
+    summary.json is judged by soak report on the intervals it left."""
+    thresholds = [
+        {"name": "rtt_p99", "limit": 0.001, "text": "1ms", "op": "<="},
+        {"name": "heartbeat_success", "limit": 0.999, "text": "99.9%", "op": ">="},
+        {"name": "missed", "limit": 10.0, "text": "10", "op": "<="},
+        {"name": "zombies", "limit": 0.0, "text": "0", "op": "=="},
+        {"name": "broken", "op": "<="},
+    ]
+    manifest = {
+        **MANIFEST,
+        "status": "running",
+        "end": None,
+        "exit_code": None,
+        "profile": {"thresholds": thresholds},
+    }
+    ivs = [interval(0, missed=5, pongs=995), interval(1)]
+    d = make_run(tmp_path, ivs, [list(range(1, 1001)), list(range(1001, 2001))], manifest=manifest)
+    rep, html_path = write_report(d)
+    checks = {c["name"]: c for c in rep.summary["thresholds"]}
+    assert [c["ok"] for c in checks.values()] == [False, False, True, True]
+    assert checks["rtt_p99"]["value"] == "1.980ms"
+    assert checks["heartbeat_success"]["value"] == "99.750%"
+    assert rep.summary["verdict"] == (
+        "the run did not finish (run.json says 'running'); on what it measured: "
+        "thresholds failed: rtt_p99, heartbeat_success"
+    )
+    assert "run.json: profile.thresholds[4]: not a threshold, skipped" in rep.run.problems
+    html = html_path.read_text()
+    assert "judged by soak report on what it measured until then" in html
+    assert "<td class='fail'>FAIL</td><td>rtt_p99</td>" in html
 
 
 def test_zero_connections_draws_no_data(tmp_path: Path) -> None:

@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from soak.metrics import COUNTERS, HISTOGRAMS, heartbeat_success, percentiles_ms
+from soak.profile import Threshold
 from soak.report.charts import Chart, all_charts, interval_percentiles, write_charts
 from soak.report.load import Run, load_run
+from soak.summary import judge
 
 EVIDENCE_ROWS = 50
 TOP_CLOSE_REASONS = 15
@@ -57,7 +59,8 @@ class Report:
 
 def compute_summary(run: Run, merged_rtt: Any = None) -> dict[str, Any]:
     """What summary.json would have said, from the intervals and hlogs of a
-    run that did not write one. Threshold verdicts are not re-evaluated."""
+    run that did not write one; the profile's thresholds (from run.json) are
+    judged on what the run measured before it ended."""
     tot: dict[str, Any] = dict.fromkeys(COUNTERS, 0)
     dicts: dict[str, Counter[str]] = {k: Counter() for k in (*_DICT_TOTALS, "dropped_samples")}
     for rec in run.intervals:
@@ -76,9 +79,13 @@ def compute_summary(run: Run, merged_rtt: Any = None) -> dict[str, Any]:
         tot[k] = dict(sorted(c.items()))
     tot["dropped_samples_total"] = sum(dicts["dropped_samples"].values())
     latency: dict[str, Any] = {}
+    hists: dict[str, Any] = {}
     for name in HISTOGRAMS:
         merged = merged_rtt if (name == "rtt" and merged_rtt is not None) else run.merged(name)
+        hists[name] = merged
         latency[name] = percentiles_ms(merged)
+    checks = judge(_thresholds(run), tot, hists)
+    failed = [c["name"] for c in checks if not c["ok"]]
     last = run.intervals[-1] if run.intervals else None
     duration = (
         float(last.get("t", 0.0)) + float(last.get("dt", 0.0) or 0.0) if last is not None else 0.0
@@ -93,8 +100,33 @@ def compute_summary(run: Run, merged_rtt: Any = None) -> dict[str, Any]:
         "intervals": len(run.intervals),
         "totals": tot,
         "latency_ms": latency,
-        "thresholds": [],
+        "thresholds": checks,
+        "verdict": (
+            f"the run did not finish (run.json says {run.status!r}); on what it measured: "
+            + (f"thresholds failed: {', '.join(failed)}" if failed else "every threshold held")
+        )
+        if checks
+        else None,
     }
+
+
+def _thresholds(run: Run) -> list[Threshold]:
+    """The profile's thresholds as run.json recorded them; a malformed entry
+    is skipped and noted in the run's problems."""
+    profile = run.manifest.get("profile")
+    raw = profile.get("thresholds") if isinstance(profile, dict) else None
+    out: list[Threshold] = []
+    for n, item in enumerate(raw if isinstance(raw, list) else []):
+        try:
+            th = Threshold(
+                str(item["name"]), float(item["limit"]), str(item["text"]), str(item["op"])
+            )
+            th.holds(0.0)  # an unknown operator raises here
+        except (KeyError, TypeError, ValueError):
+            run.problems.append(f"run.json: profile.thresholds[{n}]: not a threshold, skipped")
+            continue
+        out.append(th)
+    return out
 
 
 def load_storms(run: Run) -> list[dict[str, Any]]:
