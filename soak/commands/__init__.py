@@ -1,0 +1,2 @@
+"""The click commands of ``soak``, one module per command or group; soak.cli
+registers them."""

@@ -1,0 +1,282 @@
+"""``soak run`` and ``soak demo``: capacity checks, then a run in this process
+or in worker processes."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import click
+import trio
+
+from soak.client import target_address
+from soak.commands.common import errors_as_exit_codes, fail
+from soak.limits import (
+    check_port_capacity,
+    fd_problem,
+    memory_available,
+    memory_problem,
+    raise_fd_limit,
+)
+from soak.live import LiveView, print_summary
+from soak.profile import Profile, load_profile, override
+from soak.reconcile import display_url
+from soak.recorder import Recorder, now_wall
+from soak.runner import Runner
+from soak.summary import EXIT_TARGET
+from soak.workers import LEAD, Coordinator, WorkerError, go, resolve_workers, start_workers
+
+
+def check_capacity(profile: Profile) -> int:
+    """Raise the soft descriptor limit as far as allowed, decide the number
+    of worker processes, and fail clearly, before anything is written, if
+    the machine cannot hold the profile's peak. Returns the worker count."""
+    soft = raise_fd_limit()
+    workers = resolve_workers(profile, soft, os.cpu_count() or 1)
+    peak = profile.peak_clients
+    problem = fd_problem(peak, workers, soft, profile.impairment is not None)
+    problem = problem or memory_problem(peak, memory_available())
+    if problem is not None:
+        fail(problem)
+    return workers
+
+
+def check_ports(profile: Profile) -> None:
+    """Fail before the run if its peak cannot fit in the ephemeral ports of
+    its (source address, target address) pairs."""
+    t = profile.target
+    dials = t.connect_to or (target_address(t),)
+    shown = ", ".join(f"{h}:{p}" for h, p in dials[:3]) + (" ..." if len(dials) > 3 else "")
+    problem = check_port_capacity(
+        profile.peak_clients, shown, sources=max(1, len(t.source_ips)), targets=len(dials)
+    )
+    if problem is not None:
+        fail(problem)
+
+
+def _load(path: str, **overrides: Any) -> Profile:
+    with errors_as_exit_codes():
+        return override(load_profile(path), **overrides)
+
+
+def execute(profile: Profile, *, quiet: bool = False) -> int:
+    """Run a loaded profile with the live view; return the exit code."""
+    workers = check_capacity(profile)
+    check_ports(profile)
+    if workers > 1:
+        return execute_workers(profile, workers, quiet=quiet)
+    with errors_as_exit_codes():
+        recorder = Recorder(profile.run.results_dir, profile.run.label, now_wall())
+    view = LiveView()
+    with errors_as_exit_codes():
+        runner = Runner(
+            profile,
+            recorder,
+            on_status=None if quiet else view.status,
+            on_interval=None if quiet else view.interval,
+            signals=True,
+            argv=sys.argv[1:],
+        )
+    _starting(profile, recorder, "")
+    with errors_as_exit_codes():
+        outcome = trio.run(runner.run)
+    print_summary(outcome.summary, str(recorder.path), sys.stdout)
+    return outcome.exit_code
+
+
+_run_options = [
+    click.option("--url", help="Override target.url (ws:// or wss://)."),
+    click.option("--label", help="Override run.label (names the results directory)."),
+    click.option("--duration", help='Override run.duration, e.g. "10m".'),
+    click.option("--results-dir", help="Override run.results_dir (default results/)."),
+    click.option("--quiet", is_flag=True, help="No live view or interval lines."),
+    click.option(
+        "--workers",
+        metavar="N|auto",
+        help="Client processes, merged into one results directory (overrides run.workers; "
+        "auto: as many as the peak's descriptors and heartbeat rate need).",
+    ),
+    click.option(
+        "--threshold",
+        "thresholds",
+        multiple=True,
+        metavar="CHECK",
+        help='A pass/fail check, e.g. "rtt_p99<250ms", "false_timeouts==0" (repeatable; '
+        "replaces the profile's threshold of the same name).",
+    ),
+]
+
+
+def _starting(profile: Profile, recorder: Recorder, how: str) -> None:
+    click.echo(
+        f"soak: running '{profile.run.label}' against {display_url(profile.target.url)} for "
+        f"{profile.duration:g}s{how}, results in {recorder.path}",
+        err=True,
+    )
+
+
+def execute_workers(profile: Profile, count: int, *, quiet: bool = False) -> int:
+    """Run a profile in ``count`` worker processes, merged into one results
+    directory (soak.workers)."""
+    try:
+        workers = start_workers(profile, count)
+    except (WorkerError, OSError) as exc:
+        fail(f"--workers {count}: {exc}", EXIT_TARGET)
+    origin = time.monotonic() + LEAD
+    wall0 = now_wall() + LEAD
+    with errors_as_exit_codes():
+        recorder = Recorder(profile.run.results_dir, profile.run.label, wall0)
+    go(workers, origin, wall0)
+    view = LiveView()
+    runner = Coordinator(
+        profile,
+        recorder,
+        workers,
+        origin_monotonic=origin,
+        on_status=None if quiet else view.status,
+        on_interval=None if quiet else view.interval,
+        signals=True,
+        argv=sys.argv[1:],
+    )
+    _starting(profile, recorder, f" in {count} worker processes")
+    with errors_as_exit_codes():
+        outcome = trio.run(runner.run)
+    print_summary(outcome.summary, str(recorder.path), sys.stdout)
+    return outcome.exit_code
+
+
+def run_options(f: Any) -> Any:
+    for option in reversed(_run_options):
+        f = option(f)
+    return f
+
+
+@click.command()
+@click.argument("profile", type=click.Path(dir_okay=False))
+@run_options
+@click.option(
+    "--source-ip",
+    metavar="RANGE",
+    help="Override target.source_ips: source addresses used round-robin, e.g. "
+    '"127.0.0.1-127.0.0.20" or "10.0.0.5,10.0.0.6" (each range or list gets its own '
+    "~28,000 ephemeral ports per target address).",
+)
+def run(
+    profile: str,
+    url: str | None,
+    label: str | None,
+    duration: str | None,
+    results_dir: str | None,
+    quiet: bool,
+    workers: str | None,
+    thresholds: tuple[str, ...],
+    source_ip: str | None,
+) -> None:
+    """Run PROFILE (a TOML file) against its target.
+
+    Exit codes: 0 passed, 1 a threshold failed, 2 bad input, 3 the target was
+    never reachable, 130/143 interrupted by SIGINT/SIGTERM.
+    """
+    p = _load(
+        profile,
+        url=url,
+        label=label,
+        duration=duration,
+        results_dir=results_dir,
+        thresholds=thresholds,
+        workers=workers,
+        source_ip=source_ip,
+    )
+    sys.exit(execute(p, quiet=quiet))
+
+
+@click.command()
+@click.argument("profile", type=click.Path(dir_okay=False), default="profiles/demo.toml")
+@run_options
+@click.option("--gateway-arg", multiple=True, help="Extra option for the reference gateway.")
+def demo(
+    profile: str,
+    url: str | None,
+    label: str | None,
+    duration: str | None,
+    results_dir: str | None,
+    quiet: bool,
+    workers: str | None,
+    thresholds: tuple[str, ...],
+    gateway_arg: tuple[str, ...],
+) -> None:
+    """Start the reference gateway on 127.0.0.1 and run PROFILE against it.
+
+    The profile's target URL (and stats URL, if any) are pointed at the
+    gateway. Pass gateway options with --gateway-arg, e.g.
+    --gateway-arg=--bug --gateway-arg="no-pong 0.1"."""
+    if url is not None:
+        fail("--url: soak demo starts its own gateway on 127.0.0.1; use soak run --url")
+    p = _load(
+        profile,
+        label=label,
+        duration=duration,
+        results_dir=results_dir,
+        thresholds=thresholds,
+        workers=workers,
+    )
+    with reference_gateway(list(gateway_arg)) as port:
+        path = urlsplit(p.target.url).path or "/"
+        with errors_as_exit_codes():
+            p = override(p, url=f"ws://127.0.0.1:{port}{path}")
+        if p.target.stats is not None:
+            # the reference gateway's own count, on the port it just got
+            stats = dataclasses.replace(
+                p.target.stats, url=f"http://127.0.0.1:{port}/api/stats", field="connections"
+            )
+            p = dataclasses.replace(p, target=dataclasses.replace(p.target, stats=stats))
+        p = _restart_urls_to(p, port)
+        code = execute(p, quiet=quiet)
+    sys.exit(code)
+
+
+def _restart_urls_to(p: Profile, port: int) -> Profile:
+    """Point storm stages' restart URLs at the gateway soak demo started."""
+    stages = tuple(
+        dataclasses.replace(
+            st,
+            restart_url=urlunsplit(urlsplit(st.restart_url)._replace(netloc=f"127.0.0.1:{port}")),
+        )
+        if st.restart_url
+        else st
+        for st in p.clients.stages
+    )
+    return dataclasses.replace(p, clients=dataclasses.replace(p.clients, stages=stages))
+
+
+@contextmanager
+def reference_gateway(extra: list[str]) -> Iterator[int]:
+    """The reference gateway in a child process of its own: it needs its own
+    descriptors and CPU time, and must not share our event loop, or our
+    numbers would include its work."""
+    cmd = [sys.executable, "-m", "soak", "gateway", "--port", "0", *extra]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if "listening on" not in line:
+            proc.wait(timeout=5)
+            fail(f"the reference gateway did not start (exit code {proc.returncode})", EXIT_TARGET)
+        port = int(line.rsplit(":", 1)[1])
+        click.echo(line.strip(), err=True)
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
