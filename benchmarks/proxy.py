@@ -56,12 +56,11 @@ from engine import (
     wait_started,
 )
 
-from soak.limits import raise_fd_limit
+from soak.limits import FD_RESERVE, raise_fd_limit
 from soak.runner import Runner
 
 ADDED_P99_TARGET_MS = 1.0
 ENGINE_HELD = 19_000  # what one engine process holds (benchmarks/engine.py)
-FD_RESERVE = 64  # as soak.cli keeps in reserve
 MODES = ("direct", "in-process", "soak proxy")
 
 

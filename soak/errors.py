@@ -1,4 +1,4 @@
-"""The exception tree. Only ``cli.py`` turns these into exit codes.
+"""The exception tree. Only the commands (soak.cli, soak.commands) turn these into exit codes.
 
     SoakError
     ├── LocalError            our side: bad input, our environment

@@ -14,7 +14,7 @@ from hdrh.histogram import HdrHistogram
 from soak.metrics import HISTOGRAMS, Metrics, heartbeat_success, percentiles_ms
 from soak.profile import Profile, Threshold, format_duration, percentile_of
 
-# Exit codes. Only cli.py uses them; they are listed here with the verdicts
+# Exit codes. Only the commands (soak.commands) use them; they are listed here with the verdicts
 # that produce them so the README can document one table.
 EXIT_OK = 0
 EXIT_THRESHOLDS = 1

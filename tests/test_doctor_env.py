@@ -54,8 +54,14 @@ def test_fd_limits() -> None:
     assert low.severity == ERROR
     assert "20064 descriptors" in low.message
     assert "at most 19936 clients" in low.fix
+    assert "soak run --workers 2 or --workers auto" in low.fix
     # soak raises the soft limit only up to 65536, whatever the hard limit
     assert one(check_fds(70_000, 1024, 1_000_000)).code == "fd-limit-too-low"
+    # with worker processes each holds its share
+    split = one(check_fds(50_000, 1024, 20_000, workers=3))
+    assert split.code == "fd-limit-raised"
+    assert split.message.startswith("3 worker processes: 16667 clients at the peak")
+    assert one(check_fds(50_000, 1024, 20_000, workers=2)).code == "fd-limit-too-low"
 
 
 def test_ephemeral_ports() -> None:

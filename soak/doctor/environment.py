@@ -10,7 +10,9 @@ timeout of its own.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
 import resource
 import time
 from collections import Counter
@@ -35,13 +37,13 @@ from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from soak.doctor.findings import ENVIRONMENT, ERROR, INFO, WARNING, Finding
 from soak.errors import SoakError
-from soak.limits import WANTED_FDS
+from soak.limits import FD_RESERVE, WANTED_FDS
 from soak.profile import Profile, StatsConfig
 from soak.protocols import PROTOCOLS
 from soak.protocols.base import HeartbeatProtocol
 from soak.reconcile import display_url, extract, fetch_json
+from soak.workers import resolve_workers
 
-FD_RESERVE = 64  # as soak.cli.FD_RESERVE: descriptors kept for files and Python
 # client RSS per idle connection, measured (README, "Benchmarks": 11.21-11.25 KiB)
 BYTES_PER_CLIENT = 11.2 * 1024
 TARGET_TIMEOUT = 5.0  # each of TCP, handshake and heartbeat
@@ -107,11 +109,19 @@ def _env(severity: str, code: str, message: str, fix: str = "") -> Finding:
 # -- pure checks -------------------------------------------------------------------
 
 
-def check_fds(peak: int, soft: int, hard: int) -> list[Finding]:
-    """One descriptor per connection, plus :data:`FD_RESERVE`. soak raises the
-    soft limit towards the hard one (at most to ``WANTED_FDS``) at start."""
+def check_fds(peak: int, soft: int, hard: int, workers: int = 1) -> list[Finding]:
+    """One descriptor per connection, plus :data:`FD_RESERVE`, in each of
+    ``workers`` processes. soak raises the soft limit towards the hard one (at
+    most to ``WANTED_FDS``) at start."""
+    each = -(-peak // max(1, workers))
+    if workers > 1:
+        return [
+            dataclasses.replace(f, message=f"{workers} worker processes: " + f.message)
+            for f in check_fds(each, soft, hard)
+        ]
     needed = peak + FD_RESERVE
     reachable = min(hard, max(soft, WANTED_FDS))
+    workers_needed = -(-peak // max(1, reachable - FD_RESERVE))
     limits = f"soft {soft}, hard {hard}"
     if soft >= needed:
         return [
@@ -138,10 +148,11 @@ def check_fds(peak: int, soft: int, hard: int) -> list[Finding]:
             "fd-limit-too-low",
             f"{peak} clients at the peak need {needed} descriptors ({FD_RESERVE} in reserve), "
             f"but one process may have at most {reachable} ({limits}): soak run refuses this "
-            "profile",
+            "profile in one process",
+            f"run it in worker processes (soak run --workers {workers_needed} or --workers "
+            f"auto: at most {max(0, reachable - FD_RESERVE)} clients each), or "
             f"raise the hard limit to at least {needed} (ulimit -Hn, nofile in "
-            "/etc/security/limits.conf, or LimitNOFILE= for a systemd unit), or plan at most "
-            f"{max(0, reachable - FD_RESERVE)} clients per process and split the load",
+            "/etc/security/limits.conf, or LimitNOFILE= for a systemd unit)",
         )
     ]
 
@@ -521,7 +532,9 @@ async def run_environment(
     peak = profile.peak_clients
     parts = urlsplit(profile.target.url)
     port = parts.port or (443 if profile.target.secure else 80)
-    out = check_fds(peak, host.fd_soft, host.fd_hard)
+    reachable = min(host.fd_hard, max(host.fd_soft, WANTED_FDS))
+    workers = resolve_workers(profile, reachable, os.cpu_count() or 1)
+    out = check_fds(peak, host.fd_soft, host.fd_hard, workers)
     t = profile.target
     out += check_ports(peak, host.port_range, max(1, len(t.source_ips)) * max(1, len(t.connect_to)))
     out += check_memory(peak, host.mem_available)
