@@ -23,7 +23,7 @@ import trio
 
 from soak.client import Shared
 from soak.limits import raise_fd_limit
-from soak.metrics import Interval
+from soak.metrics import Interval, Metrics
 from soak.recorder import MAX_EVENTS_PER_INTERVAL, Recorder
 from soak.runner import Runner
 from soak.workers import StormLog, WorkerSetup, encode_interval
@@ -41,6 +41,7 @@ class Channel:
         self.events: list[dict[str, Any]] = []
         self.events_dropped = 0
         self.storms: StormLog | None = None
+        self.metrics: Metrics | None = None  # the runner's, for the live RTT
 
     def send(self, msg: dict[str, Any]) -> None:
         if self.events:
@@ -60,6 +61,13 @@ class Channel:
             os._exit(EXIT_PARENT_GONE)
 
     def status(self, status: dict[str, Any]) -> None:
+        if self.metrics is not None:
+            # the current interval's RTT histogram, so the parent's live view
+            # shows the run's percentiles, not the worst worker's
+            cur = self.metrics.current
+            rtt = cur.hist["rtt"]
+            status["interval"] = cur.index
+            status["rtt_hist"] = rtt.encode().decode("ascii") if rtt.get_total_count() else None
         self.send({"m": "status", "status": status})
 
 
@@ -144,6 +152,7 @@ def main() -> None:
         signals=True,
         origin_monotonic=origin,
     )
+    channel.metrics = runner.metrics
     trio.run(runner.run)
 
 

@@ -58,7 +58,7 @@ from hdrh.histogram import HdrHistogram
 
 from soak.client import CLOSE_WAIT, Shared
 from soak.limits import worker_capacity
-from soak.metrics import Interval, release
+from soak.metrics import Interval, new_histogram, release
 from soak.profile import WORKERS_AUTO, Profile, Stage
 from soak.recorder import Recorder, rss_bytes
 from soak.runner import Outcome, Runner
@@ -267,10 +267,13 @@ class StormReplay:
             self.horizon = upto
 
 
-def merge_status(statuses: list[dict[str, Any]], live: list[bool]) -> dict[str, Any]:
+def merge_status(
+    statuses: list[dict[str, Any]], live: list[bool], interval: int | None = None
+) -> dict[str, Any]:
     """The live view's line from every worker's latest status: gauges of the
-    live workers and counts of all of them added up; RTT percentiles and
-    loop lag of the worst worker (percentiles do not add up)."""
+    live workers and counts of all of them added up; RTT percentiles from the
+    workers' current-interval histograms merged (those of ``interval``), or,
+    without them, the worst worker's; loop lag of the worst worker."""
     out: dict[str, Any] = {}
     for key in ("connected", "connecting", "target"):
         out[key] = sum(s.get(key, 0) for s, up in zip(statuses, live, strict=True) if up)
@@ -287,6 +290,20 @@ def merge_status(statuses: list[dict[str, Any]], live: list[bool]) -> dict[str, 
     for key in ("rtt_p50_ms", "rtt_p99_ms"):
         values = [s[key] for s in statuses if s.get(key) is not None]
         out[key] = max(values) if values else None
+    parts = [
+        s["rtt_hist"]
+        for s in statuses
+        if s.get("rtt_hist") and (interval is None or s.get("interval") == interval)
+    ]
+    if parts:
+        rtt = new_histogram()
+        for payload in parts:
+            part = HdrHistogram.decode(payload)
+            rtt.add(part)
+            release(part)
+        p = rtt.get_percentile_to_value_dict([50.0, 99.0])
+        out["rtt_p50_ms"], out["rtt_p99_ms"] = p[50.0] / 1000.0, p[99.0] / 1000.0
+        release(rtt)
     out["loop_lag_max_ms"] = max((s.get("loop_lag_max_ms", 0.0) for s in statuses), default=0.0)
     out["interval_elapsed"] = max((s.get("interval_elapsed", 1e-9) for s in statuses), default=1e-9)
     return out
@@ -663,7 +680,11 @@ class Coordinator(Runner):
 
     def _status(self, now: float) -> None:
         assert self.on_status is not None
-        merged = merge_status([w.status for w in self.workers], [w.live for w in self.workers])
+        merged = merge_status(
+            [w.status for w in self.workers],
+            [w.live for w in self.workers],
+            self.metrics.current.index,
+        )
         elapsed = now - self._t0
         merged["elapsed"] = elapsed
         merged["remaining"] = max(0.0, self.profile.duration - elapsed)

@@ -275,6 +275,25 @@ def test_live_status_adds_up_workers() -> None:
     assert (merged["rtt_p99_ms"], merged["loop_lag_max_ms"]) == (9.0, 4.0)
 
 
+def test_live_rtt_is_the_merged_histograms_of_the_current_interval() -> None:
+    """Worker 0 saw 99 fast pongs and worker 1 one slow one: the run's p99 is
+    fast (neither worker's own p99 is the run's); a status from an older
+    interval is left out."""
+
+    def status(values: list[int], interval: int) -> dict[str, Any]:
+        iv = Interval(interval, 0.0)
+        for us in values:
+            iv.hist["rtt"].record_value(us)
+        return {"interval": interval, "rtt_hist": iv.hist["rtt"].encode().decode("ascii")}
+
+    fast, slow, stale = status([1000] * 99, 7), status([50_000], 7), status([900_000] * 50, 6)
+    fast["rtt_p99_ms"], slow["rtt_p99_ms"] = 1.0, 50.0
+    merged = merge_status([fast, slow, stale], [True, True, True], interval=7)
+    assert merged["rtt_p50_ms"] == pytest.approx(1.0, rel=0.01)
+    assert merged["rtt_p99_ms"] == pytest.approx(1.0, rel=0.01)
+    assert merge_status([fast, slow], [True, True])["rtt_p99_ms"] == pytest.approx(1.0, rel=0.01)
+
+
 # -- real worker processes ---------------------------------------------------------------
 
 
