@@ -43,14 +43,12 @@ import trio
 from engine import (
     GatewayProcess,
     Report,
-    cpu_of,
     gateway,
     loadavg,
     mib,
     ms,
     pct_ms,
     profile_toml,
-    rss_of,
     run_engine,
     say,
     wait_started,
@@ -64,29 +62,9 @@ ENGINE_HELD = 19_000  # what one engine process holds (benchmarks/engine.py)
 MODES = ("direct", "in-process", "soak proxy")
 
 
-class ProxyProcess:
-    """``soak proxy`` on 127.0.0.1 in front of ``upstream_port``."""
-
-    def __init__(self, proc: subprocess.Popen[str], port: int) -> None:
-        self.proc = proc
-        self.port = port
-        self.rss0 = rss_of(proc.pid)
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
-
-    def rss(self) -> int:
-        try:
-            return rss_of(self.proc.pid)
-        except (OSError, ValueError, IndexError):
-            return 0
-
-    def cpu(self) -> float:
-        try:
-            return cpu_of(self.proc.pid)
-        except (OSError, ValueError, IndexError):
-            return math.nan
+class ProxyProcess(GatewayProcess):
+    """``soak proxy`` on 127.0.0.1 in front of the gateway: a child process
+    measured as the gateway's is (RSS, CPU), reached the same way."""
 
 
 @contextmanager
