@@ -48,7 +48,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,7 @@ from soak.profile import parse_profile
 from soak.recorder import Recorder
 from soak.runner import Outcome, Runner
 
+ROOT = Path(__file__).resolve().parent.parent
 PAGE = os.sysconf("SC_PAGE_SIZE")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 KNEE_RTT_P99_MS = 10.0
@@ -149,37 +150,47 @@ class GatewayProcess:
             return 0
 
 
+def listening_port(line: str) -> int:
+    """The port in ``soak gateway``'s "listening on <host>:<port>" line."""
+    if "listening on" not in line:
+        raise ValueError(line)
+    return int(line.rsplit(":", 1)[1])
+
+
 @contextmanager
-def gateway() -> Iterator[GatewayProcess]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "soak",
-        "gateway",
-        "--port",
-        "0",
-        "--hb-interval",
-        "30s",
-        "--hb-timeout",
-        "120s",
-    ]
+def soak_child(args: list[str], port_of: Callable[[str], int]) -> Iterator[GatewayProcess]:
+    """``python -m soak ARGS`` in a child process of its own (its CPU and
+    memory are measured apart from ours), until its first line, from which
+    ``port_of`` reads the port it listens on; stopped (SIGTERM) at the end."""
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        [sys.executable, "-m", "soak", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
         assert proc.stdout is not None
-        ready, _, _ = select.select([proc.stdout], [], [], 30.0)
+        ready, _, _ = select.select([proc.stdout], [], [], 60.0)
         line = proc.stdout.readline() if ready else ""
-        if "listening on" not in line:
-            raise RuntimeError(f"the reference gateway did not start: {line!r}")
-        yield GatewayProcess(proc, int(line.rsplit(":", 1)[1]))
+        try:
+            port = port_of(line)
+        except (ValueError, IndexError):
+            raise RuntimeError(f"soak {args[0]} did not start: {line!r}") from None
+        yield GatewayProcess(proc, port)
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=15)
+            proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def gateway(*extra: str) -> AbstractContextManager[GatewayProcess]:
+    """The reference gateway on 127.0.0.1, port chosen by the kernel."""
+    args = ["gateway", "--port", "0", "--hb-interval", "30s", "--hb-timeout", "120s", *extra]
+    return soak_child(args, listening_port)
 
 
 # -- one run of the engine ---------------------------------------------------------------

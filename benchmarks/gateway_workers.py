@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import select
 import shutil
 import signal
 import subprocess
@@ -33,7 +32,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from engine import ROOT, gateway
 
 PROFILE = """\
 [run]
@@ -86,19 +85,17 @@ def main() -> None:
     ap.add_argument("--ramp", type=int, default=40, help="ramp seconds")
     ap.add_argument("--hold", type=int, default=40, help="hold seconds")
     args = ap.parse_args()
+    with gateway("--workers", str(args.workers)) as gw:
+        result = measure(args, gw.port)
+    for key, value in result.items():
+        print(f"{key:22} {value}")
+    print(json.dumps(result))
+
+
+def measure(args: argparse.Namespace, port: int) -> dict[str, Any]:
+    """Start the client processes against the gateway on ``port``, wait
+    for the load to settle, and read both sides' figures."""
     py = sys.executable
-    gw = subprocess.Popen(
-        [py, "-m", "soak", "gateway", "--port", "0", "--workers", str(args.workers)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert gw.stdout is not None
-    ready, _, _ = select.select([gw.stdout], [], [], 60)
-    if not ready:
-        gw.kill()
-        sys.exit("the gateway did not start")
-    port = int(gw.stdout.readline().rsplit(":", 1)[1])
     pids = [w["pid"] for w in stats(port)["workers"]]
     base = {pid: rss_kib(pid) for pid in pids}
     per_proc = args.clients // args.procs
@@ -140,8 +137,6 @@ def main() -> None:
             p.wait(timeout=60)
         except subprocess.TimeoutExpired:
             p.kill()
-    gw.terminate()
-    gw.wait(timeout=60)
     missed = failures = 0
     for summary in (tmp / "results").glob("*/summary.json"):
         totals = json.loads(summary.read_text())["totals"]
@@ -166,9 +161,7 @@ def main() -> None:
         "elapsed_s": round(ramp_s, 1),
         "loadavg": os.getloadavg()[0],
     }
-    for key, value in result.items():
-        print(f"{key:22} {value}")
-    print(json.dumps(result))
+    return result
 
 
 if __name__ == "__main__":

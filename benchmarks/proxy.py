@@ -30,12 +30,10 @@ import argparse
 import json
 import math
 import os
-import select
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +42,7 @@ from engine import (
     GatewayProcess,
     Report,
     gateway,
+    listening_port,
     loadavg,
     mib,
     ms,
@@ -51,6 +50,7 @@ from engine import (
     profile_toml,
     run_engine,
     say,
+    soak_child,
     wait_started,
 )
 
@@ -62,32 +62,13 @@ ENGINE_HELD = 19_000  # what one engine process holds (benchmarks/engine.py)
 MODES = ("direct", "in-process", "soak proxy")
 
 
-class ProxyProcess(GatewayProcess):
-    """``soak proxy`` on 127.0.0.1 in front of the gateway: a child process
-    measured as the gateway's is (RSS, CPU), reached the same way."""
-
-
-@contextmanager
-def proxy_process(upstream_port: int) -> Iterator[ProxyProcess]:
-    cmd = [sys.executable, "-m", "soak", "proxy", "--upstream", f"127.0.0.1:{upstream_port}"]
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+def proxy_process(upstream_port: int) -> AbstractContextManager[GatewayProcess]:
+    """``soak proxy`` on 127.0.0.1 in front of the gateway, in its own process."""
+    # its first line: "soak proxy listening on 127.0.0.1:P -> 127.0.0.1:U"
+    return soak_child(
+        ["proxy", "--upstream", f"127.0.0.1:{upstream_port}"],
+        lambda line: listening_port(line.split(" -> ")[0]),
     )
-    try:
-        assert proc.stdout is not None
-        ready, _, _ = select.select([proc.stdout], [], [], 30.0)
-        line = proc.stdout.readline() if ready else ""
-        if "listening on" not in line:
-            raise RuntimeError(f"soak proxy did not start: {line!r}")
-        # "soak proxy listening on 127.0.0.1:P -> 127.0.0.1:U"
-        yield ProxyProcess(proc, int(line.split(" -> ")[0].rsplit(":", 1)[1]))
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @dataclass(frozen=True)
@@ -217,7 +198,7 @@ def rtt_run(plan: Plan, mode: str) -> Rtt | None:
 
 
 @contextmanager
-def _maybe_proxy(gw: GatewayProcess, mode: str) -> Iterator[ProxyProcess | None]:
+def _maybe_proxy(gw: GatewayProcess, mode: str) -> Iterator[GatewayProcess | None]:
     if mode != "soak proxy":
         yield None
         return

@@ -34,25 +34,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from engine import ROOT, gateway, say
+
 HEARTBEAT_S = 30.0
-
-
-def say(text: str = "") -> None:
-    print(text, flush=True)
-
-
-def start_gateway(workers: int) -> tuple[subprocess.Popen[str], int]:
-    cmd = [sys.executable, "-m", "soak", "gateway", "--port", "0", "--hb-interval", "30s"]
-    if workers > 1:
-        cmd += ["--workers", str(workers)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if "listening on" not in line:
-        proc.kill()
-        raise SystemExit(f"the reference gateway did not start: {line!r}")
-    return proc, int(line.rsplit(":", 1)[1])
 
 
 def profile_text(port: int, clients: int, ramp: float, hold: float) -> str:
@@ -176,41 +160,35 @@ def main(argv: list[str] | None = None) -> int:
         f"scale: {args.clients:,} clients, ramp {ramp:g}s, hold {args.hold:g}s, "
         f"gateway workers {gw_workers}, load {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
     )
-    gateway, port = start_gateway(gw_workers)
-    try:
-        with tempfile.TemporaryDirectory(prefix="soak-scale-") as tmp:
-            path = Path(tmp) / "scale.toml"
-            path.write_text(profile_text(port, args.clients, ramp, args.hold))
-            cmd = [
-                sys.executable,
-                "-m",
-                "soak",
-                "run",
-                str(path),
-                "--quiet",
-                "--results-dir",
-                args.keep or str(Path(tmp) / "results"),
-            ]
-            if args.source_ip:
-                cmd += ["--source-ip", args.source_ip]
-            cmd += ["--workers", args.workers]
-            began = time.monotonic()
-            run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
-            took = time.monotonic() - began
-            say(run.stderr.strip())
-            dirs = sorted(Path(args.keep or Path(tmp) / "results").glob("*"))[-1:]
-            if not dirs:
-                say(f"soak run wrote no results (exit {run.returncode})")
-                return 1
-            res = analyse(dirs[0], args.clients, ramp)
-            res["exit_code"] = run.returncode
-            res["wall_s"] = round(took, 1)
-    finally:
-        gateway.terminate()
-        try:
-            gateway.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            gateway.kill()
+    extra = ("--workers", str(gw_workers)) if gw_workers > 1 else ()
+    with gateway(*extra) as gw, tempfile.TemporaryDirectory(prefix="soak-scale-") as tmp:
+        port = gw.port
+        path = Path(tmp) / "scale.toml"
+        path.write_text(profile_text(port, args.clients, ramp, args.hold))
+        cmd = [
+            sys.executable,
+            "-m",
+            "soak",
+            "run",
+            str(path),
+            "--quiet",
+            "--results-dir",
+            args.keep or str(Path(tmp) / "results"),
+        ]
+        if args.source_ip:
+            cmd += ["--source-ip", args.source_ip]
+        cmd += ["--workers", args.workers]
+        began = time.monotonic()
+        run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
+        took = time.monotonic() - began
+        say(run.stderr.strip())
+        dirs = sorted(Path(args.keep or Path(tmp) / "results").glob("*"))[-1:]
+        if not dirs:
+            say(f"soak run wrote no results (exit {run.returncode})")
+            return 1
+        res = analyse(dirs[0], args.clients, ramp)
+        res["exit_code"] = run.returncode
+        res["wall_s"] = round(took, 1)
     rows = [
         (
             "clients held (fewest during the hold)",

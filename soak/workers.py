@@ -60,7 +60,7 @@ from soak.client import CLOSE_WAIT, Shared
 from soak.limits import worker_capacity
 from soak.metrics import Interval, new_histogram, release
 from soak.profile import WORKERS_AUTO, Profile, Stage
-from soak.recorder import Recorder, rss_bytes
+from soak.recorder import Recorder
 from soak.runner import Outcome, Runner
 from soak.storm import StormTracker
 
@@ -672,11 +672,10 @@ class Coordinator(Runner):
         return done
 
     def _gauges(self, iv: Interval) -> None:
+        super()._gauges(iv)  # connected and connecting: the workers' sums (_sum_gauges)
         live = [w for w in self.workers if w.live]
-        iv.connected = sum(w.connected for w in live)
-        iv.connecting = sum(w.connecting for w in live)
         iv.target = sum(w.target for w in live)
-        iv.rss_bytes = rss_bytes() + sum(w.rss_bytes for w in live)
+        iv.rss_bytes += sum(w.rss_bytes for w in live)
 
     def _status(self, now: float) -> None:
         assert self.on_status is not None
