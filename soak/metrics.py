@@ -11,6 +11,7 @@ reported, never dropped in silence.
 
 from __future__ import annotations
 
+import weakref
 from collections import Counter
 from typing import Any
 
@@ -58,18 +59,24 @@ COUNTERS = (
 )
 
 
+def _acyclic(h: HdrHistogram) -> HdrHistogram:
+    """hdrh makes each histogram and its encoder (which owns the ~180 KB
+    counts array) refer to each other, so only the cycle collector could free
+    them, and during a run the collector is held back (soak.gcctl): measured
+    before this, the tester's RSS grew by ~1.7 MB per reporting interval,
+    without bound. With the encoder's reference weak, reference counting
+    frees both as soon as the histogram is dropped."""
+    h.encoder.histogram = weakref.proxy(h)
+    return h
+
+
 def new_histogram() -> HdrHistogram:
-    return HdrHistogram(LOWEST_US, HIGHEST_US, SIG_FIGS)
+    return _acyclic(HdrHistogram(LOWEST_US, HIGHEST_US, SIG_FIGS))
 
 
-def release(h: HdrHistogram) -> None:
-    """Free a histogram that is no longer needed, now. Each ``HdrHistogram``
-    and its encoder (which owns the ~180 KB counts array) refer to each
-    other, so without this only the cycle collector frees them, and during
-    a run the collector is held back (soak.gcctl): measured before this
-    existed, the tester's RSS grew by ~1.7 MB per reporting interval, without
-    bound. The histogram must not be used afterwards."""
-    h.encoder.histogram = None
+def decode_histogram(payload: str | bytes) -> HdrHistogram:
+    """A histogram from its encoded (V2, base64) form; see :func:`_acyclic`."""
+    return _acyclic(HdrHistogram.decode(payload))
 
 
 def to_us(seconds: float) -> int:
@@ -97,12 +104,6 @@ class Interval:
         self.connecting = 0
         self.target = 0
         self.rss_bytes = 0
-
-    def release(self) -> None:
-        """The interval has been written: free its histograms now (see
-        :func:`release`)."""
-        for h in self.hist.values():
-            release(h)
 
 
 class Metrics:

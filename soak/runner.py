@@ -430,7 +430,6 @@ class Runner:
         if stats is not None:
             extra.update(stats)
         record = self.recorder.write_interval(iv, extra)
-        iv.release()
         if self.on_interval is not None:
             self.on_interval(record)
 

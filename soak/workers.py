@@ -54,11 +54,10 @@ from typing import Any
 
 import trio
 import trio.lowlevel
-from hdrh.histogram import HdrHistogram
 
 from soak.client import CLOSE_WAIT, Shared
 from soak.limits import worker_capacity
-from soak.metrics import Interval, new_histogram, release
+from soak.metrics import Interval, decode_histogram, new_histogram
 from soak.profile import WORKERS_AUTO, Profile, Stage
 from soak.recorder import Recorder
 from soak.runner import Outcome, Runner
@@ -172,9 +171,7 @@ def absorb(into: Interval, msg: dict[str, Any]) -> None:
     into.handshake_failures.update(msg["handshake_failures"])
     into.dropped_samples.update(msg["dropped_samples"])
     for name, payload in msg["hist"].items():
-        part = HdrHistogram.decode(payload)
-        into.hist[name].add(part)
-        release(part)
+        into.hist[name].add(decode_histogram(payload))
     into.gc_pause_max = max(into.gc_pause_max, msg["gc_pause_max"])
     into.gc_pause_total += msg["gc_pause_total"]
 
@@ -298,12 +295,9 @@ def merge_status(
     if parts:
         rtt = new_histogram()
         for payload in parts:
-            part = HdrHistogram.decode(payload)
-            rtt.add(part)
-            release(part)
+            rtt.add(decode_histogram(payload))
         p = rtt.get_percentile_to_value_dict([50.0, 99.0])
         out["rtt_p50_ms"], out["rtt_p99_ms"] = p[50.0] / 1000.0, p[99.0] / 1000.0
-        release(rtt)
     out["loop_lag_max_ms"] = max((s.get("loop_lag_max_ms", 0.0) for s in statuses), default=0.0)
     out["interval_elapsed"] = max((s.get("interval_elapsed", 1e-9) for s in statuses), default=1e-9)
     return out
