@@ -123,15 +123,17 @@ def parse_source_ips(
     return tuple(out)
 
 
-def parse_host_port(text: object) -> tuple[str, int]:
-    """``"127.0.0.2:8765"`` or ``"[::1]:8765"`` -> (host, port); ValueError else."""
+def parse_host_port(text: object, *, allow_zero: bool = False) -> tuple[str, int]:
+    """``"127.0.0.2:8765"`` or ``"[::1]:8765"`` -> (host, port); ValueError else.
+    ``allow_zero``: port 0 is accepted (a listening address: any free port)."""
     if not isinstance(text, str):
         raise ValueError('expected "host:port" strings like "127.0.0.2:8765"')
-    host, sep, port_text = text.rpartition(":")
+    host, sep, port_text = text.strip().rpartition(":")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
-    if not sep or not host or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise ValueError(f'"{text}" is not "host:port" with a port in 1..65535')
+    lowest = 0 if allow_zero else 1
+    if not sep or not host or not port_text.isdigit() or not lowest <= int(port_text) <= 65535:
+        raise ValueError(f'"{text}" is not "host:port" with a port in {lowest}..65535')
     return host, int(port_text)
 
 

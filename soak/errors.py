@@ -63,3 +63,24 @@ class ProtocolError(RemoteError):
     def __init__(self, message: str, close_code: int = 1002) -> None:
         super().__init__(message)
         self.close_code = close_code
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The error that says why a connection could not be opened.
+    ``trio.open_tcp_stream`` raises ``OSError("all attempts to connect ...
+    failed")`` from a group of the per-address errors: the first of them
+    says why. Follows ``__cause__`` and the first member of exception groups
+    down to the innermost error (the argument itself if there is none)."""
+    seen: set[int] = set()
+    while id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, BaseExceptionGroup):
+            if not exc.exceptions:
+                return exc
+            exc = exc.exceptions[0]
+            continue
+        cause = exc.__cause__
+        if cause is None or (isinstance(exc, OSError) and exc.errno is not None):
+            return exc
+        exc = cause
+    return exc
