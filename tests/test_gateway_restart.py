@@ -26,7 +26,8 @@ from wsproto.events import AcceptConnection, CloseConnection, Request
 from soak.errors import LocalError
 from soak.gateway import Gateway, GatewayConfig, run_gateway
 from soak.gateway.http import parse_request_head
-from soak.gateway.server import _from_loopback, is_loopback_address
+from soak.gateway.restart import Outage
+from soak.gateway.routes import _from_loopback, is_loopback_address
 from tests.test_gateway_server import DEADLOCK_AFTER, FAST, WsClient, connect
 
 RESTART_CLOSE = CloseConnection(code=1012, reason="service restart")
@@ -466,3 +467,37 @@ async def test_run_gateway_restarts_on_sigusr2(capsys: pytest.CaptureFixture[str
             assert "SIGUSR2: restart, 1 connections closed" in capsys.readouterr().err
             os.kill(os.getpid(), signal.SIGTERM)
             assert await again.next_event() == CloseConnection(code=1001, reason="going away")
+
+
+# ---- the outage state, as a pure step (plain numbers for now) ----------------------
+
+
+def test_outage_state_before_any_restart() -> None:
+    outage = Outage()
+    assert not outage.begun
+    assert not outage.refusing(-1e9)
+    assert outage.remaining(0.0) is None
+
+
+def test_outage_state_extends_and_never_shortens() -> None:
+    outage = Outage()
+    outage.begin(10.0, 5.0)
+    assert outage.begun
+    assert outage.refusing(14.999)
+    assert not outage.refusing(15.0)
+    assert outage.remaining(12.5) == 2.5
+    outage.begin(11.0, 1.0)  # ends earlier: the outage stays until 15
+    assert outage.until == 15.0
+    outage.begin(14.0, 3.0)
+    assert outage.until == 17.0
+    assert outage.remaining(17.0) is None  # over, but it did happen
+    assert outage.begun
+
+
+@pytest.mark.parametrize(("now", "retry_after"), [(10.0, "5"), (14.2, "1"), (14.9999, "1")])
+def test_outage_refusal_says_when_to_retry(now: float, retry_after: str) -> None:
+    outage = Outage()
+    outage.begin(10.0, 5.0)
+    reply = Reply(outage.refusal(now))
+    assert (reply.status, reply.body) == (503, b"service restarting\n")
+    assert reply.headers["retry-after"] == retry_after

@@ -366,7 +366,7 @@ def test_gateway_pong_shortcut_agrees_with_json(text: str, monkeypatch: pytest.M
 
 
 def test_gateway_pong_shortcut_is_taken_for_the_reference_gateway() -> None:
-    from soak.gateway.server import _encode_json
+    from soak.gateway.pump import _encode_json
 
     text = _encode_json(
         {"type": "pong", "timestamp": 17, "clientId": "soak-000042", "seq": 5, "serverTime": 18}

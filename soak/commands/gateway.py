@@ -118,7 +118,8 @@ def gateway(
     GET /api/stats)."""
     from soak.gateway import GatewayConfig, run_gateway
     from soak.gateway.bugs import parse_bugs
-    from soak.gateway.cluster import check_workers, run_cluster
+    from soak.gateway.cluster import check_workers
+    from soak.gateway.supervisor import run_cluster
     from soak.profile import parse_duration
 
     def dur(name: str, text: str, allow_zero: bool = False) -> float:

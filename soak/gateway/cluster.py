@@ -1,17 +1,9 @@
-"""Several gateway processes on one port: ``soak gateway --workers N``.
+"""What the worker processes of ``soak gateway --workers N`` share.
 
-One process holds at most about 19,900 descriptors here, so a gateway for
-50,000 clients needs several. The parent binds ``host:port`` with
-SO_REUSEPORT first (for ``--port 0`` that is how the port is chosen), then
-forks N workers. Each worker is a whole single-process gateway
-(:func:`soak.gateway.run.run_gateway`) with its own SO_REUSEPORT listening
-socket on that port, so the kernel spreads new connections over the workers.
-The parent keeps its bound, non-listening socket until it exits, so the port
-stays reserved; it accepts nothing itself. Once every worker listens, the
-parent prints the usual ``soak gateway listening on <host>:<port>`` line.
-
-What the workers share lives in one anonymous shared mmap made before the
-fork (no names to clean up, nothing left behind after a crash):
+The parent (:mod:`soak.gateway.supervisor`) forks N workers onto one
+SO_REUSEPORT port; each is a whole single-process gateway. What they share
+lives in one anonymous shared mmap made before the fork (no names to clean
+up, nothing left behind after a crash), held by :class:`Cluster`:
 
 - ``GET /api/stats`` on any worker answers for all of them. The answering
   worker asks the others for a fresh snapshot (a request number in shared
@@ -30,12 +22,6 @@ fork (no names to clean up, nothing left behind after a crash):
   (0-based), and ``conn`` is numbered per worker, so ``(worker, conn)`` names
   a connection. Each record is one ``write`` on an ``O_APPEND`` file, so lines
   of different workers do not interleave.
-
-A worker that dies is reported on stderr; the parent then stops the others
-(each closes its clients with 1001) and exits with status 3: a reference
-gateway that lost a worker has lost the ground truth of its clients, so it
-does not go on as if nothing happened. SIGINT and SIGTERM stop every worker
-the same way, and the parent exits 0.
 """
 
 from __future__ import annotations
@@ -44,24 +30,19 @@ import contextlib
 import json
 import mmap
 import multiprocessing
-import multiprocessing.connection
 import os
 import signal
-import socket
 import struct
-import sys
-import time
 from collections import Counter
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import trio
 
 from soak.errors import LocalError
-from soak.gateway.config import GatewayConfig
 
-if TYPE_CHECKING:
-    from soak.gateway.server import Gateway
+# What a worker publishes: its own Gateway.stats().
+StatsSource = Callable[[], dict[str, Any]]
 
 # Each worker's stats slot: version (seqlock), pid, answered request, length,
 # then the JSON snapshot.
@@ -75,8 +56,6 @@ _HEAD_BYTES = 64
 SNAPSHOT_WAIT = 1.0
 # Every worker also publishes a snapshot this often (the fallback above).
 PUBLISH_EVERY = 1.0
-# How long the parent waits for every worker to listen.
-START_TIMEOUT = 60.0
 # Exit status when a worker dies (or never starts).
 EXIT_WORKER_LOST = 3
 
@@ -257,23 +236,24 @@ class Cluster:
                 return answered, snap if isinstance(snap, dict) else None
         return 0, None
 
-    def publish(self, gateway: Gateway) -> None:
-        """Write this worker's snapshot, answering the latest request."""
+    def publish(self, stats: StatsSource) -> None:
+        """Write this worker's snapshot (``stats()``), answering the latest request."""
         with self._locked():
             _restart, _outage, requested = self._head()
-        snap = gateway.stats()
+        snap = stats()
         snap["pid"] = os.getpid()
         body = json.dumps(snap, separators=(",", ":")).encode()
         self._write_slot(self.index, os.getpid(), requested, body)
 
-    async def merged_stats(self, gateway: Gateway) -> dict[str, Any]:
-        """Every worker's fresh snapshot, merged (see :func:`merge_stats`)."""
+    async def merged_stats(self, stats: StatsSource) -> dict[str, Any]:
+        """Every worker's fresh snapshot, this one's from ``stats()``, merged
+        (see :func:`merge_stats`)."""
         with self._locked():
             restart, outage, requested = self._head()
             requested += 1
             _HEAD.pack_into(self._mem, 0, restart, outage, requested)
         self._signal_others(signal.SIGUSR1)
-        own = gateway.stats()
+        own = stats()
         own["pid"] = os.getpid()
         others = [i for i in range(self.workers) if i != self.index]
         with trio.move_on_after(SNAPSHOT_WAIT):
@@ -292,228 +272,28 @@ class Cluster:
 
     async def serve_snapshots(
         self,
-        gateway: Gateway,
+        stats: StatsSource,
         index: int,
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Join the cluster as worker ``index`` (see :meth:`attach`), then
-        publish a snapshot on SIGUSR1 and every :data:`PUBLISH_EVERY` s."""
+        publish a snapshot (``stats()``) on SIGUSR1 and every :data:`PUBLISH_EVERY` s."""
         with trio.open_signal_receiver(signal.SIGUSR1) as requests:
             self.attach(index)
-            self.publish(gateway)
+            self.publish(stats)
             task_status.started()
             while True:
                 with trio.move_on_after(PUBLISH_EVERY):
                     async for _ in requests:
-                        self.publish(gateway)
-                self.publish(gateway)
-
-
-# -- the parent ------------------------------------------------------------------
-
-
-def reserve_port(host: str, port: int) -> tuple[socket.socket, int]:
-    """Bind (without listening) a SO_REUSEPORT socket on ``host:port``; the
-    workers bind theirs to the port it got. Raises OSError."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    family, kind, proto, _name, addr = infos[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind(addr)
-    except OSError:
-        sock.close()
-        raise
-    return sock, int(sock.getsockname()[1])
-
-
-def _worker_main(
-    config: GatewayConfig,
-    cluster: Cluster,
-    index: int,
-    ready: multiprocessing.connection.Connection,
-) -> None:
-    from soak.gateway.run import run_gateway
-
-    # The parent and Ctrl-C stop us; until trio listens, USR1/USR2 must not kill us.
-    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
-    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
-    try:
-        trio.run(run_gateway, config, cluster, index, ready)
-    except (LocalError, OSError) as exc:
-        text = str(exc) if isinstance(exc, LocalError) else (exc.strerror or str(exc))
-        with contextlib.suppress(OSError):
-            ready.send(("error", text))
-        sys.exit(EXIT_WORKER_LOST)
-
-
-def _describe_exit(code: int | None) -> str:
-    if code is None:
-        return "is still running"
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        return f"was killed by {name}"
-    return f"exited with status {code}"
-
-
-def run_cluster(config: GatewayConfig, workers: int, *, out: Any = None) -> int:
-    """The parent of ``soak gateway --workers N``; returns the exit status.
-
-    Raises OSError if ``host:port`` cannot be bound.
-    """
-    out = sys.stdout if out is None else out
-    check_workers(workers)
-    sock, port = reserve_port(config.host, config.port)
-    cluster = Cluster(workers)
-    worker_config = _replace_port(config, port)
-    ctx = multiprocessing.get_context("fork")
-    stop = {"signal": 0, "restart": 0}
-
-    def on_signal(signum: int, _frame: object) -> None:
-        if signum == signal.SIGUSR2:
-            stop["restart"] += 1
-        else:
-            stop["signal"] = signum
-
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)}
-    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
-    procs: list[multiprocessing.process.BaseProcess] = []
-    try:
-        pipes = []
-        for i in range(workers):
-            parent_end, child_end = ctx.Pipe(duplex=False)
-            proc = ctx.Process(
-                target=_worker_main,
-                args=(worker_config, cluster, i, child_end),
-                name=f"soak-gateway-{i}",
-                daemon=False,
-            )
-            proc.start()
-            child_end.close()
-            procs.append(proc)
-            pipes.append(parent_end)
-        status = _await_ready(procs, pipes, stop)
-        if status is not None:
-            return status
-        host = config.host
-        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        print(f"soak gateway listening on {shown}", file=out, flush=True)
-        pids = ", ".join(str(p.pid) for p in procs)
-        print(
-            f"soak gateway: {workers} worker processes (SO_REUSEPORT), pids {pids}",
-            file=sys.stderr,
-            flush=True,
-        )
-        return _supervise(config, cluster, procs, stop)
-    finally:
-        _stop_all(procs, config)
-        for s, handler in old.items():
-            signal.signal(s, handler)
-        sock.close()
-
-
-def _replace_port(config: GatewayConfig, port: int) -> GatewayConfig:
-    import dataclasses
-
-    return dataclasses.replace(config, port=port)
-
-
-def _await_ready(
-    procs: list[multiprocessing.process.BaseProcess],
-    pipes: list[multiprocessing.connection.Connection],
-    stop: dict[str, int],
-) -> int | None:
-    """Wait until every worker listens; an exit status if one cannot."""
-    waiting = dict(enumerate(pipes))
-    deadline = time.monotonic() + START_TIMEOUT
-    while waiting:
-        if stop["signal"]:
-            return 0
-        left = deadline - time.monotonic()
-        if left <= 0:
-            print(
-                f"soak gateway: workers {sorted(waiting)} did not start within {START_TIMEOUT:g}s",
-                file=sys.stderr,
-                flush=True,
-            )
-            return EXIT_WORKER_LOST
-        for done in multiprocessing.connection.wait(list(waiting.values()), timeout=min(left, 0.2)):
-            index = next(i for i, c in waiting.items() if c is done)
-            try:
-                message = waiting[index].recv()
-            except (EOFError, OSError):
-                message = ("error", f"it {_describe_exit(procs[index].exitcode)}")
-            del waiting[index]
-            if message[0] != "ready":
-                procs[index].join(timeout=5)
-                print(
-                    f"soak gateway: worker {index} could not start: {message[1]}",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                return EXIT_WORKER_LOST
-    return None
-
-
-def _supervise(
-    config: GatewayConfig,
-    cluster: Cluster,
-    procs: list[multiprocessing.process.BaseProcess],
-    stop: dict[str, int],
-) -> int:
-    restarts_done = 0
-    sentinels = [p.sentinel for p in procs]
-    while not stop["signal"]:
-        multiprocessing.connection.wait(sentinels, timeout=0.2)
-        if stop["restart"] > restarts_done:
-            restarts_done = stop["restart"]
-            cluster.request_restart(config.restart_outage)
-            for p in procs:
-                if p.pid is not None:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(p.pid, signal.SIGUSR2)
-            print(
-                f"soak gateway: SIGUSR2: restarting all {len(procs)} workers, refusing new "
-                f"connections for {config.restart_outage:g}s",
-                file=sys.stderr,
-                flush=True,
-            )
-        for i, p in enumerate(procs):
-            if p.exitcode is not None and not stop["signal"]:
-                print(
-                    f"soak gateway: worker {i} (pid {p.pid}) {_describe_exit(p.exitcode)}; "
-                    f"stopping the other workers",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                return EXIT_WORKER_LOST
-    return 0
-
-
-def _stop_all(procs: list[multiprocessing.process.BaseProcess], config: GatewayConfig) -> None:
-    """SIGTERM every live worker (each closes its clients with 1001), wait
-    for them (bounded), then SIGKILL whoever is left."""
-    for p in procs:
-        if p.exitcode is None and p.pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(p.pid, signal.SIGTERM)
-    deadline = time.monotonic() + config.close_wait + 10.0
-    for p in procs:
-        p.join(timeout=max(0.0, deadline - time.monotonic()))
-        if p.exitcode is None:
-            p.kill()
-            p.join(timeout=5)
+                        self.publish(stats)
+                self.publish(stats)
 
 
 __all__ = [
     "EXIT_WORKER_LOST",
     "Cluster",
+    "StatsSource",
     "check_workers",
     "merge_stats",
-    "reserve_port",
-    "run_cluster",
 ]

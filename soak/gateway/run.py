@@ -66,7 +66,7 @@ async def run_gateway(
             nursery.start_soon(freeze_as_it_grows, gateway, gc_control)
             port = await nursery.start(gateway.serve)
             if cluster is not None:
-                await nursery.start(cluster.serve_snapshots, gateway, worker)
+                await nursery.start(cluster.serve_snapshots, gateway.stats, worker)
                 if ready is not None:
                     ready.send(("ready", port))
                     ready.close()
