@@ -145,11 +145,12 @@ class Pump:
         Always drains: a server that stops reading stops seeing pings and
         then times out live clients, which is the bug under test.
         """
-        # Bound once per connection: the objects, not their methods (a bound
-        # method held for the connection's life would cost memory per
-        # connection; a method call on a local allocates nothing).
+        # Bound once per connection: the objects used per message, not their
+        # methods (a bound method held for the connection's life costs memory
+        # per connection; a method call on a local allocates nothing). The
+        # faults are asked only on a bug's connections: not worth a local.
         stream, ws = conn.stream, conn.ws
-        counters, heartbeats, faults = self._counters, self._heartbeats, self._faults
+        counters, heartbeats = self._counters, self._heartbeats
         ping_every = self._config.server_ping_interval
         data: bytes | bytearray | None
         # What a heartbeat would be answered with: a JSON ping's message, an
@@ -180,7 +181,7 @@ class Pump:
                     continue
                 # A heartbeat, of any kind. Only a connection a bug applies to
                 # asks the faults; WITHHOLD records the beat, DROP does not.
-                if conn.tamper and (action := faults.on_heartbeat(conn)) != ANSWER:
+                if conn.tamper and (action := self._faults.on_heartbeat(conn)) != ANSWER:
                     if action == WITHHOLD:
                         heartbeats.beat(conn.beat_key, now)
                         if reply_to is not None:
