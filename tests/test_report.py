@@ -16,10 +16,13 @@ from click.testing import CliRunner
 
 from soak.cli import cli
 from soak.metrics import HISTOGRAMS, new_histogram
+from soak.report import compare_page, draw, figures
 from soak.report.charts import percentile_points, percentile_values
+from soak.report.compare import compare
 from soak.report.export import write_report
 from soak.report.report import build
 from soak.results import hlog
+from soak.results.reader import load_run
 from tests.conftest import CHROMIUM, open_in_chromium
 
 WALL0 = 1_795_564_800.0  # 2026-11-25T00:00:00Z, the manifest's start
@@ -618,23 +621,17 @@ def test_no_storm_chart_without_storms(tmp_path: Path, content: str | None) -> N
 
 def test_one_time_axis_rule() -> None:
     """Hours above 3 h of span, minutes above 3 min, seconds below."""
-    from soak.report.figures import time_unit
-
-    assert time_unit([]) == (1.0, "s")
-    assert time_unit([0.0, 180.0]) == (1.0, "s")
-    assert time_unit([0.0, 180.5]) == (60.0, "min")
-    assert time_unit([0.0, 3 * 3600.0]) == (60.0, "min")
-    assert time_unit([0.0, 3 * 3600.0 + 1]) == (3600.0, "h")
-    assert time_unit([7200.0, 7300.0]) == (1.0, "s")  # the span counts, not the end
+    assert figures.time_unit([]) == (1.0, "s")
+    assert figures.time_unit([0.0, 180.0]) == (1.0, "s")
+    assert figures.time_unit([0.0, 180.5]) == (60.0, "min")
+    assert figures.time_unit([0.0, 3 * 3600.0]) == (60.0, "min")
+    assert figures.time_unit([0.0, 3 * 3600.0 + 1]) == (3600.0, "h")
+    assert figures.time_unit([7200.0, 7300.0]) == (1.0, "s")  # the span counts, not the end
 
 
 def test_report_and_compare_draw_time_with_the_same_rule(
     golden: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from soak.report import compare_page, draw, figures
-    from soak.report.compare import compare
-    from soak.results.reader import load_run
-
     asked: list[list[float]] = []
     rule = figures.time_unit
 

@@ -15,7 +15,7 @@ from soak.metrics import HISTOGRAMS, new_histogram
 from soak.recorder import Recorder
 from soak.results import hlog, jsonl
 from soak.results.names import EVENTS, INTERVALS, RUN_JSON, hlog_name
-from soak.results.problems import Problems
+from soak.results.problems import MAX_MESSAGES_PER_FILE, Problems
 from soak.results.reader import RunError, load_run
 from soak.results.writer import RunWriter
 
@@ -215,3 +215,18 @@ def test_parse_entry() -> None:
     assert hlog.parse_entry("1.5,10.000,?,HIST") == hlog.HlogEntry(1.5, 10.0, None, "HIST")
     assert hlog.parse_entry("1.5,10.000,HIST") is None
     assert hlog.parse_entry("a,10.000,1,HIST") is None
+
+
+def test_a_file_of_garbage_is_counted_not_listed_line_by_line(tmp_path: Path) -> None:
+    path = write_run(tmp_path)
+    with open(path / INTERVALS, "a") as f:
+        f.write("garbage\n" * (MAX_MESSAGES_PER_FILE + 30))
+    run = load_run(path)
+    assert len(run.intervals) == 3
+    assert run.skipped[INTERVALS] == MAX_MESSAGES_PER_FILE + 30
+    assert len(run.problems) == MAX_MESSAGES_PER_FILE + 1
+    assert run.problems[0] == f"{path / INTERVALS}: line 4: not JSON, skipped"
+    last = 3 + MAX_MESSAGES_PER_FILE + 30
+    assert run.problems[-1] == (
+        f"{path / INTERVALS}: 30 more damaged line(s) skipped, the last: line {last}"
+    )
