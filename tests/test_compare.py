@@ -17,7 +17,7 @@ from soak.report.bootstrap import EMPTY, Compact, blocks, bootstrap_diff, compac
 from soak.report.compare import LimitSpecError, compare, parse_limits
 from soak.report.compare_page import chart_series
 from soak.report.compare_text import render_text, to_json
-from soak.results import hlog
+from soak.results import hlog, jsonl
 from soak.results.reader import load_run
 from tests.conftest import CHROMIUM, open_in_chromium
 
@@ -49,7 +49,7 @@ def make_run(
     prof["run"]["results_dir"] = str(root)
     prof["target"]["url"] = f"ws://127.0.0.1:{len(label) + 1000}/ws"
     manifest = {"tool": "soak", "label": label, "profile": prof, "start": "2026-01-01T00:00:00Z"}
-    (path / "run.json").write_text(json.dumps(manifest))
+    jsonl.write_document(path / "run.json", manifest)
     lines = [hlog.header("rtt", 0.0)]
     recs = []
     for i, values in enumerate(intervals):
@@ -70,7 +70,7 @@ def make_run(
             }
         )
     (path / "rtt.hlog").write_text("".join(lines))
-    (path / "intervals.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    jsonl.write_lines(path / "intervals.jsonl", recs)
     tot = {
         "pongs": sum(len(v) for v in intervals),
         "missed": 0,
@@ -90,7 +90,7 @@ def make_run(
         }
         if reconcile is not None:
             doc["reconcile"] = reconcile
-        (path / "summary.json").write_text(json.dumps(doc))
+        jsonl.write_document(path / "summary.json", doc)
     return path
 
 

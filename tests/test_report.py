@@ -21,7 +21,7 @@ from soak.report.charts import percentile_points, percentile_values
 from soak.report.compare import compare
 from soak.report.export import write_report
 from soak.report.report import build
-from soak.results import hlog
+from soak.results import hlog, jsonl
 from soak.results.reader import load_run
 from tests.conftest import CHROMIUM, open_in_chromium
 
@@ -85,14 +85,14 @@ def make_run(
 ) -> Path:
     d = root / "run"
     d.mkdir()
-    (d / "run.json").write_text(json.dumps(manifest or MANIFEST))
-    (d / "intervals.jsonl").write_text("".join(json.dumps(r) + "\n" for r in intervals))
+    jsonl.write_document(d / "run.json", manifest or MANIFEST)
+    jsonl.write_lines(d / "intervals.jsonl", intervals)
     for name in HISTOGRAMS:
         lines = [hlog_line(10.0 * i, rtt[i] if name == "rtt" else []) for i in range(len(rtt))]
         (d / f"{name}.hlog").write_text(hlog.header(name, WALL0) + "".join(lines))
-    (d / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events or []))
+    jsonl.write_lines(d / "events.jsonl", events or [])
     if summary is not None:
-        (d / "summary.json").write_text(json.dumps(summary))
+        jsonl.write_document(d / "summary.json", summary)
     return d
 
 
