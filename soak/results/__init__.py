@@ -10,4 +10,5 @@ a results file by hand:
 - :mod:`soak.results.writer`  the streaming, crash-safe writer of one run
 - :mod:`soak.results.reader`  the tolerant reader: a killed or damaged run is
   read as far as it goes, and what was skipped is said
+- :mod:`soak.results.problems` what a reader skipped, said and counted
 """
