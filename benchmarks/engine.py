@@ -60,6 +60,10 @@ from soak.limits import raise_fd_limit
 from soak.metrics import new_histogram
 from soak.profile import parse_profile
 from soak.recorder import Recorder
+from soak.results import hlog
+from soak.results.hlog import HlogEntry
+from soak.results.names import hlog_name
+from soak.results.problems import Problems
 from soak.runner import Outcome, Runner
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -212,7 +216,7 @@ class Mark:
 class RunResult:
     outcome: Outcome
     marks: list[Mark]
-    hlogs: dict[str, list[tuple[float, float, str]]]
+    hlogs: dict[str, list[HlogEntry]]
     rss_before: int
     wall_s: float
 
@@ -229,20 +233,23 @@ class RunResult:
     def merged(self, name: str, w0: float, w1: float) -> HdrHistogram:
         """One histogram over [w0, w1], merged from the recorder's hlog."""
         h = new_histogram()
-        for start, length, payload in self.hlogs.get(name, []):
-            if start >= w0 - 1e-3 and start + length <= w1 + 1e-3:
-                h.decode_and_add(payload)
+        for e in self.hlogs.get(name, []):
+            if e.start >= w0 - 1e-3 and e.start + e.length <= w1 + 1e-3:
+                hist = e.decode()
+                if hist is None:
+                    raise RuntimeError(f"{name}.hlog: an interval at {e.start:g} s does not decode")
+                h.add(hist)
         return h
 
 
-def read_hlog(path: Path) -> list[tuple[float, float, str]]:
-    out: list[tuple[float, float, str]] = []
-    for line in path.read_text(encoding="ascii").splitlines():
-        if not line or line[0] in '#"':
-            continue
-        start, length, _max, payload = line.split(",", 3)
-        out.append((float(start), float(length), payload))
-    return out
+def read_hlog(path: Path) -> list[HlogEntry]:
+    """The recorder's interval lines, still encoded; a damaged line (there
+    should be none) stops the benchmark."""
+    problems = Problems()
+    entries = list(hlog.read_entries(path, problems))
+    if problems.lines:
+        raise RuntimeError("; ".join(problems.lines))
+    return entries
 
 
 Watcher = Callable[[Runner], Awaitable[None]]
@@ -299,7 +306,7 @@ def run_engine(
         started = time.monotonic()
         outcome = trio.run(main)
         wall = time.monotonic() - started
-        logs = {name: read_hlog(recorder.path / f"{name}.hlog") for name in hlogs}
+        logs = {name: read_hlog(recorder.path / hlog_name(name)) for name in hlogs}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return RunResult(outcome, marks, logs, rss_before, wall)

@@ -14,7 +14,6 @@ thousand samples, encoded once and reused line by line). Then runs
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import subprocess
 import sys
@@ -24,8 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from soak.metrics import HISTOGRAMS, new_histogram
+from soak.results import hlog, jsonl
+from soak.results.names import EVENTS, INTERVALS, RUN_JSON, SUMMARY, hlog_name
 
 INTERVAL_S = 10.0
+WALL0 = 1_795_478_400.0  # 2026-11-24T00:00:00Z, the manifest's start
 # (median us, spread factor) per histogram: shapes only need to look real
 SHAPES = {
     "rtt": (800, 3.0),
@@ -102,36 +104,31 @@ def synthesise(d: Path, n: int, partial: bool, seed: int = 1) -> None:
         "status": "running" if partial else "completed",
         "exit_code": None if partial else 0,
     }
-    (d / "run.json").write_text(json.dumps(manifest))
+    jsonl.write_document(d / RUN_JSON, manifest)
     records = [interval(i, rng) for i in range(n)]
-    with open(d / "intervals.jsonl", "w") as f:
-        for r in records:
-            f.write(json.dumps(r, separators=(",", ":")) + "\n")
-    with open(d / "events.jsonl", "w") as f:
-        for r in records:
-            if r["false_timeouts"]:
-                ev = {
-                    "t": r["t"] + 5.0,
-                    "event": "close",
-                    "client": f"soak-{rng.randrange(5000):06d}",
-                    "reason": "false_timeout",
-                    "category": "heartbeat_timeout",
-                    "code": 4000,
-                    "why": "last pong 2.000s ago < server timeout 120s",
-                    "evidence": {"age_s": 3600.0, "last_pong_age_s": 2.0},
-                }
-                f.write(json.dumps(ev) + "\n")
+    jsonl.write_lines(d / INTERVALS, records)
+    events = [
+        {
+            "t": r["t"] + 5.0,
+            "event": "close",
+            "client": f"soak-{rng.randrange(5000):06d}",
+            "reason": "false_timeout",
+            "category": "heartbeat_timeout",
+            "code": 4000,
+            "why": "last pong 2.000s ago < server timeout 120s",
+            "evidence": {"age_s": 3600.0, "last_pong_age_s": 2.0},
+        }
+        for r in records
+        if r["false_timeouts"]
+    ]
+    jsonl.write_lines(d / EVENTS, events)
     for name in HISTOGRAMS:
         encoded = payloads(name, rng)
-        with open(d / f"{name}.hlog", "w") as f:
-            f.write("#[Histogram log format version 1.3]\n")
-            f.write(
-                '"StartTimestamp","Interval_Length","Interval_Max",'
-                '"Interval_Compressed_Histogram"\n'
-            )
+        with open(d / hlog_name(name), "w") as f:
+            f.write(hlog.header(name, WALL0))
             for i in range(n):
                 mx, payload = encoded[i % len(encoded)]
-                f.write(f"{i * INTERVAL_S:.3f},{INTERVAL_S:.3f},{mx:.3f},{payload}\n")
+                f.write(hlog.entry_line(i * INTERVAL_S, INTERVAL_S, mx, payload))
     if not partial:
         summary = {
             "label": "bench-24h",
@@ -142,7 +139,7 @@ def synthesise(d: Path, n: int, partial: bool, seed: int = 1) -> None:
             "latency_ms": {},
             "thresholds": [],
         }
-        (d / "summary.json").write_text(json.dumps(summary))
+        jsonl.write_document(d / SUMMARY, summary)
 
 
 def main() -> None:

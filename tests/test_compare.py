@@ -14,15 +14,11 @@ from click.testing import CliRunner, Result
 from soak.cli import cli
 from soak.metrics import new_histogram
 from soak.report.bootstrap import EMPTY, Compact, blocks, bootstrap_diff, compact, merge
-from soak.report.compare import (
-    LimitSpecError,
-    chart_series,
-    compare,
-    parse_limits,
-    render_text,
-    to_json,
-)
-from soak.report.load import load_run
+from soak.report.compare import LimitSpecError, compare, parse_limits
+from soak.report.compare_page import chart_series
+from soak.report.compare_text import render_text, to_json
+from soak.results import hlog, jsonl
+from soak.results.reader import load_run
 from tests.conftest import CHROMIUM, open_in_chromium
 
 PROFILE: dict[str, Any] = {
@@ -53,20 +49,14 @@ def make_run(
     prof["run"]["results_dir"] = str(root)
     prof["target"]["url"] = f"ws://127.0.0.1:{len(label) + 1000}/ws"
     manifest = {"tool": "soak", "label": label, "profile": prof, "start": "2026-01-01T00:00:00Z"}
-    (path / "run.json").write_text(json.dumps(manifest))
-    lines = [
-        "#[Histogram log format version 1.3]",
-        "#[soak histogram 'rtt', values in microseconds]",
-        "#[StartTime: 0.000 (seconds since epoch), x]",
-        "#[BaseTime: 0.000 (seconds since epoch)]",
-        '"StartTimestamp","Interval_Length","Interval_Max","Interval_Compressed_Histogram"',
-    ]
+    jsonl.write_document(path / "run.json", manifest)
+    lines = [hlog.header("rtt", 0.0)]
     recs = []
     for i, values in enumerate(intervals):
         h = new_histogram()
         for v in values:
             assert h.record_value(v)
-        lines.append(f"{i:.3f},1.000,{h.get_max_value() / 1000:.3f},{h.encode().decode('ascii')}")
+        lines.append(hlog.line(float(i), 1.0, h))
         recs.append(
             {
                 "i": i,
@@ -79,8 +69,8 @@ def make_run(
                 "closes_by_category": {},
             }
         )
-    (path / "rtt.hlog").write_text("\n".join(lines) + "\n")
-    (path / "intervals.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    (path / "rtt.hlog").write_text("".join(lines))
+    jsonl.write_lines(path / "intervals.jsonl", recs)
     tot = {
         "pongs": sum(len(v) for v in intervals),
         "missed": 0,
@@ -100,7 +90,7 @@ def make_run(
         }
         if reconcile is not None:
             doc["reconcile"] = reconcile
-        (path / "summary.json").write_text(json.dumps(doc))
+        jsonl.write_document(path / "summary.json", doc)
     return path
 
 
@@ -518,3 +508,45 @@ def test_no_storm_rows_when_no_run_has_storms(tmp_path: Path) -> None:
     b = make_run(tmp_path, "b", known_a())
     c = compare([load_run(a), load_run(b)], resamples=50)
     assert not any(r.key.startswith("storm") for r in c.rows)
+
+
+# -- where the output goes --------------------------------------------------------
+
+
+def test_default_out_is_in_the_baseline_results_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --out, the comparison goes next to RUN_A (in the results
+    directory that holds it), as a report goes into its run directory; the
+    current directory is left alone, and the page's path is printed last."""
+    results = tmp_path / "results"
+    a = make_run(results, "a", known_a())
+    b = make_run(tmp_path / "other", "b", known_a())
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    result = invoke(str(a), str(b))
+    assert result.exit_code == 0, result.output
+    out = results / "compare-a-vs-b"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "compare.html",
+        "compare.json",
+        "percentiles.png",
+        "rtt_p99.png",
+    ]
+    assert list(cwd.iterdir()) == []
+    assert result.output.splitlines()[-1] == f"page: {out / 'compare.html'}"
+    help_text = " ".join(invoke("--help").output.split())
+    assert "compare-<label A>-vs-<label B> next to RUN_A, in its results directory" in help_text
+
+
+def test_an_unwritable_out_exits_2(tmp_path: Path) -> None:
+    a = make_run(tmp_path, "a", known_a())
+    b = make_run(tmp_path, "b", known_a())
+    (tmp_path / "file").write_text("")
+    out = tmp_path / "file" / "o"
+    result = invoke(str(a), str(b), "--out", str(out))
+    assert result.exit_code == 2
+    assert f"{out}: cannot write the comparison" in result.output
+    assert "Traceback" not in result.output
+    assert "verdict:" not in result.output  # nothing is claimed that was not written

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from soak.metrics import new_histogram
+from soak.results.reader import load_run
 
 GW_ADDR, CL_ADDR = "10.201.0.1", "10.201.0.2"  # on the veth pair, inside the namespaces only
 
@@ -163,10 +163,9 @@ def soak_run_in(ns: str, port: int, tmp_path: Path, clients: int, hold: str) -> 
     )
     assert done.returncode == 0, done.stdout + done.stderr
     (run_dir,) = results.iterdir()
-    h = new_histogram()
-    for line in (run_dir / "rtt.hlog").read_text(encoding="ascii").splitlines():
-        if line and line[0] not in '#"':
-            h.decode_and_add(line.split(",", 3)[3])
+    run = load_run(run_dir)
+    h = run.merged("rtt")
+    assert run.problems == []
     return h
 
 

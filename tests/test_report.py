@@ -16,10 +16,16 @@ from click.testing import CliRunner
 
 from soak.cli import cli
 from soak.metrics import HISTOGRAMS, new_histogram
+from soak.report import compare_page, draw, figures
 from soak.report.charts import percentile_points, percentile_values
-from soak.report.report import build, write_report
+from soak.report.compare import compare
+from soak.report.export import write_report
+from soak.report.report import build
+from soak.results import hlog, jsonl
+from soak.results.reader import load_run
 from tests.conftest import CHROMIUM, open_in_chromium
 
+WALL0 = 1_795_564_800.0  # 2026-11-25T00:00:00Z, the manifest's start
 MANIFEST = {
     "results_format": 1,
     "tool": "soak",
@@ -65,8 +71,7 @@ def hlog_line(start: float, values: Iterable[int]) -> str:
     h = new_histogram()
     for v in values:
         h.record_value(v)
-    payload = h.encode().decode("ascii")
-    return f"{start:.3f},10.000,{h.get_max_value() / 1000.0:.3f},{payload}\n"
+    return hlog.line(start, 10.0, h)
 
 
 def make_run(
@@ -80,15 +85,14 @@ def make_run(
 ) -> Path:
     d = root / "run"
     d.mkdir()
-    (d / "run.json").write_text(json.dumps(manifest or MANIFEST))
-    (d / "intervals.jsonl").write_text("".join(json.dumps(r) + "\n" for r in intervals))
-    head = '#[Histogram log format version 1.3]\n"StartTimestamp","Interval_Length",...\n'
+    jsonl.write_document(d / "run.json", manifest or MANIFEST)
+    jsonl.write_lines(d / "intervals.jsonl", intervals)
     for name in HISTOGRAMS:
         lines = [hlog_line(10.0 * i, rtt[i] if name == "rtt" else []) for i in range(len(rtt))]
-        (d / f"{name}.hlog").write_text(head + "".join(lines))
-    (d / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events or []))
+        (d / f"{name}.hlog").write_text(hlog.header(name, WALL0) + "".join(lines))
+    jsonl.write_lines(d / "events.jsonl", events or [])
     if summary is not None:
-        (d / "summary.json").write_text(json.dumps(summary))
+        jsonl.write_document(d / "summary.json", summary)
     return d
 
 
@@ -362,18 +366,19 @@ def test_zero_connections_draws_no_data(tmp_path: Path) -> None:
 def test_corrupt_hlog_line_is_skipped_and_reported(golden: Path) -> None:
     path = golden / "rtt.hlog"
     lines = path.read_text().splitlines(keepends=True)
-    # the third line is interval 0's histogram: tear its payload
-    lines[2] = lines[2][:40] + "!!!garbage\n"
+    # the first line after the header is interval 0's histogram: tear its payload
+    first = next(i for i, text in enumerate(lines) if not hlog.is_header(text))
+    lines[first] = lines[first][:40] + "!!!garbage\n"
     path.write_text("".join(lines))
     result = CliRunner().invoke(cli, ["report", str(golden)])
     assert result.exit_code == 0, result.output
-    assert "line 3: corrupt histogram, skipped" in result.output
+    assert f"line {first + 1}: corrupt histogram, skipped" in result.output
     rep = build(golden)
     rtt = {c.name: c for c in rep.charts}["rtt_over_time"]
     assert rtt.series["p50"] == [1.5, None]  # the rest is still drawn
     html = (golden / "report.html").read_text()
     assert "Problems reading the results" in html
-    assert "line 3: corrupt histogram, skipped" in html
+    assert f"line {first + 1}: corrupt histogram, skipped" in html
 
 
 @pytest.mark.parametrize("kind", ["missing", "empty", "not-soak"])
@@ -609,3 +614,42 @@ def test_no_storm_chart_without_storms(tmp_path: Path, content: str | None) -> N
     html = html_path.read_text()
     assert html.count("data:image/png;base64,") == 6
     assert "No reconnect storm was detected." in html
+
+
+# -- one drawing style for report and compare -----------------------------------
+
+
+def test_one_time_axis_rule() -> None:
+    """Hours above 3 h of span, minutes above 3 min, seconds below."""
+    assert figures.time_unit([]) == (1.0, "s")
+    assert figures.time_unit([0.0, 180.0]) == (1.0, "s")
+    assert figures.time_unit([0.0, 180.5]) == (60.0, "min")
+    assert figures.time_unit([0.0, 3 * 3600.0]) == (60.0, "min")
+    assert figures.time_unit([0.0, 3 * 3600.0 + 1]) == (3600.0, "h")
+    assert figures.time_unit([7200.0, 7300.0]) == (1.0, "s")  # the span counts, not the end
+
+
+def test_report_and_compare_draw_time_with_the_same_rule(
+    golden: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[list[float]] = []
+    rule = figures.time_unit
+
+    def spy(times: Iterable[float]) -> tuple[float, str]:
+        ts = list(times)
+        asked.append(ts)
+        return rule(ts)
+
+    monkeypatch.setattr(figures, "time_unit", spy)
+    rep = build(golden)
+    draw.draw({c.name: c for c in rep.charts}["connections"])
+    assert asked == [[0.0, 10.0, 20.0]]
+    ivs = [[1000 + i] for i in range(6)]
+    runs = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        manifest = {**MANIFEST, "label": name}
+        d = make_run(tmp_path / name, [interval(i) for i in range(6)], ivs, manifest=manifest)
+        runs.append(load_run(d))
+    compare_page.render_charts(compare(runs, resamples=100))
+    assert asked[1] == [10.0 * i for i in range(6)] * 2

@@ -41,7 +41,7 @@ def report(
     Exit codes: 0 written (also for a partial run or damaged lines, which the
     report lists), 2 RUN_DIR is not a readable run or an output cannot be written.
     """
-    from soak.report.report import write_report
+    from soak.report.export import write_report
 
     with errors_as_exit_codes():
         try:
@@ -61,8 +61,8 @@ def report(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Directory for compare.html, compare.json and the charts "
-    "(default ./compare-<label A>-vs-<label B>).",
+    help="Directory for compare.html, compare.json and the charts (default: "
+    "compare-<label A>-vs-<label B> next to RUN_A, in its results directory).",
 )
 @click.option(
     "--max-regression",
@@ -90,9 +90,15 @@ def compare(
     """Compare runs against the first (the baseline): metrics side by side,
     bootstrap confidence intervals of the RTT differences, a verdict.
 
-    Exit codes: 0 no regression, 1 a regression, 2 bad input."""
+    The page, its charts and compare.json go into --out, by default into
+    compare-<label A>-vs-<label B>[-vs-...] in the results directory that holds
+    RUN_A (RUN_A's parent directory); the last line printed is the page's path.
+
+    Exit codes: 0 no regression, 1 a regression, 2 bad input (including an
+    output directory that cannot be written)."""
     from soak.report import compare as cmp
-    from soak.report.load import load_run
+    from soak.report import compare_page, compare_text
+    from soak.results.reader import load_run
 
     if len(runs) < 2:
         raise click.UsageError("compare needs at least two runs: RUN_A RUN_B [RUN_C ...]")
@@ -103,9 +109,10 @@ def compare(
     with errors_as_exit_codes():
         loaded = [load_run(r) for r in runs]
         result = cmp.compare(loaded, limits, resamples=resamples, seed=seed)
-        page = cmp.write_outputs(result, out if out is not None else cmp.default_out_dir(result))
+        target = out if out is not None else compare_page.default_out_dir(result)
+        page = compare_page.write_outputs(result, target)
     for w in result.warnings:
         click.echo(w, err=True)
-    click.echo(cmp.render_text(result), nl=False)
+    click.echo(compare_text.render_text(result), nl=False)
     click.echo(f"page: {page}")
     sys.exit(result.exit_code)

@@ -11,19 +11,16 @@ RUN_A is the baseline. Every other run is compared with it:
 - a verdict from thresholds (:data:`DEFAULT_LIMITS`, overridable with
   ``--max-regression NAME=VALUE``); a latency limit is only broken by a
   change that is both larger than the limit and significant;
-- charts and one self-contained ``compare.html``.
+- charts and one self-contained ``compare.html``
+  (:mod:`soak.report.compare_page`; the text and JSON forms are
+  :mod:`soak.report.compare_text`).
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import json
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from soak.errors import ResultsError
@@ -39,7 +36,7 @@ from soak.report.bootstrap import (
     compact,
     merge,
 )
-from soak.report.load import HlogInterval, Run
+from soak.results.reader import Run
 
 LATENCY_QS = {"p50": 50.0, "p99": 99.0, "p99.9": 99.9}
 # Counters that are worse when higher; a limit on them is an absolute increase.
@@ -159,13 +156,9 @@ def prepare(runs: Sequence[Run]) -> list[RunData]:
         rtt: list[Compact] = []
         starts: list[float] = []
         lengths: list[float] = []
-        # one decoded histogram at a time (~190 KB each) when load.py can
-        # stream them; only the compact form is kept
-        stream = getattr(r, "iter_histograms", None)
-        source: Iterable[HlogInterval] = (
-            stream("rtt") if stream is not None else r.histograms("rtt")
-        )
-        for h in source:
+        # one decoded histogram at a time (~190 KB each); only the compact
+        # form is kept
+        for h in r.iter_histograms("rtt"):
             rtt.append(compact(h.hist))
             starts.append(h.start)
             lengths.append(h.length)
@@ -358,13 +351,13 @@ def verdict(
                 ci = next(c for c in cis[d.name] if c.q == q)
                 regression = rel is not None and rel > limit and ci.significant and ci.low > 0
                 rel_s = "n/a" if rel is None else f"{rel * 100:+.1f}%"
-                sig = _significance(ci)
+                sig = significance(ci)
                 out.append(
                     Check(
                         name,
                         d.name,
                         f"at most {limit * 100:g}% worse (and significant)",
-                        f"{rel_s} ({sig}, 95% CI {_ci_ms(ci)})",
+                        f"{rel_s} ({sig}, 95% CI {ci_ms(ci)})",
                         regression,
                     )
                 )
@@ -399,7 +392,7 @@ def verdict(
     return out
 
 
-def _significance(ci: Interval) -> str:
+def significance(ci: Interval) -> str:
     if not ci.enough_data:
         return (
             f"not significant: too little data (needs {MIN_INTERVALS} intervals with "
@@ -408,7 +401,7 @@ def _significance(ci: Interval) -> str:
     return "significant" if ci.significant else "not significant"
 
 
-def _ci_ms(ci: Interval) -> str:
+def ci_ms(ci: Interval) -> str:
     return f"[{ci.low / 1000:+.3f}, {ci.high / 1000:+.3f}] ms"
 
 
@@ -464,309 +457,3 @@ def compare(
                 f"latency differences need at least {MIN_INTERVALS} to be called significant"
             )
     return Comparison(datas, rows, cis, checks, profile_warnings(datas), notes, resamples, seed)
-
-
-# -- text ---------------------------------------------------------------------------
-
-
-def _fmt(v: float | None, unit: str, sign: str = "") -> str:
-    """A value in its unit; ``sign="+"`` formats a delta (pp for percentages)."""
-    if v is None:
-        return "-"
-    if unit in ("ms", "s"):
-        return f"{v:{sign}.3f}"
-    if unit == "%":
-        return f"{v:{sign}.3f}" + ("pp" if sign else "%")
-    if unit == "/h":
-        return f"{v:{sign}.1f}"
-    return f"{v:{sign}g}"
-
-
-def _fmt_delta(v: float | None, unit: str) -> str:
-    return _fmt(v, unit, "+")
-
-
-def _fmt_rel(v: float | None) -> str:
-    return "-" if v is None else f"{v * 100:+.1f}%"
-
-
-def table_cells(c: Comparison) -> tuple[list[str], list[list[str]]]:
-    """Header and cells of the side-by-side table (shared by text and HTML)."""
-    header = ["metric", f"{c.datas[0].name} (baseline)"]
-    for d in c.datas[1:]:
-        header += [d.name, "delta", "delta %"]
-    body = []
-    for row in c.rows:
-        title = f"{row.title} ({row.unit})" if row.unit in ("ms", "s", "/h") else row.title
-        cells = [title, _fmt(row.values[0], row.unit)]
-        for j in range(1, len(c.datas)):
-            cells += [
-                _fmt(row.values[j], row.unit),
-                _fmt_delta(row.delta(j), row.unit),
-                _fmt_rel(row.relative(j)),
-            ]
-        body.append(cells)
-    return header, body
-
-
-def ci_lines(c: Comparison) -> list[list[str]]:
-    out = []
-    for d in c.datas[1:]:
-        for ci in c.cis[d.name]:
-            state = _significance(ci)
-            out.append(
-                [
-                    f"{d.name} - {c.datas[0].name}",
-                    f"RTT p{ci.q:g}",
-                    f"{ci.diff / 1000:+.3f} ms",
-                    _ci_ms(ci),
-                    state,
-                ]
-            )
-    return out
-
-
-def _align(rows: Sequence[Sequence[str]]) -> list[str]:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    out = []
-    for r in rows:
-        cells = [r[0].ljust(widths[0])] + [
-            s.rjust(w) for s, w in zip(r[1:], widths[1:], strict=True)
-        ]
-        out.append("  ".join(cells).rstrip())
-    return out
-
-
-def verdict_text(c: Comparison) -> str:
-    if c.regression:
-        bad = sorted({f"{k.name} ({k.run})" for k in c.checks if k.regression})
-        return "REGRESSION: " + ", ".join(bad) + " (exit code 1)"
-    return "no regression (exit code 0)"
-
-
-def render_text(c: Comparison) -> str:
-    lines = list(c.warnings)
-    if lines:
-        lines.append("")
-    header, body = table_cells(c)
-    lines += _align([header, *body])
-    lines += [
-        "",
-        f"bootstrap 95% CI of the difference (intervals resampled with replacement, "
-        f"{c.resamples} resamples, seed {c.seed}):",
-    ]
-    lines += ["  " + s for s in _align(ci_lines(c))]
-    lines += ["", "thresholds:"]
-    for k in c.checks:
-        state = "REGRESSION" if k.regression else "ok"
-        limit = f" {k.limit}" if k.limit else ""
-        lines.append(f"  {k.name}{limit}: {k.run} {k.shown} {state}")
-    for n in c.notes:
-        lines.append(f"note: {n}")
-    lines += ["", f"verdict: {verdict_text(c)}"]
-    return "\n".join(lines) + "\n"
-
-
-# -- charts -------------------------------------------------------------------------
-
-
-def chart_series(c: Comparison) -> dict[str, dict[str, tuple[list[float], list[float]]]]:
-    """What the charts plot, per run name:
-
-    - ``percentiles``: x = 1/(1-q) where q is the fraction of samples below a
-      value, y = the value in ms (HdrHistogram's percentile distribution);
-    - ``rtt_p99``: x = interval start in seconds, y = that interval's p99 in ms.
-    """
-    dist: dict[str, tuple[list[float], list[float]]] = {}
-    over_time: dict[str, tuple[list[float], list[float]]] = {}
-    for d in c.datas:
-        total = d.merged.total
-        xs, ys = [], []
-        below = 0
-        for v, n in zip(d.merged.values, d.merged.counts, strict=True):
-            xs.append(1.0 / (1.0 - below / total))
-            ys.append(v / 1000.0)
-            below += n
-        dist[d.name] = (xs, ys)
-        ts, ps = [], []
-        for start, iv in zip(d.starts, d.rtt, strict=True):
-            p = iv.percentile(99.0)
-            if p is not None:
-                ts.append(start)
-                ps.append(p / 1000.0)
-        over_time[d.name] = (ts, ps)
-    return {"percentiles": dist, "rtt_p99": over_time}
-
-
-def render_charts(c: Comparison) -> dict[str, bytes]:
-    """PNG bytes by file name."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
-
-    series = chart_series(c)
-    out: dict[str, bytes] = {}
-
-    fig, ax = plt.subplots(figsize=(9, 5))
-    for name, (xs, ys) in series["percentiles"].items():
-        ax.step(xs, ys, where="post", label=name)
-    ax.set_xscale("log")
-    ticks = [1, 10, 100, 1000, 10000, 100000]
-    top = max((max(xs) for xs, _ in series["percentiles"].values() if xs), default=10.0)
-    ticks = [t for t in ticks if t <= max(top * 10, 100)]
-    ax.xaxis.set_major_locator(FixedLocator(ticks))
-    ax.xaxis.set_minor_locator(NullLocator())
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xticklabels([f"{100 * (1 - 1 / t):g}%" for t in ticks])
-    ax.set_xlabel("percentile")
-    ax.set_ylabel("heartbeat RTT (ms)")
-    ax.set_title("RTT percentile distribution")
-    ax.grid(True, which="major", alpha=0.3)
-    ax.legend()
-    out["percentiles.png"] = _png(fig, plt)
-
-    fig, ax = plt.subplots(figsize=(9, 4))
-    span = max((max(ts) for ts, _ in series["rtt_p99"].values() if ts), default=0.0)
-    scale, unit = (3600.0, "h") if span > 7200 else (60.0, "min") if span > 120 else (1.0, "s")
-    for name, (ts, ps) in series["rtt_p99"].items():
-        ax.plot([t / scale for t in ts], ps, label=name, linewidth=1)
-    ax.set_xlabel(f"time since start ({unit})")
-    ax.set_ylabel("RTT p99 per interval (ms)")
-    ax.set_title("RTT p99 over time")
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    out["rtt_p99.png"] = _png(fig, plt)
-    return out
-
-
-def _png(fig: Any, plt: Any) -> bytes:
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
-
-
-# -- HTML ---------------------------------------------------------------------------
-
-_CSS = """
-body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:70em}
-table{border-collapse:collapse;margin:1em 0}
-td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
-td:first-child,th:first-child{text-align:left}
-th{background:#f3f3f3}
-.warn{background:#fff3cd;border:1px solid #e0b000;padding:.6em;font-weight:bold}
-.bad{color:#b00020;font-weight:bold}.ok{color:#087f23}
-img{max-width:100%;border:1px solid #ddd;margin:.5em 0}
-"""
-
-
-def _html_table(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
-    e = html.escape
-    head = "".join(f"<th>{e(h)}</th>" for h in header)
-    rows = "".join("<tr>" + "".join(f"<td>{e(x)}</td>" for x in r) + "</tr>" for r in body)
-    return f"<table><tr>{head}</tr>{rows}</table>"
-
-
-def render_html(c: Comparison, charts: dict[str, bytes]) -> str:
-    e = html.escape
-    names = " vs ".join(d.name for d in c.datas)
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>soak compare: {e(names)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>soak compare: {e(names)}</h1>",
-    ]
-    parts += [f"<p class='warn'>{e(w)}</p>" for w in c.warnings]
-    cls = "bad" if c.regression else "ok"
-    parts.append(f"<p>Verdict: <span class='{cls}'>{e(verdict_text(c))}</span></p>")
-    runs = [
-        [
-            d.name,
-            str(d.run.path),
-            str(d.run.manifest.get("start", "")),
-            f"{d.duration_s:g} s",
-            str(len(d.rtt)),
-            d.run.status,
-        ]
-        for d in c.datas
-    ]
-    parts.append("<h2>Runs</h2>")
-    parts.append(
-        _html_table(["run", "directory", "start", "duration", "intervals", "status"], runs)
-    )
-    parts.append("<h2>Metrics (baseline first)</h2>")
-    parts.append(_html_table(*table_cells(c)))
-    parts.append(
-        f"<h2>Is the latency difference real?</h2><p>Bootstrap 95% confidence interval of "
-        f"the difference, resampling each run's intervals with replacement ({c.resamples} "
-        f"resamples, seed {c.seed}). Significant only when the interval excludes 0.</p>"
-    )
-    parts.append(_html_table(["runs", "metric", "difference", "95% CI", ""], ci_lines(c)))
-    parts.append("<h2>Thresholds</h2>")
-    parts.append(
-        _html_table(
-            ["metric", "run", "limit", "value", "verdict"],
-            [
-                [k.name, k.run, k.limit, k.shown, "REGRESSION" if k.regression else "ok"]
-                for k in c.checks
-            ],
-        )
-    )
-    if c.notes:
-        parts.append("<h2>Notes</h2><ul>")
-        parts += [f"<li>{e(n)}</li>" for n in c.notes]
-        parts.append("</ul>")
-    parts.append("<h2>Charts</h2>")
-    for fname, png in charts.items():
-        data = base64.b64encode(png).decode("ascii")
-        parts.append(f"<p><img alt='{e(fname)}' src='data:image/png;base64,{data}'></p>")
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
-
-
-def default_out_dir(c: Comparison) -> Path:
-    """``./compare-<baseline label>-vs-<label>[-vs-...]``, labels reduced to
-    characters safe in a file name."""
-    names = [re.sub(r"[^A-Za-z0-9._-]+", "_", d.run.label).strip("_") or "run" for d in c.datas]
-    return Path(f"compare-{'-vs-'.join(names)}")
-
-
-def to_json(c: Comparison) -> dict[str, Any]:
-    return {
-        "runs": [{"name": d.name, "path": str(d.run.path)} for d in c.datas],
-        "warnings": c.warnings,
-        "table": [{"metric": r.key, "unit": r.unit, "values": r.values} for r in c.rows],
-        "bootstrap": {
-            name: [
-                {
-                    "q": ci.q,
-                    "diff_ms": ci.diff / 1000,
-                    "ci_ms": [ci.low / 1000, ci.high / 1000],
-                    "significant": ci.significant,
-                    "enough_data": ci.enough_data,
-                }
-                for ci in cis
-            ]
-            for name, cis in c.cis.items()
-        },
-        "checks": [k.__dict__ for k in c.checks],
-        "regression": c.regression,
-        "exit_code": c.exit_code,
-    }
-
-
-def write_outputs(c: Comparison, out: Path) -> Path:
-    """Charts, compare.html and compare.json into ``out``; returns the page."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        charts = render_charts(c)
-        for fname, png in charts.items():
-            (out / fname).write_bytes(png)
-        page = out / "compare.html"
-        page.write_text(render_html(c, charts), encoding="utf-8")
-        (out / "compare.json").write_text(json.dumps(to_json(c), indent=2) + "\n", "utf-8")
-    except OSError as exc:
-        raise ResultsError(f"{out}: cannot write the comparison: {exc.strerror or exc}") from exc
-    return page

@@ -1,15 +1,15 @@
-"""report.html: one self-contained page (inline CSS, PNGs as data URIs, no
-scripts, no external resources) that opens from disk. Every text that comes
-from the results is escaped."""
+"""report.html: one self-contained page in the style of
+:mod:`soak.report.page` (inline CSS, PNGs as data URIs, no scripts, no
+external resources) that opens from disk. Every text that comes from the
+results is escaped."""
 
 from __future__ import annotations
 
-import base64
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from soak.report.report import Report
+from soak.report import page
+from soak.report.report import Report
 
 CHART_ORDER = (
     "rtt_over_time",
@@ -20,21 +20,6 @@ CHART_ORDER = (
     "tester_lag",
     "storm_timeline",
 )
-
-CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
-       max-width: 1100px; color: #222; padding: 0 1em; }
-h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.92em; }
-th, td { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
-th { background: #f4f4f4; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.banner { background: #fff3cd; border: 2px solid #e0a800; padding: 0.8em 1em; font-weight: bold;
-          margin: 1em 0; }
-.pass { color: #1a7f37; font-weight: bold; } .fail { color: #c62828; font-weight: bold; }
-.muted { color: #777; } img.chart { width: 100%; max-width: 1000px; display: block;
-          margin: 0.5em 0 1.5em; border: 1px solid #eee; }
-.problems li { color: #8a4b00; }
-"""
 
 
 def _e(v: Any) -> str:
@@ -169,14 +154,7 @@ def verdicts(report: Report) -> str:
         )
     verdict = report.summary.get("verdict")
     head = f"<p>Verdict: <b>{_e(verdict)}</b></p>" if verdict else ""
-    return (
-        note
-        + head
-        + "<table class='verdicts'><tr><th>result</th><th>threshold</th><th>limit</th>"
-        + "<th>value</th></tr>"
-        + "".join(rows)
-        + "</table>"
-    )
+    return note + head + page.table(("result", "threshold", "limit", "value"), rows, "verdicts")
 
 
 def close_reasons(report: Report) -> str:
@@ -184,16 +162,12 @@ def close_reasons(report: Report) -> str:
     if not top:
         return "<p class='muted'>No connection was closed.</p>"
     total = sum(int(v) for v in ((report.summary.get("totals") or {}).get("closes") or {}).values())
-    rows = "".join(
+    rows = (
         f"<tr><td>{_e(k)}</td><td class='num'>{_fmt(v)}</td>"
         f"<td class='num'>{escape(f'{v / total * 100:.1f}%') if total else '–'}</td></tr>"
         for k, v in top
     )
-    return (
-        "<table class='closes'><tr><th>reason</th><th>closes</th><th>share</th></tr>"
-        + rows
-        + "</table>"
-    )
+    return page.table(("reason", "closes", "share"), rows, "closes")
 
 
 EVIDENCE_FIELDS = (
@@ -209,9 +183,6 @@ def evidence_table(report: Report) -> str:
     evs = report.false_timeouts
     if not evs:
         return "<p class='muted'>No false timeouts.</p>"
-    head = "".join(
-        f"<th>{escape(h)}</th>" for h in ("t (s)", "client", "code", "why", *EVIDENCE_FIELDS)
-    )
     rows = []
     for ev in evs:
         e = ev.get("evidence") if isinstance(ev.get("evidence"), dict) else {}
@@ -230,7 +201,8 @@ def evidence_table(report: Report) -> str:
             f"<p class='muted'>The first {len(evs)} of {report.false_timeouts_total:,} "
             "false timeouts.</p>"
         )
-    return note + "<table class='evidence'><tr>" + head + "</tr>" + "".join(rows) + "</table>"
+    head = ("t (s)", "client", "code", "why", *EVIDENCE_FIELDS)
+    return note + page.table(head, rows, "evidence")
 
 
 def charts(report: Report) -> str:
@@ -240,13 +212,8 @@ def charts(report: Report) -> str:
         path = report.pngs.get(name)
         if path is None:
             continue
-        data = base64.b64encode(path.read_bytes()).decode("ascii")
         title = by_name[name].title if name in by_name else name
-        out.append(
-            f"<h3>{escape(title)}</h3>"
-            f"<img class='chart' alt='{escape(title, quote=True)}' "
-            f"src='data:image/png;base64,{data}'>"
-        )
+        out.append(f"<h3>{escape(title)}</h3>" + page.image(path.read_bytes(), title))
     return "".join(out)
 
 
@@ -319,14 +286,12 @@ def storms_section(report: Report) -> str:
             + "".join(f"<td class='num'>{c}</td>" for c in cells)
             + f"<td>{escape(fail_text)}</td></tr>"
         )
-    head = "".join(f"<th>{escape(h)}</th>" for h in STORM_COLUMNS)
     return (
         f"<h2>Reconnect storms ({len(storms):,})</h2>"
         "<p class='muted'>Times are seconds since the run started (start, end) or since "
         "the storm started (peak, recovery). Recovery pN: when N% of the connections the "
         "storm lost were back. Sync index: 0 = reconnects spread over the heartbeat "
-        "interval, 1 = all in phase.</p>"
-        "<table class='storms'><tr>" + head + "</tr>" + "".join(rows) + "</table>"
+        "interval, 1 = all in phase.</p>" + page.table(STORM_COLUMNS, rows, "storms")
     )
 
 
@@ -334,7 +299,7 @@ def problems(report: Report) -> str:
     probs = report.run.problems
     if not probs:
         return "<p class='muted'>None: every file was read whole.</p>"
-    return "<ul class='problems'>" + "".join(f"<li>{_e(p)}</li>" for p in probs) + "</ul>"
+    return page.items(probs, "problems")
 
 
 def banner(report: Report) -> str:
@@ -347,31 +312,28 @@ def banner(report: Report) -> str:
         )
     else:
         why = f"the run ended early (status: {report.run.status})."
-    return f"<div class='banner'>PARTIAL RUN: {escape(why)}</div>"
+    return page.banner(f"PARTIAL RUN: {why}")
 
 
 def render(report: Report) -> str:
-    title = f"soak report: {report.run.label}"
-    parts = [
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>{escape(title)}</title><style>{CSS}</style></head><body>",
-        f"<h1>{escape(title)}</h1>",
-        banner(report),
-        "<h2>Run</h2>",
-        identity(report),
-        "<h2>Summary</h2>",
-        summary_table(report),
-        "<h2>Thresholds</h2>",
-        verdicts(report),
-        "<h2>Charts</h2>",
-        charts(report),
-        storms_section(report),
-        "<h2>Top close reasons</h2>",
-        close_reasons(report),
-        f"<h2>False-timeout evidence ({report.false_timeouts_total:,})</h2>",
-        evidence_table(report),
-        "<h2>Problems reading the results</h2>",
-        problems(report),
-        "</body></html>\n",
-    ]
-    return "\n".join(parts)
+    return page.document(
+        f"soak report: {report.run.label}",
+        [
+            banner(report),
+            "<h2>Run</h2>",
+            identity(report),
+            "<h2>Summary</h2>",
+            summary_table(report),
+            "<h2>Thresholds</h2>",
+            verdicts(report),
+            "<h2>Charts</h2>",
+            charts(report),
+            storms_section(report),
+            "<h2>Top close reasons</h2>",
+            close_reasons(report),
+            f"<h2>False-timeout evidence ({report.false_timeouts_total:,})</h2>",
+            evidence_table(report),
+            "<h2>Problems reading the results</h2>",
+            problems(report),
+        ],
+    )

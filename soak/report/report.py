@@ -1,5 +1,6 @@
-"""``soak report RUN_DIR``: charts, one self-contained HTML page, and
-optional JSON/CSV exports of a results directory.
+"""What ``soak report RUN_DIR`` shows: :class:`Report`, everything computed
+from a results directory (the summary, the charts' data, the evidence).
+:mod:`soak.report.export` writes it out.
 
 A run killed before writing ``summary.json`` still gets a report: the
 summary is computed from ``intervals.jsonl`` and the ``.hlog`` files and
@@ -8,8 +9,6 @@ the page says PARTIAL.
 
 from __future__ import annotations
 
-import csv
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +16,8 @@ from typing import Any
 
 from soak.metrics import COUNTERS, HISTOGRAMS, heartbeat_success, percentiles_ms
 from soak.profile import Threshold
-from soak.report.charts import Chart, all_charts, interval_percentiles, write_charts
-from soak.report.load import Run, load_run
+from soak.report.charts import Chart, all_charts, interval_percentiles
+from soak.results.reader import Run, load_run
 from soak.summary import judge
 
 EVIDENCE_ROWS = 50
@@ -129,47 +128,6 @@ def _thresholds(run: Run) -> list[Threshold]:
     return out
 
 
-def load_storms(run: Run) -> list[dict[str, Any]]:
-    """storms.jsonl: one ``Storm.series()`` dict per line. A line that is not
-    JSON, or not a storm series (an int ``index`` and ``attempts``,
-    ``in_flight`` and ``recovered_pct`` lists), is skipped and recorded in
-    the run's problems. [] when the file is missing or empty."""
-    path = run.path / "storms.jsonl"
-    if not path.exists():
-        return []
-    out: list[dict[str, Any]] = []
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        run.problems.append(f"{path}: unreadable: {exc.strerror or exc}")
-        return []
-    for n, line in enumerate(text.split("\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            run.problems.append(f"{path}: line {n}: not JSON, skipped")
-            continue
-        if not _is_storm_series(rec):
-            run.problems.append(f"{path}: line {n}: not a storm series, skipped")
-            continue
-        out.append(rec)
-    return out
-
-
-def _is_storm_series(rec: Any) -> bool:
-    if not isinstance(rec, dict):
-        return False
-    index = rec.get("index")
-    if not isinstance(index, int) or isinstance(index, bool):
-        return False
-    bucket = rec.get("bucket_s", 0.1)
-    if not isinstance(bucket, int | float) or isinstance(bucket, bool) or not 0 < bucket <= 60:
-        return False
-    return all(isinstance(rec.get(k), list) for k in ("attempts", "in_flight", "recovered_pct"))
-
-
 def build(path: str | Path) -> Report:
     """Read a run and compute everything the report shows. Raises RunError
     for a directory that is not a run."""
@@ -186,63 +144,6 @@ def build(path: str | Path) -> Report:
             total_ft += 1
             if len(evidence) < EVIDENCE_ROWS:
                 evidence.append(ev)
-    storms = load_storms(run)
+    storms = run.storm_series()
     charts = all_charts(run, rtt, storms)
     return Report(run, summary, computed, charts, evidence, total_ft, storm_series=storms)
-
-
-# -- exports -----------------------------------------------------------------
-
-
-def export_json(report: Report, path: Path) -> None:
-    path.write_text(json.dumps(report.summary, indent=2, sort_keys=False) + "\n", "utf-8")
-
-
-def flatten(rec: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"closes": {"a": 1}}`` -> ``{"closes.a": 1}``."""
-    out: dict[str, Any] = {}
-    for k, v in rec.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten(v, key + "."))
-        elif isinstance(v, list):
-            out[key] = json.dumps(v)
-        else:
-            out[key] = v
-    return out
-
-
-def export_csv(report: Report, path: Path) -> None:
-    rows = [flatten(r) for r in report.run.intervals]
-    columns: dict[str, None] = {}
-    for r in rows:
-        for k in r:
-            columns.setdefault(k, None)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=list(columns), restval="")
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: "" if v is None else v for k, v in r.items()})
-
-
-def write_report(
-    path: str | Path,
-    out: Path | None = None,
-    export_json_path: Path | None = None,
-    export_csv_path: Path | None = None,
-) -> tuple[Report, Path]:
-    """Build the report of a run: PNGs and report.html into ``out`` (the run
-    directory by default), and the exports asked for. Returns the report and
-    the HTML's path."""
-    from soak.report.html import render
-
-    report = build(path)
-    target = Path(out) if out is not None else report.run.path
-    report.pngs = write_charts(report.charts, target)
-    html_path = target / "report.html"
-    html_path.write_text(render(report), encoding="utf-8")
-    if export_json_path is not None:
-        export_json(report, export_json_path)
-    if export_csv_path is not None:
-        export_csv(report, export_csv_path)
-    return report, html_path

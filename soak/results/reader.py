@@ -1,16 +1,18 @@
-"""Reading a results directory back: what `soak report` and `soak compare`
-start from.
+"""Reading a results directory back: what `soak report`, `soak compare` and
+the benchmarks start from.
 
 It must work on any run the recorder can leave behind: a complete one, one
 killed partway (no summary.json, a torn last line), one that never
 connected. Damage is skipped and counted, never fatal: a corrupt line of
-``intervals.jsonl`` or of a ``.hlog`` is reported in :attr:`Run.problems`
-and the rest is still read.
+``intervals.jsonl``, ``events.jsonl``, ``storms.jsonl`` or of a ``.hlog``,
+and a missing file, are reported in :attr:`Run.problems` (and counted in
+:attr:`Run.skipped`), and the rest is still read.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,17 +22,16 @@ from hdrh.histogram import HdrHistogram
 
 from soak.errors import ResultsError
 from soak.metrics import HISTOGRAMS, new_histogram
+from soak.results import hlog, jsonl
+from soak.results.hlog import HlogInterval
+from soak.results.names import EVENTS, INTERVALS, RUN_JSON, STORMS, SUMMARY, hlog_name
+from soak.results.problems import Problems
+
+__all__ = ["HlogInterval", "Run", "RunError", "load_run"]
 
 
 class RunError(ResultsError):
     """A directory that is not a readable soak run."""
-
-
-@dataclass
-class HlogInterval:
-    start: float  # seconds since the run started
-    length: float
-    hist: HdrHistogram
 
 
 @dataclass
@@ -40,6 +41,16 @@ class Run:
     summary: dict[str, Any] | None  # None: the run was killed before writing it
     intervals: list[dict[str, Any]]
     problems: list[str] = field(default_factory=list)
+    # what was skipped while reading, counted; its messages are ``problems``
+    damage: Problems = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.damage = Problems(self.problems)
+
+    @property
+    def skipped(self) -> Counter[str]:
+        """Lines skipped so far, by file name."""
+        return self.damage.skipped
 
     @property
     def label(self) -> str:
@@ -59,21 +70,12 @@ class Run:
 
     def events(self) -> Iterator[dict[str, Any]]:
         """events.jsonl, one dict per line; damaged lines are skipped (and
-        recorded in problems)."""
-        path = self.path / "events.jsonl"
+        recorded in problems), as is a missing file."""
+        path = self.path / EVENTS
         if not path.exists():
+            self.damage.file_missing(path)
             return
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    ev = json.loads(line)
-                except ValueError:
-                    self.problems.append(f"{path}: line {n}: not JSON, skipped")
-                    continue
-                if isinstance(ev, dict):
-                    yield ev
+        yield from jsonl.read_records(path, self.damage)
 
     def histograms(self, name: str) -> list[HlogInterval]:
         """The per-interval histograms of ``<name>.hlog`` (values in
@@ -85,19 +87,7 @@ class Run:
         of counts, so a 24-hour run's 8,640 of them are 1.6 GB as a list."""
         if name not in HISTOGRAMS:
             raise ValueError(f"unknown histogram {name!r}; expected one of {HISTOGRAMS}")
-        path = self.path / f"{name}.hlog"
-        if not path.exists():
-            self.problems.append(f"{path}: missing")
-            return
-        with open(path, encoding="ascii", errors="replace") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip() or line.startswith(("#", '"')):
-                    continue
-                parsed = _parse_hlog_line(line)
-                if parsed is None:
-                    self.problems.append(f"{path}: line {n}: corrupt histogram, skipped")
-                    continue
-                yield parsed
+        return hlog.read(self.path / hlog_name(name), self.damage)
 
     def merged(self, name: str) -> HdrHistogram:
         """All intervals of one histogram added together."""
@@ -106,22 +96,37 @@ class Run:
             total.add(iv.hist)
         return total
 
+    def storm_series(self) -> list[dict[str, Any]]:
+        """storms.jsonl: one ``Storm.series()`` dict per line. A line that is
+        not JSON, or not a storm series (an int ``index`` and ``attempts``,
+        ``in_flight`` and ``recovered_pct`` lists), is skipped and recorded
+        in problems. [] when the file is missing (a run without storms) or
+        empty."""
+        path = self.path / STORMS
+        if not path.exists():
+            return []
+        out: list[dict[str, Any]] = []
+        try:
+            for n, rec in jsonl.read_lines(path, self.damage):
+                if not _is_storm_series(rec):
+                    self.damage.skip(path, n, "not a storm series")
+                    continue
+                out.append(rec)
+        except OSError as exc:
+            self.damage.note(f"{path}: unreadable: {exc.strerror or exc}")
+        return out
 
-def _parse_hlog_line(line: str) -> HlogInterval | None:
-    parts = line.strip().split(",")
-    if parts and parts[0].startswith("Tag="):
-        parts = parts[1:]
-    if len(parts) != 4:
-        return None
-    try:
-        start = float(parts[0])
-        length = float(parts[1])
-        hist = HdrHistogram.decode(parts[3].encode("ascii"))
-    except Exception:  # hdrh raises a variety of errors on a torn payload
-        return None
-    if hist is None:
-        return None
-    return HlogInterval(start, length, hist)
+
+def _is_storm_series(rec: Any) -> bool:
+    if not isinstance(rec, dict):
+        return False
+    index = rec.get("index")
+    if not isinstance(index, int) or isinstance(index, bool):
+        return False
+    bucket = rec.get("bucket_s", 0.1)
+    if not isinstance(bucket, int | float) or isinstance(bucket, bool) or not 0 < bucket <= 60:
+        return False
+    return all(isinstance(rec.get(k), list) for k in ("attempts", "in_flight", "recovered_pct"))
 
 
 def load_run(path: str | Path) -> Run:
@@ -129,7 +134,7 @@ def load_run(path: str | Path) -> Run:
     p = Path(path)
     if not p.is_dir():
         raise RunError(f"{p}: not a directory (expected a soak results directory)")
-    manifest_path = p / "run.json"
+    manifest_path = p / RUN_JSON
     if not manifest_path.exists():
         raise RunError(f"{p}: not a soak run: no run.json")
     try:
@@ -138,29 +143,17 @@ def load_run(path: str | Path) -> Run:
         raise RunError(f"{manifest_path}: unreadable: {exc}") from exc
     if not isinstance(manifest, dict) or manifest.get("tool") != "soak":
         raise RunError(f"{manifest_path}: not a soak run manifest")
-    problems: list[str] = []
-    summary: dict[str, Any] | None = None
-    summary_path = p / "summary.json"
+    run = Run(p, manifest, None, [])
+    summary_path = p / SUMMARY
     if summary_path.exists():
         try:
             loaded = json.loads(summary_path.read_text(encoding="utf-8"))
-            summary = loaded if isinstance(loaded, dict) else None
+            run.summary = loaded if isinstance(loaded, dict) else None
         except (OSError, ValueError):
-            problems.append(f"{summary_path}: unreadable, ignored")
-    intervals: list[dict[str, Any]] = []
-    iv_path = p / "intervals.jsonl"
+            run.damage.note(f"{summary_path}: unreadable, ignored")
+    iv_path = p / INTERVALS
     if iv_path.exists():
-        with open(iv_path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except ValueError:
-                    problems.append(f"{iv_path}: line {n}: not JSON, skipped")
-                    continue
-                if isinstance(rec, dict):
-                    intervals.append(rec)
+        run.intervals.extend(jsonl.read_records(iv_path, run.damage))
     else:
-        problems.append(f"{iv_path}: missing")
-    return Run(p, manifest, summary, intervals, problems)
+        run.damage.file_missing(iv_path)
+    return run

@@ -1,0 +1,196 @@
+"""The report's PNGs, drawn from the data of :mod:`soak.report.charts` in
+the style of :mod:`soak.report.figures`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from soak.report import figures as fg
+from soak.report.charts import STORM_CHART, Chart, percentile_x, storm_key
+
+# beyond this many intervals (or storm buckets), bars are drawn as filled
+# step areas: 8,640 bar patches take matplotlib ~10 s
+MAX_BARS = 300
+
+
+def draw(chart: Chart) -> bytes:
+    """One chart as PNG bytes."""
+    if chart.name == STORM_CHART:
+        return _draw_storms(chart)
+    fig, ax = fg.figure()
+    with fg.closing(fig):
+        ax.set_title(chart.title)
+        ax.grid(True, alpha=fg.GRID_ALPHA)
+        if chart.name == "percentile_distribution":
+            _draw_distribution(ax, chart)
+        else:
+            _draw_time(ax, chart)
+        return fg.png(fig)
+
+
+def write_charts(charts: Sequence[Chart], out: Path) -> dict[str, Path]:
+    """Each chart as ``out/<name>.png``; their paths by chart name."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    for c in charts:
+        path = out / f"{c.name}.png"
+        path.write_bytes(draw(c))
+        paths[c.name] = path
+    return paths
+
+
+def _draw_distribution(ax: Any, chart: Chart) -> None:
+    ax.set_ylabel(chart.y_label)
+    if not chart.has_data:
+        fg.percentile_axis(ax, None)
+        fg.no_data(ax, "no data (no RTT samples)")
+        return
+    ax.plot(chart.x, fg.gaps(chart.series["rtt"]), color=fg.BLUE, lw=2, label="RTT")
+    if chart.log_y:
+        ax.set_yscale("log")
+    top = max(chart.x)
+    fg.percentile_axis(ax, top)
+    for q, v in chart.extra["marked"].items():
+        xq = percentile_x(q)
+        if xq > top * 1.0001:
+            continue
+        ax.axvline(xq, color="grey", ls=":", lw=1)
+        ax.plot([xq], [v], "o", color=fg.RED)
+        ax.annotate(
+            f"{q:g}%: {v:.3f} ms", (xq, v), textcoords="offset points", xytext=(4, 6), fontsize=8
+        )
+    ax.legend(loc="upper left")
+
+
+def _draw_time(ax: Any, chart: Chart) -> None:
+    scale = fg.time_axis(ax, chart.x, chart.x_label)
+    xs = [v / scale for v in chart.x]
+    ax.set_ylabel(chart.y_label)
+    for a, b in chart.shaded:
+        ax.axvspan(a / scale, b / scale, color=fg.BOTTLENECK_COLOUR, alpha=0.35, lw=0)
+    if not xs or not chart.has_data:
+        fg.no_data(ax)
+        return
+    if chart.name == "closes":
+        _draw_closes(ax, chart, xs, scale)
+    elif chart.name == "heartbeats":
+        _draw_heartbeats(ax, chart, xs)
+        return
+    else:
+        for name, values in chart.series.items():
+            ax.plot(xs, fg.gaps(values), lw=1.2, label=name, marker="." if len(xs) < 60 else None)
+        if chart.log_y:
+            ax.set_yscale("log")
+    if chart.shaded:
+        ax.axvspan(0, 0, color=fg.BOTTLENECK_COLOUR, alpha=0.35, label="tester bottleneck")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", fontsize=8)
+
+
+def _draw_closes(ax: Any, chart: Chart, xs: list[float], scale: float) -> None:
+    width = (xs[1] - xs[0]) if len(xs) > 1 else 1.0 / scale
+    bottom = np.zeros(len(xs))
+    bars = len(xs) <= MAX_BARS
+    edges = [*xs, xs[-1] + width]
+    for name, values in chart.series.items():
+        if name == "false_timeouts" or not any(values):
+            continue
+        vals = np.array([v or 0.0 for v in values])
+        colour = fg.CATEGORY_COLOURS.get(name)
+        if bars:
+            ax.bar(xs, vals, width=width, bottom=bottom, align="edge", color=colour, label=name)
+        else:
+            top = bottom + vals
+            ax.stairs(top, edges, baseline=bottom, fill=True, color=colour, label=name)
+        bottom = bottom + vals
+    ft = chart.series["false_timeouts"]
+    if any(ft):
+        style = {"color": fg.FALSE_TIMEOUT_COLOUR, "label": "false timeouts"}
+        if bars:
+            ft_bars = [v or 0.0 for v in ft]
+            ax.bar(xs, ft_bars, width=width, align="edge", edgecolor="black", **style)
+        else:
+            fx = [x + width / 2 for x, v in zip(xs, ft, strict=True) if v]
+            fy = [float(v or 0.0) for v in ft if v]
+            ax.scatter(fx, fy, marker="v", s=36, edgecolors="black", zorder=5, **style)
+    if not bottom.any() and not any(ft):
+        fg.no_data(ax, "no closes")
+
+
+def _draw_heartbeats(ax: Any, chart: Chart, xs: list[float]) -> None:
+    ax.plot(xs, fg.gaps(chart.series["missed"]), color=fg.RED, lw=1.2, label="missed")
+    ax.plot(xs, fg.gaps(chart.series["late"]), color=fg.ORANGE, lw=1.2, label="late")
+    ax2 = ax.twinx()
+    ax2.plot(xs, fg.gaps(chart.series["success_pct"]), color=fg.GREEN, lw=1.5, label="success")
+    ax2.set_ylabel("heartbeat success (%)")
+    ok = [v for v in chart.series["success_pct"] if v is not None]
+    low = min(ok) if ok else 0.0
+    ax2.set_ylim(min(low, 99.0) - 0.5, 100.2)
+    fg.legend(ax, ax2, loc="lower left")
+
+
+def _draw_storms(chart: Chart) -> bytes:
+    """One panel per storm, stacked: attempts per bucket (bars, or a filled
+    step area beyond MAX_BARS buckets), handshakes in flight (line), and
+    recovered % on a secondary 0-100% axis."""
+    indexes: list[int] = chart.extra["storms"]
+    fig, axes = fg.figure((10, 1.0 + 3.2 * len(indexes)), rows=len(indexes))
+    with fg.closing(fig):
+        fig.suptitle(chart.title)
+        for ax, index in zip(axes[:, 0], indexes, strict=True):
+            _draw_storm(ax, chart, index)
+        bottom = 0.0
+        if chart.extra.get("omitted"):
+            bottom = 0.25 / (1.0 + 3.2 * len(indexes))  # room for the note
+            fig.text(
+                0.5,
+                0.01,
+                f"{chart.extra['omitted']} more storm(s) not drawn; see the storms table",
+                ha="center",
+                fontsize=9,
+                color="grey",
+            )
+        return fg.png(fig, rect=(0.0, bottom, 1.0, 1.0))
+
+
+def _draw_storm(ax: Any, chart: Chart, index: int) -> None:
+    bucket: float = chart.extra["bucket_s"]
+    ms = round(bucket * 1000)
+    start = chart.extra["start_s"].get(index)
+    at = f" at {start:g} s" if isinstance(start, int | float) else ""
+    ax.set_title(f"storm {index}{at}", fontsize=10)
+    ax.grid(True, alpha=fg.GRID_ALPHA)
+    ax.set_xlabel(chart.x_label)
+    ax.set_ylabel(f"attempts per {ms} ms / in flight", fontsize=9)
+    att = chart.series[storm_key("attempts", index)]
+    pairs = [(t, v) for t, v in zip(chart.x, att, strict=True) if v is not None]
+    xs = [t for t, _ in pairs]
+    style = {"color": fg.BLUE, "alpha": 0.8, "label": f"reconnect attempts per {ms} ms"}
+    if len(xs) <= MAX_BARS:
+        ax.bar(xs, [v for _, v in pairs], width=bucket, align="edge", **style)
+    elif xs:
+        ax.stairs([v for _, v in pairs], [*xs, xs[-1] + bucket], fill=True, **style)
+    ax.plot(
+        [t + bucket / 2 for t in chart.x],
+        fg.gaps(chart.series[storm_key("in_flight", index)]),
+        color=fg.ORANGE,
+        lw=1.2,
+        label="handshakes in flight",
+    )
+    ax2 = ax.twinx()
+    ax2.plot(
+        [t + bucket for t in chart.x],  # recovered by the end of the bucket
+        fg.gaps(chart.series[storm_key("recovered_pct", index)]),
+        color=fg.GREEN,
+        lw=1.5,
+        label="recovered (%)",
+    )
+    ax2.set_ylim(0, 100)
+    ax2.set_ylabel("lost connections recovered (%)", fontsize=9)
+    if xs:
+        ax.set_xlim(0, max(xs) + bucket)
+    fg.legend(ax, ax2, loc="center right")
