@@ -1,6 +1,6 @@
 """Streaming, crash-safe results writer.
 
-Layout of ``results/<UTC stamp>-<label>/`` (DESIGN.md, "Results directory"):
+Layout of ``results/<UTC stamp>-<label>/`` (docs/results.md):
 
 - ``run.json``         manifest; rewritten atomically (temp file + rename)
 - ``intervals.jsonl``  one line per interval, appended and flushed
@@ -16,7 +16,7 @@ the manifest and the summary.
 
 The ``.hlog`` files are written by hand, not with ``hdrh``'s
 ``HistogramLogWriter``, whose ``output_start_time`` raises and whose base
-time handling doubles timestamps (CALIBRATION.md). They follow the
+time handling doubles timestamps (docs/calibration.md). They follow the
 HdrHistogram log format 1.3: timestamps in seconds relative to ``BaseTime``,
 the interval max in milliseconds, and the compressed V2 histogram.
 """
