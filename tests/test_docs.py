@@ -2,8 +2,9 @@
 
 Pure and fast: these tests only read files. They fail when the README or a
 page in docs/ links to a file (or a heading) that does not exist, when any
-text in the repository names a ``*.md`` file the repository lacks, or when
-the README grows past what a newcomer reads first.
+text in the repository names a ``*.md`` file the repository lacks, when the
+README grows past what a newcomer reads first, or when a profile the docs
+show no longer loads.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import unicodedata
 from pathlib import Path
 
 import pytest
+
+from soak.profile import load_profile
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -167,3 +170,34 @@ def test_readme_is_what_a_newcomer_reads_first() -> None:
         f"README.md has {lines} lines (at most {README_MAX_LINES}): move reference "
         "material into docs/ and link to it"
     )
+
+
+def _toml_blocks(page: Path) -> list[str]:
+    return re.findall(r"^```toml\n(.*?)^```", page.read_text(encoding="utf-8"), re.S | re.M)
+
+
+def test_the_readme_profile_loads(tmp_path: Path) -> None:
+    (block,) = _toml_blocks(README)
+    path = tmp_path / "minimal.toml"
+    path.write_text(block, encoding="utf-8")
+    profile = load_profile(path, environ={})
+    assert profile.peak_clients == 1000
+
+
+def test_the_profile_reference_loads(tmp_path: Path) -> None:
+    # docs/profiles.md: the full reference as shown (its CA file made real, its
+    # token variable set), and each partial table on top of the README's profile
+    (minimal,) = _toml_blocks(README)
+    full, impairment_tables, openclaw_table = _toml_blocks(DOCS / "profiles.md")
+    ca = tmp_path / "ca.pem"
+    ca.write_text("", encoding="utf-8")
+    cases = {
+        "full.toml": full.replace('"certs/ca.pem"', f'"{ca.as_posix()}"'),
+        "impairment.toml": minimal + impairment_tables,
+        "openclaw.toml": minimal.replace('protocol = "json"', 'protocol = "openclaw"')
+        + openclaw_table,
+    }
+    for name, text in cases.items():
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        load_profile(path, environ={"GW_TOKEN": "t0ken"})
