@@ -1,6 +1,6 @@
 """I/O: one simulated client, raw wsproto on a Trio stream.
 
-Raw wsproto rather than trio-websocket: CALIBRATION.md measured 8 KiB per
+Raw wsproto rather than trio-websocket: docs/calibration.md measured 8 KiB per
 idle connection against 18-22 KiB, and ~1,500 handshakes/s against ~1,000.
 The price is that this module does the little framing bookkeeping itself.
 

@@ -1,6 +1,6 @@
 """Control of the garbage collector, for the tester and the reference gateway.
 
-CALIBRATION.md found the collector to be the main source of false latency:
+docs/calibration.md found the collector to be the main source of false latency:
 with default settings a full collection over thousands of connections'
 objects stalls the event loop for hundreds of milliseconds, and every
 heartbeat in flight then looks slow. So: raise the young-generation

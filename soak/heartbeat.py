@@ -3,7 +3,7 @@
 No Trio, no clock: every method takes ``now`` (seconds, any monotonic
 origin) and returns what happened. One engine lives for one connection.
 
-The rules (DESIGN.md, "Heartbeat measurement rules"):
+The rules (docs/protocols.md, "How heartbeats are measured"):
 
 - Pings follow a fixed grid, ``t_k = origin + phase + k * interval``. The grid
   does not move when a send is late, so lateness cannot accumulate.

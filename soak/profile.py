@@ -158,7 +158,7 @@ class StatsConfig:
     timeout: float = 2.0
 
 
-# what an OpenClaw Gateway accepts in connect.params (see OPENCLAW.md)
+# what an OpenClaw Gateway accepts in connect.params (see docs/openclaw.md)
 OPENCLAW_MODES = ("webchat", "cli", "ui", "backend", "node", "worker", "probe", "test")
 OPENCLAW_ROLES = ("operator", "node", "worker")
 

@@ -7,7 +7,7 @@ wake-ups, not millions.
 
 The tester measures itself: a probe task records how late the event loop
 wakes it (``loop_lag``), each heartbeat records its own send lateness
-(``lag``), and the garbage collector's pauses are timed. CALIBRATION.md found
+(``lag``), and the garbage collector's pauses are timed. docs/calibration.md found
 the collector to be the main source of false latency, so the runner takes
 control of it (see soak.gcctl): freeze at start and each time another
 1,000 clients have connected, and raise the young-generation threshold so

@@ -1,6 +1,6 @@
 """One run spread over worker processes (``soak run --workers N``).
 
-One process holds at most ~19,900 sockets (CALIBRATION.md) and one core's
+One process holds at most ~19,900 sockets (docs/calibration.md) and one core's
 worth of heartbeats, so more clients need more processes. The parent (the
 :class:`Coordinator`) starts N workers (``python -m soak.worker``), each an
 ordinary :class:`~soak.runner.Runner` on a slice of the load, and merges what

@@ -1,5 +1,5 @@
 """``protocol = "openclaw"`` against a fake OpenClaw Gateway written from
-OPENCLAW.md, under MockClock: the handshake, ticks, server pings, tick
+docs/openclaw.md, under MockClock: the handshake, ticks, server pings, tick
 silence, a wrong token, an old protocol and "gateway starting"."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Pure checks: do the gateway, the proxy and the clients agree on heartbeats?
 
-The incident's lesson (DESIGN.md): the gateway's heartbeat interval, timeout
+The incident's lesson (docs/design.md): the gateway's heartbeat interval, timeout
 and ``maxMissed``, the proxy's idle timeout and the clients' interval must
 agree, or live clients are closed, idle ones are cut, or dead ones are held.
 

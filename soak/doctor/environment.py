@@ -44,7 +44,7 @@ from soak.protocols.base import HeartbeatProtocol
 from soak.reconcile import display_url, extract, fetch_json
 from soak.workers import resolve_workers
 
-# client RSS per idle connection, measured (README, "Benchmarks": 11.21-11.25 KiB)
+# client RSS per idle connection, measured (docs/benchmarks.md: 11.21-11.25 KiB)
 BYTES_PER_CLIENT = 11.2 * 1024
 TARGET_TIMEOUT = 5.0  # each of TCP, handshake and heartbeat
 CLOSE_WAIT_SHARE = 0.10  # warn when CLOSE_WAIT is this share of the open sockets

@@ -17,7 +17,7 @@ CONSISTENCY = "consistency"
 ENVIRONMENT = "environment"
 SECTIONS = (INPUT, CONSISTENCY, ENVIRONMENT)
 
-# The incident's recommended heartbeat settings (DESIGN.md, "The incident").
+# The incident's recommended heartbeat settings (docs/design.md, "The incident").
 RECOMMENDED = "interval 60 s, timeout = 3 x interval (180 s), maxMissed 3"
 
 

@@ -4,7 +4,7 @@ No trio, no clock: every method takes ``now`` (seconds, any monotonic origin),
 so tests drive it with plain numbers, as wsproto's tests drive its protocol
 objects with plain bytes.
 
-The incident this tool exists for (see DESIGN.md) was a gateway whose timeout
+The incident this tool exists for (see docs/design.md) was a gateway whose timeout
 handler ignored ``maxMissed`` and closed every client whose last heartbeat was
 older than ``timeout``. The rule implemented here is the fixed one: a
 connection expires only when BOTH

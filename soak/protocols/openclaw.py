@@ -1,5 +1,5 @@
 """The OpenClaw Gateway protocol (protocol version 4), as described in
-OPENCLAW.md.
+docs/openclaw.md.
 
 After the upgrade the server speaks first::
 
