@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
+import soak.profile
 from soak.cli import cli
 from soak.commands.proxy import _impairment
 from soak.config.load import parse_profile
@@ -249,3 +250,62 @@ from = "10s"
     }
     assert _impairment(options, ("nat_idle:fraction=0.25,from=10s",)) == imp.proxy_config()
     assert parse_scope("nat_idle:fraction=0.25,from=10s")[1] == imp.windows()["nat_idle"]
+
+
+def test_run_json_shows_the_impairment_flat_as_before() -> None:
+    text = (
+        TARGET
+        + HOLD
+        + """
+[impairment]
+fraction = 0.5
+nat_idle = "30s"
+[impairment.latency]
+delay = "100ms"
+dist = "normal"
+direction = "down"
+from = "10s"
+[impairment.black_hole]
+at = "5m"
+fraction = 0.1
+"""
+    )
+    shown = parse_profile(text, "p.toml", {}).redacted()["impairment"]
+    expected = {
+        "latency": 0.1,
+        "jitter": None,
+        "jitter_dist": "normal",
+        "direction": "both",
+        "fraction": 0.5,
+        "bandwidth": None,
+        "nat_idle": 30.0,
+        "black_hole_at": 300.0,
+        "reset_at": None,
+        "drop_heartbeat": None,
+        "drop_heartbeat_p": 0.0,
+        "seed": 1,
+        "latency_fraction": None,
+        "latency_from": 10.0,
+        "latency_until": None,
+        "latency_direction": "down",
+        "bandwidth_fraction": None,
+        "bandwidth_from": None,
+        "bandwidth_until": None,
+        "bandwidth_direction": None,
+        "nat_idle_fraction": None,
+        "nat_idle_from": None,
+        "nat_idle_until": None,
+        "drop_heartbeat_fraction": None,
+        "drop_heartbeat_from": None,
+        "drop_heartbeat_until": None,
+        "drop_heartbeat_direction": None,
+        "black_hole_fraction": 0.1,
+        "reset_fraction": None,
+    }
+    assert shown == expected
+    assert list(shown) == list(expected)  # run.json keeps its key order
+
+
+def test_the_facade_still_exports_every_name() -> None:
+    for name in soak.profile.__all__:
+        assert getattr(soak.profile, name) is not None
