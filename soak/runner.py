@@ -35,8 +35,7 @@ from soak.classify import CHURN, SCALE_DOWN, SHUTDOWN, STORM_DROP, STORM_RESET
 from soak.client import CLOSE_WAIT, Client, OpenStream, Shared, target_address, url_opener
 from soak.gcctl import GcControl, GrowthFreezer
 from soak.metrics import Interval, Metrics
-from soak.profile import Impairment, Profile, Stage
-from soak.proxy.config import build_config
+from soak.profile import Churn, Impairment, Profile, Ramp, Storm
 from soak.proxy.server import Proxy
 from soak.reconcile import Drift, Poller, StatsError, display_url, fetch_json
 from soak.recorder import Recorder, iso, rss_bytes
@@ -204,7 +203,7 @@ class Runner:
             self._apply_target(crowd, self.schedule.target(t))
             self._churn(self.schedule.churned_by(t))
             seg = self.schedule.segment_at(t)
-            if seg is not None and seg.stage.kind == "storm" and seg.start not in self._stormed:
+            if seg is not None and isinstance(seg.stage, Storm) and seg.start not in self._stormed:
                 self._stormed.add(seg.start)
                 self._storm(seg.stage)
             if freezer is not None:
@@ -226,7 +225,7 @@ class Runner:
             if now < t0:
                 wake = min(wake, t0)  # a worker process started before the run's origin
             if seg is not None:
-                if seg.stage.kind in ("ramp", "churn"):
+                if isinstance(seg.stage, Ramp | Churn):
                     wake = min(wake, now + RAMP_STEP)
                 wake = min(wake, t0 + seg.end)
             with trio.move_on_at(wake) as scope:
@@ -302,7 +301,7 @@ class Runner:
         def record(event: dict[str, Any]) -> None:
             self.recorder.event({"event": "impairment", **event})
 
-        proxy = Proxy(build_config(**dataclasses.asdict(settings)), on_event=record, start=t0)
+        proxy = Proxy(settings.proxy_config(), on_event=record, start=t0)
         if self._real_sockets:
             host, port = target_address(self.profile.target)
             listen = await nursery.start(proxy.serve, "127.0.0.1", 0, host, port)
@@ -316,7 +315,7 @@ class Runner:
 
         return through_proxy
 
-    def _storm(self, stage: Stage) -> None:
+    def _storm(self, stage: Storm) -> None:
         """A storm stage begins: drop clients, run the command, ask the
         gateway to restart; whatever the stage says, all at once."""
         now = trio.current_time()
@@ -343,7 +342,7 @@ class Runner:
         if stage.restart_url is not None:
             self._outer.start_soon(self._storm_restart, stage.restart_url)
 
-    async def _storm_command(self, stage: Stage) -> None:
+    async def _storm_command(self, stage: Storm) -> None:
         """Run a storm's command; its outcome and output go to events.jsonl.
         A command that fails or hangs (past the stage's command_timeout) is
         recorded, never fatal to the run."""

@@ -3,10 +3,11 @@
 Times are seconds since the run started. Nothing here reads a clock, so the
 tests drive it with plain numbers.
 
-- ``ramp``: move linearly from the current count to ``to`` over the stage.
-- ``hold``: keep the current count.
-- ``spike``: ``add`` extra clients for the stage, then drop back.
-- ``churn``: keep the count, but close and reopen ``rate`` clients per second.
+- ``Ramp``: move linearly from the current count to ``to`` over the stage.
+- ``Hold``: keep the current count.
+- ``Spike``: ``add`` extra clients for the stage, then drop back.
+- ``Churn``: keep the count, but close and reopen ``rate`` clients per second.
+- ``Storm``: keep the count (what happens at its start is the runner's).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from soak.profile import Stage
+from soak.config.stages import Churn, Ramp, Spike, Stage
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class Schedule:
         t = 0.0
         level = 0
         for stage in stages:
-            after = stage.to if stage.kind == "ramp" else level
+            after = stage.to if isinstance(stage, Ramp) else level
             segments.append(Segment(stage, t, t + stage.duration, level, after))
             t += stage.duration
             level = after
@@ -44,8 +45,8 @@ class Schedule:
     def peak(self) -> int:
         peak = 0
         for seg in self.segments:
-            top = seg.level_before + seg.stage.add
-            peak = max(peak, top, seg.level_after)
+            extra = seg.stage.add if isinstance(seg.stage, Spike) else 0
+            peak = max(peak, seg.level_before + extra, seg.level_after)
         return peak
 
     def segment_at(self, t: float) -> Segment | None:
@@ -61,19 +62,20 @@ class Schedule:
         seg = self.segment_at(t)
         if seg is None:
             return self.final_level
-        kind = seg.stage.kind
-        if kind == "ramp":
-            frac = (t - seg.start) / (seg.end - seg.start)
-            # floor toward the start level, so a ramp never overshoots early
-            delta = seg.level_after - seg.level_before
-            return (
-                seg.level_before + math.floor(delta * frac + 1e-9)
-                if delta >= 0
-                else (seg.level_before - math.floor(-delta * frac + 1e-9))
-            )
-        if kind == "spike":
-            return seg.level_before + seg.stage.add
-        return seg.level_before
+        match seg.stage:
+            case Ramp():
+                frac = (t - seg.start) / (seg.end - seg.start)
+                # floor toward the start level, so a ramp never overshoots early
+                delta = seg.level_after - seg.level_before
+                return (
+                    seg.level_before + math.floor(delta * frac + 1e-9)
+                    if delta >= 0
+                    else (seg.level_before - math.floor(-delta * frac + 1e-9))
+                )
+            case Spike(add=add):
+                return seg.level_before + add
+            case _:
+                return seg.level_before
 
     def churned_by(self, t: float) -> int:
         """Cumulative number of churn events (close + reopen) due by time ``t``.
@@ -82,7 +84,7 @@ class Schedule:
         each tick, so the total is exact however the ticks fall."""
         total = 0
         for seg in self.segments:
-            if seg.stage.kind != "churn" or t <= seg.start:
+            if not isinstance(seg.stage, Churn) or t <= seg.start:
                 continue
             elapsed = min(t, seg.end) - seg.start
             total += math.floor(seg.stage.rate * elapsed + 1e-9)

@@ -58,7 +58,7 @@ import trio.lowlevel
 from soak.client import CLOSE_WAIT, Shared
 from soak.limits import worker_capacity
 from soak.metrics import Interval, decode_histogram, new_histogram
-from soak.profile import WORKERS_AUTO, Profile, Stage
+from soak.profile import WORKERS_AUTO, Churn, Profile, Ramp, Spike, Stage, Storm
 from soak.recorder import Recorder
 from soak.runner import Outcome, Runner
 from soak.storm import StormTracker
@@ -97,16 +97,16 @@ def slice_profile(profile: Profile, index: int, count: int) -> Profile:
     judging thresholds)."""
     stages: list[Stage] = []
     for st in profile.clients.stages:
-        stages.append(
-            dataclasses.replace(
-                st,
-                to=share(st.to, index, count),
-                add=share(st.add, index, count),
-                rate=st.rate / count,
-                command=None,
-                restart_url=None,
-            )
-        )
+        match st:
+            case Ramp():
+                st = dataclasses.replace(st, to=share(st.to, index, count))
+            case Spike():
+                st = dataclasses.replace(st, add=share(st.add, index, count))
+            case Churn():
+                st = dataclasses.replace(st, rate=st.rate / count)
+            case Storm():
+                st = dataclasses.replace(st, command=None, restart_url=None)
+        stages.append(st)
     clients = dataclasses.replace(
         profile.clients,
         stages=tuple(stages),

@@ -4,7 +4,6 @@ and a direction, from a profile's [impairment.NAME] tables or soak proxy's
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from soak.errors import ProfileError
 from soak.gateway import Gateway, GatewayConfig
 from soak.profile import parse_profile, parse_scope_option
 from soak.proxy import ImpairmentConfig, Latency, Proxy, Scope
-from soak.proxy.config import NatIdle, TimedDrop, build_config
+from soak.proxy.config import NatIdle, TimedDrop
 from soak.proxy.frames import DropHeartbeat
 from soak.proxy.impair import Link, selected
 from soak.proxy.server import Connect
@@ -53,7 +52,7 @@ from = "30s"
 def config_of(text: str) -> ImpairmentConfig:
     profile = parse_profile(BASE + text, "p.toml", {})
     assert profile.impairment is not None
-    return build_config(**dataclasses.asdict(profile.impairment))
+    return profile.impairment.proxy_config()
 
 
 def test_tables_give_each_impairment_its_own_scope() -> None:

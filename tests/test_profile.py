@@ -10,26 +10,17 @@ from typing import Any
 
 import pytest
 
+from soak.config.heartbeat import HeartbeatConfig, ReconnectConfig
+from soak.config.load import load_profile, parse_profile
+from soak.config.openclaw import OPENCLAW_SERVER_HEARTBEAT
+from soak.config.overrides import override
+from soak.config.profile import Profile, RunConfig
+from soak.config.stages import Churn, ClientsConfig, Hold, Ramp, Spike, Storm
+from soak.config.tables.thresholds import parse_threshold_option
+from soak.config.target import Secret, TargetConfig
+from soak.config.thresholds import Threshold, percentile_of
+from soak.config.units import format_duration, parse_duration
 from soak.errors import ProfileError
-from soak.profile import (
-    OPENCLAW_SERVER_HEARTBEAT,
-    ClientsConfig,
-    HeartbeatConfig,
-    Profile,
-    ReconnectConfig,
-    RunConfig,
-    Secret,
-    Stage,
-    TargetConfig,
-    Threshold,
-    format_duration,
-    load_profile,
-    override,
-    parse_duration,
-    parse_profile,
-    parse_threshold_option,
-    percentile_of,
-)
 
 PROFILES = Path(__file__).resolve().parent.parent / "profiles"
 
@@ -207,11 +198,11 @@ def test_full_profile_loads_into_the_expected_dataclasses(tmp_path: Path) -> Non
     assert p.target.secure
     assert p.clients == ClientsConfig(
         stages=(
-            Stage("ramp", 120.0, to=100),
-            Stage("hold", 600.0),
-            Stage("spike", 30.0, add=50),
-            Stage("churn", 60.0, rate=2.5),
-            Stage("ramp", 0.0, to=0),
+            Ramp(120.0, to=100),
+            Hold(600.0),
+            Spike(30.0, add=50),
+            Churn(60.0, rate=2.5),
+            Ramp(0.0, to=0),
         ),
         max_connecting=50,
         client_id_prefix="lt",
@@ -247,7 +238,7 @@ def test_minimal_profile_gets_the_defaults() -> None:
     assert p.target.protocol == "json"
     assert p.target.token is None
     assert not p.target.secure
-    assert p.clients == ClientsConfig(stages=(Stage("ramp", 1.0, to=2),))
+    assert p.clients == ClientsConfig(stages=(Ramp(1.0, to=2),))
     assert p.clients.max_connecting == 256
     assert p.heartbeat == HeartbeatConfig(interval=30.0, timeout=10.0, max_missed=3, phase="spread")
     assert p.reconnect == ReconnectConfig()
@@ -319,7 +310,8 @@ def test_shipped_profiles_shape() -> None:
     assert restart.peak_clients == 300
     assert restart.target.protocol == "openclaw"
     assert restart.clients.max_connecting <= 32  # the gateway's pre-auth budget
-    (storm,) = [s for s in restart.clients.stages if s.kind == "storm"]
+    (storm,) = [s for s in restart.clients.stages if isinstance(s, Storm)]
+    assert storm.kind == "storm"
     assert storm.command is not None
     assert "-USR2" in storm.command
     assert restart.target.server_heartbeat == OPENCLAW_SERVER_HEARTBEAT  # the protocol's
@@ -878,6 +870,7 @@ def test_storm_stage_loads() -> None:
         'command_timeout = "5s"\nrestart_url = "http://127.0.0.1:8765/admin/restart?outage=5"\n'
     )
     stage = parse_profile(text, "s.toml", {}).clients.stages[-1]
+    assert isinstance(stage, Storm)
     assert (stage.kind, stage.drop, stage.how, stage.command_timeout) == (
         "storm",
         0.25,

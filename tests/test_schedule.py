@@ -4,24 +4,24 @@ from __future__ import annotations
 
 import pytest
 
-from soak.profile import Stage
+from soak.config.stages import Churn, Hold, Ramp, Spike, Stage
 from soak.schedule import Schedule
 
 
 def ramp(to: int, duration: float) -> Stage:
-    return Stage("ramp", duration, to=to)
+    return Ramp(duration, to=to)
 
 
 def hold(duration: float) -> Stage:
-    return Stage("hold", duration)
+    return Hold(duration)
 
 
 def spike(add: int, duration: float) -> Stage:
-    return Stage("spike", duration, add=add)
+    return Spike(duration, add=add)
 
 
 def churn(rate: float, duration: float) -> Stage:
-    return Stage("churn", duration, rate=rate)
+    return Churn(duration, rate=rate)
 
 
 # -- ramps ---------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from hdrh.log import HistogramLogReader
 
 from soak.cli import cli, reference_gateway
+from soak.config.stages import Storm, stage_record
 from soak.limits import fd_problem, memory_problem, worker_capacity
 from soak.metrics import Interval
 from soak.profile import WORKERS_AUTO, Profile, override
@@ -90,16 +91,21 @@ def test_slice_profile_splits_every_stage_and_keeps_parent_work_out() -> None:
     p = make_profile(STAGES)
     parts = [slice_profile(p, i, 3) for i in range(3)]
     for k, stage in enumerate(p.clients.stages):
-        assert sum(q.clients.stages[k].to for q in parts) == stage.to
-        assert sum(q.clients.stages[k].add for q in parts) == stage.add
-        assert sum(q.clients.stages[k].rate for q in parts) == pytest.approx(stage.rate)
-        assert [q.clients.stages[k].duration for q in parts] == [stage.duration] * 3
+        # every kind's fields (0 where a kind has none), as run.json shows them
+        whole = stage_record(stage)
+        pieces = [stage_record(q.clients.stages[k]) for q in parts]
+        assert all(type(q.clients.stages[k]) is type(stage) for q in parts)
+        assert sum(x["to"] for x in pieces) == whole["to"]
+        assert sum(x["add"] for x in pieces) == whole["add"]
+        assert sum(x["rate"] for x in pieces) == pytest.approx(whole["rate"])
+        assert [x["duration"] for x in pieces] == [whole["duration"]] * 3
     assert sum(q.peak_clients for q in parts) == p.peak_clients
     assert sum(q.clients.max_connecting for q in parts) == 100
     # the storm's drop happens in every worker; the command, the restart,
     # the stats poll and the verdicts are the parent's
     for q in parts:
         storm = q.clients.stages[-1]
+        assert isinstance(storm, Storm)
         assert (storm.drop, storm.command, storm.restart_url) == (0.5, None, None)
         assert q.target.stats is None
         assert q.thresholds == ()

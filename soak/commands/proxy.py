@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -9,8 +10,15 @@ from typing import Any
 import click
 import trio
 
+from soak.addresses import parse_host_port
 from soak.commands.common import errors_as_exit_codes, fail
+from soak.config.impairment import Window
+from soak.config.tables.impairment import assemble, parse_scope, setting
+from soak.config.validation import FieldError, Loader
+from soak.gcctl import GcControl, GrowthFreezer
 from soak.limits import raise_fd_limit
+from soak.proxy import Proxy
+from soak.proxy.config import ImpairmentConfig
 from soak.summary import EXIT_TARGET, EXIT_USAGE
 
 
@@ -115,86 +123,23 @@ def proxy(
     latency and jitter (never reordering), a bandwidth limit, NAT idle
     timeouts and black holes (silent: no FIN, no RST), resets, dropped
     WebSocket heartbeats. Times are seconds since the proxy started."""
-    import json
-
-    from soak.gcctl import GcControl, GrowthFreezer
-    from soak.profile import parse_duration, parse_scope_option
-    from soak.proxy import Proxy
-    from soak.proxy import config as pc
-
-    def addr(name: str, text: str) -> tuple[str, int]:
-        try:
-            return pc.parse_hostport(text)
-        except ValueError:
-            raise click.BadParameter(
-                f'expected HOST:PORT like "127.0.0.1:8765", got "{text}"', param_hint=name
-            ) from None
-
-    def dur(name: str, text: str | None) -> float | None:
-        if text is None:
-            return None
-        try:
-            return parse_duration(text)
-        except ValueError:
-            raise click.BadParameter(
-                f'expected a duration like "100ms", got "{text}"', param_hint=name
-            ) from None
-
-    listen_host, listen_port = addr("--listen", listen)
-    up_host, up_port = addr("--upstream", upstream)
-    rate = None
-    if bandwidth is not None:
-        try:
-            rate = pc.parse_rate(bandwidth)
-        except ValueError:
-            raise click.BadParameter(
-                f'expected a rate like "100kB", "1MiB" or "8Mbit", got "{bandwidth}"',
-                param_hint="--bandwidth",
-            ) from None
-    delay, spread = dur("--latency", latency), dur("--jitter", jitter)
-    idle = dur("--nat-idle", nat_idle)
-    hole, rst = dur("--black-hole-at", black_hole_at), dur("--reset-at", reset_at)
-    if idle == 0:
-        raise click.BadParameter(
-            f'expected a duration > 0, got "{nat_idle}"', param_hint="--nat-idle"
-        )
-    given = {
-        "latency": delay is not None or spread is not None,
-        "bandwidth": rate is not None,
-        "nat_idle": idle is not None,
-        "drop_heartbeat": drop_heartbeat is not None or drop_heartbeat_p > 0,
-        "black_hole": hole is not None,
-        "reset": rst is not None,
+    listen_host, listen_port = _address("--listen", listen, allow_zero=True)
+    up_host, up_port = _address("--upstream", upstream)
+    options = {
+        "latency": latency,
+        "jitter": jitter,
+        "jitter_dist": jitter_dist,
+        "direction": direction,
+        "fraction": fraction,
+        "bandwidth": bandwidth,
+        "nat_idle": nat_idle,
+        "black_hole_at": black_hole_at,
+        "reset_at": reset_at,
+        "drop_heartbeat": drop_heartbeat,
+        "drop_heartbeat_p": drop_heartbeat_p,
+        "seed": seed,
     }
-    scoped: dict[str, Any] = {}
-    for text in scopes:
-        with errors_as_exit_codes():
-            fields = parse_scope_option(text)
-        name = text.partition(":")[0].strip()
-        if not given[name]:
-            option = (
-                "--" + name.replace("_", "-") + ("-at" if name in ("black_hole", "reset") else "")
-            )
-            fail(f"--scope {name}: {name} is not set (no {option})", EXIT_USAGE)
-        scoped.update(fields)
-    try:
-        config = pc.build_config(
-            **scoped,
-            latency=delay,
-            jitter=spread,
-            jitter_dist=jitter_dist,
-            direction=direction,
-            fraction=fraction,
-            bandwidth=rate,
-            nat_idle=idle,
-            black_hole_at=hole,
-            reset_at=rst,
-            drop_heartbeat=drop_heartbeat,
-            drop_heartbeat_p=drop_heartbeat_p,
-            seed=seed,
-        )
-    except ValueError as exc:
-        fail(f"expected a consistent impairment: {exc}", EXIT_USAGE)
+    config = _impairment(options, scopes)
 
     def show(event: dict[str, Any]) -> None:
         click.echo(f"soak proxy: {json.dumps(event)}", err=True)
@@ -239,3 +184,44 @@ def proxy(
     finally:
         if log is not None:
             log.close()
+
+
+def _address(name: str, text: str, *, allow_zero: bool = False) -> tuple[str, int]:
+    try:
+        return parse_host_port(text, allow_zero=allow_zero)
+    except ValueError:
+        raise click.BadParameter(
+            f'expected HOST:PORT like "127.0.0.1:8765", got "{text}"', param_hint=name
+        ) from None
+
+
+def _impairment(options: dict[str, Any], scopes: tuple[str, ...]) -> ImpairmentConfig:
+    """The proxy's config from its options, read by the parsers of a
+    profile's [impairment] (soak.config.tables.impairment): a bad value gets
+    the message it gets in a profile, with the option as the place."""
+    ld = Loader("")
+    flat: dict[str, Any] = {"seed": options["seed"]}  # any int, as click read it
+    for key, value in options.items():
+        if value is None or key == "seed":
+            continue
+        try:
+            flat[key] = setting(ld, key)(_option(key), value)
+        except FieldError as exc:
+            raise click.BadParameter(exc.detail, param_hint=exc.where) from None
+    given = assemble(flat, {}).active()
+    windows: dict[str, Window] = {}
+    for text in scopes:
+        with errors_as_exit_codes():
+            name, window = parse_scope(text)
+        if name not in given:
+            at = "-at" if name in ("black_hole", "reset") else ""
+            fail(f"--scope {name}: {name} is not set (no {_option(name)}{at})", EXIT_USAGE)
+        windows[name] = window.updated(windows[name]) if name in windows else window
+    try:
+        return assemble(flat, windows).proxy_config()
+    except ValueError as exc:
+        fail(f"expected a consistent impairment: {exc}", EXIT_USAGE)
+
+
+def _option(key: str) -> str:
+    return "--" + key.replace("_", "-")

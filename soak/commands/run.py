@@ -26,7 +26,7 @@ from soak.limits import (
     raise_fd_limit,
 )
 from soak.live import LiveView, print_summary
-from soak.profile import Profile, load_profile, override
+from soak.profile import Profile, Storm, load_profile, override
 from soak.reconcile import display_url
 from soak.recorder import Recorder, now_wall
 from soak.runner import Runner
@@ -249,7 +249,7 @@ def _restart_urls_to(p: Profile, port: int) -> Profile:
             st,
             restart_url=urlunsplit(urlsplit(st.restart_url)._replace(netloc=f"127.0.0.1:{port}")),
         )
-        if st.restart_url
+        if isinstance(st, Storm) and st.restart_url
         else st
         for st in p.clients.stages
     )

@@ -55,7 +55,6 @@ back in that form (``bug.cli``), so ``parse_bug(bug.cli) == bug``.
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -63,6 +62,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import ClassVar, TypeAlias
 
+from soak.config.validation import nearest
 from soak.errors import LocalError
 
 
@@ -162,8 +162,8 @@ def parse_bug(text: str) -> Bug:
         raise LocalError(f"gateway: bug: expected one of {KNOWN}, got {text!r}")
     name, args = words[0], words[1:]
     if name not in _USAGE:
-        close = difflib.get_close_matches(name.lower().replace("_", "-"), _USAGE, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        close = nearest(name.lower().replace("_", "-"), _USAGE, cutoff=0.6)
+        hint = f"; did you mean {close!r}?" if close else ""
         raise LocalError(f"gateway: bug {text!r}: unknown bug {name!r}{hint} (known: {KNOWN})")
     metavar, meaning = _USAGE[name]
     if metavar is None:

@@ -1,0 +1,86 @@
+"""The whole profile: ``[run]`` and the :class:`Profile` every table ends up
+in, with the form run.json shows (:meth:`Profile.redacted`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from soak.config.heartbeat import HeartbeatConfig, ReconnectConfig, StormConfig
+from soak.config.impairment import Impairment
+from soak.config.stages import ClientsConfig, stage_record
+from soak.config.target import TargetConfig
+from soak.config.thresholds import Threshold
+from soak.schedule import Schedule
+from soak.urls import without_userinfo
+
+WORKERS_AUTO = 0  # RunConfig.workers: decided from the load (soak.workers.auto_workers)
+MAX_WORKERS = 64
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    label: str = "run"
+    duration: float | None = None  # None: the sum of the stages
+    report_interval: float = 10.0
+    seed: int = 1
+    results_dir: str = "results"
+    workers: int = 1  # client processes; WORKERS_AUTO: as many as the load needs
+
+
+@dataclass(frozen=True)
+class Profile:
+    path: str
+    run: RunConfig
+    target: TargetConfig
+    clients: ClientsConfig
+    heartbeat: HeartbeatConfig
+    reconnect: ReconnectConfig
+    thresholds: tuple[Threshold, ...] = ()
+    impairment: Impairment | None = None
+    storms: StormConfig = field(default_factory=StormConfig)
+
+    @property
+    def duration(self) -> float:
+        if self.run.duration is not None:
+            return self.run.duration
+        return sum(s.duration for s in self.clients.stages)
+
+    @property
+    def peak_clients(self) -> int:
+        """The most clients that may exist at once, planned from the stages."""
+        return Schedule(self.clients.stages).peak
+
+    def redacted(self) -> dict[str, Any]:
+        """A plain dict for run.json, with every secret removed."""
+        d = dataclasses.asdict(self)
+        # the stages and the impairment in the flat form run.json has always had
+        d["clients"]["stages"] = [stage_record(s) for s in self.clients.stages]
+        d["impairment"] = None if self.impairment is None else self.impairment.record()
+        d["target"].pop("token", None)
+        if d["target"].get("openclaw") is None:
+            d["target"].pop("openclaw", None)  # only OpenClaw profiles show it
+        for spread in ("source_ips", "connect_to"):  # only shown when used
+            if not d["target"].get(spread):
+                d["target"].pop(spread, None)
+        # credentials in URLs (ws://user:secret@host) never reach the results
+        d["target"]["url"] = _hidden(self.target.url)
+        if self.target.stats is not None:
+            d["target"]["stats"]["url"] = _hidden(self.target.stats.url)
+        for stage in d["clients"]["stages"]:
+            if stage.get("restart_url"):
+                stage["restart_url"] = _hidden(stage["restart_url"])
+        d["target"]["headers"] = {
+            k: ("<redacted>" if _is_sensitive(k) else v) for k, v in self.target.headers
+        }
+        return d
+
+
+def _hidden(url: str) -> str:
+    return without_userinfo(url, mask="<redacted>")
+
+
+def _is_sensitive(header: str) -> bool:
+    h = header.lower()
+    return any(w in h for w in ("auth", "token", "cookie", "secret", "key"))

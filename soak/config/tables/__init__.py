@@ -1,0 +1,1 @@
+"""One parser per profile table: ``Section`` in, frozen dataclass out."""

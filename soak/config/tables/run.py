@@ -1,0 +1,99 @@
+"""Parsers of the small tables: ``[run]``, ``[heartbeat]``, ``[reconnect]``
+and ``[storms]``."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from soak.config.heartbeat import (
+    JITTERS,
+    PHASES,
+    HeartbeatConfig,
+    ReconnectConfig,
+    StormConfig,
+)
+from soak.config.profile import MAX_WORKERS, WORKERS_AUTO, RunConfig
+from soak.config.units import format_duration
+from soak.config.validation import Loader, Section
+
+_LABEL = re.compile(r"[A-Za-z0-9._+-]{1,80}")
+LABEL_EXPECTED = "expected 1-80 letters, digits or . _ + -"
+
+
+def label(ld: Loader, where: str, raw: Any) -> str:
+    text = ld.string(where, raw)
+    if not _LABEL.fullmatch(text):
+        ld.fail(where, LABEL_EXPECTED, text)
+    return text
+
+
+def workers(ld: Loader, where: str, raw: Any) -> int:
+    """A worker count: a positive whole number or "auto"."""
+    if raw == "auto":
+        return WORKERS_AUTO
+    value = int(raw) if isinstance(raw, str) and raw.strip().isdigit() else raw
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_WORKERS:
+        return value
+    ld.fail(where, f'expected a number of worker processes from 1 to {MAX_WORKERS}, or "auto"', raw)
+
+
+def parse_run(s: Section) -> RunConfig:
+    ld = s.loader
+    d = RunConfig()
+    run = RunConfig(
+        label=s.get("label", lambda w, v: label(ld, w, v), d.label),
+        duration=s.get("duration", ld.positive_duration, None),
+        report_interval=s.get("report_interval", ld.positive_duration, d.report_interval),
+        seed=s.get("seed", ld.integer, d.seed),
+        results_dir=s.get("results_dir", ld.string, d.results_dir),
+        workers=s.get("workers", lambda w, v: workers(ld, w, v), d.workers),
+    )
+    s.finish()
+    return run
+
+
+def parse_heartbeat(s: Section) -> HeartbeatConfig:
+    ld = s.loader
+    d = HeartbeatConfig()
+    hb = HeartbeatConfig(
+        interval=s.get("interval", ld.positive_duration, d.interval),
+        timeout=s.get("timeout", ld.positive_duration, d.timeout),
+        max_missed=s.get("max_missed", ld.at_least(1), d.max_missed),
+        phase=s.get("phase", ld.choice(PHASES), d.phase),
+    )
+    s.finish()
+    return hb
+
+
+def parse_storms(s: Section) -> StormConfig:
+    ld = s.loader
+    d = StormConfig()
+    cfg = StormConfig(
+        min_losses=s.get("min_losses", ld.at_least(2), d.min_losses),
+        window=s.get("window", ld.positive_duration, d.window),
+        quiet=s.get("quiet", ld.positive_duration, d.quiet),
+    )
+    s.finish()
+    return cfg
+
+
+def parse_reconnect(s: Section) -> ReconnectConfig:
+    ld = s.loader
+    d = ReconnectConfig()
+    rc = ReconnectConfig(
+        enabled=s.get("enabled", ld.boolean, d.enabled),
+        initial_delay=s.get("initial_delay", ld.duration, d.initial_delay),
+        base=s.get("base", lambda w, v: ld.number(w, v, 1.0), d.base),
+        max_delay=s.get("max_delay", ld.duration, d.max_delay),
+        max_attempts=s.get("max_attempts", ld.integer, d.max_attempts),
+        jitter=s.get("jitter", ld.choice(JITTERS), d.jitter),
+    )
+    if rc.max_delay < rc.initial_delay:
+        ld.fail(
+            s.where("max_delay"),
+            f"expected a duration >= initial_delay ({format_duration(rc.initial_delay)})",
+            format_duration(rc.max_delay),
+        )
+    s.finish()
+    return rc
