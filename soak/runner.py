@@ -38,7 +38,7 @@ from soak.metrics import Interval, Metrics
 from soak.profile import Impairment, Profile, Stage
 from soak.proxy.config import build_config
 from soak.proxy.server import Proxy
-from soak.reconcile import Drift, Poller, StatsError, display_url, fetch_json
+from soak.reconcile import Drift, Poller, StatsError, fetch_json
 from soak.recorder import Recorder, iso, rss_bytes
 from soak.schedule import Schedule
 from soak.summary import (
@@ -48,6 +48,7 @@ from soak.summary import (
     totals,
     verdicts,
 )
+from soak.urls import without_userinfo as display_url
 
 RAMP_STEP = 0.1  # seconds between controller wake-ups while the count moves
 

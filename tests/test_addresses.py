@@ -26,7 +26,7 @@ from soak.limits import (
     ports_exhausted_message,
 )
 from soak.profile import override
-from tests.conftest import make_profile, run_in_memory
+from tests.support.runs import make_profile, run_in_memory
 
 STAGES = '[[clients.stages]]\nkind = "ramp"\nto = 2\nduration = "1s"\n'
 

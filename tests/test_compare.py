@@ -23,7 +23,7 @@ from soak.report.compare import (
     to_json,
 )
 from soak.report.load import load_run
-from tests.conftest import CHROMIUM, open_in_chromium
+from tests.support.chromium import CHROMIUM, open_in_chromium
 
 PROFILE: dict[str, Any] = {
     "path": "profiles/x.toml",

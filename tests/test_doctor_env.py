@@ -10,23 +10,22 @@ from pathlib import Path
 import trio
 
 from soak.doctor.environment import (
-    BYTES_PER_CLIENT,
     Host,
     check_fds,
     check_loop_lag,
     check_memory,
     check_ports,
     check_sockets,
-    check_stats,
-    check_target,
     count_states,
     parse_tcp_table,
     run_environment,
 )
 from soak.doctor.findings import ERROR, INFO, WARNING, Finding
+from soak.doctor.target import check_stats, check_target
 from soak.gateway import Gateway, GatewayConfig
+from soak.limits import CLIENT_BYTES
 from soak.profile import Profile, StatsConfig
-from tests.conftest import make_profile
+from tests.support.runs import make_profile
 
 FIXTURES = Path(__file__).parent / "fixtures" / "doctor"
 STAGES = '[clients]\n[[clients.stages]]\nkind = "ramp"\nto = 5\nduration = "1s"\n'
@@ -84,9 +83,9 @@ def test_ephemeral_ports() -> None:
 def test_memory_estimate() -> None:
     est = one(check_memory(20_000, 8 * 2**30))
     assert est.code == "memory-estimate"
-    assert "11.2 KiB" in est.message
-    assert "219 MiB" in est.message  # 20,000 x 11.2 KiB
-    need = int(1000 * BYTES_PER_CLIENT)
+    assert "10 KiB" in est.message
+    assert "195 MiB" in est.message  # 20,000 x 10 KiB
+    need = int(1000 * CLIENT_BYTES)
     assert one(check_memory(1000, need - 1)).code == "memory-short"
     assert one(check_memory(1000, need + need // 2)).code == "memory-tight"
     assert "unknown" in one(check_memory(1000, None)).message

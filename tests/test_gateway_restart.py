@@ -14,7 +14,6 @@ import math
 import os
 import re
 import signal
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -27,19 +26,9 @@ from soak.errors import LocalError
 from soak.gateway import Gateway, GatewayConfig, run_gateway
 from soak.gateway.http import parse_request_head
 from soak.gateway.server import _from_loopback, is_loopback_address
-from tests.test_gateway_server import DEADLOCK_AFTER, FAST, WsClient, connect
+from tests.support.wsclient import FAST, WsClient, connect
 
 RESTART_CLOSE = CloseConnection(code=1012, reason="service restart")
-
-
-@pytest.fixture
-async def nursery() -> AsyncIterator[trio.Nursery]:
-    """A nursery for gateway tasks, cancelled after the test; a deadlock
-    fails after a virtual day instead of hanging."""
-    with trio.fail_after(DEADLOCK_AFTER):
-        async with trio.open_nursery() as nursery:
-            yield nursery
-            nursery.cancel_scope.cancel()
 
 
 class Reply:

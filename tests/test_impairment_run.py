@@ -16,7 +16,7 @@ from soak.gateway.bugs import parse_bugs
 from soak.profile import parse_profile
 from soak.recorder import Recorder, now_wall
 from soak.runner import Runner
-from tests.conftest import gateway_opener, make_profile, run_in_memory
+from tests.support.runs import gateway_opener, make_profile, run_in_memory
 
 PROFILE = """
 [run]

@@ -31,8 +31,7 @@ from soak.errors import ProfileError
 from soak.profile import OPENCLAW_PREAUTH_BUDGET, OpenClawConfig, override
 from soak.protocols.openclaw import OpenClaw, OpenClawState
 from soak.runner import Runner
-from tests.conftest import Opener, make_profile, run_in_memory
-from tests.test_client import events, one_client, serving
+from tests.support.runs import Opener, events, make_profile, one_client, run_in_memory, serving
 
 TOKEN = "oc-t0ken-secret"
 CONNECT_KEYS = {

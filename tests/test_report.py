@@ -18,7 +18,7 @@ from soak.cli import cli
 from soak.metrics import HISTOGRAMS, new_histogram
 from soak.report.charts import percentile_points, percentile_values
 from soak.report.report import build, write_report
-from tests.conftest import CHROMIUM, open_in_chromium
+from tests.support.chromium import CHROMIUM, open_in_chromium
 
 MANIFEST = {
     "results_format": 1,

@@ -17,7 +17,7 @@ from soak.gateway import Gateway, GatewayConfig
 from soak.metrics import HIGHEST_US, HISTOGRAMS, LOWEST_US, SIG_FIGS
 from soak.recorder import Recorder, now_wall
 from soak.runner import Outcome, Runner
-from tests.conftest import make_profile
+from tests.support.runs import make_profile
 
 GOLDEN = Path(__file__).parent / "golden" / "results_format.json"
 

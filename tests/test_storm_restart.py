@@ -16,7 +16,7 @@ import trio.testing
 
 from soak.gateway import Gateway, GatewayConfig
 from soak.runner import Outcome, Runner
-from tests.conftest import Opener, make_profile, memory_opener, run_in_memory
+from tests.support.runs import Opener, make_profile, memory_opener, run_in_memory
 
 RESTART_AT = 10.0
 OUTAGE = 5.0

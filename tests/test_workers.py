@@ -39,7 +39,7 @@ from soak.workers import (
     slice_profile,
     start_workers,
 )
-from tests.conftest import make_profile
+from tests.support.runs import make_profile
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -144,7 +144,7 @@ def test_capacity_messages_say_what_would_fit() -> None:
     assert memory_problem(1000, 1 << 30) is None
     msg = memory_problem(100_000, 512 * 2**20)
     assert msg is not None
-    assert "only 512 MiB is available: at most 32,768 clients fit" in msg
+    assert "only 512 MiB is available: at most 52,428 clients fit" in msg
 
 
 def test_workers_option_bad_input(tmp_path: Path) -> None:

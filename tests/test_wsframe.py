@@ -36,7 +36,7 @@ from soak.wsframe import (
     slim,
     wsproto_idle,
 )
-from tests.conftest import make_profile
+from tests.support.runs import make_profile
 
 EDGE_LENGTHS = (0, 1, 3, 4, 5, 125, 126, 127, 65535, 65536, 70001)
 
