@@ -29,9 +29,10 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
-# the tests not marked `process` (no child processes, real sockets or Chromium)
+# the tests marked neither `process` (child processes, real sockets, Chromium)
+# nor `slow`: pure and MockClock tests, in seconds (tests/README.md)
 test-fast: $(STAMP)
-	$(BIN)/pytest -m "not process"
+	$(BIN)/pytest -m "not process and not slow"
 
 # Against the real OpenClaw Gateway (downloads ~330 MB into a cache outside
 # the repository once); not part of `make test`. See tests/openclaw/run.sh.

@@ -180,6 +180,7 @@ async def test_unreachable_target_backs_off_and_gives_up(
     assert gave_up["t"] == 7.0
 
 
+@pytest.mark.slow
 async def test_spike_scales_down_and_churn_recycles(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -254,6 +255,7 @@ async def deaf_server(stream: trio.abc.Stream) -> None:
     await trio.sleep_forever()
 
 
+@pytest.mark.slow
 async def test_second_stop_aborts_at_once(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:

@@ -7,6 +7,7 @@ from collections import Counter
 from functools import partial
 from pathlib import Path
 
+import pytest
 import trio
 
 from soak.doctor.environment import (
@@ -145,6 +146,7 @@ HOST = Host(
 )
 
 
+@pytest.mark.process
 async def test_target_and_stats_against_the_reference_gateway() -> None:
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
@@ -173,6 +175,7 @@ async def test_target_and_stats_against_the_reference_gateway() -> None:
             nursery.cancel_scope.cancel()
 
 
+@pytest.mark.process
 async def test_handshake_refused() -> None:
     async def refuse(stream: trio.SocketStream) -> None:
         await stream.receive_some(65536)
@@ -188,6 +191,7 @@ async def test_handshake_refused() -> None:
             nursery.cancel_scope.cancel()
 
 
+@pytest.mark.process
 async def test_stats_field_missing() -> None:
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
@@ -199,6 +203,7 @@ async def test_stats_field_missing() -> None:
             nursery.cancel_scope.cancel()
 
 
+@pytest.mark.process
 async def test_target_down() -> None:
     # bind a port, then close it: nothing listens there
     sock = trio.socket.socket()
@@ -215,6 +220,7 @@ async def test_target_down() -> None:
         assert one(stats).code == "stats-unreadable"
 
 
+@pytest.mark.process
 async def test_heartbeat_without_pong_times_out() -> None:
     """A server that accepts the upgrade and then says nothing."""
     from wsproto import ConnectionType, WSConnection

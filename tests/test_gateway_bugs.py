@@ -317,6 +317,7 @@ def test_incident_rule_ignores_the_missed_count() -> None:
 
 
 @pytest.mark.parametrize("config", [TIGHT, FAST, INCIDENT], ids=["tight", "fast", "incident"])
+@pytest.mark.slow
 async def test_fixed_gateway_survives_a_dropped_heartbeat(
     autojump_clock: trio.testing.MockClock, nursery: trio.Nursery, config: GatewayConfig
 ) -> None:

@@ -191,6 +191,7 @@ def http(port: int, method: str, path: str) -> tuple[int, dict[str, Any]]:
 CONNS = 40  # both workers get some: P(all on one) = 2**-39
 
 
+@pytest.mark.process
 def test_connections_spread_stats_add_up_and_restart_reaches_all(
     cluster: SoakChild, tmp_path: Path
 ) -> None:
@@ -226,6 +227,7 @@ def test_connections_spread_stats_add_up_and_restart_reaches_all(
     assert len({(r["worker"], r["conn"]) for r in records}) == CONNS
 
 
+@pytest.mark.process
 def test_sigusr2_to_the_parent_restarts_every_worker(cluster: SoakChild) -> None:
     clients = [WsClient(cluster.port) for _ in range(CONNS)]
     for i, c in enumerate(clients):
@@ -236,6 +238,7 @@ def test_sigusr2_to_the_parent_restarts_every_worker(cluster: SoakChild) -> None
         c.sock.close()
 
 
+@pytest.mark.process
 def test_sigterm_closes_every_client_with_1001_and_exits_0(cluster: SoakChild) -> None:
     clients = [WsClient(cluster.port) for _ in range(CONNS)]
     for i, c in enumerate(clients):
@@ -247,6 +250,7 @@ def test_sigterm_closes_every_client_with_1001_and_exits_0(cluster: SoakChild) -
     assert _wait(cluster.proc) == 0
 
 
+@pytest.mark.process
 def test_a_worker_that_dies_is_reported_and_the_gateway_exits_3(cluster: SoakChild) -> None:
     _status, stats = http(cluster.port, "GET", "/api/stats")
     victim = stats["workers"][1]["pid"]

@@ -362,6 +362,7 @@ async def _http_over_tcp(host: str, port: int, data: bytes) -> Reply:
     return Reply(raw)
 
 
+@pytest.mark.process
 async def test_admin_endpoint_on_real_loopback_sockets() -> None:
     gateway = Gateway(GatewayConfig(port=0))
     with trio.fail_after(10):
@@ -431,6 +432,7 @@ def test_restart_outage_setting_is_bounded(outage: float) -> None:
         GatewayConfig(restart_outage=outage)
 
 
+@pytest.mark.process
 async def test_run_gateway_restarts_on_sigusr2(capsys: pytest.CaptureFixture[str]) -> None:
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:

@@ -262,6 +262,7 @@ async def http_get(port: int, path: str) -> tuple[int, bytes]:
     return int(head.split(b" ", 2)[1]), body
 
 
+@pytest.mark.process
 async def test_serve_on_loopback_answers_websocket_and_stats() -> None:
     gateway = Gateway(GatewayConfig(port=0))
     with trio.fail_after(10):
@@ -293,6 +294,7 @@ async def test_serve_on_loopback_answers_websocket_and_stats() -> None:
     assert gateway.stats()["http_requests"] == 2
 
 
+@pytest.mark.process
 async def test_run_gateway_prints_port_and_says_going_away_on_sigterm(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

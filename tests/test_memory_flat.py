@@ -7,6 +7,7 @@ import gc
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import trio
 
 from soak.gateway import Gateway, GatewayConfig
@@ -29,6 +30,7 @@ timeout = "1s"
 """
 
 
+@pytest.mark.slow
 async def test_intervals_and_heartbeats_leave_no_cyclic_garbage(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:

@@ -25,6 +25,8 @@ from hdrh.histogram import HdrHistogram
 from soak.childproc import gateway_process
 from soak.metrics import new_histogram
 
+pytestmark = pytest.mark.process
+
 GW_ADDR, CL_ADDR = "10.201.0.1", "10.201.0.2"  # on the veth pair, inside the namespaces only
 
 

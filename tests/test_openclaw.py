@@ -367,6 +367,7 @@ async def test_handshake_ticks_pings_and_version(
     assert manifest["profile"]["target"]["openclaw"]["client_id"] == "cli"
 
 
+@pytest.mark.slow
 async def test_tick_silence_closes_as_a_zombie(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -584,6 +585,7 @@ def test_openclaw_table_is_validated() -> None:
     assert "auth" not in request["params"]
 
 
+@pytest.mark.slow
 async def test_tick_gap_and_lateness(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -670,6 +672,7 @@ def two_clients(extra_run: str = "") -> str:
         ("x" * 4097, 1009, "frame of 4097 characters exceeds max_frame (4096)"),
     ],
 )
+@pytest.mark.slow
 async def test_a_bad_frame_is_a_protocol_error_on_that_connection_only(
     tmp_path: Path, autojump_clock: trio.testing.MockClock, text: str, code: int, error: str
 ) -> None:
@@ -727,6 +730,7 @@ async def test_a_bad_frame_in_the_handshake_is_a_protocol_failure(
     assert outcome.summary["totals"]["connects"] == 0
 
 
+@pytest.mark.slow
 async def test_live_closes_are_told_apart(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -756,6 +760,7 @@ async def test_live_closes_are_told_apart(
     assert whys["server_1013_try_again_later"] == "gateway starting"
 
 
+@pytest.mark.slow
 async def test_heartbeat_timeout_signature_from_the_protocol_defaults(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -777,6 +782,7 @@ async def test_heartbeat_timeout_signature_from_the_protocol_defaults(
     assert "last pong" in ft["why"]
 
 
+@pytest.mark.slow
 async def test_abrupt_end_off_the_ping_timer_is_transport(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:

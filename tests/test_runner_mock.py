@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 import trio.testing
 from hdrh.histogram import HdrHistogram
@@ -70,6 +71,7 @@ missed = 0
 """
 
 
+@pytest.mark.slow
 async def test_simulated_24h_soak(tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
     start = trio.current_time()
     outcome, path, gateway = await run_against_gateway(SOAK_24H, tmp_path)

@@ -60,6 +60,7 @@ def check_storm(summary: dict[str, Any], clients: int, deadline: float) -> dict[
     return dict(storm)
 
 
+@pytest.mark.process
 async def test_restart_through_the_admin_endpoint(tmp_path: Path) -> None:
     gateway = Gateway(GatewayConfig(host="127.0.0.1", port=0))
     with trio.fail_after(60):
@@ -104,6 +105,7 @@ async def test_command_storm_against_a_gateway_process(tmp_path: Path) -> None:
     assert command["exit_code"] == 0
 
 
+@pytest.mark.slow
 async def test_the_incidents_check_reconnected_within_5s(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:

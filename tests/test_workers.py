@@ -304,6 +304,7 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]], list[
     return summary, intervals, events
 
 
+@pytest.mark.process
 def test_two_workers_against_the_reference_gateway(tmp_path: Path) -> None:
     res = CliRunner().invoke(
         cli,
@@ -350,6 +351,7 @@ def test_two_workers_against_the_reference_gateway(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.process
 async def test_a_worker_killed_mid_run_is_reported_and_the_run_goes_on(tmp_path: Path) -> None:
     profile = override(
         make_profile(
@@ -407,6 +409,7 @@ timeout = "1s"
     assert summary["workers"]["status"] == {"completed": 1}
 
 
+@pytest.mark.process
 def test_ctrl_c_stops_every_worker_and_leaves_one_readable_directory(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [
