@@ -15,8 +15,8 @@ as in a profile. ``max_missed`` is accepted for ``maxMissed``. Other keys are
 ignored: a real gateway config has many. A file ending in ``.json`` (or whose
 first character is ``{``) is JSON; anything else is YAML (PyYAML's safe
 loader: lists, flow collections and block strings elsewhere in the file are
-fine; a key given twice in one mapping is refused, as the gateway's own YAML
-reader refuses it).
+fine; a key given twice in one mapping is refused rather than the last one
+silently winning, which could check another config than the one that runs).
 """
 
 from __future__ import annotations
@@ -155,9 +155,9 @@ class _Source:
 
 class _Loader(yaml.SafeLoader):
     """``yaml.safe_load``'s loader, except that a key given twice in one
-    mapping is an error instead of the last one winning silently (as the
-    gateway's own YAML reader refuses it), and the line of every value in a
-    mapping is kept: ``lines[(id(mapping), key)]``, from 1."""
+    mapping is an error instead of the last one winning silently, and the
+    line of every value in a mapping is kept: ``lines[(id(mapping), key)]``,
+    from 1."""
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
