@@ -1,10 +1,11 @@
 # Two entry points: `make demo` and `make test`. Both build their own venv.
+# `make test-fast`: only the pure and MockClock tests (see tests/README.md).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench bench-cpu bench-proxy bench-scale clean test-openclaw
+.PHONY: demo test test-fast lint typecheck unit bench bench-cpu bench-proxy bench-scale clean test-openclaw
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +28,11 @@ unit: $(STAMP)
 	$(BIN)/pytest
 
 test: lint typecheck unit
+
+# the tests marked neither `process` (child processes, real sockets, Chromium)
+# nor `slow`: pure and MockClock tests, in seconds (tests/README.md)
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not process and not slow"
 
 # Against the real OpenClaw Gateway (downloads ~330 MB into a cache outside
 # the repository once); not part of `make test`. See tests/openclaw/run.sh.

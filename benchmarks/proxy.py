@@ -42,7 +42,6 @@ from engine import (
     GatewayProcess,
     Report,
     gateway,
-    listening_port,
     loadavg,
     mib,
     ms,
@@ -54,6 +53,7 @@ from engine import (
     wait_started,
 )
 
+from soak.childproc import listening_port
 from soak.limits import FD_RESERVE, raise_fd_limit
 from soak.runner import Runner
 

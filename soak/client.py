@@ -84,8 +84,8 @@ from soak.metrics import Metrics
 from soak.profile import Profile, TargetConfig
 from soak.protocols import PROTOCOLS
 from soak.protocols.base import HeartbeatProtocol
-from soak.reconcile import display_url
 from soak.storm import StormTracker
+from soak.urls import without_userinfo as display_url
 from soak.wsframe import client_frame, single_text_frame, slim, wsproto_idle
 
 # Heartbeat frames are ~100 bytes. recv(n) allocates n bytes before it

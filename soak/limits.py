@@ -6,6 +6,8 @@ import errno
 import ipaddress
 import resource
 
+from soak.errors import root_cause
+
 # Each connection is one file descriptor; the common default soft limit of
 # 1024 would cap a client or gateway process far below ~19,000 connections.
 WANTED_FDS = 65536
@@ -27,9 +29,14 @@ def raise_fd_limit(wanted: int = WANTED_FDS) -> int:
 
 # descriptors a process keeps for itself (results files, pipes, the event loop)
 FD_RESERVE = 64
-# client RSS per held connection, with a margin (benchmarks/engine.py measured
-# 11.2 KiB at 10,000 and 19,000 connections)
-CLIENT_BYTES = 16 * 1024
+# Tester memory per held connection, for the memory checks of `soak run`
+# (memory_problem) and `soak doctor` (memory-estimate): benchmarks/engine.py's
+# rss_per_conn measured 7.8 KiB at 19,000 and 7.95 KiB at 10,000 idle
+# connections (README, "Benchmarks"). 10 KiB is that plus ~25% headroom for
+# what the benchmark does not hold (send buffers under traffic, reconnect
+# churn), and is the ceiling the benchmark itself holds the client to
+# (its rss_per_conn target), so a figure above it fails there first.
+CLIENT_BYTES = 10 * 1024
 
 
 # descriptors per client with an in-process impairment proxy: the client's
@@ -195,16 +202,10 @@ def fds_exhausted_message(
 
 
 def os_errno(exc: BaseException) -> int | None:
-    """The errno of an OSError, looking inside trio's "all attempts to
-    connect failed" (an OSError caused by a group of the per-address errors)."""
-    if isinstance(exc, BaseExceptionGroup):
-        return os_errno(exc.exceptions[0]) if exc.exceptions else None
-    if isinstance(exc, OSError) and exc.errno is not None:
-        return exc.errno
-    cause = exc.__cause__
-    if cause is not None and cause is not exc:
-        return os_errno(cause)
-    return None
+    """The errno of the error that says why a connect failed
+    (:func:`soak.errors.root_cause`), or None if that is not an OSError."""
+    root = root_cause(exc)
+    return root.errno if isinstance(root, OSError) else None
 
 
 def limit_message(

@@ -59,8 +59,9 @@ import h11
 import trio
 
 from soak import __version__
-from soak.errors import RemoteError
+from soak.errors import RemoteError, root_cause
 from soak.profile import StatsConfig, format_duration
+from soak.urls import authority, without_userinfo
 
 MAX_BODY = 1 << 20  # a stats document is a few KB; refuse to buffer more than 1 MiB
 RECEIVE_BYTES = 65536
@@ -76,14 +77,6 @@ class StatsError(RemoteError):
 # -- HTTP --------------------------------------------------------------------
 
 
-def display_url(url: str) -> str:
-    """The URL for messages, without any ``user:password@``."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
-
-
 async def fetch_json(url: str, *, open_stream: OpenTcp | None = None, method: str = "GET") -> Any:
     """GET ``url`` (``http://`` only) and return its JSON document (any 2xx
     status; None for an empty body). ``method="POST"`` sends an empty POST,
@@ -94,7 +87,7 @@ async def fetch_json(url: str, *, open_stream: OpenTcp | None = None, method: st
     :func:`trio.fail_after`. Every failure is a :class:`StatsError` naming
     the URL.
     """
-    shown = display_url(url)
+    shown = without_userinfo(url)
     try:
         parts = urlsplit(url)
         port = parts.port or 80
@@ -111,9 +104,7 @@ async def fetch_json(url: str, *, open_stream: OpenTcp | None = None, method: st
         raise StatsError(f"{shown}: {_connect_failure(exc)}") from exc
     async with stream:
         try:
-            status, body = await _exchange(
-                stream, parts.netloc.rpartition("@")[2], target, shown, method
-            )
+            status, body = await _exchange(stream, authority(url), target, shown, method)
         except trio.BrokenResourceError as exc:
             raise StatsError(
                 f"{shown}: connection lost ({_first_line(exc.__cause__ or exc)})"
@@ -176,17 +167,17 @@ async def _exchange(
 
 
 def _connect_failure(exc: BaseException) -> str:
-    """Why a connection could not be opened, in a few words."""
-    # trio.open_tcp_stream raises OSError("all attempts to connect ...
-    # failed") from a group of the per-address errors; the first says why
-    cause = exc.__cause__
-    if isinstance(cause, BaseExceptionGroup) and cause.exceptions:
-        return _connect_failure(cause.exceptions[0])
-    if isinstance(exc, ConnectionRefusedError) or getattr(exc, "errno", None) == errno.ECONNREFUSED:
+    """Why a connection could not be opened, in a few words (from the error
+    that says why: :func:`soak.errors.root_cause`)."""
+    root = root_cause(exc)
+    if (
+        isinstance(root, ConnectionRefusedError)
+        or getattr(root, "errno", None) == errno.ECONNREFUSED
+    ):
         return "connection refused"
-    if isinstance(exc, socket.gaierror):
-        return f"cannot resolve host ({exc.strerror or exc})"
-    return f"cannot connect ({_first_line(exc)})"
+    if isinstance(root, socket.gaierror):
+        return f"cannot resolve host ({root.strerror or root})"
+    return f"cannot connect ({_first_line(root)})"
 
 
 def _first_line(exc: BaseException, limit: int = 160) -> str:
@@ -345,7 +336,7 @@ class Poller:
     def __init__(self, config: StatsConfig, *, open_stream: OpenTcp | None = None) -> None:
         self.config = config
         self._open_stream = open_stream
-        self._shown = display_url(config.url)
+        self._shown = without_userinfo(config.url)
 
     async def poll(self) -> tuple[int | None, str | None]:
         """``(count, None)``, or ``(None, warning)`` with a one-line warning

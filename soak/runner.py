@@ -37,7 +37,7 @@ from soak.gcctl import GcControl, GrowthFreezer
 from soak.metrics import Interval, Metrics
 from soak.profile import Churn, Impairment, Profile, Ramp, Storm
 from soak.proxy.server import Proxy
-from soak.reconcile import Drift, Poller, StatsError, display_url, fetch_json
+from soak.reconcile import Drift, Poller, StatsError, fetch_json
 from soak.recorder import Recorder, iso, rss_bytes
 from soak.schedule import Schedule
 from soak.summary import (
@@ -47,6 +47,7 @@ from soak.summary import (
     totals,
     verdicts,
 )
+from soak.urls import without_userinfo as display_url
 
 RAMP_STEP = 0.1  # seconds between controller wake-ups while the count moves
 

@@ -26,7 +26,7 @@ from soak.limits import (
     ports_exhausted_message,
 )
 from soak.profile import override
-from tests.conftest import make_profile, run_in_memory
+from tests.support.runs import make_profile, run_in_memory
 
 STAGES = '[[clients.stages]]\nkind = "ramp"\nto = 2\nduration = "1s"\n'
 
@@ -98,6 +98,7 @@ def test_an_address_that_is_not_local_is_refused() -> None:
     )
 
 
+@pytest.mark.process
 def test_is_assignable_on_this_host() -> None:
     # all of 127/8 is local on Linux; 192.0.2.0/24 (TEST-NET-1) is on no
     # interface: the bind fails, nothing is sent
@@ -158,6 +159,7 @@ def test_profile_fields() -> None:
         ),
     ],
 )
+@pytest.mark.process
 def test_bad_profile_fields(extra: str, message: str) -> None:
     with pytest.raises(ProfileError) as info:
         make_profile(STAGES, target_extra=extra)
@@ -214,6 +216,7 @@ async def accept_peers(
         await stream.aclose()
 
 
+@pytest.mark.process
 async def test_connections_round_robin_over_sources_and_targets() -> None:
     listeners = [
         (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0],
@@ -255,6 +258,7 @@ async def test_connections_round_robin_over_sources_and_targets() -> None:
         await lst.aclose()
 
 
+@pytest.mark.process
 async def test_a_failed_connect_names_its_source_and_target() -> None:
     with trio.socket.socket() as probe:
         await probe.bind(("127.0.0.1", 0))
@@ -352,6 +356,7 @@ def test_port_capacity_before_the_run() -> None:
     assert check_port_capacity(50_000, "x", targets=2, ports=(32768, 60999)) is None
 
 
+@pytest.mark.slow
 async def test_the_recorded_error_names_the_limit(tmp_path: Path) -> None:
     """A client whose connect runs out of ports records the limit and the fix."""
     p = make_profile(

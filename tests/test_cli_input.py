@@ -242,6 +242,7 @@ def unreachable(tmp_path_factory: pytest.TempPathFactory) -> UnreachableRun:
     )
 
 
+@pytest.mark.process
 def test_unreachable_target_exits_3(unreachable: UnreachableRun) -> None:
     result = unreachable.result
     assert result.exit_code == 3, result.output
@@ -249,6 +250,7 @@ def test_unreachable_target_exits_3(unreachable: UnreachableRun) -> None:
     assert "Traceback" not in result.output
 
 
+@pytest.mark.process
 def test_unreachable_target_leaves_complete_results(unreachable: UnreachableRun) -> None:
     assert unreachable.run_dir.name.endswith("-cli-test")
     assert unreachable.run_json["status"] == "completed"
@@ -266,6 +268,7 @@ def test_unreachable_target_leaves_complete_results(unreachable: UnreachableRun)
     assert totals["reconnect_failed"] == 2  # both clients gave up
 
 
+@pytest.mark.process
 def test_unreachable_target_failures_are_counted_as_refused(
     unreachable: UnreachableRun,
 ) -> None:

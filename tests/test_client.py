@@ -7,7 +7,6 @@ import json
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trio
@@ -18,7 +17,15 @@ from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessa
 
 from soak.gateway import Gateway, GatewayConfig
 from soak.runner import Outcome, Runner
-from tests.conftest import Opener, gateway_opener, make_profile, run_in_memory
+from tests.support.runs import (
+    Opener,
+    events,
+    gateway_opener,
+    make_profile,
+    one_client,
+    run_in_memory,
+    serving,
+)
 
 
 async def run(
@@ -32,11 +39,6 @@ async def run(
     profile = make_profile(body, results=tmp_path, protocol=protocol, target_extra=target_extra)
     outcome, _ = await run_in_memory(profile, tmp_path, opener, during)
     return outcome
-
-
-def events(tmp_path: Path) -> list[dict[str, Any]]:
-    (run_dir,) = tmp_path.iterdir()
-    return [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
 
 
 def gateway(config: GatewayConfig | None = None) -> Callable[[trio.Nursery], Opener]:
@@ -91,54 +93,8 @@ async def _send_later(stream: trio.abc.Stream, data: bytes, delay: float) -> Non
         pass
 
 
-def serving(
-    server: Callable[[trio.abc.Stream], Awaitable[None]],
-) -> Callable[[trio.Nursery], Opener]:
-    """An opener whose every connection is served by ``server`` over
-    in-memory streams."""
-
-    def make(nursery: trio.Nursery) -> Opener:
-        async def open_stream() -> trio.abc.Stream:
-            client, server_side = trio.testing.memory_stream_pair()
-            nursery.start_soon(server, server_side)
-            return client
-
-        return open_stream
-
-    return make
-
-
 def fake_opener(pong_delay: float | None) -> Callable[[trio.Nursery], Opener]:
     return serving(partial(fake_server, pong_delay=pong_delay))
-
-
-ONE_CLIENT = """
-[run]
-label = "one"
-report_interval = "10s"
-{run_extra}
-[clients]
-[[clients.stages]]
-kind = "ramp"
-to = 1
-duration = "0s"
-[[clients.stages]]
-kind = "hold"
-duration = "{hold}"
-[heartbeat]
-interval = "1s"
-timeout = "1s"
-max_missed = 3
-phase = "aligned"
-[reconnect]
-jitter = "none"
-initial_delay = "1s"
-max_attempts = {attempts}
-"""
-
-
-def one_client(hold: str = "20s", attempts: int = 5, run_extra: str = "") -> str:
-    return ONE_CLIENT.format(hold=hold, attempts=attempts, run_extra=run_extra)
 
 
 async def test_zombie_detected_after_max_missed(
@@ -224,6 +180,7 @@ async def test_unreachable_target_backs_off_and_gives_up(
     assert gave_up["t"] == 7.0
 
 
+@pytest.mark.slow
 async def test_spike_scales_down_and_churn_recycles(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -298,6 +255,7 @@ async def deaf_server(stream: trio.abc.Stream) -> None:
     await trio.sleep_forever()
 
 
+@pytest.mark.slow
 async def test_second_stop_aborts_at_once(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:

@@ -19,7 +19,7 @@ from soak.report.compare_page import chart_series
 from soak.report.compare_text import render_text, to_json
 from soak.results import hlog, jsonl
 from soak.results.reader import load_run
-from tests.conftest import CHROMIUM, open_in_chromium
+from tests.support.chromium import CHROMIUM, open_in_chromium
 
 PROFILE: dict[str, Any] = {
     "path": "profiles/x.toml",
@@ -189,6 +189,7 @@ def test_killed_run_totals_come_from_the_intervals(tmp_path: Path) -> None:
 # -- is it real? -------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_same_distribution_is_not_significant(tmp_path: Path) -> None:
     a = make_run(tmp_path, "a", lognormal_runs(1, 60, 100))
     b = make_run(tmp_path, "b", lognormal_runs(2, 60, 100))
@@ -203,6 +204,7 @@ def test_same_distribution_is_not_significant(tmp_path: Path) -> None:
     assert "verdict: no regression" in result.output
 
 
+@pytest.mark.slow
 def test_clear_2x_shift_is_a_significant_regression(tmp_path: Path) -> None:
     a = make_run(tmp_path, "a", lognormal_runs(1, 40, 100))
     b = make_run(tmp_path, "b", lognormal_runs(2, 40, 100, scale=2.0))
@@ -220,6 +222,7 @@ def test_clear_2x_shift_is_a_significant_regression(tmp_path: Path) -> None:
     assert not p999["significant"]
 
 
+@pytest.mark.slow
 def test_small_p99_change_in_noisy_runs_is_not_a_regression(tmp_path: Path) -> None:
     # each interval has its own weather (interval_sigma), so p99 moves around;
     # B is A's intervals, shuffled, every value 2% higher
@@ -243,6 +246,7 @@ def test_small_p99_change_in_noisy_runs_is_not_a_regression(tmp_path: Path) -> N
     assert "verdict: no regression" in result.output
 
 
+@pytest.mark.slow
 def test_false_alarm_rate_is_near_nominal() -> None:
     """Pairs of noisy runs from one distribution: the 95% CI excludes 0 for
     about 1 in 20 of them, not more."""
@@ -255,6 +259,7 @@ def test_false_alarm_rate_is_near_nominal() -> None:
     assert significant <= 3
 
 
+@pytest.mark.slow
 def test_bootstrap_is_deterministic_with_a_seed(tmp_path: Path) -> None:
     a = [compact_of(iv) for iv in lognormal_runs(3, 30, 40, interval_sigma=0.3)]
     b = [compact_of(iv) for iv in lognormal_runs(4, 30, 40, interval_sigma=0.3)]
@@ -291,6 +296,7 @@ def test_too_few_intervals_are_never_significant(tmp_path: Path) -> None:
 # -- warnings and bad input ---------------------------------------------------
 
 
+@pytest.mark.slow
 def test_different_profiles_warn_at_the_top(tmp_path: Path) -> None:
     other = json.loads(json.dumps(PROFILE))
     other["heartbeat"]["interval"] = 5.0
@@ -390,6 +396,7 @@ def test_chart_data_and_html(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert "http" not in page.split("<body>")[1].split("data:")[0]
 
 
+@pytest.mark.slow
 def test_labels_are_escaped_and_three_runs(tmp_path: Path) -> None:
     a = make_run(tmp_path, "a", known_a())
     b = make_run(tmp_path, "b", known_a())
@@ -421,6 +428,7 @@ def test_long_runs_are_resampled_in_blocks() -> None:
 @pytest.mark.skipif(
     not CHROMIUM.exists(), reason="Debian chromium is not installed at /usr/bin/chromium"
 )
+@pytest.mark.process
 def test_page_opens_in_headless_chromium(tmp_path: Path) -> None:
     a = make_run(tmp_path, "a", known_a())
     b = make_run(tmp_path, "b", known_b())
@@ -480,6 +488,7 @@ def test_storm_rows_compare_the_first_storm(tmp_path: Path) -> None:
     assert {"metric": "storms", "unit": "", "values": [1.0, 2.0]} in doc["table"]
 
 
+@pytest.mark.slow
 def test_missing_storms_show_as_dashes(tmp_path: Path) -> None:
     a = make_run(tmp_path, "a", known_a())  # summary.json without storms
     b = with_storms(make_run(tmp_path, "b", known_a()), [storm(1, 1.0, 2.0, 4.0, 200)])

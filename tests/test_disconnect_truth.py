@@ -8,13 +8,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 import trio.testing
 
 from soak.gateway import Gateway, GatewayConfig
 from soak.gateway.bugs import parse_bugs
 from soak.runner import Outcome
-from tests.conftest import gateway_opener, make_profile, run_in_memory
+from tests.support.runs import gateway_opener, make_profile, run_in_memory
 
 
 def profile_body(  # the profile's body, and its [target] extra
@@ -64,6 +65,7 @@ def server_heartbeat(interval: float, timeout: float, max_missed: int = 3) -> st
     )
 
 
+@pytest.mark.slow
 async def test_fixed_gateway_survives_one_dropped_heartbeat(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -94,6 +96,7 @@ async def test_fixed_gateway_survives_one_dropped_heartbeat(
     assert gateway.truth == []  # the gateway closed nobody
 
 
+@pytest.mark.slow
 async def test_ignore_max_missed_false_timeouts_match_the_ground_truth(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -141,6 +144,7 @@ async def test_ignore_max_missed_false_timeouts_match_the_ground_truth(
     assert gateway.stats()["false_kills"] == len(killed_alive)
 
 
+@pytest.mark.slow
 async def test_stale_session_kills_are_attributed_to_the_reconnect(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -181,6 +185,7 @@ async def test_stale_session_kills_are_attributed_to_the_reconnect(
         assert e["evidence"]["last_pong_age_s"] < 5.0
 
 
+@pytest.mark.slow
 async def test_no_pong_makes_exactly_the_expected_zombies(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:

@@ -10,10 +10,10 @@ from soak.doctor.consistency import check_consistency
 from soak.doctor.findings import ERROR, INFO, WARNING, Finding, exit_code
 from soak.doctor.gateway_config import (
     GatewayConfigError,
+    HeartbeatRule,
     load_gateway_config,
     parse_gateway_config,
 )
-from soak.doctor.miniyaml import YamlError, loads
 from soak.doctor.nginx import (
     HAPROXY,
     NGINX,
@@ -23,7 +23,7 @@ from soak.doctor.nginx import (
     parse_time,
 )
 from soak.profile import Profile, load_profile
-from tests.conftest import make_profile
+from tests.support.runs import make_profile
 
 FIXTURES = Path(__file__).parent / "fixtures" / "doctor"
 INCIDENT_PROFILE = Path(__file__).parent.parent / "profiles" / "incident.toml"
@@ -279,7 +279,8 @@ def test_gateway_config_values() -> None:
     ("text", "message"),
     [
         ("{", "invalid JSON"),
-        ("[1, 2]", "unsupported or invalid YAML"),
+        ("[1, 2]", "expected a mapping at the top level"),
+        ("gateway:\n    heartbeat: 1\n  other: 2\n", "invalid YAML: line 3: "),
         ('{"gateway": {}}', "gateway.heartbeat: expected a mapping"),
         ('{"gateway": {"heartbeat": {"interval": 1}}}', "missing timeout, maxMissed"),
         (
@@ -290,7 +291,7 @@ def test_gateway_config_values() -> None:
             '{"gateway": {"heartbeat": {"interval": 1, "timeout": 1, "maxMissed": 0}}}',
             "maxMissed: expected a whole number >= 1",
         ),
-        ("gateway:\n  heartbeat:\n    - 1\n", "lists are not supported"),
+        ("gateway:\n  heartbeat:\n    - 1\n", "gateway.heartbeat: expected a mapping"),
     ],
 )
 def test_gateway_config_errors(text: str, message: str) -> None:
@@ -300,36 +301,63 @@ def test_gateway_config_errors(text: str, message: str) -> None:
     assert not err.value.unreadable
 
 
-def test_miniyaml_subset() -> None:
-    doc = loads(
-        "---\n# top\na:\n  b: 1   # one\n  c: 'x # y'\n  d:\n  e: 2.5\n"
-        "f: true\ng: ~\nh: hello world\n"
+def test_yaml_that_the_old_subset_reader_took_reads_the_same() -> None:
+    gw = parse_gateway_config(
+        "---\n# top\ngateway:\n  name: 'gw # one'   # a comment\n  enabled: true\n"
+        "  note: ~\n  title: hello world\n  ratio: 2.5\n  log:\n  heartbeat:\n"
+        "    interval: 30000   # ms\n    timeout: '2m'\n    maxMissed: 3\n",
+        "g.yaml",
     )
-    assert doc == {
-        "a": {"b": 1, "c": "x # y", "d": {}, "e": 2.5},
-        "f": True,
-        "g": None,
-        "h": "hello world",
-    }
+    assert gw.default == HeartbeatRule(30.0, 120.0, 3)
+    assert gw.channels == ()
+
+
+def test_a_gateway_config_with_lists_is_read() -> None:
+    gw = load_gateway_config(fx("gateway-with-lists.yaml"))
+    assert gw.default == HeartbeatRule(30.0, 120.0, 3)
+    by = {c.name: c for c in gw.channels}
+    assert set(by) == {"wecom", "telegram"}
+    assert by["wecom"].rule == HeartbeatRule(60.0, 120.0, 3)
+    assert by["wecom"].overridden == {"interval"}
+    # an alias of the default: every field given, each equal to the default
+    assert by["telegram"].rule == gw.default
+    assert by["telegram"].overridden == {"interval", "timeout", "maxMissed"}
+    # the same findings as the incident's config without the lists
+    plain = load_gateway_config(fx("gateway-2026.04.yaml"))
+    assert codes(check_consistency(gateway=gw)) == codes(check_consistency(gateway=plain))
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("a:\n  - 1\n", "line 2: lists are not supported"),
-        ("a: [1, 2]\n", "line 1: .*flow collections"),
-        ("a: {b: 1}\n", "line 1: .*flow collections"),
-        ("a:\n    b: 1\n  c: 2\n", "line 3: inconsistent indentation"),
-        ("a: 1\na: 2\n", "line 2: duplicate key"),
-        ("a:\n\tb: 1\n", "line 2: "),
-        ("just text\n", "line 1: expected 'key: value'"),
-        ("a: 'open\n", "line 1: unterminated"),
-        ("a: |\n  text\n", "line 1: .*block strings"),
+        ("gateway:\n    heartbeat: 1\n  other: 2\n", "line 3: .*expected <block end>"),
+        ("gateway: 1\ngateway: 2\n", "line 2: duplicate key 'gateway'"),
+        ("gateway: {heartbeat: 1, heartbeat: 2}\n", "line 1: duplicate key 'heartbeat'"),
+        ("gateway:\n\theartbeat: 1\n", r"line 2: .*found character '\\t'"),
+        ("gateway: 'open\n", "line 2: .*end of stream"),
+        ("gateway: 1\n---\ngateway: 2\n", "line 2: expected a single document"),
+        ("gateway: !!python/object:os.system x\n", "line 1: .*constructor for the tag"),
     ],
 )
-def test_miniyaml_refuses_the_rest(text: str, message: str) -> None:
-    with pytest.raises(YamlError, match=message):
-        loads(text)
+def test_invalid_yaml_names_the_file_and_the_line(text: str, message: str) -> None:
+    with pytest.raises(GatewayConfigError, match=message) as err:
+        parse_gateway_config(text, "g.yaml")
+    assert str(err.value).startswith("g.yaml: invalid YAML: line ")
+    assert not err.value.unreadable
+
+
+def test_a_wrong_value_in_yaml_names_its_line() -> None:
+    text = "gateway:\n  heartbeat:\n    interval: soon\n    timeout: 1\n    maxMissed: 1\n"
+    with pytest.raises(GatewayConfigError) as err:
+        parse_gateway_config(text, "g.yaml")
+    assert str(err.value).startswith(
+        "g.yaml: line 3: gateway.heartbeat.interval: expected milliseconds (30000)"
+    )
+    with pytest.raises(GatewayConfigError, match=r"^g\.yaml: line 4: channels\.x: expected a map"):
+        parse_gateway_config(
+            "gateway:\n  heartbeat: {interval: 1, timeout: 1, maxMissed: 1}\nchannels:\n  x: [1]\n",
+            "g.yaml",
+        )
 
 
 def test_finding_validation_and_exit_codes() -> None:

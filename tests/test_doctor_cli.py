@@ -160,6 +160,7 @@ def test_diagnose_with_latency(tmp_path: Path) -> None:
     assert [f.code for f in found] == ["client-interval-not-tolerated"]
 
 
+@pytest.mark.process
 def test_profile_runs_the_environment_checks(monkeypatch: pytest.MonkeyPatch) -> None:
     host = Host(
         fd_soft=100, fd_hard=100, port_range="60000 60999", mem_available=None, tcp_tables=()

@@ -7,26 +7,26 @@ from collections import Counter
 from functools import partial
 from pathlib import Path
 
+import pytest
 import trio
 
 from soak.doctor.environment import (
-    BYTES_PER_CLIENT,
     Host,
     check_fds,
     check_loop_lag,
     check_memory,
     check_ports,
     check_sockets,
-    check_stats,
-    check_target,
     count_states,
     parse_tcp_table,
     run_environment,
 )
 from soak.doctor.findings import ERROR, INFO, WARNING, Finding
+from soak.doctor.target import check_stats, check_target
 from soak.gateway import Gateway, GatewayConfig
+from soak.limits import CLIENT_BYTES
 from soak.profile import Profile, StatsConfig
-from tests.conftest import make_profile
+from tests.support.runs import make_profile
 
 FIXTURES = Path(__file__).parent / "fixtures" / "doctor"
 STAGES = '[clients]\n[[clients.stages]]\nkind = "ramp"\nto = 5\nduration = "1s"\n'
@@ -84,9 +84,9 @@ def test_ephemeral_ports() -> None:
 def test_memory_estimate() -> None:
     est = one(check_memory(20_000, 8 * 2**30))
     assert est.code == "memory-estimate"
-    assert "11.2 KiB" in est.message
-    assert "219 MiB" in est.message  # 20,000 x 11.2 KiB
-    need = int(1000 * BYTES_PER_CLIENT)
+    assert "10 KiB" in est.message
+    assert "195 MiB" in est.message  # 20,000 x 10 KiB
+    need = int(1000 * CLIENT_BYTES)
     assert one(check_memory(1000, need - 1)).code == "memory-short"
     assert one(check_memory(1000, need + need // 2)).code == "memory-tight"
     assert "unknown" in one(check_memory(1000, None)).message
@@ -146,6 +146,7 @@ HOST = Host(
 )
 
 
+@pytest.mark.process
 async def test_target_and_stats_against_the_reference_gateway() -> None:
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
@@ -174,6 +175,7 @@ async def test_target_and_stats_against_the_reference_gateway() -> None:
             nursery.cancel_scope.cancel()
 
 
+@pytest.mark.process
 async def test_handshake_refused() -> None:
     async def refuse(stream: trio.SocketStream) -> None:
         await stream.receive_some(65536)
@@ -189,6 +191,7 @@ async def test_handshake_refused() -> None:
             nursery.cancel_scope.cancel()
 
 
+@pytest.mark.process
 async def test_stats_field_missing() -> None:
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
@@ -200,6 +203,7 @@ async def test_stats_field_missing() -> None:
             nursery.cancel_scope.cancel()
 
 
+@pytest.mark.process
 async def test_target_down() -> None:
     # bind a port, then close it: nothing listens there
     sock = trio.socket.socket()
@@ -216,6 +220,7 @@ async def test_target_down() -> None:
         assert one(stats).code == "stats-unreadable"
 
 
+@pytest.mark.process
 async def test_heartbeat_without_pong_times_out() -> None:
     """A server that accepts the upgrade and then says nothing."""
     from wsproto import ConnectionType, WSConnection

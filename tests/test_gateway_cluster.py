@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ from wsproto.events import (
     TextMessage,
 )
 
+from soak.childproc import SoakChild, gateway_process
 from soak.cli import cli
 from soak.errors import LocalError
 from soak.gateway.cluster import EXIT_WORKER_LOST, check_workers, merge_stats
@@ -121,21 +120,6 @@ def test_gateway_workers_option_bad_value(value: str) -> None:
 # -- real processes ----------------------------------------------------------------
 
 
-class Gw:
-    def __init__(self, proc: subprocess.Popen[str], port: int) -> None:
-        self.proc = proc
-        self.port = port
-
-
-def _readline(proc: subprocess.Popen[str]) -> str:
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], TIMEOUT)
-    if not ready:
-        proc.kill()
-        pytest.fail("the gateway printed nothing in time")
-    return proc.stdout.readline()
-
-
 def _wait(proc: subprocess.Popen[str]) -> int:
     try:
         return proc.wait(timeout=TIMEOUT + 10)
@@ -146,37 +130,20 @@ def _wait(proc: subprocess.Popen[str]) -> int:
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Gw]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "soak",
-            "gateway",
-            "--port",
-            "0",
-            "--workers",
-            "2",
-            "--truth-log",
-            str(tmp_path / "truth.jsonl"),
-        ],
+def cluster(tmp_path: Path) -> Iterator[SoakChild]:
+    with gateway_process(
+        "--workers",
+        "2",
+        "--truth-log",
+        str(tmp_path / "truth.jsonl"),
         cwd=ROOT,
-        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        line = _readline(proc)
-        assert line.startswith("soak gateway listening on 127.0.0.1:"), line
-        yield Gw(proc, int(line.rsplit(":", 1)[1]))
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-        _wait(proc)
-        if proc.stdout is not None:
-            proc.stdout.close()
-        if proc.stderr is not None:
-            proc.stderr.close()
+        start_timeout=TIMEOUT,
+        stop_timeout=TIMEOUT + 10,
+    ) as gw:
+        assert gw.line.startswith("soak gateway listening on 127.0.0.1:"), gw.line
+        yield gw
+    assert not gw.killed, "the gateway did not exit in time"
 
 
 class WsClient:
@@ -224,8 +191,9 @@ def http(port: int, method: str, path: str) -> tuple[int, dict[str, Any]]:
 CONNS = 40  # both workers get some: P(all on one) = 2**-39
 
 
+@pytest.mark.process
 def test_connections_spread_stats_add_up_and_restart_reaches_all(
-    cluster: Gw, tmp_path: Path
+    cluster: SoakChild, tmp_path: Path
 ) -> None:
     clients = [WsClient(cluster.port) for _ in range(CONNS)]
     for i, c in enumerate(clients):
@@ -259,7 +227,8 @@ def test_connections_spread_stats_add_up_and_restart_reaches_all(
     assert len({(r["worker"], r["conn"]) for r in records}) == CONNS
 
 
-def test_sigusr2_to_the_parent_restarts_every_worker(cluster: Gw) -> None:
+@pytest.mark.process
+def test_sigusr2_to_the_parent_restarts_every_worker(cluster: SoakChild) -> None:
     clients = [WsClient(cluster.port) for _ in range(CONNS)]
     for i, c in enumerate(clients):
         c.ping(i)
@@ -269,7 +238,8 @@ def test_sigusr2_to_the_parent_restarts_every_worker(cluster: Gw) -> None:
         c.sock.close()
 
 
-def test_sigterm_closes_every_client_with_1001_and_exits_0(cluster: Gw) -> None:
+@pytest.mark.process
+def test_sigterm_closes_every_client_with_1001_and_exits_0(cluster: SoakChild) -> None:
     clients = [WsClient(cluster.port) for _ in range(CONNS)]
     for i, c in enumerate(clients):
         c.ping(i)
@@ -280,7 +250,8 @@ def test_sigterm_closes_every_client_with_1001_and_exits_0(cluster: Gw) -> None:
     assert _wait(cluster.proc) == 0
 
 
-def test_a_worker_that_dies_is_reported_and_the_gateway_exits_3(cluster: Gw) -> None:
+@pytest.mark.process
+def test_a_worker_that_dies_is_reported_and_the_gateway_exits_3(cluster: SoakChild) -> None:
     _status, stats = http(cluster.port, "GET", "/api/stats")
     victim = stats["workers"][1]["pid"]
     os.kill(victim, signal.SIGKILL)

@@ -14,7 +14,6 @@ import math
 import os
 import re
 import signal
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -28,19 +27,9 @@ from soak.gateway import Gateway, GatewayConfig, run_gateway
 from soak.gateway.http import parse_request_head
 from soak.gateway.restart import Outage
 from soak.gateway.routes import _from_loopback, is_loopback_address
-from tests.test_gateway_server import DEADLOCK_AFTER, FAST, WsClient, connect
+from tests.support.wsclient import FAST, WsClient, connect
 
 RESTART_CLOSE = CloseConnection(code=1012, reason="service restart")
-
-
-@pytest.fixture
-async def nursery() -> AsyncIterator[trio.Nursery]:
-    """A nursery for gateway tasks, cancelled after the test; a deadlock
-    fails after a virtual day instead of hanging."""
-    with trio.fail_after(DEADLOCK_AFTER):
-        async with trio.open_nursery() as nursery:
-            yield nursery
-            nursery.cancel_scope.cancel()
 
 
 class Reply:
@@ -374,6 +363,7 @@ async def _http_over_tcp(host: str, port: int, data: bytes) -> Reply:
     return Reply(raw)
 
 
+@pytest.mark.process
 async def test_admin_endpoint_on_real_loopback_sockets() -> None:
     gateway = Gateway(GatewayConfig(port=0))
     with trio.fail_after(10):
@@ -443,6 +433,7 @@ def test_restart_outage_setting_is_bounded(outage: float) -> None:
         GatewayConfig(restart_outage=outage)
 
 
+@pytest.mark.process
 async def test_run_gateway_restarts_on_sigusr2(capsys: pytest.CaptureFixture[str]) -> None:
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:

@@ -12,18 +12,14 @@ import json
 import os
 import re
 import signal
-from collections import deque
-from collections.abc import AsyncIterator
 
 import pytest
 import trio
 import trio.testing
-from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
     AcceptConnection,
     BytesMessage,
     CloseConnection,
-    Event,
     Ping,
     Pong,
     Request,
@@ -32,75 +28,7 @@ from wsproto.events import (
 from wsproto.frame_protocol import FrameProtocol
 
 from soak.gateway import Gateway, GatewayConfig, run_gateway
-
-# interval 10, timeout 25, max_missed 3: timeout < interval * max_missed, so
-# the fixed rule waits 30 s where the incident's buggy rule would kill at 25.
-FAST = GatewayConfig(hb_interval=10.0, hb_timeout=25.0, max_missed=3, check_every=4.0)
-
-
-class WsClient:
-    """Just enough of a WebSocket client to poke the gateway."""
-
-    def __init__(self, stream: trio.abc.Stream) -> None:
-        self.stream = stream
-        self.ws = WSConnection(ConnectionType.CLIENT)
-        self.pending: deque[Event] = deque()
-
-    async def handshake(self) -> None:
-        await self.send(Request(host="gateway.test", target="/ws"))
-        assert isinstance(await self.next_event(), AcceptConnection)
-
-    async def send(self, event: Event) -> None:
-        await self.stream.send_all(self.ws.send(event))
-
-    async def ping(self, seq: int, client_id: str = "abc123") -> dict[str, object]:
-        """Send a JSON heartbeat and return the gateway's answer."""
-        msg = {"type": "ping", "timestamp": 1000 + seq, "clientId": client_id, "seq": seq}
-        await self.send(TextMessage(data=json.dumps(msg)))
-        event = await self.next_event()
-        assert isinstance(event, TextMessage)
-        pong: dict[str, object] = json.loads(event.data)
-        return pong
-
-    async def next_event(self) -> Event:
-        while not self.pending:
-            data = await self.stream.receive_some()
-            self.ws.receive_data(bytes(data) if data else None)
-            self.pending.extend(self.ws.events())
-        return self.pending.popleft()
-
-    async def read_until_eof(self) -> bytes:
-        rest = b""
-        while data := await self.stream.receive_some():
-            rest += data
-        return rest
-
-
-# Under the autojump clock a deadlock would hang forever; this turns it into a
-# failure after a virtual day (an instant of real time).
-DEADLOCK_AFTER = 24 * 3600.0
-
-
-async def _watchdog() -> None:
-    await trio.sleep(DEADLOCK_AFTER)
-    raise AssertionError(f"nothing happened for {DEADLOCK_AFTER} virtual seconds: deadlock")
-
-
-@pytest.fixture
-async def nursery() -> AsyncIterator[trio.Nursery]:
-    """A nursery for gateway tasks, cancelled after the test, with a watchdog."""
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_watchdog)
-        yield nursery
-        nursery.cancel_scope.cancel()
-
-
-async def connect(gateway: Gateway, nursery: trio.Nursery) -> WsClient:
-    client_side, server_side = trio.testing.memory_stream_pair()
-    nursery.start_soon(gateway.handle_stream, server_side)
-    client = WsClient(client_side)
-    await client.handshake()
-    return client
+from tests.support.wsclient import DEADLOCK_AFTER, FAST, WsClient, connect
 
 
 async def test_json_ping_gets_pong_with_same_seq(
@@ -334,6 +262,7 @@ async def http_get(port: int, path: str) -> tuple[int, bytes]:
     return int(head.split(b" ", 2)[1]), body
 
 
+@pytest.mark.process
 async def test_serve_on_loopback_answers_websocket_and_stats() -> None:
     gateway = Gateway(GatewayConfig(port=0))
     with trio.fail_after(10):
@@ -365,6 +294,7 @@ async def test_serve_on_loopback_answers_websocket_and_stats() -> None:
     assert gateway.stats()["http_requests"] == 2
 
 
+@pytest.mark.process
 async def test_run_gateway_prints_port_and_says_going_away_on_sigterm(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

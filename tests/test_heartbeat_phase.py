@@ -14,7 +14,7 @@ import trio
 import trio.testing
 
 from soak.gateway import Gateway, GatewayConfig
-from tests.conftest import Opener, make_profile, run_in_memory
+from tests.support.runs import Opener, make_profile, run_in_memory
 
 PROFILE = """
 [run]

@@ -16,7 +16,7 @@ from soak.gateway.bugs import parse_bugs
 from soak.profile import parse_profile
 from soak.recorder import Recorder, now_wall
 from soak.runner import Runner
-from tests.conftest import gateway_opener, make_profile, run_in_memory
+from tests.support.runs import gateway_opener, make_profile, run_in_memory
 
 PROFILE = """
 [run]
@@ -56,6 +56,7 @@ async def test_injected_latency_is_measured_exactly(
     assert {e["impairment"] for e in impairments} == {"latency"}
 
 
+@pytest.mark.process
 async def test_impairment_on_loopback(tmp_path: Path) -> None:
     gateway = Gateway(GatewayConfig(host="127.0.0.1", port=0))
     with trio.fail_after(30):

@@ -23,7 +23,7 @@ from soak.proxy.config import NatIdle, TimedDrop
 from soak.proxy.frames import DropHeartbeat
 from soak.proxy.impair import Link, selected
 from soak.proxy.server import Connect
-from tests.conftest import gateway_opener, make_profile, run_in_memory
+from tests.support.runs import gateway_opener, make_profile, run_in_memory
 
 BASE = '[target]\nurl = "ws://127.0.0.1:9/ws"\n[[clients.stages]]\nkind = "hold"\nduration = "1s"\n'
 

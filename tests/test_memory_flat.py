@@ -7,11 +7,12 @@ import gc
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import trio
 
 from soak.gateway import Gateway, GatewayConfig
 from soak.runner import Runner
-from tests.conftest import gateway_opener, make_profile, run_in_memory
+from tests.support.runs import gateway_opener, make_profile, run_in_memory
 
 PROFILE = """
 [run]
@@ -29,6 +30,7 @@ timeout = "1s"
 """
 
 
+@pytest.mark.slow
 async def test_intervals_and_heartbeats_leave_no_cyclic_garbage(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import select
 import shutil
 import subprocess
 import sys
@@ -23,7 +22,10 @@ from pathlib import Path
 import pytest
 from hdrh.histogram import HdrHistogram
 
+from soak.childproc import gateway_process
 from soak.results.reader import load_run
+
+pytestmark = pytest.mark.process
 
 GW_ADDR, CL_ADDR = "10.201.0.1", "10.201.0.2"  # on the veth pair, inside the namespaces only
 
@@ -107,22 +109,17 @@ def namespaces() -> Iterator[Pair]:
 @contextmanager
 def gateway_in(ns: str) -> Iterator[int]:
     """``soak gateway`` on the gateway's veth address inside ``ns``; its port."""
-    cmd = ["ip", "netns", "exec", ns, sys.executable, "-m", "soak", "gateway"]
-    cmd += ["--host", GW_ADDR, "--port", "0", "--hb-interval", "1s", "--hb-timeout", "30s"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        ready, _, _ = select.select([proc.stdout], [], [], 30.0)
-        line = proc.stdout.readline() if ready else ""
-        assert "listening on" in line, line
-        yield int(line.rsplit(":", 1)[1])
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with gateway_process(
+        "--hb-interval",
+        "1s",
+        "--hb-timeout",
+        "30s",
+        host=GW_ADDR,
+        prefix=("ip", "netns", "exec", ns),
+        start_timeout=30.0,
+        stop_timeout=15.0,
+    ) as gw:
+        yield gw.port
 
 
 PROFILE = """

@@ -31,8 +31,7 @@ from soak.errors import ProfileError
 from soak.profile import OPENCLAW_PREAUTH_BUDGET, OpenClawConfig, override
 from soak.protocols.openclaw import OpenClaw, OpenClawState
 from soak.runner import Runner
-from tests.conftest import Opener, make_profile, run_in_memory
-from tests.test_client import events, one_client, serving
+from tests.support.runs import Opener, events, make_profile, one_client, run_in_memory, serving
 
 TOKEN = "oc-t0ken-secret"
 CONNECT_KEYS = {
@@ -368,6 +367,7 @@ async def test_handshake_ticks_pings_and_version(
     assert manifest["profile"]["target"]["openclaw"]["client_id"] == "cli"
 
 
+@pytest.mark.slow
 async def test_tick_silence_closes_as_a_zombie(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -585,6 +585,7 @@ def test_openclaw_table_is_validated() -> None:
     assert "auth" not in request["params"]
 
 
+@pytest.mark.slow
 async def test_tick_gap_and_lateness(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -671,6 +672,7 @@ def two_clients(extra_run: str = "") -> str:
         ("x" * 4097, 1009, "frame of 4097 characters exceeds max_frame (4096)"),
     ],
 )
+@pytest.mark.slow
 async def test_a_bad_frame_is_a_protocol_error_on_that_connection_only(
     tmp_path: Path, autojump_clock: trio.testing.MockClock, text: str, code: int, error: str
 ) -> None:
@@ -728,6 +730,7 @@ async def test_a_bad_frame_in_the_handshake_is_a_protocol_failure(
     assert outcome.summary["totals"]["connects"] == 0
 
 
+@pytest.mark.slow
 async def test_live_closes_are_told_apart(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -757,6 +760,7 @@ async def test_live_closes_are_told_apart(
     assert whys["server_1013_try_again_later"] == "gateway starting"
 
 
+@pytest.mark.slow
 async def test_heartbeat_timeout_signature_from_the_protocol_defaults(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -778,6 +782,7 @@ async def test_heartbeat_timeout_signature_from_the_protocol_defaults(
     assert "last pong" in ft["why"]
 
 
+@pytest.mark.slow
 async def test_abrupt_end_off_the_ping_timer_is_transport(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:

@@ -50,6 +50,7 @@ def test_bad_input_is_named(args: list[str], message: str) -> None:
     assert "Traceback" not in result.output
 
 
+@pytest.mark.process
 def test_unreachable_upstream_is_a_target_failure() -> None:
     port = free_port()
     result = CliRunner().invoke(cli, ["proxy", "--upstream", f"127.0.0.1:{port}"])

@@ -221,6 +221,7 @@ async def test_measured_delays_recover_the_injected_distribution(
     assert max(delays) <= 0.15
 
 
+@pytest.mark.process
 async def test_real_sockets_echo_through_the_proxy() -> None:
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
@@ -245,6 +246,7 @@ async def read_until_closed(stream: trio.abc.Stream) -> None:
         pass
 
 
+@pytest.mark.process
 async def test_real_sockets_reset_sends_an_rst() -> None:
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:

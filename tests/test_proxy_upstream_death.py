@@ -20,6 +20,8 @@ import trio
 from soak.proxy import ImpairmentConfig, Proxy
 from soak.proxy.server import reset_stream
 
+pytestmark = pytest.mark.process
+
 
 class Upstream:
     """An echo server that remembers each connection by its first message,

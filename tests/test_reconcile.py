@@ -309,6 +309,7 @@ def stats(url: str, field: str = "connections", timeout: float = 5.0) -> StatsCo
     return StatsConfig(url=url, field=field, timeout=timeout)
 
 
+@pytest.mark.process
 async def test_fetch_json_sends_a_plain_get_and_reads_the_document() -> None:
     requests: list[bytes] = []
     doc = {"stats": {"connections": 7}, "nodes": [1, 2]}
@@ -322,6 +323,7 @@ async def test_fetch_json_sends_a_plain_get_and_reads_the_document() -> None:
     assert "\r\nconnection: close\r\n" in head
 
 
+@pytest.mark.process
 async def test_fetch_json_root_path_and_eof_delimited_body() -> None:
     requests: list[bytes] = []
     reply = http_response(body=b'{"connections": 3}', headers=("Content-Type: application/json",))
@@ -330,6 +332,7 @@ async def test_fetch_json_root_path_and_eof_delimited_body() -> None:
     assert requests[0].startswith(b"GET / HTTP/1.1\r\n")
 
 
+@pytest.mark.process
 async def test_fetch_json_chunked_body() -> None:
     body = b'{"connections": 11}'
     chunks = b"5\r\n" + body[:5] + b"\r\n" + b"e\r\n" + body[5:] + b"\r\n0\r\n\r\n"
@@ -338,6 +341,7 @@ async def test_fetch_json_chunked_body() -> None:
         assert await fetch_json(base + "/s") == {"connections": 11}
 
 
+@pytest.mark.process
 async def test_non_200_is_an_error_and_a_warning() -> None:
     async with serving(responder(http_response(503, b"busy\n"))) as base:
         url = base + "/api/stats"
@@ -347,6 +351,7 @@ async def test_non_200_is_an_error_and_a_warning() -> None:
         assert await Poller(stats(url)).poll() == (None, f"{url}: HTTP 503")
 
 
+@pytest.mark.process
 async def test_not_json_is_an_error_and_a_warning() -> None:
     async with serving(responder(http_response(body=b"<html>hi</html>"))) as base:
         url = base + "/api/stats"
@@ -357,6 +362,7 @@ async def test_not_json_is_an_error_and_a_warning() -> None:
         assert await Poller(stats(url)).poll() == (None, expected)
 
 
+@pytest.mark.process
 async def test_missing_field_is_a_warning_naming_url_and_path() -> None:
     async with serving(responder(http_response(body=b'{"connections": 7}'))) as base:
         url = base + "/api/stats"
@@ -367,6 +373,7 @@ async def test_missing_field_is_a_warning_naming_url_and_path() -> None:
     )
 
 
+@pytest.mark.process
 async def test_non_number_field_is_a_warning() -> None:
     async with serving(responder(http_response(body=b'{"connections": "many"}'))) as base:
         url = base + "/api/stats"
@@ -376,6 +383,7 @@ async def test_non_number_field_is_a_warning() -> None:
         )
 
 
+@pytest.mark.process
 async def test_body_too_large_by_content_length() -> None:
     reply = http_response(body=b"{}", headers=(f"Content-Length: {MAX_BODY + 1}",))
     async with serving(responder(reply)) as base:
@@ -384,6 +392,7 @@ async def test_body_too_large_by_content_length() -> None:
     assert str(info.value) == f"{base}: body too large ({MAX_BODY + 1} bytes, limit {MAX_BODY})"
 
 
+@pytest.mark.process
 async def test_body_too_large_without_content_length() -> None:
     reply = http_response(body=b" " * (MAX_BODY + 10), headers=())
     async with serving(responder(reply)) as base:
@@ -392,6 +401,7 @@ async def test_body_too_large_without_content_length() -> None:
     assert str(info.value) == f"{base}: body too large (over {MAX_BODY} bytes)"
 
 
+@pytest.mark.process
 async def test_truncated_and_garbled_responses() -> None:
     short = http_response(body=b'{"conn', headers=("Content-Length: 100",))
     async with serving(responder(short)) as base:
@@ -414,6 +424,7 @@ def closed_port() -> int:
     return port
 
 
+@pytest.mark.process
 async def test_connection_refused() -> None:
     url = f"http://127.0.0.1:{closed_port()}/api/stats"
     with trio.fail_after(10):
@@ -423,6 +434,7 @@ async def test_connection_refused() -> None:
         assert await Poller(stats(url)).poll() == (None, f"{url}: connection refused")
 
 
+@pytest.mark.process
 async def test_credentials_in_the_url_never_reach_a_message() -> None:
     port = closed_port()
     with trio.fail_after(10):
@@ -444,6 +456,7 @@ async def test_bad_urls(url: str, message: str) -> None:
     assert str(info.value).startswith(message)
 
 
+@pytest.mark.process
 async def test_a_server_that_never_answers_times_out_on_real_sockets() -> None:
     async def silent(stream: trio.SocketStream) -> None:
         await read_head(stream)
@@ -518,6 +531,7 @@ async def test_gateway_over_memory_streams_under_the_mock_clock(
 # -- the reference gateway on 127.0.0.1 ---------------------------------------------
 
 
+@pytest.mark.process
 async def test_reference_gateway_stats_poll_to_zero() -> None:
     gateway = Gateway(GatewayConfig(host="127.0.0.1", port=0))
     drift = Drift()
@@ -534,6 +548,7 @@ async def test_reference_gateway_stats_poll_to_zero() -> None:
     assert drift.summary()["max_gap"] == 0
 
 
+@pytest.mark.process
 async def test_a_long_garbage_status_line_makes_a_short_warning() -> None:
     async with serving(responder(b"x" * 10_000 + b"\r\n\r\n")) as base:
         _, warning = await Poller(stats(base)).poll()

@@ -23,7 +23,7 @@ from soak.report.export import write_report
 from soak.report.report import build
 from soak.results import hlog, jsonl
 from soak.results.reader import load_run
-from tests.conftest import CHROMIUM, open_in_chromium
+from tests.support.chromium import CHROMIUM, open_in_chromium
 
 WALL0 = 1_795_564_800.0  # 2026-11-25T00:00:00Z, the manifest's start
 MANIFEST = {
@@ -215,6 +215,7 @@ def test_percentile_points_reach_what_the_count_resolves() -> None:
     assert {90.0, 99.0} <= set(qs)
 
 
+@pytest.mark.slow
 def test_fast_percentiles_equal_hdrh(tmp_path: Path) -> None:
     import random
 
@@ -240,6 +241,7 @@ def test_log_axis_when_rtt_spans_decades(tmp_path: Path) -> None:
     assert rtt.log_y is True
 
 
+@pytest.mark.slow
 def test_html_is_self_contained_with_identity_verdicts_and_evidence(golden: Path) -> None:
     result = CliRunner().invoke(cli, ["report", str(golden)])
     assert result.exit_code == 0, result.output
@@ -282,6 +284,7 @@ def test_html_is_self_contained_with_identity_verdicts_and_evidence(golden: Path
     assert "src='data:image/png;base64," in html
 
 
+@pytest.mark.slow
 def test_out_directory(golden: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = CliRunner().invoke(cli, ["report", str(golden), "--out", str(out)])
@@ -291,6 +294,7 @@ def test_out_directory(golden: Path, tmp_path: Path) -> None:
     assert not (golden / "report.html").exists()
 
 
+@pytest.mark.slow
 def test_killed_run_is_partial_and_computed(tmp_path: Path) -> None:
     manifest = {**MANIFEST, "status": "running", "end": None, "exit_code": None}
     ivs = [interval(0, missed=5, pongs=995), interval(1)]
@@ -312,6 +316,7 @@ def test_killed_run_is_partial_and_computed(tmp_path: Path) -> None:
     assert "The profile set no thresholds." in html  # this manifest has no profile
 
 
+@pytest.mark.slow
 def test_killed_run_thresholds_are_judged_on_what_it_measured(tmp_path: Path) -> None:
     """run.json keeps the profile's thresholds; a run killed before its
     summary.json is judged by soak report on the intervals it left."""
@@ -346,6 +351,7 @@ def test_killed_run_thresholds_are_judged_on_what_it_measured(tmp_path: Path) ->
     assert "<td class='fail'>FAIL</td><td>rtt_p99</td>" in html
 
 
+@pytest.mark.slow
 def test_zero_connections_draws_no_data(tmp_path: Path) -> None:
     ivs = [
         interval(i, connected=0, pings=0, pongs=0, heartbeat_success=None, lag_p99_ms=None)
@@ -363,6 +369,7 @@ def test_zero_connections_draws_no_data(tmp_path: Path) -> None:
     assert html.count("data:image/png;base64,") == 6
 
 
+@pytest.mark.slow
 def test_corrupt_hlog_line_is_skipped_and_reported(golden: Path) -> None:
     path = golden / "rtt.hlog"
     lines = path.read_text().splitlines(keepends=True)
@@ -396,6 +403,7 @@ def test_not_a_run_exits_2(tmp_path: Path, kind: str) -> None:
     assert len(result.output.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_exports(golden: Path, tmp_path: Path) -> None:
     j, c = tmp_path / "s.json", tmp_path / "s.csv"
     result = CliRunner().invoke(
@@ -415,6 +423,7 @@ def test_exports(golden: Path, tmp_path: Path) -> None:
     assert "closes" not in rows[0]
 
 
+@pytest.mark.slow
 def test_export_json_of_a_killed_run_is_the_computed_summary(tmp_path: Path) -> None:
     d = make_run(tmp_path, [interval(0)], [list(range(1, 1001))])
     j = tmp_path / "s.json"
@@ -425,6 +434,7 @@ def test_export_json_of_a_killed_run_is_the_computed_summary(tmp_path: Path) -> 
     assert data["latency_ms"]["rtt"]["p50"] == 0.5
 
 
+@pytest.mark.slow
 def test_html_parses_and_references_nothing_outside(golden: Path) -> None:
     """Without a browser: every tag balanced, every image a data URI, no
     script, stylesheet link or remote URL."""
@@ -473,6 +483,7 @@ def test_html_parses_and_references_nothing_outside(golden: Path) -> None:
 @pytest.mark.skipif(
     not CHROMIUM.exists(), reason="Debian chromium is not installed at /usr/bin/chromium"
 )
+@pytest.mark.process
 def test_html_opens_in_headless_chromium(golden: Path) -> None:
     _, html_path = write_report(golden)
     dom = open_in_chromium(html_path)
@@ -519,6 +530,7 @@ def storm_series(index: int, start: float, attempts: list[int]) -> dict[str, Any
     }
 
 
+@pytest.mark.slow
 def test_storm_timeline_chart_and_table(tmp_path: Path) -> None:
     series, summary = tracked_storm()
     assert series["attempts"] == [4, 0, 2, 0]
@@ -585,6 +597,7 @@ def test_storm_timeline_chart_and_table(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_storm_timeline_draws_at_most_four_storms(tmp_path: Path) -> None:
     d = make_run(tmp_path, [interval(0)], [[1000]], summary=SUMMARY)
     lines = [json.dumps(storm_series(i, 10.0 * i, [i, 0, i])) for i in range(1, 7)]
@@ -604,6 +617,7 @@ def test_storm_timeline_draws_at_most_four_storms(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("content", [None, "", "\n"])
+@pytest.mark.slow
 def test_no_storm_chart_without_storms(tmp_path: Path, content: str | None) -> None:
     d = make_run(tmp_path, [interval(0)], [[1000]], summary={**SUMMARY, "storms": []})
     if content is not None:

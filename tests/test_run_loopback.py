@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
@@ -17,7 +18,9 @@ from soak.gateway import Gateway, GatewayConfig
 from soak.metrics import HIGHEST_US, HISTOGRAMS, LOWEST_US, SIG_FIGS
 from soak.recorder import Recorder, now_wall
 from soak.runner import Outcome, Runner
-from tests.conftest import make_profile
+from tests.support.runs import make_profile
+
+pytestmark = pytest.mark.process
 
 GOLDEN = Path(__file__).parent / "golden" / "results_format.json"
 

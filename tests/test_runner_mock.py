@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 import trio.testing
 from hdrh.histogram import HdrHistogram
@@ -16,7 +17,7 @@ from hdrh.log import HistogramLogReader
 from soak.gateway import Gateway, GatewayConfig
 from soak.metrics import HIGHEST_US, LOWEST_US, SIG_FIGS
 from soak.runner import Outcome
-from tests.conftest import gateway_opener, make_profile, run_in_memory
+from tests.support.runs import gateway_opener, make_profile, run_in_memory
 
 
 async def run_against_gateway(
@@ -70,6 +71,7 @@ missed = 0
 """
 
 
+@pytest.mark.slow
 async def test_simulated_24h_soak(tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
     start = trio.current_time()
     outcome, path, gateway = await run_against_gateway(SOAK_24H, tmp_path)

@@ -13,7 +13,7 @@ import trio
 
 import soak.runner
 from soak.gateway import Gateway, GatewayConfig
-from tests.conftest import gateway_opener, make_profile, run_in_memory
+from tests.support.runs import gateway_opener, make_profile, run_in_memory
 
 PROFILE = """
 [run]

@@ -7,12 +7,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import trio
 
 from soak.gateway import Gateway, GatewayConfig
 from soak.recorder import Recorder, now_wall
 from soak.runner import Runner
-from tests.conftest import make_profile
+from tests.support.runs import make_profile
+
+pytestmark = pytest.mark.process
 
 PROFILE = """
 [run]

@@ -6,18 +6,18 @@ add up."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 import trio.testing
 
+from soak.childproc import gateway_process
 from soak.gateway import Gateway, GatewayConfig
 from soak.recorder import Recorder, now_wall
 from soak.runner import Runner
-from tests.conftest import gateway_opener, make_profile, run_in_memory
+from tests.support.runs import gateway_opener, make_profile, run_in_memory
 
 PROFILE = """
 [run]
@@ -60,6 +60,7 @@ def check_storm(summary: dict[str, Any], clients: int, deadline: float) -> dict[
     return dict(storm)
 
 
+@pytest.mark.process
 async def test_restart_through_the_admin_endpoint(tmp_path: Path) -> None:
     gateway = Gateway(GatewayConfig(host="127.0.0.1", port=0))
     with trio.fail_after(60):
@@ -89,32 +90,22 @@ async def test_restart_through_the_admin_endpoint(tmp_path: Path) -> None:
     assert series["recovered_pct"][-1] == 100.0
 
 
+@pytest.mark.process
 async def test_command_storm_against_a_gateway_process(tmp_path: Path) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "soak", "gateway", "--port", "0", "--restart-outage", "1s"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert "listening on" in line, line
-        port = int(line.rsplit(":", 1)[1])
-        action = f'command = "kill -USR2 {proc.pid}"'
+    with gateway_process("--restart-outage", "1s") as gw:
+        action = f'command = "kill -USR2 {gw.pid}"'
         body = PROFILE.format(clients=100, storm="5s", action=action)
-        profile = make_profile(body, url=f"ws://127.0.0.1:{port}/ws", results=tmp_path)
+        profile = make_profile(body, url=gw.url, results=tmp_path)
         recorder = Recorder(tmp_path, profile.run.label, now_wall())
         with trio.fail_after(60):
             outcome = await Runner(profile, recorder, manage_gc=False).run()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
     check_storm(outcome.summary, 100, deadline=5.0)
     events = [json.loads(x) for x in (recorder.path / "events.jsonl").read_text().splitlines()]
     (command,) = [e for e in events if e["event"] == "storm_command"]
     assert command["exit_code"] == 0
 
 
+@pytest.mark.slow
 async def test_the_incidents_check_reconnected_within_5s(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:

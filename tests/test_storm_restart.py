@@ -16,7 +16,7 @@ import trio.testing
 
 from soak.gateway import Gateway, GatewayConfig
 from soak.runner import Outcome, Runner
-from tests.conftest import Opener, make_profile, memory_opener, run_in_memory
+from tests.support.runs import Opener, make_profile, memory_opener, run_in_memory
 
 RESTART_AT = 10.0
 OUTAGE = 5.0
@@ -74,6 +74,7 @@ def storm_series(path: Path) -> dict[str, Any]:
     return series
 
 
+@pytest.mark.slow
 async def test_no_jitter_reconnects_in_lockstep(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -100,6 +101,7 @@ async def test_no_jitter_reconnects_in_lockstep(
     assert kinds.count("storm_start") == kinds.count("storm_end") == 1
 
 
+@pytest.mark.slow
 async def test_full_jitter_flattens_the_peak(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -148,6 +150,7 @@ initial_delay = "1s"
         ('[storms]\nmin_losses = 20\nwindow = "100ms"\nquiet = "30s"\n', 1),
     ],
 )
+@pytest.mark.slow
 async def test_storm_detection_follows_the_profile(
     tmp_path: Path, autojump_clock: trio.testing.MockClock, storms: str, detected: int
 ) -> None:
@@ -178,6 +181,7 @@ def test_storm_detection_bad_input(body: str, message: str) -> None:
 
 
 @pytest.mark.parametrize("how", ["clean", "abrupt"])
+@pytest.mark.slow
 async def test_storm_stage_drops_half_the_clients(
     tmp_path: Path, autojump_clock: trio.testing.MockClock, how: str
 ) -> None:

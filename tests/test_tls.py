@@ -6,6 +6,7 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
+import pytest
 import trio
 import trio.testing
 import trustme
@@ -13,7 +14,7 @@ import trustme
 from soak.gateway import Gateway, GatewayConfig
 from soak.recorder import Recorder, now_wall
 from soak.runner import Outcome, Runner
-from tests.conftest import make_profile
+from tests.support.runs import make_profile
 
 PROFILE = """
 [run]
@@ -94,6 +95,7 @@ async def run_tls_gateway(
     return outcome
 
 
+@pytest.mark.process
 async def test_wss_on_loopback_with_ca_file(tmp_path: Path) -> None:
     ca = trustme.CA()
     ca_file = tmp_path / "ca.pem"
@@ -110,6 +112,7 @@ async def test_wss_on_loopback_with_ca_file(tmp_path: Path) -> None:
     assert tot["handshake_failure_total"] == 0
 
 
+@pytest.mark.process
 async def test_wss_untrusted_certificate_is_a_tls_failure(tmp_path: Path) -> None:
     server_ctx = server_context(trustme.CA())  # a CA the client does not trust
     body = PROFILE.format(hold="1s").replace("to = 3", "to = 1")

@@ -40,7 +40,7 @@ from soak.workers import (
     slice_profile,
     start_workers,
 )
-from tests.conftest import make_profile
+from tests.support.runs import make_profile
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -150,7 +150,7 @@ def test_capacity_messages_say_what_would_fit() -> None:
     assert memory_problem(1000, 1 << 30) is None
     msg = memory_problem(100_000, 512 * 2**20)
     assert msg is not None
-    assert "only 512 MiB is available: at most 32,768 clients fit" in msg
+    assert "only 512 MiB is available: at most 52,428 clients fit" in msg
 
 
 def test_workers_option_bad_input(tmp_path: Path) -> None:
@@ -310,6 +310,7 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]], list[
     return summary, intervals, events
 
 
+@pytest.mark.process
 def test_two_workers_against_the_reference_gateway(tmp_path: Path) -> None:
     res = CliRunner().invoke(
         cli,
@@ -356,6 +357,7 @@ def test_two_workers_against_the_reference_gateway(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.process
 async def test_a_worker_killed_mid_run_is_reported_and_the_run_goes_on(tmp_path: Path) -> None:
     profile = override(
         make_profile(
@@ -413,6 +415,7 @@ timeout = "1s"
     assert summary["workers"]["status"] == {"completed": 1}
 
 
+@pytest.mark.process
 def test_ctrl_c_stops_every_worker_and_leaves_one_readable_directory(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [

@@ -36,7 +36,7 @@ from soak.wsframe import (
     slim,
     wsproto_idle,
 )
-from tests.conftest import make_profile
+from tests.support.runs import make_profile
 
 EDGE_LENGTHS = (0, 1, 3, 4, 5, 125, 126, 127, 65535, 65536, 70001)
 
@@ -280,6 +280,7 @@ async def tcp_pair() -> tuple[trio.SocketStream, trio.SocketStream]:
     return client, server
 
 
+@pytest.mark.process
 async def test_conn_writes_and_reads_its_descriptor() -> None:
     client, server = await tcp_pair()
     conn = _Conn(client, Connection(ConnectionType.CLIENT), 0.0)
@@ -312,6 +313,7 @@ async def test_conn_writes_and_reads_its_descriptor() -> None:
     await client.aclose()
 
 
+@pytest.mark.process
 async def test_conn_reset_is_a_broken_resource() -> None:
     client, server = await tcp_pair()
     conn = _Conn(client, Connection(ConnectionType.CLIENT), 0.0)
@@ -412,6 +414,7 @@ async def test_pacer_runs_each_turn_on_time(autojump_clock: trio.testing.MockClo
     assert gone.turns == []
 
 
+@pytest.mark.process
 async def test_write_now_leaves_the_rest_for_the_task() -> None:
     client, server = await tcp_pair()
     client.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
@@ -446,6 +449,7 @@ async def test_write_now_leaves_the_rest_for_the_task() -> None:
     await server.aclose()
 
 
+@pytest.mark.process
 async def test_real_run_pings_through_the_pacer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -492,6 +496,7 @@ timeout = "2s"
     assert sum(turns) > tot["pings"] // 2
 
 
+@pytest.mark.process
 async def test_write_now_on_a_reset_socket_leaves_the_error_to_the_task() -> None:
     client, server = await tcp_pair()
     conn = _Conn(client, Connection(ConnectionType.CLIENT), 0.0)

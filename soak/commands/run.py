@@ -27,10 +27,10 @@ from soak.limits import (
 )
 from soak.live import LiveView, print_summary
 from soak.profile import Profile, Storm, load_profile, override
-from soak.reconcile import display_url
 from soak.recorder import Recorder, now_wall
 from soak.runner import Runner
 from soak.summary import EXIT_TARGET
+from soak.urls import without_userinfo as display_url
 from soak.workers import LEAD, Coordinator, WorkerError, go, resolve_workers, start_workers
 
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 import trio
 
 from soak.doctor.consistency import check_consistency
-from soak.doctor.environment import TARGET_TIMEOUT, Host, read_host, run_environment
+from soak.doctor.environment import Host, read_host, run_environment
 from soak.doctor.findings import ERROR, INPUT, Finding
 from soak.doctor.gateway_config import GatewayConfigError, GatewayHeartbeat, load_gateway_config
 from soak.doctor.nginx import ProxyConfig, ProxyConfigError, load_proxy_config
+from soak.doctor.target import TARGET_TIMEOUT
 from soak.errors import ProfileError
 from soak.profile import Profile, load_profile
 

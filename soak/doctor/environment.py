@@ -4,8 +4,8 @@ Pure parts take their facts as arguments, so tests inject limits and
 ``/proc`` text instead of exhausting the machine: :func:`check_fds`,
 :func:`check_ports`, :func:`check_memory`, :func:`parse_tcp_table`,
 :func:`check_sockets`, :func:`check_loop_lag`. :func:`read_host` reads the
-real facts; the async functions talk to the target, each under a short
-timeout of its own.
+real facts; :mod:`soak.doctor.target` talks to the target, and
+:func:`run_environment` runs every check in the text output's order.
 """
 
 from __future__ import annotations
@@ -14,39 +14,21 @@ import dataclasses
 import math
 import os
 import resource
-import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 from urllib.parse import urlsplit
 
 import trio
-from wsproto import ConnectionType, WSConnection
-from wsproto.events import (
-    AcceptConnection,
-    CloseConnection,
-    Ping,
-    Pong,
-    RejectConnection,
-    Request,
-    TextMessage,
-)
-from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from soak.doctor.findings import ENVIRONMENT, ERROR, INFO, WARNING, Finding
-from soak.errors import SoakError
-from soak.limits import FD_RESERVE, WANTED_FDS
-from soak.profile import Profile, StatsConfig
-from soak.protocols import PROTOCOLS
-from soak.protocols.base import HeartbeatProtocol
-from soak.reconcile import display_url, extract, fetch_json
+from soak.doctor.findings import ERROR, INFO, WARNING, Finding
+from soak.doctor.findings import environment_finding as _env
+from soak.doctor.target import TARGET_TIMEOUT, check_stats, check_target
+from soak.limits import CLIENT_BYTES, FD_RESERVE, WANTED_FDS
+from soak.profile import Profile
 from soak.workers import resolve_workers
 
-# client RSS per idle connection, measured (docs/benchmarks.md: 11.21-11.25 KiB)
-BYTES_PER_CLIENT = 11.2 * 1024
-TARGET_TIMEOUT = 5.0  # each of TCP, handshake and heartbeat
 CLOSE_WAIT_SHARE = 0.10  # warn when CLOSE_WAIT is this share of the open sockets
 LAG_WARN = 0.005  # baseline loop lag p99 above this: the tester's numbers carry noise
 
@@ -100,10 +82,6 @@ def read_host() -> Host:
         mem_available=mem,
         tcp_tables=tables,
     )
-
-
-def _env(severity: str, code: str, message: str, fix: str = "") -> Finding:
-    return Finding(ENVIRONMENT, severity, code, message, fix)
 
 
 # -- pure checks -------------------------------------------------------------------
@@ -218,9 +196,10 @@ def check_ports(peak: int, range_text: str | None, pairs: int = 1) -> list[Findi
 
 
 def check_memory(peak: int, available: int | None) -> list[Finding]:
-    est = peak * BYTES_PER_CLIENT
+    est = peak * CLIENT_BYTES
     what = (
-        f"{peak} clients x {BYTES_PER_CLIENT / 1024:g} KiB (measured per idle connection) "
+        f"{peak} clients x {CLIENT_BYTES / 1024:g} KiB (measured per idle connection, "
+        "plus headroom) "
         f"= about {est / 2**20:.0f} MiB"
     )
     if available is None:
@@ -327,202 +306,6 @@ async def measure_loop_lag(count: int = 50, sleep: float = 0.01) -> list[float]:
         await trio.sleep(sleep)
         out.append(max(0.0, trio.current_time() - start - sleep))
     return out
-
-
-async def check_target(profile: Profile, step_limit: float = TARGET_TIMEOUT) -> list[Finding]:
-    """TCP (and TLS), then the WebSocket handshake, then one heartbeat in the
-    profile's protocol with its RTT. Stops at the first step that fails."""
-    from soak.client import url_opener
-
-    target = profile.target
-    url = display_url(target.url)
-    parts = urlsplit(target.url)
-    out: list[Finding] = []
-    t0 = time.perf_counter()
-    try:
-        with trio.fail_after(step_limit):
-            stream = await url_opener(target)()
-    except (OSError, trio.BrokenResourceError, trio.TooSlowError, SoakError) as exc:
-        why: object = (
-            f"no connection within {step_limit:g} s" if isinstance(exc, trio.TooSlowError) else exc
-        )
-        return [
-            _env(
-                ERROR,
-                "target-tcp-failed",
-                f"{url}: cannot connect: {why}",
-                "start the gateway, or check the URL, DNS, firewall and TLS settings",
-            )
-        ]
-    out.append(
-        _env(
-            INFO, "target-tcp-ok", f"{url}: connected in {(time.perf_counter() - t0) * 1000:.1f} ms"
-        )
-    )
-    async with stream:
-        ws = WSConnection(ConnectionType.CLIENT)
-        headers = [(k.encode(), v.encode()) for k, v in target.headers]
-        if target.token is not None:
-            value = target.token_prefix + target.token.value
-            headers.append((target.token_header.encode(), value.encode()))
-        resource_ = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        host = parts.netloc.rsplit("@", 1)[-1]
-        t0 = time.perf_counter()
-        try:
-            with trio.fail_after(step_limit):
-                await stream.send_all(
-                    ws.send(Request(host=host, target=resource_, extra_headers=headers))
-                )
-                rejected = await _until_accepted(stream, ws)
-        except (
-            trio.TooSlowError,
-            trio.BrokenResourceError,
-            RemoteProtocolError,
-            OSError,
-            EOFError,
-        ) as exc:
-            why2: object = (
-                f"no answer within {step_limit:g} s" if isinstance(exc, trio.TooSlowError) else exc
-            )
-            out.append(
-                _env(
-                    ERROR,
-                    "target-handshake-failed",
-                    f"{url}: the WebSocket handshake failed: {why2 or 'connection closed'}",
-                    "check the path, the token and that a proxy passes Upgrade",
-                )
-            )
-            return out
-        if rejected is not None:
-            out.append(
-                _env(
-                    ERROR,
-                    "target-handshake-failed",
-                    f"{url}: the WebSocket handshake was refused: HTTP {rejected}",
-                    "check the path and the token (target.token_env)",
-                )
-            )
-            return out
-        out.append(
-            _env(
-                INFO,
-                "target-handshake-ok",
-                f"{url}: WebSocket handshake in {(time.perf_counter() - t0) * 1000:.1f} ms",
-            )
-        )
-        proto_cls = PROTOCOLS[target.protocol]
-        if getattr(proto_cls, "has_handshake", False):
-            # a protocol that speaks first after the upgrade (e.g. a login):
-            # not replayed here, so no heartbeat is tried
-            out.append(
-                _env(
-                    INFO,
-                    "target-heartbeat-skipped",
-                    f"{url}: protocol {target.protocol} has its own handshake after the "
-                    "upgrade; soak doctor checked TCP and the upgrade only",
-                )
-            )
-            return out
-        proto = proto_cls("soak-doctor")
-        t0 = time.perf_counter()
-        try:
-            with trio.fail_after(step_limit):
-                await stream.send_all(ws.send(proto.ping(1, int(time.time() * 1000))))
-                await _until_pong(stream, ws, proto)
-        except (
-            trio.TooSlowError,
-            trio.BrokenResourceError,
-            RemoteProtocolError,
-            LocalProtocolError,
-            OSError,
-            EOFError,
-        ) as exc:
-            why3: object = (
-                f"no pong within {step_limit:g} s" if isinstance(exc, trio.TooSlowError) else exc
-            )
-            out.append(
-                _env(
-                    ERROR,
-                    "target-heartbeat-failed",
-                    f"{url}: one {target.protocol} heartbeat: {why3 or 'connection closed'}",
-                    "check target.protocol: the gateway must answer this heartbeat",
-                )
-            )
-            return out
-        rtt = time.perf_counter() - t0
-        out.append(
-            _env(
-                INFO,
-                "target-heartbeat-ok",
-                f"{url}: one {target.protocol} heartbeat, RTT {rtt * 1000:.2f} ms",
-            )
-        )
-        with trio.move_on_after(1):
-            try:
-                await stream.send_all(ws.send(CloseConnection(code=1000, reason="soak doctor")))
-            except (trio.BrokenResourceError, LocalProtocolError, OSError):
-                pass
-    return out
-
-
-async def _receive(stream: trio.abc.Stream, ws: WSConnection) -> None:
-    data = await stream.receive_some(65536)
-    if not data:
-        raise EOFError("connection closed")
-    ws.receive_data(cast(bytes, data))
-
-
-async def _until_accepted(stream: trio.abc.Stream, ws: WSConnection) -> int | None:
-    """None when accepted, else the refusal's HTTP status."""
-    while True:
-        await _receive(stream, ws)
-        for event in ws.events():
-            if isinstance(event, AcceptConnection):
-                return None
-            if isinstance(event, RejectConnection):
-                return event.status_code
-
-
-async def _until_pong(stream: trio.abc.Stream, ws: WSConnection, proto: HeartbeatProtocol) -> None:
-    text: list[str] = []
-    while True:
-        await _receive(stream, ws)
-        for event in ws.events():
-            if isinstance(event, Ping):
-                await stream.send_all(ws.send(event.response()))
-            elif isinstance(event, Pong) and proto.pong_control(bytes(event.payload)) == 1:
-                return
-            elif isinstance(event, TextMessage):
-                text.append(event.data)
-                if event.message_finished:
-                    if proto.pong_text("".join(text)) == 1:
-                        return
-                    text = []
-            elif isinstance(event, CloseConnection):
-                raise EOFError(f"the server closed: {event.code} {event.reason}")
-
-
-async def check_stats(stats: StatsConfig) -> list[Finding]:
-    url = display_url(stats.url)
-    try:
-        with trio.fail_after(stats.timeout):
-            doc = await fetch_json(stats.url)
-        value = extract(doc, stats.field)
-    except trio.TooSlowError:
-        why = f"no answer within {stats.timeout:g} s"
-    except SoakError as exc:
-        why = str(exc)
-    else:
-        return [_env(INFO, "stats-ok", f"{url}: {stats.field} = {value}")]
-    return [
-        _env(
-            WARNING,
-            "stats-unreadable",
-            f"target.stats: {why}",
-            "check target.stats.url and field; without it the run cannot compare the "
-            "server's count with its own",
-        )
-    ]
 
 
 async def run_environment(

@@ -61,3 +61,8 @@ def exit_code(findings: Iterable[Finding]) -> int:
 def fmt_s(seconds: float) -> str:
     """Seconds for messages: 120.0 -> "120 s", 0.25 -> "0.25 s"."""
     return f"{seconds:g} s"
+
+
+def environment_finding(severity: str, code: str, message: str, fix: str = "") -> Finding:
+    """A finding of the environment section (this machine, the target)."""
+    return Finding(ENVIRONMENT, severity, code, message, fix)

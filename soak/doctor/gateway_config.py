@@ -13,8 +13,10 @@
 Numbers are milliseconds; a string with a unit (``"30s"``, ``"2m"``) is read
 as in a profile. ``max_missed`` is accepted for ``maxMissed``. Other keys are
 ignored: a real gateway config has many. A file ending in ``.json`` (or whose
-first character is ``{``) is JSON; anything else is read as YAML with the
-small subset :mod:`soak.doctor.miniyaml` supports.
+first character is ``{``) is JSON; anything else is YAML (PyYAML's safe
+loader: lists, flow collections and block strings elsewhere in the file are
+fine; a key given twice in one mapping is refused rather than the last one
+silently winning, which could check another config than the one that runs).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from soak.doctor.miniyaml import YamlError, loads
+import yaml
+
 from soak.profile import parse_duration
 
 
@@ -77,47 +80,43 @@ def load_gateway_config(path: str | Path) -> GatewayHeartbeat:
 
 
 def parse_gateway_config(text: str, name: str) -> GatewayHeartbeat:
+    src = _Source(name)
     if name.endswith(".json") or text.lstrip().startswith("{"):
         try:
             data: Any = json.loads(text)
         except ValueError as exc:
             raise GatewayConfigError(f"{name}: invalid JSON: {exc}") from None
     else:
-        try:
-            data = loads(text)
-        except YamlError as exc:
-            raise GatewayConfigError(
-                f"{name}: unsupported or invalid YAML: {exc} (soak reads a simple subset: "
-                "nested 'key: value' mappings; convert other files to JSON)"
-            ) from None
+        data = src.load_yaml(text)
     if not isinstance(data, dict):
-        raise GatewayConfigError(f"{name}: expected a mapping at the top level")
+        raise src.error("expected a mapping at the top level")
     gw = data.get("gateway")
     if not isinstance(gw, dict) or not isinstance(gw.get("heartbeat"), dict):
-        raise GatewayConfigError(
-            f"{name}: gateway.heartbeat: expected a mapping with interval, timeout and maxMissed"
+        at = (gw, "heartbeat") if isinstance(gw, dict) and "heartbeat" in gw else (data, "gateway")
+        raise src.error(
+            "gateway.heartbeat: expected a mapping with interval, timeout and maxMissed", at
         )
-    raw = _fields(name, "gateway.heartbeat", gw["heartbeat"])
+    raw = _fields(src, "gateway.heartbeat", gw["heartbeat"])
     missing = [k for k in _FIELDS if k not in raw]
     if missing:
-        raise GatewayConfigError(f"{name}: gateway.heartbeat: missing {', '.join(missing)}")
+        raise src.error(f"gateway.heartbeat: missing {', '.join(missing)}", (gw, "heartbeat"))
     default = HeartbeatRule(raw["interval"], raw["timeout"], int(raw["maxMissed"]))
     channels: list[ChannelOverride] = []
     chans = data.get("channels", {})
     if chans is None:
         chans = {}
     if not isinstance(chans, dict):
-        raise GatewayConfigError(f"{name}: channels: expected a mapping of channel names")
+        raise src.error("channels: expected a mapping of channel names", (data, "channels"))
     for cname, body in chans.items():
         if not isinstance(body, dict):
-            raise GatewayConfigError(f"{name}: channels.{cname}: expected a mapping")
+            raise src.error(f"channels.{cname}: expected a mapping", (chans, cname))
         hb = body.get("heartbeat")
         if hb is None:
             continue
         where = f"channels.{cname}.heartbeat"
         if not isinstance(hb, dict):
-            raise GatewayConfigError(f"{name}: {where}: expected a mapping")
-        over = _fields(name, where, hb)
+            raise src.error(f"{where}: expected a mapping", (body, "heartbeat"))
+        over = _fields(src, where, hb)
         if not over:
             continue
         rule = HeartbeatRule(
@@ -129,28 +128,101 @@ def parse_gateway_config(text: str, name: str) -> GatewayHeartbeat:
     return GatewayHeartbeat(name, default, tuple(channels))
 
 
-def _fields(name: str, where: str, raw: dict[str, Any]) -> dict[str, float]:
+class _Source:
+    """The file being read: its name, and (for YAML) the line of each value,
+    so that an error names the file and the line of what is wrong."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.lines: dict[tuple[int, Any], int] = {}
+
+    def load_yaml(self, text: str) -> Any:
+        loader = _Loader(text)
+        try:
+            return loader.get_single_data()
+        except yaml.YAMLError as exc:
+            raise GatewayConfigError(f"{self.name}: invalid YAML: {_yaml_problem(exc)}") from None
+        finally:
+            self.lines = loader.lines
+            loader.dispose()
+
+    def error(self, message: str, at: tuple[Any, Any] | None = None) -> GatewayConfigError:
+        """``at``: (mapping, key) of the value the message is about."""
+        line = self.lines.get((id(at[0]), at[1])) if at is not None else None
+        where = f"line {line}: " if line is not None else ""
+        return GatewayConfigError(f"{self.name}: {where}{message}")
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.safe_load``'s loader, except that a key given twice in one
+    mapping is an error instead of the last one winning silently, and the
+    line of every value in a mapping is kept: ``lines[(id(mapping), key)]``,
+    from 1."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.lines: dict[tuple[int, Any], int] = {}
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # unhashable: construct_mapping says so below
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+        mapping = super().construct_mapping(node, deep=deep)
+        # the dict the document holds (construct_yaml_map fills it from ours)
+        owner = self.constructed_objects.get(node, mapping)
+        for key_node, value_node in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            self.lines[(id(owner), key)] = value_node.start_mark.line + 1
+        return mapping
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """``line N: what`` from a PyYAML error (the line where it has one)."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        what = ", ".join(x for x in (exc.context, exc.problem) if x) or "not YAML"
+        mark = exc.problem_mark or exc.context_mark
+        return f"line {mark.line + 1}: {what}" if mark is not None else what
+    return str(exc)
+
+
+def _fields(src: _Source, where: str, raw: dict[Any, Any]) -> dict[str, float]:
     out: dict[str, float] = {}
     for key, value in raw.items():
         k = _ALIASES.get(key, key)
         if k not in _FIELDS:
             continue
         if k in out:
-            raise GatewayConfigError(f"{name}: {where}: {key} given twice")
+            raise src.error(f"{where}: {key} given twice", (raw, key))
         if k == "maxMissed":
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise GatewayConfigError(
-                    f"{name}: {where}.{key}: expected a whole number >= 1, got {value!r}"
+                raise src.error(
+                    f"{where}.{key}: expected a whole number >= 1, got {value!r}", (raw, key)
                 )
             out[k] = value
         else:
-            out[k] = _millis(name, f"{where}.{key}", value)
+            seconds = _seconds(value)
+            if seconds is None:
+                raise src.error(
+                    f"{where}.{key}: expected milliseconds (30000) or a duration "
+                    f'("30s"), got {value!r}',
+                    (raw, key),
+                )
+            out[k] = seconds
     return out
 
 
-def _millis(name: str, where: str, value: Any) -> float:
+def _seconds(value: Any) -> float | None:
     """Milliseconds (a number or a string of digits), or a duration with a
-    unit; returns seconds."""
+    unit, in seconds; None if ``value`` is neither, or not above zero."""
     seconds: float | None = None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         seconds = value / 1000
@@ -163,7 +235,5 @@ def _millis(name: str, where: str, value: Any) -> float:
         except ValueError:
             seconds = None
     if seconds is None or not math.isfinite(seconds) or seconds <= 0:
-        raise GatewayConfigError(
-            f'{name}: {where}: expected milliseconds (30000) or a duration ("30s"), got {value!r}'
-        )
+        return None
     return seconds

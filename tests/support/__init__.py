@@ -1,0 +1,11 @@
+"""Helpers shared by the test modules (fixtures live in tests/conftest.py).
+
+- :mod:`tests.support.runs`: profiles from TOML bodies, and runs of the
+  real Runner with no sockets (in-memory streams to an in-process gateway or
+  a hand-written server), and reading a run's events back.
+- :mod:`tests.support.wsclient`: a tiny wsproto client for poking the
+  reference gateway over memory streams, and the deadlock watchdog.
+- :mod:`tests.support.chromium`: a page opened in headless Chromium.
+
+Test modules import from here, never from one another.
+"""
