@@ -19,7 +19,7 @@ in-memory tally: returning them as values would allocate per heartbeat, on
 the path whose CPU is the tester's budget. A heartbeat is counted when its
 bytes have been written (:meth:`Connection.pinged`), not when writing failed.
 
-The I/O side is :class:`soak.client.transport.Stream` (bytes in and out)
+The I/O side is :class:`soak.client.transport._Conn` (bytes in and out)
 and :class:`soak.client.live.Live` (the task that carries out the actions).
 """
 
