@@ -309,3 +309,30 @@ def test_a_protocol_without_hand_framing_pings_through_wsproto() -> None:
     [event] = on_server(action)
     assert isinstance(event, TextMessage)
     assert event.data == f"ping 1 {int((WALL0 - 100.0) * 1000)}"
+
+
+def test_the_pacer_and_the_task_send_the_same_heartbeat() -> None:
+    by_tick, m1 = live()
+    by_pacer, m2 = live()
+    ticked = by_tick.tick(100.0, None)
+    paced = by_pacer.ping(100.0)  # the pacer's turn, once it knows the ping is due
+    assert isinstance(ticked, bytes)
+    by_tick.pinged()
+    by_pacer.pinged()
+    assert on_server(ticked) == on_server(paced)  # the masks differ, the frames do not
+    assert counts(m1) == counts(m2) == {"pings": 1}
+
+
+def test_a_late_tester_skips_slots_and_counts_them() -> None:
+    conn, m = live()
+    sent_ping(conn, 100.0)
+    conn.on_data(pong(1), 100.01)
+    # the tester stalled until 103.2: one ping goes out for the oldest slot
+    # due (101), 2.2 s late, and the slots of 102 and 103 are skipped
+    assert sent_ping(conn, 103.2)["seq"] == 2
+    assert counts(m) == {"pings": 2, "pongs": 1, "skipped": 2}
+    lag = m.current.hist["lag"]
+    assert lag.get_total_count() == 2
+    assert lag.get_max_value() == pytest.approx(2_200_000, rel=1e-3)
+    assert conn.tick(103.9, None) is None  # next slot: 104
+    assert sent_ping(conn, 104.0)["seq"] == 3
