@@ -31,9 +31,8 @@ from soak.metrics import Metrics
 from soak.profile import Profile
 from soak.protocols import PROTOCOLS
 from soak.protocols.base import HeartbeatProtocol
-from soak.reconcile import display_url
 from soak.storm import StormTracker
-from soak.urls import authority
+from soak.urls import authority, without_userinfo
 
 
 class RunConfig:
@@ -54,7 +53,7 @@ class RunConfig:
         self.profile = profile
         self.protocol: type[HeartbeatProtocol] = PROTOCOLS[target.protocol]
         self.classifier = Classifier(target.server_heartbeat)
-        self.shown_url = display_url(target.url)  # for messages: no credentials
+        self.shown_url = without_userinfo(target.url)  # for messages: no credentials
         self.host_header = authority(target.url)
         parts = urlsplit(target.url)
         self.resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
