@@ -295,7 +295,7 @@ async def wait_started(runner: Runner) -> float:
     # Runner sets ``shared`` inside run() and offers no event to wait on.
     while getattr(runner, "shared", None) is None:  # noqa: ASYNC110
         await trio.sleep(0.001)
-    return runner.shared.t0
+    return runner.shared.services.t0
 
 
 def profile_toml(
@@ -450,7 +450,7 @@ def bench_held(plan: Plan, report: Report) -> None:
         while True:
             await trio.sleep(0.1)
             t = trio.current_time() - t0
-            connected = runner.shared.connected
+            connected = runner.shared.gauges.connected
             if math.isnan(seen["all_at"]) and connected >= n2:
                 seen["all_at"] = t
             if end1 + r2 + 5.0 <= t <= end2:
@@ -560,7 +560,7 @@ def handshake_run(n: int, mc: int) -> float | None:
             t0 = await wait_started(runner)
             while True:
                 await trio.sleep(0.005)
-                if runner.shared.connected >= n:
+                if runner.shared.gauges.connected >= n:
                     got["t"] = trio.current_time() - t0
                     got["cpu"] = time.process_time()
                     got["gw_cpu"] = gw.cpu()

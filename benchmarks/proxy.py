@@ -152,7 +152,7 @@ def rtt_run(plan: Plan, mode: str) -> Rtt | None:
             # the steady window: from the first report boundary one heartbeat
             # interval after the last client connected, to the end of the hold
             t0 = await wait_started(runner)
-            while runner.shared.connected < n:  # noqa: ASYNC110
+            while runner.shared.gauges.connected < n:  # noqa: ASYNC110
                 await trio.sleep(0.01)
             cpu["all_connected"] = trio.current_time() - t0
             cpu["w0_at"] = math.ceil((cpu["all_connected"] + interval + 0.25) / ri) * ri
@@ -250,7 +250,7 @@ def bench_capacity(plan: Plan, report: Report, out: dict[str, Any], fd_limit: in
             while True:
                 await trio.sleep(0.1)
                 t = trio.current_time() - t0
-                connected = runner.shared.connected
+                connected = runner.shared.gauges.connected
                 if ramp + 5.0 <= t <= end:
                     seen["min_connected"] = min(seen["min_connected"], connected)
                 if "held" not in seen and t >= end - 0.5:

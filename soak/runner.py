@@ -170,7 +170,7 @@ class Runner:
                 async with trio.open_nursery() as outer:
                     self._outer = outer
                     if p.impairment is not None:
-                        shared.open_stream = await self._impair(outer, p.impairment, t0)
+                        shared.services.open_stream = await self._impair(outer, p.impairment, t0)
                     if self.signals:
                         outer.start_soon(self._watch_signals)
                     if self.lag_probe:
@@ -208,7 +208,7 @@ class Runner:
                 self._stormed.add(seg.start)
                 self._storm(seg.stage)
             if freezer is not None:
-                freezer.observe(self.shared.connected)
+                freezer.observe(self.shared.gauges.connected)
             self._storm_tick(now)
             while now >= next_interval:
                 # close the interval at its boundary, then poll the server's
@@ -242,13 +242,13 @@ class Runner:
         """Why the run cannot go on, or None: once a refusal is known to be
         permanent (a wrong token) and every client has stopped, the rest of
         the schedule would measure nothing."""
-        known = self.shared.permanence.known
+        known = self.shared.services.permanence.known
         if known is None or not all(c.finished for c in self.clients):
             return None
         return f"every client stopped after a permanent refusal: {known}"
 
     def _storm_tick(self, now: float) -> None:
-        self.shared.storm_tick(now)
+        self.shared.services.storm_tick(now)
 
     async def _gather(self, at: float) -> None:
         """Before the interval ending ``at`` is closed: nothing to wait for
@@ -259,7 +259,7 @@ class Runner:
         at most the stats timeout and never raises for remote problems."""
         assert self.poller is not None
         server, warning = await self.poller.poll()
-        client = self.shared.connected  # read when the answer came, next to the server's
+        client = self.shared.gauges.connected  # read when the answer came, next to the server's
         gap = self.drift.observe(trio.current_time() - self._t0, client, server)
         return {
             "server_connections": server,
@@ -413,8 +413,8 @@ class Runner:
     # -- recording -----------------------------------------------------------------------
 
     def _gauges(self, iv: Interval) -> None:
-        iv.connected = self.shared.connected
-        iv.connecting = self.shared.connecting
+        iv.connected = self.shared.gauges.connected
+        iv.connecting = self.shared.gauges.connecting
         iv.target = len(self.clients)
         iv.rss_bytes = rss_bytes()
 
@@ -426,7 +426,7 @@ class Runner:
         return self.metrics.rotate(at - self._t0)
 
     def _write_interval(self, iv: Interval, stats: dict[str, Any] | None) -> None:
-        extra: dict[str, Any] = {"gave_up": self.shared.gave_up}
+        extra: dict[str, Any] = {"gave_up": self.shared.gauges.gave_up}
         if stats is not None:
             extra.update(stats)
         record = self.recorder.write_interval(iv, extra)
@@ -443,8 +443,8 @@ class Runner:
             {
                 "elapsed": elapsed,
                 "remaining": max(0.0, self.profile.duration - elapsed),
-                "connected": self.shared.connected,
-                "connecting": self.shared.connecting,
+                "connected": self.shared.gauges.connected,
+                "connecting": self.shared.gauges.connecting,
                 "target": len(self.clients),
                 "pongs": cur.counts["pongs"],
                 "interval_elapsed": max(1e-9, elapsed - cur.start),
@@ -462,7 +462,7 @@ class Runner:
                 "handshake_failures": self.metrics.totals["handshake_failure_total"]
                 + cur.counts["handshake_failure_total"],
                 "loop_lag_max_ms": loop.get_max_value() / 1000.0 if loop.total_count else 0.0,
-                "gave_up": self.shared.gave_up,
+                "gave_up": self.shared.gauges.gave_up,
             }
         )
 
@@ -498,13 +498,13 @@ class Runner:
             },
             "thresholds": checks,
             "passed": all(v["ok"] for v in checks) and code == EXIT_OK,
-            "storms": self.shared.storms.summaries(),
+            "storms": self.shared.services.storms.summaries(),
         }
         protocol = self._protocol_summary()
         if protocol is not None:
             summary["protocol"] = {"name": self.profile.target.protocol, **protocol}
         summary.update(self._extra_summary())
-        storms = self.shared.storms.series()
+        storms = self.shared.services.storms.series()
         if storms:
             self.recorder.write_lines("storms.jsonl", storms)
         if self.poller is not None:
@@ -519,7 +519,7 @@ class Runner:
             {
                 # the gateway's own version, when its protocol says (OpenClaw's
                 # hello-ok): compare labels runs by it
-                "server_version": self.shared.server_version,
+                "server_version": self.shared.gauges.server_version,
                 "end": iso(self.recorder.wall0 + (now - self._t0)),
                 "status": self.status,
                 "exit_code": code,
@@ -530,7 +530,7 @@ class Runner:
 
     def _protocol_summary(self) -> dict[str, Any] | None:
         """Protocol-specific numbers for summary.json, e.g. OpenClaw's ticks."""
-        protocol_summary = getattr(self.shared.protocol_state, "summary", None)
+        protocol_summary = getattr(self.shared.services.protocol_state, "summary", None)
         if callable(protocol_summary):
             result: dict[str, Any] = protocol_summary()
             return result
@@ -551,7 +551,7 @@ class Runner:
         if stats is None:
             stats = {
                 "server_connections": None,
-                "client_connections": self.shared.connected,
+                "client_connections": self.shared.gauges.connected,
                 "connection_gap": None,
                 "stats_warning": "not polled: the run was aborted",
             }

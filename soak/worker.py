@@ -116,7 +116,7 @@ class WorkerRunner(Runner):
     def _make_shared(self, t0: float) -> Shared:
         shared = super()._make_shared(t0)
         log = StormLog(heartbeat_interval=self.profile.heartbeat.interval, origin=t0)
-        shared.storms = log
+        shared.services.storms = log
         self.channel.storms = log
         return shared
 

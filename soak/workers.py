@@ -55,7 +55,7 @@ from typing import Any
 import trio
 import trio.lowlevel
 
-from soak.client import CLOSE_WAIT, Shared
+from soak.client import CLOSE_WAIT, Services
 from soak.limits import worker_capacity
 from soak.metrics import Interval, decode_histogram, new_histogram
 from soak.profile import WORKERS_AUTO, Churn, Profile, Ramp, Spike, Stage, Storm
@@ -213,7 +213,7 @@ class StormReplay:
     applied to one tracker in time order, never past the time every live
     worker has reported up to (so no input can arrive out of order)."""
 
-    def __init__(self, shared: Shared, t0: float) -> None:
+    def __init__(self, shared: Services, t0: float) -> None:
         self.shared = shared
         self.t0 = t0
         self._heap: list[tuple[float, int, int, list[Any]]] = []
@@ -450,7 +450,7 @@ class Coordinator(Runner):
         p = self.profile
         self._t0 = t0 = self._origin()
         shared = self._make_shared(t0)
-        self._storm_replay = StormReplay(shared, t0)
+        self._storm_replay = StormReplay(shared.services, t0)
         self.manifest = self._manifest(self.recorder.wall0)
         self.manifest["workers"] = len(self.workers)
         self.recorder.write_json("run.json", self.manifest)
@@ -572,8 +572,8 @@ class Coordinator(Runner):
             self._take_interval(w, msg)
         elif kind == "manifest":
             w.server_version = msg.get("server_version")
-            if self.shared.server_version is None:
-                self.shared.server_version = w.server_version
+            if self.shared.gauges.server_version is None:
+                self.shared.gauges.server_version = w.server_version
         elif kind == "final":
             w.final = msg["summary"]
             permanent = w.final.get("totals", {}).get("permanent_failure")
@@ -600,10 +600,10 @@ class Coordinator(Runner):
         absorb(self.metrics.current, msg)
 
     def _sum_gauges(self) -> None:
-        sh = self.shared
-        sh.connected = sum(w.connected for w in self.workers)
-        sh.connecting = sum(w.connecting for w in self.workers)
-        sh.gave_up = sum(w.gave_up for w in self.workers)
+        gauges = self.shared.gauges
+        gauges.connected = sum(w.connected for w in self.workers)
+        gauges.connecting = sum(w.connecting for w in self.workers)
+        gauges.gave_up = sum(w.gave_up for w in self.workers)
 
     def _replay_storms(self) -> None:
         if self._storm_replay is None:
@@ -651,7 +651,7 @@ class Coordinator(Runner):
     def _storm_tick(self, now: float) -> None:
         assert self._storm_replay is not None
         # never past what has been replayed: a worker's input may still come
-        self.shared.storm_tick(min(now, self._t0 + self._storm_replay.horizon))
+        self.shared.services.storm_tick(min(now, self._t0 + self._storm_replay.horizon))
 
     async def _gather(self, at: float) -> None:
         index = self.metrics.current.index

@@ -345,8 +345,8 @@ async def test_handshake_ticks_pings_and_version(
     assert tot["closes"] == {"client_shutdown": 1}
     assert tot["zombies"] == 0
     shared = runner.shared
-    assert shared.server_version == "2026.9.6"
-    state = shared.protocol_state
+    assert shared.gauges.server_version == "2026.9.6"
+    state = shared.services.protocol_state
     assert isinstance(state, OpenClawState)
     assert state.ticks == 4  # the global timer: 2, 4, 6 and 8 s
     assert state.tick_gap.get_total_count() == 3
@@ -431,7 +431,7 @@ async def test_wrong_token_backs_off_then_stops_for_good(
         f"the target refused every connection: {error} (permanent: refused 3 times in a row, "
         "so no client tries again)"
     )
-    assert runner.shared.server_version is None
+    assert runner.shared.gauges.server_version is None
     # and it ends at the next interval boundary, not after the 60 s schedule
     (ended,) = [e for e in evs if e["event"] == "run_ended_early"]
     assert ended["why"] == f"every client stopped after a permanent refusal: {error}"
@@ -592,7 +592,7 @@ async def test_tick_gap_and_lateness(
     # ticks due at 2, 4, 6, 8 s; the one of 6 s leaves 0.5 s late
     server = FakeOpenClaw(tick_interval=2.0, tick_delay={3: 0.5})
     _, runner = await run_oc(one_client(hold="9500ms"), tmp_path, server)
-    state = runner.shared.protocol_state
+    state = runner.shared.services.protocol_state
     assert isinstance(state, OpenClawState)
     assert state.ticks == 4
     gaps = sorted(v.value_iterated_to for v in state.tick_gap.get_recorded_iterator())

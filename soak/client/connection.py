@@ -1,0 +1,295 @@
+"""Sans-IO: how one open connection reacts to each frame and each timer.
+
+As in wsproto, nothing here touches a socket or a clock. A
+:class:`Connection` holds one WebSocket's state (wsproto's frame-level
+connection, the heartbeat engine, a partial message, when a frame last
+came); each reaction takes ``now`` and returns what the I/O side must do:
+
+- ``bytes``: write them (the answer to a server ping, a heartbeat);
+- :class:`Closed`: the connection is over, as ``info`` says, once
+  ``reply`` (the answer to the server's close frame) is sent if it can be;
+- :class:`Closing`: close from our side: write ``frame`` and wait briefly
+  for the server's answer (or, with ``reset``, reset the TCP connection);
+  then it is over as ``info`` says;
+- ``None``: nothing.
+
+Counters and samples (pongs, RTTs, missed heartbeats) go to the
+:class:`~soak.metrics.Metrics` the connection was started with, an
+in-memory tally: returning them as values would allocate per heartbeat, on
+the path whose CPU is the tester's budget. A heartbeat is counted when its
+bytes have been written (:meth:`Connection.pinged`), not when writing failed.
+
+The I/O side is :class:`soak.client.transport._Conn` (bytes in and out)
+and :class:`soak.client.live.Live` (the task that carries out the actions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import NamedTuple, Protocol
+
+from wsproto.connection import Connection as WsConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError
+
+from soak import heartbeat
+from soak.classify import CLIENT, SERVER, STORM_RESET, TRANSPORT, ZOMBIE, CloseInfo, Evidence
+from soak.metrics import Metrics
+from soak.protocols.base import HeartbeatProtocol
+from soak.wsframe import client_frame, single_text_frame, wsproto_idle
+
+# a close the runner asked for: (code, reason, cause)
+CloseRequest = tuple[int, str, str]
+
+
+class RunClock(Protocol):
+    """The run's two clocks at its start (:class:`soak.client.shared.Services`)."""
+
+    t0: float  # trio time
+    wall0: float  # epoch seconds
+
+
+class Closed(NamedTuple):
+    """The connection is over. ``reply``: the answer to the server's close
+    frame, to write if the transport still takes it."""
+
+    info: CloseInfo
+    reply: bytes | None = None
+
+
+class Closing(NamedTuple):
+    """Close from our side: write ``frame`` (None: it cannot be sent) and
+    wait for the server's close, or with ``reset`` reset the connection."""
+
+    info: CloseInfo
+    frame: bytes | None
+    reset: bool = False
+
+
+# what a received chunk or the upgrade's leftover frames ask for
+Reaction = Iterator[bytes | Closed]
+
+
+class Connection:
+    """One open WebSocket's state and its reactions (see the module).
+
+    Built at the upgrade (the protocol's handshake, if any, then talks
+    through it); :meth:`start` makes it live: from then on it heartbeats."""
+
+    __slots__ = (
+        "buffer",
+        "clock",
+        "hb",
+        "last_frame_at",
+        "metrics",
+        "opened_at",
+        "protocol",
+        "sent",
+        "silence",
+        "ws",
+    )
+
+    def __init__(self, ws: WsConnection, opened_at: float) -> None:
+        self.ws = ws
+        self.opened_at = opened_at
+        self.buffer: list[str] = []  # the parts of a fragmented text message
+        # set by start()
+        self.hb: heartbeat.HeartbeatEngine
+        self.protocol: HeartbeatProtocol
+        self.metrics: Metrics
+        self.clock: RunClock
+        self.silence: float | None
+        self.last_frame_at: float
+        self.sent: heartbeat.Sent | None
+
+    def start(
+        self,
+        hb: heartbeat.HeartbeatEngine,
+        protocol: HeartbeatProtocol,
+        metrics: Metrics,
+        clock: RunClock,
+        now: float,
+    ) -> None:
+        """The connection is ready at ``now``: what its reactions need,
+        bound once for its whole life."""
+        self.hb = hb
+        self.protocol = protocol
+        self.metrics = metrics
+        self.clock = clock
+        # a protocol's silence rule (OpenClaw: no inbound frame for 2 ticks)
+        self.silence = protocol.silence_timeout
+        self.last_frame_at = now
+        self.sent = None
+
+    # -- frames in -----------------------------------------------------------------
+
+    def on_data(self, data: bytes, now: float) -> Reaction | None:
+        """React to a received chunk (never empty: the end of the stream is
+        :meth:`lost`). None when nothing is left to do, which is the usual
+        case: one whole text frame, parsed here as wsproto would
+        (soak.wsframe); anything else goes through wsproto."""
+        if wsproto_idle(self.ws):
+            text = single_text_frame(data)
+            if text is not None:
+                seq = self.protocol.pong_text(text)
+                if seq is not None:
+                    self.pong(seq, now)
+                self.last_frame_at = now
+                return None
+        return self._through_wsproto(data, now)
+
+    def _through_wsproto(self, data: bytes, now: float) -> Reaction:
+        try:
+            self.ws.receive_data(data)
+        except RemoteProtocolError as exc:
+            info = CloseInfo(
+                TRANSPORT, 1002, f"protocol error: {exc}", "protocol", evidence=self.evidence(now)
+            )
+            yield Closed(info)
+            return
+        yield from self.events(now)
+
+    def events(self, now: float) -> Reaction:
+        """React to the frames wsproto holds (those that came with the
+        upgrade response, or with the last chunk). Lazy: each action is
+        carried out before the next frame is looked at."""
+        proto = self.protocol
+        buffer = self.buffer
+        for event in self.ws.events():
+            seq: int | None = None
+            if isinstance(event, TextMessage):
+                if event.message_finished and not buffer:
+                    seq = proto.pong_text(event.data)
+                else:
+                    buffer.append(event.data)
+                    if event.message_finished:
+                        seq = proto.pong_text("".join(buffer))
+                        buffer.clear()
+            elif isinstance(event, Pong):
+                seq = proto.pong_control(bytes(event.payload))
+            elif isinstance(event, Ping):
+                self.metrics.count("server_pings")
+                yield self.ws.send(event.response())
+            elif isinstance(event, CloseConnection):
+                closed = self._server_closed(event, now)
+                self.last_frame_at = now
+                yield closed
+                return
+            elif isinstance(event, BytesMessage):
+                pass  # drained; binary payloads are not heartbeats here
+            if seq is not None:
+                self.pong(seq, now)
+        # after the events: a close frame must not count as its own proof of
+        # life in the evidence that judges it
+        self.last_frame_at = now
+
+    def pong(self, seq: int, now: float) -> None:
+        """The answer to heartbeat ``seq`` came at ``now``."""
+        m = self.metrics
+        pong = self.hb.on_pong(seq, now)
+        kind = pong.kind
+        if kind is heartbeat.OK:
+            m.count("pongs")
+            m.record("rtt", pong.rtt)
+            m.record("rtt_service", pong.service)
+        elif kind is heartbeat.LATE:
+            m.count("late")
+            m.record("rtt", pong.rtt)
+            m.record("rtt_service", pong.service)
+        elif kind is heartbeat.DUPLICATE:
+            m.count("duplicate_pongs")
+        else:
+            m.count("unknown_pongs")
+
+    def _server_closed(self, event: CloseConnection, now: float) -> Closed:
+        info = CloseInfo(SERVER, event.code, event.reason or "", evidence=self.evidence(now))
+        if event.code == 1006:  # wsproto reports a lost transport this way
+            return Closed(CloseInfo(TRANSPORT, 1006, "", "eof", evidence=info.evidence))
+        reply = None
+        if self.ws.state is ConnectionState.REMOTE_CLOSING:
+            try:
+                reply = self.ws.send(event.response())
+            except LocalProtocolError:
+                pass  # the server's close frame is what counts
+        return Closed(info, reply)
+
+    # -- timers --------------------------------------------------------------------
+
+    def tick(self, now: float, request: CloseRequest | None) -> bytes | Closing | None:
+        """Timers: a close asked for by the runner (``request``), the
+        protocol's silence rule, heartbeat timeouts, a heartbeat due (its
+        bytes: write them, then call :meth:`pinged`)."""
+        if request is not None:
+            return self.close(request[0], request[1], request[2], now)
+        silence = self.silence
+        if silence is not None and now >= self.last_frame_at + silence:
+            self.metrics.count("zombies")
+            return self.close(4000, "tick timeout", ZOMBIE, now)
+        hb = self.hb
+        newly = hb.check(now)
+        if newly:
+            m = self.metrics
+            m.count("missed", newly)
+            if hb.zombie:
+                m.count("zombies")
+                return self.close(1001, "zombie: heartbeats unanswered", ZOMBIE, now)
+        if hb.due(now):
+            return self.ping(now, framed=self.ws.state is ConnectionState.OPEN)
+        return None
+
+    def ping(self, now: float, *, framed: bool = True) -> bytes:
+        """The heartbeat due now, as bytes to write; call :meth:`pinged`
+        once they are written. Hand-framed (soak.wsframe) when ``framed``
+        (the caller knows the connection is open) and the protocol can say
+        it as one frame, else through wsproto."""
+        sent = self.hb.on_send(now)
+        self.sent = sent
+        clock = self.clock
+        ms = int((clock.wall0 + now - clock.t0) * 1000)
+        proto = self.protocol
+        frame = proto.ping_frame(sent.seq, ms) if framed else None
+        if frame is not None:
+            return client_frame(frame[0], frame[1])
+        return self.ws.send(proto.ping(sent.seq, ms))
+
+    def pinged(self) -> None:
+        """The heartbeat from :meth:`ping` went out: count it."""
+        sent = self.sent
+        assert sent is not None
+        m = self.metrics
+        m.count("pings")
+        m.record("lag", sent.lateness)
+        if sent.skipped:
+            m.count("skipped", sent.skipped)
+
+    # -- endings -------------------------------------------------------------------
+
+    def close(self, code: int, reason: str, cause: str, now: float) -> Closing:
+        """Close from our side (a ``STORM_RESET`` resets the connection
+        instead: no close frame, as a crashed client looks to the server)."""
+        evidence = self.evidence(now)
+        if cause == STORM_RESET:
+            return Closing(CloseInfo(CLIENT, None, "", cause=cause, evidence=evidence), None, True)
+        info = CloseInfo(CLIENT, code, reason, cause=cause, evidence=evidence)
+        try:
+            frame = self.ws.send(CloseConnection(code=code, reason=reason))
+        except LocalProtocolError:
+            frame = None  # we are closing anyway; the close reason is ours
+        return Closing(info, frame)
+
+    def lost(self, how: str, now: float) -> CloseInfo:
+        """The transport ended (``how``: "eof" or "reset")."""
+        return CloseInfo(TRANSPORT, 1006, "", how, evidence=self.evidence(now))
+
+    def evidence(self, now: float) -> Evidence:
+        """What this connection knew at ``now``, for the close's verdict."""
+        hb = self.hb
+        return Evidence(
+            age=now - self.opened_at,
+            last_pong_age=None if hb.last_pong_at is None else now - hb.last_pong_at,
+            last_frame_age=now - self.last_frame_at,
+            consecutive_missed=hb.consecutive_missed,
+            unresponsive_for=None if hb.miss_run_since is None else now - hb.miss_run_since,
+            pings_pending=hb.pending,
+        )

@@ -1,0 +1,181 @@
+"""I/O: opening one connection, from TCP to the protocol's own handshake.
+
+Each failure becomes a :class:`~soak.errors.HandshakeError` whose ``cause``
+counts it (``refused``, ``tls``, ``http_503``, ``close_4001``, ...) and whose
+message names the target as shown (no credentials). A refusal the server
+marks as final (OpenClaw's wrong token) comes back with ``permanent`` set;
+what the run makes of that is the reconnect loop's business.
+"""
+
+from __future__ import annotations
+
+import math
+import ssl
+from typing import cast
+
+import trio
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import (
+    AcceptConnection,
+    CloseConnection,
+    Ping,
+    RejectConnection,
+    Request,
+    TextMessage,
+)
+from wsproto.utilities import RemoteProtocolError
+
+from soak.classify import SERVER, CloseInfo
+from soak.client.closing import retry_hint
+from soak.client.shared import Shared
+from soak.client.transport import RECEIVE_SIZE, _Conn, connect_cause, target_address
+from soak.errors import HandshakeError
+from soak.limits import limit_message
+from soak.profile import Profile
+from soak.protocols.base import HeartbeatProtocol
+from soak.wsframe import slim
+
+
+async def open_connection(sh: Shared, proto: HeartbeatProtocol) -> _Conn:
+    """The upgrade, then the protocol's own handshake if it has one."""
+    conn = await _upgrade(sh)
+    if not proto.has_handshake:
+        return conn
+    url = sh.config.shown_url
+    try:
+        await proto.handshake(_HandshakeIO(conn, url))
+    except trio.BrokenResourceError as exc:
+        await trio.aclose_forcefully(conn.stream)
+        raise HandshakeError("reset", f"{url}: {exc}") from exc
+    except RemoteProtocolError as exc:
+        await trio.aclose_forcefully(conn.stream)
+        raise HandshakeError("protocol", f"{url}: {exc}") from exc
+    except BaseException:
+        await trio.aclose_forcefully(conn.stream)
+        raise
+    if sh.gauges.server_version is None:
+        sh.gauges.server_version = proto.server_version
+    # the connection's age counts from here, as the server's does (its
+    # heartbeat timer starts when it authenticates the client)
+    conn.opened_at = trio.current_time()
+    return conn
+
+
+async def _upgrade(sh: Shared) -> _Conn:
+    """TCP (and TLS), then the HTTP upgrade to WebSocket."""
+    cfg = sh.config
+    url = cfg.shown_url
+    try:
+        stream = await sh.services.open_stream()
+    except OSError as exc:
+        message = describe_os_error(exc, cfg.profile)
+        raise HandshakeError(connect_cause(exc), f"{url}: {message}") from exc
+    except trio.BrokenResourceError as exc:
+        cause = "tls" if isinstance(exc.__cause__, ssl.SSLError) else "reset"
+        raise HandshakeError(cause, f"{url}: {exc.__cause__ or exc}") from exc
+    try:
+        ws = WSConnection(ConnectionType.CLIENT)
+        request = Request(
+            host=cfg.host_header, target=cfg.resource, extra_headers=cfg.extra_headers
+        )
+        await stream.send_all(ws.send(request))
+        while True:
+            data = await stream.receive_some(RECEIVE_SIZE)
+            if not data:
+                raise HandshakeError("eof", f"{url}: connection closed during the upgrade")
+            ws.receive_data(cast(bytes, data))
+            for event in ws.events():
+                if isinstance(event, AcceptConnection):
+                    # Keep only the frame-level connection: the finished
+                    # HTTP handshake (h11 state, ~1.5 KB) would otherwise
+                    # live as long as the connection. Frames that came
+                    # with the upgrade response are already queued in it.
+                    assert ws.connection is not None
+                    slim(ws.connection)
+                    return _Conn(stream, ws.connection, trio.current_time())
+                if isinstance(event, RejectConnection):
+                    raise _rejected(url, event)
+    except trio.BrokenResourceError as exc:
+        await trio.aclose_forcefully(stream)
+        raise HandshakeError("reset", f"{url}: {exc}") from exc
+    except RemoteProtocolError as exc:
+        await trio.aclose_forcefully(stream)
+        raise HandshakeError("protocol", f"{url}: bad upgrade response: {exc}") from exc
+    except BaseException:
+        await trio.aclose_forcefully(stream)
+        raise
+
+
+class _HandshakeIO:
+    """A protocol handshake's view of a freshly upgraded connection
+    (:class:`soak.protocols.base.HandshakeIO`)."""
+
+    def __init__(self, conn: _Conn, url: str) -> None:
+        self.conn = conn
+        self.url = url
+
+    async def send_text(self, text: str) -> None:
+        await self.conn.send(TextMessage(data=text))
+
+    async def receive_text(self) -> str:
+        conn = self.conn
+        while True:
+            # frames already received come first (some arrive with the
+            # upgrade); events() parses lazily, so frames after the one
+            # returned stay queued for the live connection
+            for event in conn.ws.events():
+                if isinstance(event, TextMessage):
+                    conn.buffer.append(event.data)
+                    if event.message_finished:
+                        text = "".join(conn.buffer)
+                        conn.buffer.clear()
+                        return text
+                elif isinstance(event, Ping):
+                    await conn.send(event.response())
+                elif isinstance(event, CloseConnection):
+                    raise self._closed(event)
+            data = await conn.stream.receive_some(RECEIVE_SIZE)
+            if not data:
+                raise HandshakeError("eof", f"{self.url}: connection closed during the handshake")
+            conn.ws.receive_data(cast(bytes, data))
+
+    def _closed(self, event: CloseConnection) -> HandshakeError:
+        reason = event.reason or ""
+        info = CloseInfo(SERVER, event.code, reason)
+        shown = f' "{reason}"' if reason else ""
+        return HandshakeError(
+            f"close_{event.code}",
+            f"{self.url}: closed with {event.code}{shown} during the handshake",
+            retry_after=retry_hint(info),
+        )
+
+
+def describe_os_error(exc: OSError, profile: Profile) -> str:
+    """The error as shown and recorded: for descriptors or ports running out,
+    the limit, the number needed and the fix (never a bare OSError)."""
+    t = profile.target
+    host, port = target_address(t)
+    return limit_message(
+        exc,
+        needed=profile.peak_clients,
+        target=getattr(exc, "target", None) or f"{host}:{port}",
+        sources=t.source_ips,
+        targets=max(1, len(t.connect_to)),
+    ) or str(exc)
+
+
+def _rejected(url: str, event: RejectConnection) -> HandshakeError:
+    retry_after: float | None = None
+    for name, value in event.headers:
+        if name.lower() == b"retry-after":
+            try:
+                retry_after = max(0.0, float(value.decode()))
+            except ValueError:
+                retry_after = None  # an HTTP date; not honoured yet
+            if retry_after is not None and not math.isfinite(retry_after):
+                retry_after = None
+    return HandshakeError(
+        f"http_{event.status_code}",
+        f"{url}: upgrade rejected with HTTP {event.status_code}",
+        retry_after=retry_after,
+    )

@@ -1,0 +1,280 @@
+"""I/O: a client while it is connected. One task carries out what the
+connection's reactions (:mod:`soak.client.connection`) ask for.
+
+One task per client does everything: it waits for data with a deadline (the
+next ping or the next timeout) and acts when either comes. That keeps memory
+and task switches per client at a minimum, and needs no send lock. It relies
+on ``receive_some`` being safe to cancel: true for sockets and memory
+streams, and for ``trio.SSLStream`` once its handshake is done (the opener
+completes it; trio documents only a cancelled handshake or renegotiation as
+breaking the stream, and TLS 1.3 has no renegotiation).
+
+On plain TCP, where heartbeat pings can be hand-framed, the run's
+:class:`~soak.client.pacer.Pacer` sends them instead (:meth:`Live._paced`),
+and a client's task waits only for data and for its next timeout instead of
+once more per ping for its timer.
+
+Every connection always drains incoming frames and answers the server's
+pings: a client that stops reading makes the gateway time it out, and the
+tester would then cause the very timeouts it is meant to measure.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import trio
+from wsproto.connection import ConnectionState
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError
+
+from soak import heartbeat
+from soak.classify import CLIENT, PROTOCOL_ERROR, SCALE_DOWN, SHUTDOWN, CloseInfo
+from soak.client.closing import LastClose, client_event, record_close
+from soak.client.connection import Closed, CloseRequest, Closing, Reaction
+from soak.client.shared import Services, Shared
+from soak.client.transport import RECEIVE_SIZE, _Conn, reset
+from soak.errors import ProtocolError
+from soak.protocols.base import HeartbeatProtocol
+
+# How long a client that closes waits for the server's close frame
+# (RFC 6455 7.1.1: the client should wait for the server to close TCP).
+CLOSE_WAIT = 2.0
+
+# Wake this much before a ping's slot: timers fire up to 1 ms late (epoll's
+# resolution), and a ping sent late would count that against the tester.
+TIMER_EARLY = 0.001
+
+
+class Live:
+    """One client's connected life, and the runner's requests to end it.
+    :class:`soak.client.reconnect.Client` adds the loop around it."""
+
+    __slots__ = (
+        "_close_request",
+        "_wake",
+        "client_id",
+        "conn",
+        "last_close",
+        "phase",
+        "protocol",
+        "services",
+        "shared",
+    )
+
+    def __init__(self, shared: Shared, index: int, phase: float) -> None:
+        config = shared.config
+        self.shared = shared
+        self.services: Services = shared.services
+        self.phase = phase  # offset of this client's heartbeat grid, seconds
+        self.client_id = f"{config.profile.clients.client_id_prefix}-{index:06d}"
+        self.protocol: HeartbeatProtocol = config.protocol(
+            self.client_id, shared.services.protocol_state
+        )
+        self.conn: _Conn | None = None
+        self.last_close: LastClose | None = None
+        self._close_request: CloseRequest | None = None
+        self._wake: trio.CancelScope | None = None
+
+    # -- control from the runner ---------------------------------------------------
+
+    def request_close(self, code: int, reason: str, cause: str) -> None:
+        """Ask the client to close its connection (and, for SHUTDOWN and
+        SCALE_DOWN, to stop). Wakes it if it is waiting."""
+        if self._close_request is None or cause in (SHUTDOWN, SCALE_DOWN):
+            self._close_request = (code, reason, cause)
+        if self._wake is not None:
+            self._wake.cancel()
+
+    @property
+    def connected(self) -> bool:
+        return self.conn is not None
+
+    @property
+    def hb(self) -> heartbeat.HeartbeatEngine | None:
+        """The heartbeat engine of the live connection, if there is one."""
+        conn = self.conn
+        return None if conn is None else conn.hb
+
+    # -- a live connection ------------------------------------------------------------
+
+    async def _live(self, conn: _Conn, ready: float) -> CloseInfo:
+        """Serve ``conn`` from ``ready`` (its handshake done) to its end."""
+        sh = self.shared
+        services = self.services
+        hbc = sh.config.profile.heartbeat
+        hb = heartbeat.HeartbeatEngine(
+            interval=hbc.interval,
+            timeout=hbc.timeout,
+            max_missed=hbc.max_missed,
+            # phase = "connect": the timer starts when the connection is ready,
+            # as a browser's does, so clients that reconnect together (a
+            # storm) keep heartbeating together from then on
+            origin=ready if hbc.phase == "connect" else services.t0 + self.phase,
+            now=ready,
+            early=TIMER_EARLY,
+        )
+        conn.start(hb, self.protocol, services.metrics, services, ready)
+        self.conn = conn
+        gauges = sh.gauges
+        gauges.connected += 1
+        try:
+            # events that arrived together with the upgrade response
+            info = await self._carry_out(conn, conn.events(ready))
+            if info is None:
+                info = await self._serve(conn)
+            return info
+        except trio.BrokenResourceError:
+            return conn.lost("reset", trio.current_time())
+        except ProtocolError as exc:
+            # a malformed or oversized frame: this connection only
+            now = trio.current_time()
+            services.emit(self._event("protocol_error", now, error=str(exc)))
+            reason = "protocol error" if exc.close_code != 1009 else "frame too large"
+            return await self._close(conn, conn.close(exc.close_code, reason, PROTOCOL_ERROR, now))
+        except trio.Cancelled:
+            req = self._close_request
+            if req is not None:
+                # The runner asked for this close and then ran out of patience
+                # (its shutdown deadline) before the close handshake was done:
+                # still our close, and counted as one, never lost in silence.
+                now = trio.current_time()
+                evidence = conn.evidence(now)
+                info = CloseInfo(CLIENT, req[0], req[1], cause=req[2], evidence=evidence)
+                self._record_close(info, now, unfinished=True)
+            raise
+        finally:
+            gauges.connected -= 1
+            pending = hb.pending
+            if pending:
+                services.metrics.count("abandoned", pending)
+            self.conn = None
+            # shielded: a forceful close takes no time, and a Cancelled raised
+            # here would throw away the connection's end (its info), uncounted
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(conn.stream)
+
+    async def _serve(self, conn: _Conn) -> CloseInfo:
+        hb = conn.hb
+        receive = conn.receive
+        silence = conn.silence
+        # Pings of plain-TCP connections are sent by the run's pacer, so this
+        # task wakes for data and timeouts only (see soak.client.pacer)
+        pacer = self.services.pacer if conn.fd >= 0 and self._can_pace() else None
+        if pacer is not None:
+            pacer.add(hb.next_send - hb.early, self, conn)
+        while True:
+            if conn.pending is not None:
+                await conn.write(b"")  # what the pacer could not write
+            if conn.parked and pacer is not None:
+                conn.parked = False
+                pacer.add(hb.next_send - hb.early, self, conn)
+            action = conn.tick(trio.current_time(), self._close_request)
+            if action is not None:
+                if isinstance(action, bytes):
+                    await conn.write(action)
+                    conn.pinged()
+                else:
+                    return await self._close(conn, action)
+            data = None
+            deadline = hb.next_deadline() if pacer is None else hb.next_timeout()
+            if silence is not None:
+                deadline = min(deadline, conn.last_frame_at + silence)
+            with trio.move_on_at(deadline) as scope:
+                self._wake = scope
+                data = await receive()
+            self._wake = None
+            if data is not None:
+                now = trio.current_time()
+                if not data:
+                    return conn.lost("eof", now)
+                reaction = conn.on_data(cast(bytes, data), now)
+                if reaction is not None:
+                    info = await self._carry_out(conn, reaction)
+                    if info is not None:
+                        return info
+
+    def _can_pace(self) -> bool:
+        return type(self.protocol).ping_frame is not HeartbeatProtocol.ping_frame
+
+    def _paced(self, conn: _Conn, now: float) -> None:
+        """The pacer's turn: send this client's ping if it is due (as the
+        task's own tick would), and come back for the next one."""
+        if conn.busy or conn.pending is not None:
+            conn.parked = True  # the task sends when its write is done, then re-adds
+            return
+        if self._close_request is not None or conn.ws.state is not ConnectionState.OPEN:
+            return  # the connection is ending; its task does the rest
+        hb = conn.hb
+        if hb.due(now):
+            written = conn.write_now(conn.ping(now))
+            conn.pinged()
+            wake = self._wake
+            if wake is not None:
+                if not written:
+                    wake.cancel()  # the task writes the rest
+                else:
+                    # the task waits for data until the first timeout, which
+                    # may now be this ping's
+                    timeout_at = hb.next_timeout()
+                    if timeout_at < wake.deadline:
+                        wake.deadline = timeout_at
+        self.services.pacer.add(hb.next_send - hb.early, self, conn)
+
+    async def _carry_out(self, conn: _Conn, reaction: Reaction) -> CloseInfo | None:
+        """Do what a reaction asks, one action at a time."""
+        for action in reaction:
+            if isinstance(action, Closed):
+                return await self._closed(conn, action)
+            await conn.write(action)
+        return None
+
+    async def _closed(self, conn: _Conn, closed: Closed) -> CloseInfo:
+        """The server closed: answer its close frame if we still can."""
+        if closed.reply is not None:
+            try:
+                await conn.write(closed.reply)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass  # the server may already have gone; its close frame is what counts
+        return closed.info
+
+    async def _close(self, conn: _Conn, closing: Closing) -> CloseInfo:
+        """Close from our side and wait briefly for the server's answer."""
+        if closing.reset:
+            reset(conn.stream)  # no close frame: the peer sees a reset
+            return closing.info
+        if closing.frame is not None:
+            try:
+                await conn.write(closing.frame)
+                with trio.move_on_after(CLOSE_WAIT):
+                    while conn.ws.state is not ConnectionState.CLOSED:
+                        data = await conn.stream.receive_some(RECEIVE_SIZE)
+                        if not data:
+                            break
+                        conn.ws.receive_data(cast(bytes, data))
+                        for _ in conn.ws.events():
+                            pass
+            except (
+                trio.BrokenResourceError,
+                trio.ClosedResourceError,
+                LocalProtocolError,
+                RemoteProtocolError,
+            ):
+                pass  # we are closing anyway; the close reason is ours
+        return closing.info
+
+    # -- bookkeeping ---------------------------------------------------------------------
+
+    def _event(self, kind: str, now: float, **fields: Any) -> dict[str, Any]:
+        return client_event(self.shared, self.client_id, kind, now, **fields)
+
+    def _record_close(self, info: CloseInfo, now: float, *, unfinished: bool = False) -> None:
+        """Judge and count a connection's end, with its event."""
+        self.last_close = record_close(
+            self.shared,
+            self.protocol,
+            self.client_id,
+            self.last_close,
+            info,
+            now,
+            unfinished=unfinished,
+        )

@@ -1,0 +1,228 @@
+"""I/O: reaching the target (TCP, TLS, source addresses) and moving one
+connection's bytes (:class:`_Conn`)."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import itertools
+import os
+import socket
+import ssl
+import struct
+import sys
+from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
+
+import trio
+from wsproto.connection import Connection as WsConnection
+from wsproto.events import Event
+
+from soak.addresses import IP_BIND_ADDRESS_NO_PORT
+from soak.client.connection import Connection
+from soak.errors import LocalError, root_cause
+from soak.profile import TargetConfig
+
+# Heartbeat frames are ~100 bytes. recv(n) allocates n bytes before it
+# shrinks them, so a small size is cheaper on the hot path; a larger burst
+# simply takes more reads.
+RECEIVE_SIZE = 16384
+
+OpenStream = Callable[[], Awaitable[trio.abc.Stream]]
+
+
+def tls_context(target: TargetConfig) -> ssl.SSLContext:
+    """The client's TLS settings for a ``wss://`` target."""
+    try:
+        ctx = ssl.create_default_context(cafile=target.ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise LocalError(f"target.ca_file: cannot load {target.ca_file}: {exc}") from exc
+    if not target.tls_verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def target_address(target: TargetConfig) -> tuple[str, int]:
+    parts = urlsplit(target.url)
+    return parts.hostname or "", parts.port or (443 if target.secure else 80)
+
+
+def url_opener(target: TargetConfig, connect_to: tuple[str, int] | None = None) -> OpenStream:
+    """The default way to reach a target: TCP, plus TLS for ``wss://``.
+    ``connect_to`` sends the TCP connection elsewhere (soak's impairment
+    proxy) while TLS still verifies the target's own name.
+
+    Connections spread over ``target.source_ips`` (each bound to its source
+    before connecting, with IP_BIND_ADDRESS_NO_PORT so the port is chosen at
+    connect time) and ``target.connect_to``, round-robin: connection ``n``
+    uses source ``n % S`` and target ``(n // S) % T``, so every pair is used.
+    A failure to connect carries ``source`` and ``target`` attributes, for
+    :func:`soak.limits.limit_message`."""
+    host, port = target_address(target)
+    dials = (connect_to,) if connect_to is not None else target.connect_to or ((host, port),)
+    sources = target.source_ips
+    ctx = tls_context(target) if target.secure else None
+    counter = itertools.count()
+
+    async def open_tcp() -> trio.abc.Stream:
+        n = next(counter)
+        dial_host, dial_port = dials[(n // max(1, len(sources))) % len(dials)]
+        source = sources[n % len(sources)] if sources else None
+        try:
+            if source is None:
+                return await trio.open_tcp_stream(dial_host, dial_port)
+            return await _open_from(source, dial_host, dial_port)
+        except OSError as exc:
+            exc.source = source  # type: ignore[attr-defined]
+            exc.target = f"{dial_host}:{dial_port}"  # type: ignore[attr-defined]
+            raise
+
+    async def open_stream() -> trio.abc.Stream:
+        tcp = await open_tcp()
+        if ctx is None:
+            return tcp
+        tls = trio.SSLStream(tcp, ctx, server_hostname=host, https_compatible=True)
+        try:
+            await tls.do_handshake()
+        except BaseException:
+            await trio.aclose_forcefully(tcp)
+            raise
+        return tls
+
+    return open_stream
+
+
+async def _open_from(source: str, host: str, port: int) -> trio.SocketStream:
+    """A TCP connection from ``source`` (an address of this host) to ``host:port``."""
+    family = socket.AF_INET6 if ":" in source else socket.AF_INET
+    infos = await trio.socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
+    sock = trio.socket.socket(family, socket.SOCK_STREAM)
+    try:
+        if sys.platform == "linux":
+            with contextlib.suppress(OSError):  # an old kernel: bind() picks the port
+                sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+        await sock.bind((source, 0))
+        await sock.connect(infos[0][4])
+    except BaseException:
+        sock.close()
+        raise
+    return trio.SocketStream(sock)
+
+
+def connect_cause(exc: BaseException) -> str:
+    """A short tag for why a connection could not be opened: ``dns``,
+    ``refused``, ``timeout``, ``tls``, ``fd_limit``, ``no_ports`` or
+    ``connect_error``. The error itself says so, or the one that caused it
+    (:func:`soak.errors.root_cause`: trio's "all attempts to connect ...
+    failed" comes from a group of per-address errors)."""
+    return _cause_tag(exc) or _cause_tag(root_cause(exc)) or "connect_error"
+
+
+def _cause_tag(exc: BaseException) -> str | None:
+    if not isinstance(exc, OSError):
+        return None
+    if isinstance(exc, socket.gaierror):
+        return "dns"
+    if isinstance(exc, ConnectionRefusedError) or exc.errno == errno.ECONNREFUSED:
+        return "refused"
+    if isinstance(exc, TimeoutError) or exc.errno == errno.ETIMEDOUT:
+        return "timeout"
+    if isinstance(exc, ssl.SSLError):
+        return "tls"
+    if exc.errno in (errno.EMFILE, errno.ENFILE):
+        return "fd_limit"
+    if exc.errno in (errno.EADDRNOTAVAIL, errno.EADDRINUSE):  # EADDRINUSE: bind, no NO_PORT
+        return "no_ports"
+    return None
+
+
+def reset(stream: trio.abc.Stream) -> None:
+    """Make the coming close send a TCP RST instead of a FIN (SO_LINGER 0),
+    as a crashed client or a dropped NAT mapping looks to the server."""
+    sock = getattr(stream, "socket", None)
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass  # already gone: closing is all that is left to do
+
+
+class _Conn(Connection):
+    """One open WebSocket on its stream: the state and reactions of
+    :class:`~soak.client.connection.Connection`, plus moving the bytes.
+
+    On a plain TCP stream (``trio.SocketStream``) the hot path reads and
+    writes the socket's descriptor itself: ``wait_readable`` then one
+    ``os.read``, and ``os.write`` with ``send_all`` taking over only what the
+    kernel did not accept. trio's own calls add a generator context manager,
+    a failed ``recv`` (EAGAIN) and a scheduler round trip to every call. The
+    descriptor is only used while the connection is open; the client closes
+    the stream last. TLS and in-memory streams go through the stream."""
+
+    __slots__ = ("busy", "fd", "parked", "pending", "stream")
+
+    def __init__(self, stream: trio.abc.Stream, ws: WsConnection, opened_at: float) -> None:
+        super().__init__(ws, opened_at)
+        self.stream = stream
+        self.fd = stream.socket.fileno() if type(stream) is trio.SocketStream else -1
+        # the pacer's side (soak.client.pacer): bytes of a ping the kernel did
+        # not take yet, whether the client's task is in a send_all, and
+        # whether the pacer left this connection to its task for that reason
+        self.pending: bytes | None = None
+        self.busy = False
+        self.parked = False
+
+    async def send(self, event: Event) -> None:
+        await self.write(self.ws.send(event))
+
+    async def write(self, data: bytes) -> None:
+        if self.pending is not None:  # the pacer's ping goes first
+            data = self.pending + data
+            self.pending = None
+        fd = self.fd
+        if fd >= 0:
+            try:
+                n = os.write(fd, data)
+            except BlockingIOError:
+                n = 0
+            except OSError as exc:
+                raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
+            if n == len(data):
+                return
+            data = data[n:]
+        self.busy = True
+        try:
+            await self.stream.send_all(data)
+        finally:
+            self.busy = False
+
+    def write_now(self, data: bytes) -> bool:
+        """Write without waiting (the pacer's path). False when bytes are
+        left over: they stay in ``pending`` for the client's task, whose
+        write sends them or, on a broken socket, raises as it would have."""
+        if self.pending is not None:
+            self.pending += data
+            return False
+        try:
+            n = os.write(self.fd, data)
+        except OSError:  # BlockingIOError included
+            n = 0
+        if n == len(data):
+            return True
+        self.pending = data[n:]
+        return False
+
+    async def receive(self) -> bytes | bytearray | None:
+        """The next chunk (b"" at the end of the stream), or None when the
+        descriptor woke without data (then simply wait again)."""
+        fd = self.fd
+        if fd < 0:
+            return await self.stream.receive_some(RECEIVE_SIZE)
+        await trio.lowlevel.wait_readable(fd)
+        try:
+            return os.read(fd, RECEIVE_SIZE)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
