@@ -439,6 +439,7 @@ class Runner:
         rtt = cur.hist["rtt"]
         loop = cur.hist["loop_lag"]
         elapsed = now - self._t0
+        so_far = self.metrics.so_far
         self.on_status(
             {
                 "elapsed": elapsed,
@@ -454,13 +455,11 @@ class Runner:
                 "rtt_p99_ms": rtt.get_value_at_percentile(99.0) / 1000.0
                 if rtt.total_count
                 else None,
-                "missed": self.metrics.totals["missed"] + cur.counts["missed"],
-                "zombies": self.metrics.totals["zombies"] + cur.counts["zombies"],
-                "false_timeouts": self.metrics.totals["false_timeouts"]
-                + cur.counts["false_timeouts"],
-                "reconnects": self.metrics.totals["reconnects"] + cur.counts["reconnects"],
-                "handshake_failures": self.metrics.totals["handshake_failure_total"]
-                + cur.counts["handshake_failure_total"],
+                "missed": so_far("missed"),
+                "zombies": so_far("zombies"),
+                "false_timeouts": so_far("false_timeouts"),
+                "reconnects": so_far("reconnects"),
+                "handshake_failures": so_far("handshake_failure_total"),
                 "loop_lag_max_ms": loop.get_max_value() / 1000.0 if loop.total_count else 0.0,
                 "gave_up": self.shared.gave_up,
             }
@@ -492,8 +491,8 @@ class Runner:
             "totals": tot,
             "latency_ms": latencies(self.metrics),
             "tester": {
-                "gc_pause_max_ms": round(self.metrics.gc_pause_max * 1000, 3),
-                "gc_pause_total_ms": round(self.metrics.gc_pause_total * 1000, 3),
+                "gc_pause_max_ms": round(self.metrics.total.gc_pause_max * 1000, 3),
+                "gc_pause_total_ms": round(self.metrics.total.gc_pause_total * 1000, 3),
                 "skipped_sends": tot["skipped"],
             },
             "thresholds": checks,

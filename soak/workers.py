@@ -137,21 +137,12 @@ def resolve_workers(profile: Profile, fd_soft: int, cores: int) -> int:
 
 
 def encode_interval(iv: Interval, gave_up: int) -> dict[str, Any]:
-    """A worker's finished interval, for the parent."""
+    """A worker's finished interval, for the parent: its tally's wire form
+    and its gauges."""
     return {
         "m": "interval",
         "index": iv.index,
-        "counts": {k: v for k, v in iv.counts.items() if v},
-        "closes": dict(iv.closes),
-        "closes_by_code": dict(iv.closes_by_code),
-        "closes_by_category": dict(iv.closes_by_category),
-        "handshake_failures": dict(iv.handshake_failures),
-        "dropped_samples": dict(iv.dropped_samples),
-        "hist": {
-            name: h.encode().decode("ascii") for name, h in iv.hist.items() if h.get_total_count()
-        },
-        "gc_pause_max": iv.gc_pause_max,
-        "gc_pause_total": iv.gc_pause_total,
+        **iv.to_wire(),
         "connected": iv.connected,
         "connecting": iv.connecting,
         "target": iv.target,
@@ -161,19 +152,9 @@ def encode_interval(iv: Interval, gave_up: int) -> dict[str, Any]:
 
 
 def absorb(into: Interval, msg: dict[str, Any]) -> None:
-    """Add a worker's interval report to ``into`` (counters, closes and
-    histograms; the gauges are the parent's business)."""
-    for k, v in msg["counts"].items():
-        into.counts[k] = into.counts.get(k, 0) + v
-    into.closes.update(msg["closes"])
-    into.closes_by_code.update(msg["closes_by_code"])
-    into.closes_by_category.update(msg["closes_by_category"])
-    into.handshake_failures.update(msg["handshake_failures"])
-    into.dropped_samples.update(msg["dropped_samples"])
-    for name, payload in msg["hist"].items():
-        into.hist[name].add(decode_histogram(payload))
-    into.gc_pause_max = max(into.gc_pause_max, msg["gc_pause_max"])
-    into.gc_pause_total += msg["gc_pause_total"]
+    """Add a worker's interval report to ``into`` (its tally; the gauges are
+    the parent's business)."""
+    into.absorb(msg)
 
 
 class StormLog(StormTracker):
@@ -619,10 +600,7 @@ class Coordinator(Runner):
         now = trio.current_time()
         if clients:
             # counted as closes, so the report's close table shows them
-            cur = self.metrics.current
-            cur.closes[LOST] += clients
-            cur.closes_by_category["tester"] += clients
-            cur.closes_by_code["None"] += clients
+            self.metrics.close(LOST, "tester", None, clients)
         self.recorder.event(
             {
                 "t": round(now - self._t0, 6),
