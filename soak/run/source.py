@@ -25,8 +25,8 @@ change to the Runner.
 The contract of a source, in the order the Runner calls it:
 
 1. :meth:`LoadSource.manifest` once, for run.json.
-2. ``await start(run, nursery)`` once, before the clock matters: set up
-   what outlives the load (an impairment proxy, readers of worker pipes)
+2. ``await start(run, nursery)`` once, as the run starts: set up what
+   outlives the load (an impairment proxy, readers of worker pipes)
    in ``nursery``, which lives until the run ends.
 3. ``await drive(control)``: run the load while ``control`` (the Runner's
    schedule loop) runs; when it returns, end the load (close every client,
@@ -34,10 +34,11 @@ The contract of a source, in the order the Runner calls it:
 4. While ``control`` runs, at each wake-up: :meth:`over`, :meth:`follow`,
    :meth:`storm` (when a storm stage begins), :meth:`storm_tick`; at each
    interval boundary :meth:`gather`, :meth:`gauges`, then
-   :meth:`rotated` once the next interval has begun; about once a second
-   :meth:`status`.
+   :meth:`rotated` once the next interval has begun; every
+   ``status_every`` seconds (with a live view) :meth:`status`.
 5. :meth:`abort` on a second Ctrl-C; :meth:`reap` in ``finally``, even
-   after an abort; then, for summary.json, :meth:`protocol_summary`,
+   after an abort; then :meth:`gauges` for the last (partial) interval
+   and, for summary.json, :meth:`protocol_summary`,
    :meth:`checks` and :meth:`summary`. None of these may await.
 """
 
