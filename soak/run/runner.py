@@ -32,11 +32,12 @@ from soak.client import OpenStream, Shared, url_opener
 from soak.gcctl import GcControl, GrowthFreezer
 from soak.metrics import Interval, Metrics
 from soak.profile import Profile, Stage
-from soak.reconcile import Drift, Poller, StatsError, display_url, fetch_json
+from soak.reconcile import Drift, Poller, display_url
 from soak.recorder import iso
 from soak.run import finish
 from soak.run.local import LocalClients
 from soak.run.source import LoadSource, RunContext, Sink
+from soak.run.stages import ask_restart, run_command
 from soak.schedule import Schedule
 from soak.storm import StormInputs, StormTracker
 
@@ -286,55 +287,9 @@ class Runner:
         self.source.storm(stage)
         assert self._outer is not None
         if stage.command is not None:
-            self._outer.start_soon(self._storm_command, stage)
+            self._outer.start_soon(run_command, stage, self._t0, self.sink.event)
         if stage.restart_url is not None:
-            self._outer.start_soon(self._storm_restart, stage.restart_url)
-
-    async def _storm_command(self, stage: Stage) -> None:
-        """Run a storm's command; its outcome and output go to events.jsonl.
-        A command that fails or hangs (past the stage's command_timeout) is
-        recorded, never fatal to the run."""
-        command = stage.command or ""
-        limit = stage.command_timeout
-        started = trio.current_time()
-        ev: dict[str, Any] = {
-            "t": round(started - self._t0, 6),
-            "event": "storm_command",
-            "command": command,
-        }
-        with trio.move_on_after(limit) as scope:
-            try:
-                proc = await trio.run_process(
-                    ["/bin/sh", "-c", command],
-                    capture_stdout=True,
-                    capture_stderr=True,
-                    check=False,
-                )
-            except OSError as exc:
-                ev["error"] = str(exc)
-            else:
-                ev["exit_code"] = proc.returncode
-                ev["stdout"] = proc.stdout.decode(errors="replace")[-4096:]
-                ev["stderr"] = proc.stderr.decode(errors="replace")[-4096:]
-        if scope.cancelled_caught:
-            ev["error"] = f"timed out after {limit:g}s and was killed"
-        ev["duration_s"] = round(trio.current_time() - started, 6)
-        self.sink.event(ev)
-
-    async def _storm_restart(self, url: str) -> None:
-        ev: dict[str, Any] = {
-            "t": round(trio.current_time() - self._t0, 6),
-            "event": "storm_restart",
-            "url": display_url(url),
-        }
-        try:
-            with trio.fail_after(10):
-                ev["response"] = await fetch_json(url, method="POST")
-        except trio.TooSlowError:
-            ev["error"] = "no answer within 10s"
-        except StatsError as exc:
-            ev["error"] = str(exc)
-        self.sink.event(ev)
+            self._outer.start_soon(ask_restart, stage.restart_url, self._t0, self.sink.event)
 
     async def _probe_loop_lag(self, period: float) -> None:
         record = self.metrics.record
