@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import weakref
 from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
@@ -83,44 +85,194 @@ def to_us(seconds: float) -> int:
     return int(seconds * 1_000_000 + 0.5) if seconds > 0 else 0
 
 
-class Interval:
-    """Everything measured during one reporting interval."""
+# marks a Tally field as a counter family (counts by a key: a close reason, a cause)
+FAMILY = {"family": True}
 
-    def __init__(self, index: int, start: float) -> None:
-        self.index = index
-        self.start = start  # seconds since the run started
-        self.end = start
-        self.counts: dict[str, int] = dict.fromkeys(COUNTERS, 0)
-        self.closes: Counter[str] = Counter()
-        self.closes_by_code: Counter[str] = Counter()
-        self.closes_by_category: Counter[str] = Counter()
-        self.handshake_failures: Counter[str] = Counter()
-        self.dropped_samples: Counter[str] = Counter()
-        self.hist: dict[str, HdrHistogram] = {name: new_histogram() for name in HISTOGRAMS}
-        self.gc_pause_max = 0.0
-        self.gc_pause_total = 0.0
-        # gauges, sampled when the interval ends
-        self.connected = 0
-        self.connecting = 0
-        self.target = 0
-        self.rss_bytes = 0
+
+@dataclass(slots=True, eq=False, kw_only=True)
+class Tally:
+    """What adds up: of one interval, of a worker's interval, or of the whole
+    run. One type for all three, with one wire form (what a worker sends
+    the parent: :meth:`to_wire`, :meth:`absorb`) and one file form (the
+    intervals.jsonl fields: :meth:`record_fields`; summary.json's totals:
+    :meth:`totals`; read back by :func:`read_totals`).
+
+    Adding a counter family is one line here: a ``Counter`` field marked
+    ``FAMILY``; the wire form, the file forms, the reader and the sums
+    follow."""
+
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
+    closes: Counter[str] = field(default_factory=Counter, metadata=FAMILY)  # by reason
+    closes_by_code: Counter[str] = field(default_factory=Counter, metadata=FAMILY)
+    closes_by_category: Counter[str] = field(default_factory=Counter, metadata=FAMILY)
+    handshake_failures: Counter[str] = field(default_factory=Counter, metadata=FAMILY)  # by cause
+    dropped_samples: Counter[str] = field(default_factory=Counter, metadata=FAMILY)  # by histogram
+    hist: dict[str, HdrHistogram] = field(
+        default_factory=lambda: {name: new_histogram() for name in HISTOGRAMS}
+    )
+    gc_pause_max: float = 0.0
+    gc_pause_total: float = 0.0
+
+    def family(self, name: str) -> Counter[str]:
+        c: Counter[str] = getattr(self, name)
+        return c
+
+    # -- adding up -------------------------------------------------------------------
+
+    def add(self, other: Tally) -> None:
+        """Fold ``other`` into this tally (histograms merge losslessly)."""
+        counts = self.counts
+        for k, v in other.counts.items():
+            counts[k] = counts.get(k, 0) + v
+        for name in FAMILIES:
+            self.family(name).update(other.family(name))
+        for name, h in other.hist.items():
+            if h.get_total_count():
+                self.hist[name].add(h)
+        self.gc_pause_max = max(self.gc_pause_max, other.gc_pause_max)
+        self.gc_pause_total += other.gc_pause_total
+
+    # -- the wire form ---------------------------------------------------------------
+
+    def to_wire(self) -> dict[str, Any]:
+        """JSON-ready: non-zero counters, the families, the non-empty
+        histograms encoded (V2, base64)."""
+        wire: dict[str, Any] = {"counts": {k: v for k, v in self.counts.items() if v}}
+        for name in FAMILIES:
+            wire[name] = dict(self.family(name))
+        wire["hist"] = {
+            name: h.encode().decode("ascii") for name, h in self.hist.items() if h.get_total_count()
+        }
+        wire["gc_pause_max"] = self.gc_pause_max
+        wire["gc_pause_total"] = self.gc_pause_total
+        return wire
+
+    def absorb(self, wire: dict[str, Any]) -> None:
+        """Add a tally's wire form to this one."""
+        counts = self.counts
+        for k, v in wire["counts"].items():
+            counts[k] = counts.get(k, 0) + v
+        for name in FAMILIES:
+            self.family(name).update(wire[name])
+        for name, payload in wire["hist"].items():
+            self.hist[name].add(decode_histogram(payload))
+        self.gc_pause_max = max(self.gc_pause_max, wire["gc_pause_max"])
+        self.gc_pause_total += wire["gc_pause_total"]
+
+    @classmethod
+    def from_wire(cls, wire: dict[str, Any]) -> Tally:
+        tally = cls()
+        tally.absorb(wire)
+        return tally
+
+    # -- the file forms --------------------------------------------------------------
+
+    def record_fields(self) -> dict[str, Any]:
+        """This tally's part of an intervals.jsonl line, in the line's order.
+        Latencies in milliseconds."""
+        c = self.counts
+        rec: dict[str, Any] = {name: c[name] for name in COUNTERS}
+        rec["heartbeat_success"] = heartbeat_success(c["pongs"], c["missed"])
+        for name in RECORD_HISTOGRAMS:
+            h = self.hist[name]
+            n = h.get_total_count()
+            rec[f"{name}_count"] = n
+            # every key in every line, null when there was no sample: readers
+            # (and the golden file) never have to guess whether a key exists
+            p = h.get_percentile_to_value_dict([50.0, 99.0]) if n else {}
+            rec[f"{name}_p50_ms"] = p[50.0] / 1000.0 if n else None
+            rec[f"{name}_p99_ms"] = p[99.0] / 1000.0 if n else None
+            rec[f"{name}_max_ms"] = h.get_max_value() / 1000.0 if n else None
+        # the tester, not the target, limited this interval's numbers
+        lag_p99 = rec["lag_p99_ms"]
+        rec["tester_bottleneck"] = lag_p99 is not None and lag_p99 > TESTER_BOTTLENECK_LAG_MS
+        for name in FAMILIES:
+            rec[name] = dict(sorted(self.family(name).items()))
+        rec["gc_pause_max_ms"] = round(self.gc_pause_max * 1000.0, 3)
+        rec["gc_pause_total_ms"] = round(self.gc_pause_total * 1000.0, 3)
+        return rec
+
+    def totals(self) -> dict[str, Any]:
+        """summary.json's ``totals`` (but ``permanent_failure``, which is
+        the run's, not a sum)."""
+        t: dict[str, Any] = dict(self.counts)
+        return _totals_form(t, {name: self.family(name) for name in FAMILIES})
+
+
+FAMILIES = tuple(f.name for f in fields(Tally) if f.metadata.get("family"))
+# the histograms an intervals.jsonl line summarises, in its order
+RECORD_HISTOGRAMS = ("rtt", "rtt_service", "lag", "loop_lag", "connect")
+
+
+def _totals_form(t: dict[str, Any], families: dict[str, Counter[str]]) -> dict[str, Any]:
+    t["heartbeat_success"] = heartbeat_success(t.get("pongs", 0), t.get("missed", 0))
+    for name, c in families.items():
+        t[name] = dict(sorted(c.items()))
+    t["dropped_samples_total"] = sum(families["dropped_samples"].values())
+    return t
+
+
+def read_totals(records: Iterable[dict[str, Any]], *, missing: int | None = 0) -> dict[str, Any]:
+    """summary.json's totals from intervals.jsonl records (a run killed
+    before it wrote a summary). Tolerant: a value that is not a number, or a
+    family that is not an object, is skipped. A counter no record holds is
+    ``missing`` (None: left out)."""
+    tot: dict[str, Any] = {} if missing is None else dict.fromkeys(COUNTERS, missing)
+    families: dict[str, Counter[str]] = {name: Counter() for name in FAMILIES}
+    for rec in records:
+        for k in COUNTERS:
+            v = rec.get(k)
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                tot[k] = tot.get(k, 0) + v
+        for name, c in families.items():
+            d = rec.get(name)
+            if isinstance(d, dict):
+                for key, v in d.items():
+                    if isinstance(v, int | float):
+                        c[str(key)] += int(v)
+    return _totals_form(tot, families)
+
+
+@dataclass(slots=True, eq=False)
+class Interval(Tally):
+    """Everything measured during one reporting interval: its tally, and the
+    gauges sampled when it ends."""
+
+    index: int
+    start: float  # seconds since the run started
+    end: float = field(init=False, default=0.0)  # until it ends, its start
+    connected: int = 0
+    connecting: int = 0
+    target: int = 0
+    rss_bytes: int = 0
+
+    def __post_init__(self) -> None:
+        self.end = self.start
+
+    def record(self, extra: dict[str, Any]) -> dict[str, Any]:
+        """The intervals.jsonl line for this interval: position, gauges, the
+        tally, then ``extra``."""
+        rec: dict[str, Any] = {
+            "i": self.index,
+            "t": round(self.start, 3),
+            "dt": round(self.end - self.start, 3),
+            "connected": self.connected,
+            "connecting": self.connecting,
+            "target": self.target,
+        }
+        rec.update(self.record_fields())
+        rec["rss_bytes"] = self.rss_bytes
+        rec.update(extra)
+        return rec
 
 
 class Metrics:
-    """The current interval plus running totals. Not thread-safe; all
+    """The current interval plus the run's total. Not thread-safe; all
     callers run in one Trio thread."""
 
     def __init__(self, start: float = 0.0) -> None:
         self.current = Interval(0, start)
-        self.totals: dict[str, int] = dict.fromkeys(COUNTERS, 0)
-        self.total_closes: Counter[str] = Counter()
-        self.total_closes_by_code: Counter[str] = Counter()
-        self.total_closes_by_category: Counter[str] = Counter()
-        self.total_handshake_failures: Counter[str] = Counter()
-        self.total_dropped: Counter[str] = Counter()
-        self.total_hist: dict[str, HdrHistogram] = {n: new_histogram() for n in HISTOGRAMS}
-        self.gc_pause_max = 0.0
-        self.gc_pause_total = 0.0
+        self.total = Tally()
         self.intervals_done = 0
         # set once a refusal is known to be permanent (a wrong token): what
         # it said, when, after how many failures; the run stopped reconnecting
@@ -136,11 +288,11 @@ class Metrics:
     def count(self, name: str, n: int = 1) -> None:
         self.current.counts[name] += n
 
-    def close(self, reason: str, category: str, code: int | None) -> None:
+    def close(self, reason: str, category: str, code: int | None, n: int = 1) -> None:
         cur = self.current
-        cur.closes[reason] += 1
-        cur.closes_by_category[category] += 1
-        cur.closes_by_code[str(code)] += 1
+        cur.closes[reason] += n
+        cur.closes_by_category[category] += n
+        cur.closes_by_code[str(code)] += n
 
     def handshake_failure(self, cause: str) -> None:
         self.current.handshake_failures[cause] += 1
@@ -156,24 +308,17 @@ class Metrics:
 
     def rotate(self, now: float) -> Interval:
         """Close the current interval at ``now`` (seconds since the run
-        started), fold it into the totals and start the next one."""
+        started), fold it into the total and start the next one."""
         done = self.current
         done.end = now
-        for k, v in done.counts.items():
-            self.totals[k] += v
-        self.total_closes.update(done.closes)
-        self.total_closes_by_code.update(done.closes_by_code)
-        self.total_closes_by_category.update(done.closes_by_category)
-        self.total_handshake_failures.update(done.handshake_failures)
-        self.total_dropped.update(done.dropped_samples)
-        for name, h in done.hist.items():
-            if h.get_total_count():
-                self.total_hist[name].add(h)
-        self.gc_pause_max = max(self.gc_pause_max, done.gc_pause_max)
-        self.gc_pause_total += done.gc_pause_total
+        self.total.add(done)
         self.intervals_done += 1
         self.current = Interval(done.index + 1, now)
         return done
+
+    def so_far(self, name: str) -> int:
+        """A counter's run total including the current interval."""
+        return self.total.counts[name] + self.current.counts[name]
 
 
 def percentiles_ms(h: HdrHistogram) -> dict[str, Any]:

@@ -16,11 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from soak.metrics import (
-    COUNTERS,
     HISTOGRAMS,
-    TESTER_BOTTLENECK_LAG_MS,
     Interval,
-    heartbeat_success,
 )
 from soak.results import jsonl
 from soak.results.names import RESULTS_FORMAT, iso, run_dir_name
@@ -91,42 +88,8 @@ class Recorder:
 
 
 def interval_record(iv: Interval, extra: dict[str, Any]) -> dict[str, Any]:
-    """The intervals.jsonl line for one interval. Latencies in milliseconds."""
-    c = iv.counts
-    rec: dict[str, Any] = {
-        "i": iv.index,
-        "t": round(iv.start, 3),
-        "dt": round(iv.end - iv.start, 3),
-        "connected": iv.connected,
-        "connecting": iv.connecting,
-        "target": iv.target,
-    }
-    for name in COUNTERS:
-        rec[name] = c[name]
-    rec["heartbeat_success"] = heartbeat_success(c["pongs"], c["missed"])
-    for name in ("rtt", "rtt_service", "lag", "loop_lag", "connect"):
-        h = iv.hist[name]
-        n = h.get_total_count()
-        rec[f"{name}_count"] = n
-        # every key in every line, null when there was no sample: readers
-        # (and the golden file) never have to guess whether a key exists
-        p = h.get_percentile_to_value_dict([50.0, 99.0]) if n else {}
-        rec[f"{name}_p50_ms"] = p[50.0] / 1000.0 if n else None
-        rec[f"{name}_p99_ms"] = p[99.0] / 1000.0 if n else None
-        rec[f"{name}_max_ms"] = h.get_max_value() / 1000.0 if n else None
-    # the tester, not the target, limited this interval's numbers
-    lag_p99 = rec["lag_p99_ms"]
-    rec["tester_bottleneck"] = lag_p99 is not None and lag_p99 > TESTER_BOTTLENECK_LAG_MS
-    rec["closes"] = dict(sorted(iv.closes.items()))
-    rec["closes_by_code"] = dict(sorted(iv.closes_by_code.items()))
-    rec["closes_by_category"] = dict(sorted(iv.closes_by_category.items()))
-    rec["handshake_failures"] = dict(sorted(iv.handshake_failures.items()))
-    rec["dropped_samples"] = dict(sorted(iv.dropped_samples.items()))
-    rec["gc_pause_max_ms"] = round(iv.gc_pause_max * 1000.0, 3)
-    rec["gc_pause_total_ms"] = round(iv.gc_pause_total * 1000.0, 3)
-    rec["rss_bytes"] = iv.rss_bytes
-    rec.update(extra)
-    return rec
+    """The intervals.jsonl line for one interval (soak.metrics spells it)."""
+    return iv.record(extra)
 
 
 def rss_bytes() -> int:

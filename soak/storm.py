@@ -30,7 +30,7 @@ import cmath
 import math
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from hdrh.histogram import HdrHistogram
 
@@ -125,6 +125,31 @@ class Storm:
 
 def _round(v: float | None) -> float | None:
     return None if v is None else round(v, 4)
+
+
+class StormInputs(Protocol):
+    """What a run's clients tell storm detection, with the time of each.
+    Two implementations: :class:`StormTracker` detects and measures storms
+    in this process; :class:`StormLog` keeps the inputs for another process
+    (a multi-process run's parent) to replay into its tracker."""
+
+    def lost(self, now: float) -> Storm | None:
+        """A connection was lost; the storm if this loss started one."""
+
+    def attempt(self, now: float, in_flight: int) -> None:
+        """A reconnect attempt began; ``in_flight`` handshakes with it."""
+
+    def failed(self, now: float, cause: str) -> None:
+        """A reconnect attempt failed."""
+
+    def ready(self, now: float, handshake: float, lost_at: float | None) -> None:
+        """A connection became ready after ``handshake`` seconds."""
+
+    def gave_up(self, now: float) -> None:
+        """A client stopped reconnecting."""
+
+    def tick(self, now: float) -> Storm | None:
+        """Time passed; the storm if it ended just now."""
 
 
 class StormTracker:
@@ -235,3 +260,39 @@ class StormTracker:
 
     def summaries(self) -> list[dict[str, Any]]:
         return [self.summary_of(s) for s in self.all_storms()]
+
+
+class StormLog:
+    """Storm inputs kept, not detected (a worker process's): times relative
+    to the run's start ``origin``, for the parent to replay in time order
+    into one :class:`StormTracker` (soak.run.merge.StormReplay). Each input
+    is a JSON-ready list ``[kind, t, *args]``."""
+
+    def __init__(self, *, origin: float) -> None:
+        self.origin = origin
+        self.ops: list[list[Any]] = []
+
+    def lost(self, now: float) -> Storm | None:
+        self.ops.append(["lost", now - self.origin])
+        return None  # the parent detects storms, across all workers
+
+    def attempt(self, now: float, in_flight: int) -> None:
+        self.ops.append(["attempt", now - self.origin, in_flight])
+
+    def failed(self, now: float, cause: str) -> None:
+        self.ops.append(["failed", now - self.origin, cause])
+
+    def ready(self, now: float, handshake: float, lost_at: float | None) -> None:
+        back = None if lost_at is None else lost_at - self.origin
+        self.ops.append(["ready", now - self.origin, handshake, back])
+
+    def gave_up(self, now: float) -> None:
+        self.ops.append(["gave_up", now - self.origin])
+
+    def tick(self, now: float) -> Storm | None:
+        return None  # no storm ends here: the parent ticks its tracker
+
+    def take(self) -> list[list[Any]]:
+        """The inputs since the last call."""
+        ops, self.ops = self.ops, []
+        return ops

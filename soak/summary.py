@@ -11,7 +11,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from soak.metrics import HISTOGRAMS, Metrics, heartbeat_success, percentiles_ms
+from soak.metrics import HISTOGRAMS, Metrics, percentiles_ms
 from soak.profile import Profile, Threshold, format_duration, percentile_of
 
 # Exit codes. Only the commands (soak.commands) use them; they are listed here with the verdicts
@@ -25,21 +25,14 @@ EXIT_SIGTERM = 143
 
 
 def totals(m: Metrics) -> dict[str, Any]:
-    t: dict[str, Any] = dict(m.totals)
-    t["heartbeat_success"] = heartbeat_success(t["pongs"], t["missed"])
-    t["closes"] = dict(sorted(m.total_closes.items()))
-    t["closes_by_code"] = dict(sorted(m.total_closes_by_code.items()))
-    t["closes_by_category"] = dict(sorted(m.total_closes_by_category.items()))
-    t["handshake_failures"] = dict(sorted(m.total_handshake_failures.items()))
-    t["dropped_samples"] = dict(sorted(m.total_dropped.items()))
-    t["dropped_samples_total"] = sum(m.total_dropped.values())
+    t = m.total.totals()
     if m.permanent_failure is not None:
         t["permanent_failure"] = dict(m.permanent_failure)
     return t
 
 
 def latencies(m: Metrics) -> dict[str, Any]:
-    return {name: percentiles_ms(m.total_hist[name]) for name in HISTOGRAMS}
+    return {name: percentiles_ms(m.total.hist[name]) for name in HISTOGRAMS}
 
 
 def metric_value(
@@ -67,7 +60,7 @@ def metric_value(
 
 
 def verdicts(profile: Profile, m: Metrics, tot: dict[str, Any]) -> list[dict[str, Any]]:
-    return judge(profile.thresholds, tot, m.total_hist)
+    return judge(profile.thresholds, tot, m.total.hist)
 
 
 def judge(

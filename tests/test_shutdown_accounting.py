@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import trio
 
-import soak.runner
+import soak.run.local
 from soak.gateway import Gateway, GatewayConfig
 from tests.support.runs import gateway_opener, make_profile, run_in_memory
 
@@ -36,7 +36,7 @@ async def test_closes_cut_by_the_shutdown_deadline_are_still_counted(
 ) -> None:
     # no patience at all: the crowd is cancelled the moment the run stops,
     # before any client has finished (or even begun) its close handshake
-    monkeypatch.setattr(soak.runner, "CLOSE_WAIT", -1.0)
+    monkeypatch.setattr(soak.run.local, "CLOSE_WAIT", -1.0)
     outcome, run_dir = await run_in_memory(
         make_profile(PROFILE), tmp_path, gateway_opener(Gateway(GatewayConfig()))
     )

@@ -223,7 +223,7 @@ def test_storm_inputs_from_two_workers_replay_into_one_storm() -> None:
     worker has reported."""
     p = make_profile('[[clients.stages]]\nkind = "hold"\nduration = "1m"\n')
     t0 = 1000.0
-    logs = [StormLog(heartbeat_interval=30.0, origin=t0) for _ in range(2)]
+    logs = [StormLog(origin=t0) for _ in range(2)]
     direct = StormTracker(heartbeat_interval=30.0, origin=t0)
     script: list[tuple[int, float, str]] = []
     for k in range(6):

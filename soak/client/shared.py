@@ -5,8 +5,9 @@
 - :class:`Services`: the run's clock, sinks and shared state machines
   (metrics, the events sink, storm tracking, permanence, the pacer). The
   runner builds them at the run's start and may swap ``open_stream`` (to
-  the impairment proxy) and ``storms`` (a worker's log for its parent)
-  before any client starts; after that, clients only call them.
+  the impairment proxy) before any client starts; ``storms`` is given at
+  construction (a worker's log for its parent; else a tracker, which is
+  also ``tracker``). After that, clients only call them.
 - :class:`Gauges`: figures the runner reads (``connected``, ``connecting``,
   ``gave_up``, the server's version). In one process the clients write
   them; in a coordinator, the coordinator writes the sums of its workers'.
@@ -31,7 +32,7 @@ from soak.metrics import Metrics
 from soak.profile import Profile
 from soak.protocols import PROTOCOLS
 from soak.protocols.base import HeartbeatProtocol
-from soak.storm import StormTracker
+from soak.storm import StormInputs, StormTracker
 from soak.urls import authority, without_userinfo
 
 
@@ -80,6 +81,7 @@ class Services:
         "rng",
         "storms",
         "t0",
+        "tracker",
         "wall0",
     )
 
@@ -93,6 +95,7 @@ class Services:
         t0: float,
         wall0: float,
         rng: random.Random,
+        storms: StormInputs | None = None,
     ) -> None:
         profile = config.profile
         self.metrics = metrics
@@ -106,25 +109,33 @@ class Services:
         # refusals that trying again cannot help (a wrong token): once known,
         # no client tries again
         self.permanence = backoff.Permanence()
-        st = profile.storms
-        self.storms = StormTracker(
-            heartbeat_interval=profile.heartbeat.interval,
-            origin=t0,
-            min_losses=st.min_losses,
-            window=st.window,
-            quiet=st.quiet,
-        )
+        # where the clients' storm inputs go: a tracker detecting storms here,
+        # or (a worker) a log its parent replays; ``tracker`` is None then
+        self.tracker: StormTracker | None = None
+        if storms is None:
+            st = profile.storms
+            storms = self.tracker = StormTracker(
+                heartbeat_interval=profile.heartbeat.interval,
+                origin=t0,
+                min_losses=st.min_losses,
+                window=st.window,
+                quiet=st.quiet,
+            )
+        self.storms: StormInputs = storms
         self.pacer = Pacer()
 
     def storm_tick(self, now: float) -> None:
         """Close the current storm if it is over, with an event."""
-        storm = self.storms.tick(now)
+        tracker = self.tracker
+        if tracker is None:
+            return  # storms are detected elsewhere (a worker's parent)
+        storm = tracker.tick(now)
         if storm is not None:
             self.emit(
                 {
                     "t": round(self.elapsed(now), 6),
                     "event": "storm_end",
-                    **self.storms.summary_of(storm),
+                    **tracker.summary_of(storm),
                 }
             )
 
@@ -163,9 +174,10 @@ class Shared:
         t0: float,
         wall0: float,
         rng: random.Random,
+        storms: StormInputs | None = None,
     ) -> None:
         self.config = RunConfig(profile)
         self.services = Services(
-            self.config, metrics, open_stream, emit, t0=t0, wall0=wall0, rng=rng
+            self.config, metrics, open_stream, emit, t0=t0, wall0=wall0, rng=rng, storms=storms
         )
         self.gauges = Gauges()

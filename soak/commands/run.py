@@ -28,10 +28,12 @@ from soak.limits import (
 from soak.live import LiveView, print_summary
 from soak.profile import Profile, Storm, load_profile, override
 from soak.recorder import Recorder, now_wall
-from soak.runner import Runner
+from soak.run.processes import Coordinator
+from soak.run.runner import Runner
+from soak.run.spawn import LEAD, WorkerError, go, start_workers
+from soak.run.split import resolve_workers
 from soak.summary import EXIT_TARGET
-from soak.urls import without_userinfo as display_url
-from soak.workers import LEAD, Coordinator, WorkerError, go, resolve_workers, start_workers
+from soak.urls import without_userinfo
 
 
 def check_capacity(profile: Profile) -> int:
@@ -116,7 +118,7 @@ _run_options = [
 
 def _starting(profile: Profile, recorder: Recorder, how: str) -> None:
     click.echo(
-        f"soak: running '{profile.run.label}' against {display_url(profile.target.url)} for "
+        f"soak: running '{profile.run.label}' against {without_userinfo(profile.target.url)} for "
         f"{profile.duration:g}s{how}, results in {recorder.path}",
         err=True,
     )
@@ -124,7 +126,7 @@ def _starting(profile: Profile, recorder: Recorder, how: str) -> None:
 
 def execute_workers(profile: Profile, count: int, *, quiet: bool = False) -> int:
     """Run a profile in ``count`` worker processes, merged into one results
-    directory (soak.workers)."""
+    directory (soak.run.processes)."""
     try:
         workers = start_workers(profile, count)
     except (WorkerError, OSError) as exc:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from soak.errors import ResultsError
-from soak.metrics import heartbeat_success
+from soak.metrics import read_totals
 from soak.report.bootstrap import (
     DEFAULT_RESAMPLES,
     DEFAULT_SEED,
@@ -125,18 +125,7 @@ def run_totals(run: Run) -> dict[str, Any]:
     """summary.json's totals, or (a killed run) the sums of its intervals."""
     if run.summary is not None and isinstance(run.summary.get("totals"), dict):
         return dict(run.summary["totals"])
-    tot: dict[str, Any] = {}
-    cats: dict[str, int] = {}
-    for iv in run.intervals:
-        for k in ("pongs", *COUNT_METRICS):
-            v = iv.get(k)
-            if isinstance(v, int | float):
-                tot[k] = tot.get(k, 0) + v
-        for cat, n in (iv.get("closes_by_category") or {}).items():
-            cats[cat] = cats.get(cat, 0) + int(n)
-    tot["closes_by_category"] = cats
-    tot["heartbeat_success"] = heartbeat_success(tot.get("pongs", 0), tot.get("missed", 0))
-    return tot
+    return read_totals(run.intervals, missing=None)
 
 
 def run_duration(run: Run, starts: Sequence[float], lengths: Sequence[float]) -> float:

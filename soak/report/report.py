@@ -9,12 +9,11 @@ the page says PARTIAL.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from soak.metrics import COUNTERS, HISTOGRAMS, heartbeat_success, percentiles_ms
+from soak.metrics import HISTOGRAMS, percentiles_ms, read_totals
 from soak.profile import Threshold
 from soak.report.charts import Chart, all_charts, interval_percentiles
 from soak.results.reader import Run, load_run
@@ -22,7 +21,6 @@ from soak.summary import judge
 
 EVIDENCE_ROWS = 50
 TOP_CLOSE_REASONS = 15
-_DICT_TOTALS = ("closes", "closes_by_code", "closes_by_category", "handshake_failures")
 
 
 @dataclass
@@ -60,23 +58,7 @@ def compute_summary(run: Run, merged_rtt: Any = None) -> dict[str, Any]:
     """What summary.json would have said, from the intervals and hlogs of a
     run that did not write one; the profile's thresholds (from run.json) are
     judged on what the run measured before it ended."""
-    tot: dict[str, Any] = dict.fromkeys(COUNTERS, 0)
-    dicts: dict[str, Counter[str]] = {k: Counter() for k in (*_DICT_TOTALS, "dropped_samples")}
-    for rec in run.intervals:
-        for k in COUNTERS:
-            v = rec.get(k)
-            if isinstance(v, int | float) and not isinstance(v, bool):
-                tot[k] += v
-        for k, c in dicts.items():
-            d = rec.get(k)
-            if isinstance(d, dict):
-                for key, v in d.items():
-                    if isinstance(v, int | float):
-                        c[str(key)] += int(v)
-    tot["heartbeat_success"] = heartbeat_success(tot["pongs"], tot["missed"])
-    for k, c in dicts.items():
-        tot[k] = dict(sorted(c.items()))
-    tot["dropped_samples_total"] = sum(dicts["dropped_samples"].values())
+    tot = read_totals(run.intervals)
     latency: dict[str, Any] = {}
     hists: dict[str, Any] = {}
     for name in HISTOGRAMS:

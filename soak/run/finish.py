@@ -1,0 +1,79 @@
+"""Pure: run.json's manifest and summary.json, assembled from what a run
+measured. The Runner writes them (soak.run.runner)."""
+
+from __future__ import annotations
+
+import platform
+import socket
+from typing import Any
+
+import trio
+
+from soak import __version__
+from soak.metrics import Metrics
+from soak.profile import Profile
+from soak.recorder import iso
+from soak.summary import EXIT_OK, exit_code, latencies, totals, verdicts
+from soak.urls import without_userinfo
+
+
+def manifest(profile: Profile, argv: list[str] | None, wall0: float) -> dict[str, Any]:
+    """run.json as the run starts (``end``, ``status`` and ``exit_code``
+    are filled in when it ends)."""
+    p = profile
+    return {
+        "results_format": 1,
+        "tool": "soak",
+        "tool_version": __version__,
+        "label": p.run.label,
+        "target": without_userinfo(p.target.url),
+        "protocol": p.target.protocol,
+        "profile_path": p.path,
+        "profile": p.redacted(),
+        "host": socket.gethostname(),
+        "python": platform.python_version(),
+        "trio": trio.__version__,
+        "argv": argv,
+        "start": iso(wall0),
+        "end": None,
+        "status": "running",
+        "exit_code": None,
+    }
+
+
+def summary(
+    profile: Profile,
+    metrics: Metrics,
+    *,
+    status: str,
+    duration: float,
+    peak: int,
+    extra_checks: list[dict[str, Any]],
+    storms: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """summary.json's common part: totals, latencies, verdicts, exit code.
+    The caller adds ``protocol``, the source's own keys and ``reconcile``."""
+    tot = totals(metrics)
+    checks = verdicts(profile, metrics, tot) + extra_checks
+    code, verdict = exit_code(status, tot, checks, profile)
+    return {
+        "label": profile.run.label,
+        "target": without_userinfo(profile.target.url),
+        "status": status,
+        "partial": status != "completed",
+        "exit_code": code,
+        "verdict": verdict,
+        "duration_s": round(duration, 3),
+        "intervals": metrics.intervals_done,
+        "clients_planned_peak": peak,
+        "totals": tot,
+        "latency_ms": latencies(metrics),
+        "tester": {
+            "gc_pause_max_ms": round(metrics.total.gc_pause_max * 1000, 3),
+            "gc_pause_total_ms": round(metrics.total.gc_pause_total * 1000, 3),
+            "skipped_sends": tot["skipped"],
+        },
+        "thresholds": checks,
+        "passed": all(v["ok"] for v in checks) and code == EXIT_OK,
+        "storms": storms,
+    }
