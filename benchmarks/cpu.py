@@ -52,7 +52,7 @@ from engine import (
 
 from soak.limits import raise_fd_limit
 from soak.metrics import TESTER_BOTTLENECK_LAG_MS
-from soak.runner import Runner
+from soak.run.runner import Runner
 
 CPU_TARGET_US = 150.0
 RTT_P99_TARGET_MS = 10.0

@@ -56,15 +56,15 @@ from hdrh.histogram import HdrHistogram
 
 from soak import childproc
 from soak.childproc import SoakChild, listening_port
+from soak.config.load import parse_profile
 from soak.limits import CLIENT_BYTES, raise_fd_limit
 from soak.metrics import new_histogram
-from soak.profile import parse_profile
 from soak.recorder import Recorder
 from soak.results import hlog
 from soak.results.hlog import HlogEntry
 from soak.results.names import hlog_name
 from soak.results.problems import Problems
-from soak.runner import Outcome, Runner
+from soak.run.runner import Outcome, Runner
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = os.sysconf("SC_PAGE_SIZE")

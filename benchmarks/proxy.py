@@ -55,7 +55,7 @@ from engine import (
 
 from soak.childproc import listening_port
 from soak.limits import FD_RESERVE, raise_fd_limit
-from soak.runner import Runner
+from soak.run.runner import Runner
 
 ADDED_P99_TARGET_MS = 1.0
 ENGINE_HELD = 19_000  # what one engine process holds (benchmarks/engine.py)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import random
 
-from soak.profile import ReconnectConfig
+from soak.config.heartbeat import ReconnectConfig
 
 
 def exponential(cfg: ReconnectConfig, attempt: int) -> float:

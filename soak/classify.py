@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from soak.profile import ServerHeartbeat
+from soak.config.heartbeat import ServerHeartbeat
 
 CLIENT = "client"  # we closed it on purpose
 SERVER = "server"  # the server sent a close frame

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
-from soak.profile import format_duration
+from soak.config.units import format_duration
 
 
 def _ms(v: float | None) -> str:

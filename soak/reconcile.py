@@ -59,8 +59,9 @@ import h11
 import trio
 
 from soak import __version__
+from soak.config.target import StatsConfig
+from soak.config.units import format_duration
 from soak.errors import RemoteError, root_cause
-from soak.profile import StatsConfig, format_duration
 from soak.urls import authority, without_userinfo
 
 MAX_BODY = 1 << 20  # a stats document is a few KB; refuse to buffer more than 1 MiB

@@ -11,8 +11,10 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
+from soak.config.profile import Profile
+from soak.config.thresholds import Threshold, percentile_of
+from soak.config.units import format_duration
 from soak.metrics import HISTOGRAMS, Metrics, percentiles_ms
-from soak.profile import Profile, Threshold, format_duration, percentile_of
 
 # Exit codes. Only the commands (soak.commands) use them; they are listed here with the verdicts
 # that produce them so the README can document one table.

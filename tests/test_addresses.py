@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from soak.addresses import is_assignable, parse_host_port, parse_source_ips
 from soak.cli import check_ports, cli
 from soak.client import _os_cause, url_opener
+from soak.config.overrides import override
 from soak.errors import ProfileError
 from soak.limits import (
     check_port_capacity,
@@ -25,7 +26,6 @@ from soak.limits import (
     limit_message,
     ports_exhausted_message,
 )
-from soak.profile import override
 from tests.support.runs import make_profile, run_in_memory
 
 STAGES = '[[clients.stages]]\nkind = "ramp"\nto = 2\nduration = "1s"\n'

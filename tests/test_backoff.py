@@ -7,7 +7,7 @@ import random
 import pytest
 
 from soak.backoff import exponential, gave_up, next_delay
-from soak.profile import ReconnectConfig
+from soak.config.heartbeat import ReconnectConfig
 
 DRAWS = 2000
 

@@ -21,7 +21,7 @@ from soak.classify import (
     Verdict,
     server_key,
 )
-from soak.profile import ServerHeartbeat
+from soak.config.heartbeat import ServerHeartbeat
 
 # the incident's server: ping every 30 s, timeout 120 s, maxMissed 3
 INCIDENT = ServerHeartbeat(interval=30.0, timeout=120.0, max_missed=3)

@@ -69,7 +69,7 @@ def write(tmp_path: Path, text: str, name: str = "profile.toml") -> Path:
 
 def test_the_valid_profile_is_valid(tmp_path: Path) -> None:
     # the bad profiles below differ from this one in one place only
-    from soak.profile import load_profile
+    from soak.config.load import load_profile
 
     p = load_profile(write(tmp_path, VALID), environ={})
     assert p.duration == 2.0

@@ -16,7 +16,7 @@ from wsproto.connection import ConnectionState
 from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
 
 from soak.gateway import Gateway, GatewayConfig
-from soak.runner import Outcome, Runner
+from soak.run.runner import Outcome, Runner
 from tests.support.runs import (
     Opener,
     events,

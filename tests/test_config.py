@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-import soak.profile
 from soak.cli import cli
 from soak.commands.proxy import _impairment
 from soak.config.load import parse_profile
@@ -304,8 +303,3 @@ fraction = 0.1
     }
     assert shown == expected
     assert list(shown) == list(expected)  # run.json keeps its key order
-
-
-def test_the_facade_still_exports_every_name() -> None:
-    for name in soak.profile.__all__:
-        assert getattr(soak.profile, name) is not None

@@ -14,7 +14,7 @@ import trio.testing
 
 from soak.gateway import Gateway, GatewayConfig
 from soak.gateway.bugs import parse_bugs
-from soak.runner import Outcome
+from soak.run.runner import Outcome
 from tests.support.runs import gateway_opener, make_profile, run_in_memory
 
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from soak.config.load import load_profile
+from soak.config.profile import Profile
 from soak.doctor.consistency import check_consistency
 from soak.doctor.findings import ERROR, INFO, WARNING, Finding, exit_code
 from soak.doctor.gateway_config import (
@@ -22,7 +24,6 @@ from soak.doctor.nginx import (
     parse_proxy_config,
     parse_time,
 )
-from soak.profile import Profile, load_profile
 from tests.support.runs import make_profile
 
 FIXTURES = Path(__file__).parent / "fixtures" / "doctor"

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import trio
 
+from soak.config.profile import Profile
+from soak.config.target import StatsConfig
 from soak.doctor.environment import (
     Host,
     check_fds,
@@ -25,7 +27,6 @@ from soak.doctor.findings import ERROR, INFO, WARNING, Finding
 from soak.doctor.target import check_stats, check_target
 from soak.gateway import Gateway, GatewayConfig
 from soak.limits import CLIENT_BYTES
-from soak.profile import Profile, StatsConfig
 from tests.support.runs import make_profile
 
 FIXTURES = Path(__file__).parent / "fixtures" / "doctor"

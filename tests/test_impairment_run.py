@@ -10,12 +10,12 @@ import pytest
 import trio
 import trio.testing
 
+from soak.config.load import parse_profile
 from soak.errors import ProfileError
 from soak.gateway import Gateway, GatewayConfig
 from soak.gateway.bugs import parse_bugs
-from soak.profile import parse_profile
 from soak.recorder import Recorder, now_wall
-from soak.runner import Runner
+from soak.run.runner import Runner
 from tests.support.runs import gateway_opener, make_profile, run_in_memory
 
 PROFILE = """

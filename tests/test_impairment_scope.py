@@ -15,9 +15,10 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Request, TextMessage
 
 from soak.cli import cli
+from soak.config.load import parse_profile
+from soak.config.tables.impairment import parse_scope_option
 from soak.errors import ProfileError
 from soak.gateway import Gateway, GatewayConfig
-from soak.profile import parse_profile, parse_scope_option
 from soak.proxy import ImpairmentConfig, Latency, Proxy, Scope
 from soak.proxy.config import NatIdle, TimedDrop
 from soak.proxy.frames import DropHeartbeat

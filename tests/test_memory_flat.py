@@ -11,7 +11,7 @@ import pytest
 import trio
 
 from soak.gateway import Gateway, GatewayConfig
-from soak.runner import Runner
+from soak.run.runner import Runner
 from tests.support.runs import gateway_opener, make_profile, run_in_memory
 
 PROFILE = """

@@ -27,10 +27,11 @@ from wsproto.events import (
 )
 
 from soak import __version__
+from soak.config.openclaw import OPENCLAW_PREAUTH_BUDGET, OpenClawConfig
+from soak.config.overrides import override
 from soak.errors import ProfileError
-from soak.profile import OPENCLAW_PREAUTH_BUDGET, OpenClawConfig, override
 from soak.protocols.openclaw import OpenClaw, OpenClawState
-from soak.runner import Runner
+from soak.run.runner import Runner
 from tests.support.runs import Opener, events, make_profile, one_client, run_in_memory, serving
 
 TOKEN = "oc-t0ken-secret"

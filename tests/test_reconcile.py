@@ -14,9 +14,9 @@ import pytest
 import trio
 import trio.testing
 
+from soak.config.target import StatsConfig
 from soak.errors import RemoteError, SoakError
 from soak.gateway import Gateway, GatewayConfig
-from soak.profile import StatsConfig
 from soak.reconcile import MAX_BODY, Drift, Poller, StatsError, extract, fetch_json
 
 # -- extract -----------------------------------------------------------------

@@ -17,7 +17,7 @@ from hdrh.log import HistogramLogReader
 from soak.gateway import Gateway, GatewayConfig
 from soak.metrics import HIGHEST_US, HISTOGRAMS, LOWEST_US, SIG_FIGS
 from soak.recorder import Recorder, now_wall
-from soak.runner import Outcome, Runner
+from soak.run.runner import Outcome, Runner
 from tests.support.runs import make_profile
 
 pytestmark = pytest.mark.process

@@ -12,8 +12,8 @@ from typing import Any
 import trio
 import trio.testing
 
+from soak.config.stages import Storm
 from soak.metrics import Interval, Tally
-from soak.profile import Storm
 from soak.recorder import Recorder
 from soak.run.runner import Runner
 from soak.run.source import LoadSource, RunContext

@@ -16,7 +16,7 @@ from hdrh.log import HistogramLogReader
 
 from soak.gateway import Gateway, GatewayConfig
 from soak.metrics import HIGHEST_US, LOWEST_US, SIG_FIGS
-from soak.runner import Outcome
+from soak.run.runner import Outcome
 from tests.support.runs import gateway_opener, make_profile, run_in_memory
 
 

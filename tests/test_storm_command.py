@@ -12,7 +12,7 @@ import trio
 
 from soak.gateway import Gateway, GatewayConfig
 from soak.recorder import Recorder, now_wall
-from soak.runner import Runner
+from soak.run.runner import Runner
 from tests.support.runs import make_profile
 
 pytestmark = pytest.mark.process

@@ -16,7 +16,7 @@ import trio.testing
 from soak.childproc import gateway_process
 from soak.gateway import Gateway, GatewayConfig
 from soak.recorder import Recorder, now_wall
-from soak.runner import Runner
+from soak.run.runner import Runner
 from tests.support.runs import gateway_opener, make_profile, run_in_memory
 
 PROFILE = """

@@ -15,7 +15,7 @@ import trio
 import trio.testing
 
 from soak.gateway import Gateway, GatewayConfig
-from soak.runner import Outcome, Runner
+from soak.run.runner import Outcome, Runner
 from tests.support.runs import Opener, make_profile, memory_opener, run_in_memory
 
 RESTART_AT = 10.0

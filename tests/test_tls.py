@@ -13,7 +13,7 @@ import trustme
 
 from soak.gateway import Gateway, GatewayConfig
 from soak.recorder import Recorder, now_wall
-from soak.runner import Outcome, Runner
+from soak.run.runner import Outcome, Runner
 from tests.support.runs import make_profile
 
 PROFILE = """

@@ -1,6 +1,7 @@
-"""Multi-process runs (soak.workers): how the load is split, how the
-workers' measurements merge, and real worker processes against the reference
-gateway on 127.0.0.1 (port 0), including a worker killed mid-run."""
+"""Multi-process runs (soak.run: split, spawn, processes, merge, sinks): how
+the load is split, how the workers' measurements merge, and real worker
+processes against the reference gateway on 127.0.0.1 (port 0), including a
+worker killed mid-run."""
 
 from __future__ import annotations
 
@@ -19,27 +20,18 @@ from click.testing import CliRunner
 from hdrh.log import HistogramLogReader
 
 from soak.cli import cli, reference_gateway
+from soak.config.overrides import override
+from soak.config.profile import WORKERS_AUTO, Profile
 from soak.config.stages import Storm, stage_record
 from soak.limits import fd_problem, memory_problem, worker_capacity
 from soak.metrics import Interval
-from soak.profile import WORKERS_AUTO, Profile, override
 from soak.recorder import Recorder
-from soak.runner import Outcome
-from soak.storm import StormTracker
-from soak.workers import (
-    LEAD,
-    Coordinator,
-    StormLog,
-    StormReplay,
-    absorb,
-    auto_workers,
-    encode_interval,
-    go,
-    merge_status,
-    share,
-    slice_profile,
-    start_workers,
-)
+from soak.run.merge import StormReplay, absorb, encode_interval, merge_status
+from soak.run.processes import Coordinator
+from soak.run.runner import Outcome
+from soak.run.spawn import LEAD, go, start_workers
+from soak.run.split import auto_workers, share, slice_profile
+from soak.storm import StormLog, StormTracker
 from tests.support.runs import make_profile
 
 ROOT = Path(__file__).resolve().parent.parent

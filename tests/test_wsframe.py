@@ -24,7 +24,7 @@ from soak.gateway import Gateway, GatewayConfig
 from soak.protocols import json_ping
 from soak.protocols.json_ping import JsonPing
 from soak.recorder import Recorder, now_wall
-from soak.runner import Runner
+from soak.run.runner import Runner
 from soak.wsframe import (
     OP_BINARY,
     OP_PING,

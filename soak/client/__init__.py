@@ -22,7 +22,7 @@ from soak.client.live import CLOSE_WAIT, TIMER_EARLY
 from soak.client.pacer import Pacer
 from soak.client.pacer import Pacer as _Pacer
 from soak.client.reconnect import Client
-from soak.client.shared import Gauges, RunConfig, Services, Shared
+from soak.client.shared import ClientConfig, Gauges, Services, Shared
 from soak.client.transport import (
     RECEIVE_SIZE,
     OpenStream,
@@ -38,13 +38,13 @@ __all__ = [
     "RECEIVE_SIZE",
     "TIMER_EARLY",
     "Client",
+    "ClientConfig",
     "Closed",
     "Closing",
     "Connection",
     "Gauges",
     "OpenStream",
     "Pacer",
-    "RunConfig",
     "Services",
     "Shared",
     "_Conn",

@@ -29,9 +29,9 @@ from soak.classify import SERVER, CloseInfo
 from soak.client.closing import retry_hint
 from soak.client.shared import Shared
 from soak.client.transport import RECEIVE_SIZE, _Conn, connect_cause, target_address
+from soak.config.profile import Profile
 from soak.errors import HandshakeError
 from soak.limits import limit_message
-from soak.profile import Profile
 from soak.protocols.base import HeartbeatProtocol
 from soak.wsframe import slim
 

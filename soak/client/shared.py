@@ -1,6 +1,6 @@
 """What every client of one run shares, in three parts with one writer each.
 
-- :class:`RunConfig`: settings derived once from the profile. Nobody writes
+- :class:`ClientConfig`: settings derived once from the profile. Nobody writes
   it after it is built.
 - :class:`Services`: the run's clock, sinks and shared state machines
   (metrics, the events sink, storm tracking, permanence, the pacer). The
@@ -28,15 +28,15 @@ from soak import backoff
 from soak.classify import Classifier
 from soak.client.pacer import Pacer
 from soak.client.transport import OpenStream
+from soak.config.profile import Profile
 from soak.metrics import Metrics
-from soak.profile import Profile
 from soak.protocols import PROTOCOLS
 from soak.protocols.base import HeartbeatProtocol
 from soak.storm import StormInputs, StormTracker
 from soak.urls import authority, without_userinfo
 
 
-class RunConfig:
+class ClientConfig:
     """The run's settings as clients use them, derived once from the profile."""
 
     __slots__ = (
@@ -87,7 +87,7 @@ class Services:
 
     def __init__(
         self,
-        config: RunConfig,
+        config: ClientConfig,
         metrics: Metrics,
         open_stream: OpenStream,
         emit: Callable[[dict[str, Any]], None],
@@ -176,7 +176,7 @@ class Shared:
         rng: random.Random,
         storms: StormInputs | None = None,
     ) -> None:
-        self.config = RunConfig(profile)
+        self.config = ClientConfig(profile)
         self.services = Services(
             self.config, metrics, open_stream, emit, t0=t0, wall0=wall0, rng=rng, storms=storms
         )

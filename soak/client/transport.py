@@ -20,8 +20,8 @@ from wsproto.events import Event
 
 from soak.addresses import IP_BIND_ADDRESS_NO_PORT
 from soak.client.connection import Connection
+from soak.config.target import TargetConfig
 from soak.errors import LocalError, root_cause
-from soak.profile import TargetConfig
 
 # Heartbeat frames are ~100 bytes. recv(n) allocates n bytes before it
 # shrinks them, so a small size is cheaper on the hot path; a larger burst

@@ -51,10 +51,10 @@ def doctor(
     Exit codes: 0 ok, 1 warnings, 2 errors (a bad input file is an error
     finding; the other checks still run).
     """
+    from soak.config.units import parse_duration
     from soak.doctor.diagnose import diagnose
     from soak.doctor.findings import exit_code
     from soak.doctor.render import render_json, render_text
-    from soak.profile import parse_duration
 
     if profile_path is None and gateway_config is None and nginx_conf is None:
         raise click.UsageError("give at least one of --profile, --gateway-config, --nginx-conf")

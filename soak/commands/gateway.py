@@ -116,11 +116,11 @@ def gateway(
 ) -> None:
     """Run the built-in reference gateway (JSON and RFC 6455 heartbeats,
     GET /api/stats)."""
+    from soak.config.units import parse_duration
     from soak.gateway import GatewayConfig, run_gateway
     from soak.gateway.bugs import parse_bugs
     from soak.gateway.cluster import check_workers
     from soak.gateway.supervisor import run_cluster
-    from soak.profile import parse_duration
 
     def dur(name: str, text: str, allow_zero: bool = False) -> float:
         try:

@@ -18,6 +18,10 @@ import trio
 
 from soak.client import target_address
 from soak.commands.common import errors_as_exit_codes, fail
+from soak.config.load import load_profile
+from soak.config.overrides import override
+from soak.config.profile import Profile
+from soak.config.stages import Storm
 from soak.limits import (
     check_port_capacity,
     fd_problem,
@@ -26,7 +30,6 @@ from soak.limits import (
     raise_fd_limit,
 )
 from soak.live import LiveView, print_summary
-from soak.profile import Profile, Storm, load_profile, override
 from soak.recorder import Recorder, now_wall
 from soak.run.processes import Coordinator
 from soak.run.runner import Runner

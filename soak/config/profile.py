@@ -15,7 +15,7 @@ from soak.config.thresholds import Threshold
 from soak.schedule import Schedule
 from soak.urls import without_userinfo
 
-WORKERS_AUTO = 0  # RunConfig.workers: decided from the load (soak.workers.auto_workers)
+WORKERS_AUTO = 0  # RunConfig.workers: decided from the load (soak.run.split.auto_workers)
 MAX_WORKERS = 64
 
 

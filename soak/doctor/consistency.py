@@ -29,10 +29,10 @@ Rules, each a stable finding code:
 
 from __future__ import annotations
 
+from soak.config.profile import Profile
 from soak.doctor.findings import CONSISTENCY, ERROR, INFO, RECOMMENDED, WARNING, Finding, fmt_s
 from soak.doctor.gateway_config import GatewayHeartbeat, HeartbeatRule
 from soak.doctor.nginx import NGINX, NGINX_DEFAULT_TIMEOUT, ProxyConfig, ProxyLocation
-from soak.profile import Profile
 
 LONG_FACTOR = 10.0
 

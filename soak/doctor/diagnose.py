@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import trio
 
+from soak.config.load import load_profile
+from soak.config.profile import Profile
 from soak.doctor.consistency import check_consistency
 from soak.doctor.environment import Host, read_host, run_environment
 from soak.doctor.findings import ERROR, INPUT, Finding
@@ -12,7 +14,6 @@ from soak.doctor.gateway_config import GatewayConfigError, GatewayHeartbeat, loa
 from soak.doctor.nginx import ProxyConfig, ProxyConfigError, load_proxy_config
 from soak.doctor.target import TARGET_TIMEOUT
 from soak.errors import ProfileError
-from soak.profile import Profile, load_profile
 
 
 def load_inputs(

@@ -22,12 +22,12 @@ from urllib.parse import urlsplit
 
 import trio
 
+from soak.config.profile import Profile
 from soak.doctor.findings import ERROR, INFO, WARNING, Finding
 from soak.doctor.findings import environment_finding as _env
 from soak.doctor.target import TARGET_TIMEOUT, check_stats, check_target
 from soak.limits import CLIENT_BYTES, FD_RESERVE, WANTED_FDS
-from soak.profile import Profile
-from soak.workers import resolve_workers
+from soak.run.split import resolve_workers
 
 CLOSE_WAIT_SHARE = 0.10  # warn when CLOSE_WAIT is this share of the open sockets
 LAG_WARN = 0.005  # baseline loop lag p99 above this: the tester's numbers carry noise

@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from soak.profile import parse_duration
+from soak.config.units import parse_duration
 
 
 class GatewayConfigError(ValueError):

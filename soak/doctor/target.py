@@ -22,10 +22,11 @@ from wsproto.events import (
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from soak.client import url_opener
+from soak.config.profile import Profile
+from soak.config.target import StatsConfig
 from soak.doctor.findings import ERROR, INFO, WARNING, Finding
 from soak.doctor.findings import environment_finding as _env
 from soak.errors import SoakError
-from soak.profile import Profile, StatsConfig
 from soak.protocols import PROTOCOLS
 from soak.protocols.base import HeartbeatProtocol
 from soak.reconcile import extract, fetch_json

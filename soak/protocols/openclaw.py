@@ -40,9 +40,10 @@ from hdrh.histogram import HdrHistogram
 
 from soak import __version__
 from soak.classify import CloseInfo, Verdict, openclaw_verdict
+from soak.config.openclaw import OpenClawConfig
+from soak.config.target import TargetConfig
 from soak.errors import HandshakeError, ProtocolError
 from soak.metrics import new_histogram, percentiles_ms
-from soak.profile import OpenClawConfig, TargetConfig
 from soak.protocols.base import HandshakeIO
 from soak.protocols.ws_ping import WsPing
 

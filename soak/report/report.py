@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from soak.config.thresholds import Threshold
 from soak.metrics import HISTOGRAMS, percentiles_ms, read_totals
-from soak.profile import Threshold
 from soak.report.charts import Chart, all_charts, interval_percentiles
 from soak.results.reader import Run, load_run
 from soak.summary import judge

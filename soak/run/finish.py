@@ -10,8 +10,8 @@ from typing import Any
 import trio
 
 from soak import __version__
+from soak.config.profile import Profile
 from soak.metrics import Metrics
-from soak.profile import Profile
 from soak.recorder import iso
 from soak.summary import EXIT_OK, exit_code, latencies, totals, verdicts
 from soak.urls import without_userinfo

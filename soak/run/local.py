@@ -18,8 +18,9 @@ import trio.testing
 
 from soak.classify import CHURN, SCALE_DOWN, SHUTDOWN, STORM_DROP, STORM_RESET
 from soak.client import CLOSE_WAIT, Client, OpenStream, target_address, url_opener
+from soak.config.impairment import Impairment
+from soak.config.stages import Storm
 from soak.metrics import Interval
-from soak.profile import Impairment, Storm
 from soak.proxy.server import Proxy
 from soak.recorder import rss_bytes
 from soak.run.source import RunContext

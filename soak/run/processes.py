@@ -38,8 +38,9 @@ import trio
 import trio.lowlevel
 
 from soak.client import CLOSE_WAIT
+from soak.config.profile import Profile
+from soak.config.stages import Storm
 from soak.metrics import Interval
-from soak.profile import Profile, Storm
 from soak.recorder import Recorder, rss_bytes
 from soak.run.merge import StormReplay, absorb, merge_status
 from soak.run.runner import Runner

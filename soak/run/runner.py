@@ -29,9 +29,10 @@ from typing import Any
 import trio
 
 from soak.client import OpenStream, Shared, url_opener
+from soak.config.profile import Profile
+from soak.config.stages import Churn, Ramp, Storm
 from soak.gcctl import GcControl, GrowthFreezer
 from soak.metrics import Interval, Metrics
-from soak.profile import Churn, Profile, Ramp, Storm
 from soak.reconcile import Drift, Poller
 from soak.recorder import iso
 from soak.run import finish

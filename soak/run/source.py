@@ -52,8 +52,9 @@ from typing import Any, Protocol
 import trio
 
 from soak.client import Shared
+from soak.config.profile import Profile
+from soak.config.stages import Storm
 from soak.metrics import Interval, Metrics
-from soak.profile import Profile, Storm
 from soak.schedule import Schedule
 
 

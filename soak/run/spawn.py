@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from soak.profile import Profile
+from soak.config.profile import Profile
 from soak.run.split import slice_profile
 
 # a worker that has not said "ready" by then failed to start

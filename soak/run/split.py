@@ -11,8 +11,9 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from soak.config.profile import WORKERS_AUTO, Profile
+from soak.config.stages import Churn, Ramp, Spike, Stage, Storm
 from soak.limits import worker_capacity
-from soak.profile import WORKERS_AUTO, Churn, Profile, Ramp, Spike, Stage, Storm
 
 # heartbeats per second one worker handles with accurate RTT
 # (benchmarks/engine.py: the knee is ~5,000/s; keep a margin)

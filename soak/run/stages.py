@@ -12,7 +12,7 @@ from typing import Any
 
 import trio
 
-from soak.profile import Storm
+from soak.config.stages import Storm
 from soak.reconcile import StatsError, fetch_json
 from soak.urls import without_userinfo
 

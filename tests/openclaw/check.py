@@ -136,8 +136,8 @@ async def _probe(url: str) -> bool:
     from wsproto import ConnectionType, WSConnection
     from wsproto.events import AcceptConnection, Request, TextMessage
 
+    from soak.config.target import Secret, TargetConfig
     from soak.errors import HandshakeError
-    from soak.profile import Secret, TargetConfig
     from soak.protocols.openclaw import OpenClaw
 
     parts = urlsplit(url)

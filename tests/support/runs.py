@@ -12,10 +12,12 @@ from typing import Any
 import trio
 import trio.testing
 
+from soak.config.load import parse_profile
+from soak.config.overrides import override
+from soak.config.profile import Profile
 from soak.gateway import Gateway
-from soak.profile import Profile, override, parse_profile
 from soak.recorder import Recorder
-from soak.runner import Outcome, Runner
+from soak.run.runner import Outcome, Runner
 
 WALL0 = 1_790_000_000.0  # a fixed wall clock for runs under MockClock
 Opener = Callable[[], Awaitable[trio.abc.Stream]]
