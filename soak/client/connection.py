@@ -257,6 +257,7 @@ class Connection:
         """The heartbeat from :meth:`ping` went out: count it."""
         sent = self.sent
         assert sent is not None
+        self.sent = None  # not kept for the connection's idle life (memory)
         m = self.metrics
         m.count("pings")
         m.record("lag", sent.lateness)
