@@ -31,7 +31,7 @@ to = {clients}
 duration = "0s"
 [[clients.stages]]
 kind = "hold"
-duration = "3s"
+duration = "{hold}"
 [[clients.stages]]
 kind = "storm"
 duration = "{storm}"
@@ -67,15 +67,18 @@ async def test_restart_through_the_admin_endpoint(tmp_path: Path) -> None:
         async with trio.open_nursery() as nursery:
             port = await nursery.start(gateway.serve)
             action = f'restart_url = "http://127.0.0.1:{port}/admin/restart?outage=1"'
-            body = PROFILE.format(clients=1000, storm="5s", action=action)
+            # 1,000 clients and the gateway share this process and real time:
+            # the hold leaves time for 1,000 handshakes and the storm stage for
+            # every client to come back even on a busy machine (how fast they
+            # come back is the MockClock tests' business, not a timed test's)
+            body = PROFILE.format(clients=1000, hold="6s", storm="15s", action=action)
             profile = make_profile(body, url=f"ws://127.0.0.1:{port}/ws", results=tmp_path)
             recorder = Recorder(tmp_path, profile.run.label, now_wall())
             outcome = await Runner(profile, recorder, manage_gc=False).run()
             nursery.cancel_scope.cancel()
-    storm = check_storm(outcome.summary, 1000, deadline=5.0)
-    # seconds since the run started: the storm stage at 3 s (time enough for
-    # 1,000 handshakes even on a loaded machine)
-    assert 3.0 <= storm["start_s"] < 5.0
+    storm = check_storm(outcome.summary, 1000, deadline=15.0)
+    # seconds since the run started: the storm stage at 6 s
+    assert 6.0 <= storm["start_s"] < 8.0
     # the counts add up: what was lost came back, once each
     tot = outcome.summary["totals"]
     assert tot["closes"]["server_1012_service_restart"] == 1000
@@ -94,7 +97,7 @@ async def test_restart_through_the_admin_endpoint(tmp_path: Path) -> None:
 async def test_command_storm_against_a_gateway_process(tmp_path: Path) -> None:
     with gateway_process("--restart-outage", "1s") as gw:
         action = f'command = "kill -USR2 {gw.pid}"'
-        body = PROFILE.format(clients=100, storm="5s", action=action)
+        body = PROFILE.format(clients=100, hold="3s", storm="5s", action=action)
         profile = make_profile(body, url=gw.url, results=tmp_path)
         recorder = Recorder(tmp_path, profile.run.label, now_wall())
         with trio.fail_after(60):
