@@ -20,6 +20,7 @@ from soak.cli import cli
 from soak.config.kinds import DURATION_PATTERN, PERCENT_PATTERN, RATE_PATTERN
 from soak.config.load import parse_profile
 from soak.config.schema import profile_schema, schema_text
+from soak.config.tables.target import PROTOCOL_TABLES
 from soak.config.target import PROTOCOLS
 from soak.config.units import parse_duration, parse_percent, parse_rate
 from soak.errors import ProfileError
@@ -28,7 +29,7 @@ from soak.starter import Starter, render
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = profile_schema()
-VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
+VALIDATOR = jsonschema.Draft7Validator(SCHEMA)
 ENV = {"OPENCLAW_GATEWAY_TOKEN": "t", "GW_TOKEN": "t"}
 
 
@@ -65,7 +66,7 @@ def test_the_shipped_copies_are_the_generated_schema() -> None:
     result = CliRunner().invoke(cli, ["schema"])
     assert result.exit_code == 0
     assert result.output == text
-    jsonschema.Draft202012Validator.check_schema(SCHEMA)
+    jsonschema.Draft7Validator.check_schema(SCHEMA)
 
 
 @pytest.mark.parametrize("name", sorted(every_profile()))
@@ -210,7 +211,8 @@ TABLES: dict[str, dict[str, Any]] = {
     "target": {},
     "target.server_heartbeat": {},
     "target.stats": {"target.stats.url": "http://127.0.0.1:8765/api/stats"},
-    "target.openclaw": {"target.protocol": "openclaw", "target.openclaw.mode": "backend"},
+    # every dialect's own table, with its protocol
+    **{f"target.{name}": {"target.protocol": t.protocol} for name, t in PROTOCOL_TABLES.items()},
     "clients": {},
     "clients.stages.0": {},
     "heartbeat": {},

@@ -6,6 +6,7 @@ repository."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -97,10 +98,15 @@ def test_demo_defaults_to_the_shipped_demo() -> None:
 def test_a_real_install_ships_the_profiles_and_the_schema(tmp_path: Path) -> None:
     # a non-editable build and install of the repository (its dependencies
     # come from the test's own environment), then soak run far from the repo
+    # built from a copy, so the build's own files (build/, *.egg-info) stay in tmp_path
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "soak", src / "soak", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
     site = tmp_path / "site"
     build = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-         "--no-build-isolation", "--target", str(site), str(ROOT)],
+         "--no-build-isolation", "--target", str(site), str(src)],
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert build.returncode == 0, build.stderr

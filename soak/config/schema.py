@@ -21,8 +21,8 @@ from soak.config.kinds import Toml
 from soak.config.profile import Profile
 from soak.config.tables.target import PROTOCOL_TABLES
 
-SCHEMA_ID = "https://soak.invalid/profile.schema.json"
-DIALECT = "https://json-schema.org/draft/2020-12/schema"
+# draft-07: what editors' TOML support (Taplo) reads; nothing newer is used
+DIALECT = "http://json-schema.org/draft-07/schema#"
 
 
 def _doc(cls: type) -> str | None:
@@ -137,7 +137,6 @@ def profile_schema() -> dict[str, Any]:
     _protocol_tables(body)
     return {
         "$schema": DIALECT,
-        "$id": SCHEMA_ID,
         "title": "soak profile",
         **body,
     }
