@@ -200,7 +200,7 @@ def run(
     dry_run: bool,
     source_ip: str | None,
 ) -> None:
-    """Run PROFILE (a TOML file) against its target.
+    """Run PROFILE (a TOML file, or a shipped profile by name) against its target.
 
     Exit codes: 0 passed, 1 a threshold failed, 2 bad input, 3 the target was
     never reachable, 130/143 interrupted by SIGINT/SIGTERM.
