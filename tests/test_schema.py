@@ -196,7 +196,9 @@ def _schema_at(path: str, data: dict[str, Any]) -> dict[str, Any]:
         if part.isdigit():
             kind = data["clients"]["stages"][int(part)]["kind"]
             node = next(
-                s for s in node["items"]["anyOf"] if s["properties"]["kind"]["const"] == kind
+                rule["then"]
+                for rule in node["items"]["allOf"]
+                if rule["if"]["properties"]["kind"]["const"] == kind
             )
             continue
         node = node["properties"][part]
@@ -277,3 +279,13 @@ def test_the_value_patterns_match_the_parsers(pattern: str, parse: Any, samples:
         except ValueError:
             parsed = False
         assert bool(re.search(pattern, text)) == parsed, text
+
+
+def test_a_stages_kind_picks_the_table_its_mistakes_are_reported_against() -> None:
+    stage = {"kind": "ramp", "duration": "10s", "to": 5, "rate": 1}
+    data = _set(tomllib.loads(BASE), "clients.stages", [stage])
+    messages = [e.message for e in VALIDATOR.iter_errors(data)]
+    assert messages == ["Additional properties are not allowed ('rate' was unexpected)"]
+    data = _set(tomllib.loads(BASE), "clients.stages", [{"kind": "rampp", "duration": "1s"}])
+    (error,) = VALIDATOR.iter_errors(data)
+    assert "'rampp' is not one of ['ramp', 'hold', 'spike', 'churn', 'storm']" in error.message

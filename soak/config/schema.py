@@ -53,6 +53,8 @@ def type_schema(tp: Any) -> dict[str, Any]:
         options = [a for a in get_args(tp) if a is not type(None)]
         if len(options) == 1:
             return type_schema(options[0])
+        if all(isinstance(getattr(a, "kind", None), str) for a in options):
+            return _by_kind(options)
         return {"anyOf": [type_schema(a) for a in options]}
     if origin is tuple:
         args = get_args(tp)
@@ -65,6 +67,24 @@ def type_schema(tp: Any) -> dict[str, Any]:
     if tp in simple:
         return {"type": simple[tp]}
     raise TypeError(f"no profile form for {tp!r}")
+
+
+def _by_kind(options: list[Any]) -> dict[str, Any]:
+    """A union of tables told apart by ``kind`` (the stages): ``kind`` picks
+    the table, so a mistake is reported against the right one."""
+    kinds = [a.kind for a in options]
+    return {
+        "type": "object",
+        "properties": {"kind": {"enum": kinds}},
+        "required": ["kind"],
+        "allOf": [
+            {
+                "if": {"properties": {"kind": {"const": a.kind}}, "required": ["kind"]},
+                "then": table_schema(a),
+            }
+            for a in options
+        ],
+    }
 
 
 def _is_table(tp: Any) -> bool:
