@@ -9,6 +9,9 @@ from soak import __version__
 from soak.commands.common import BadInput, TargetFailure, errors_as_exit_codes, fail
 from soak.commands.doctor import doctor
 from soak.commands.gateway import gateway
+from soak.commands.init import init
+from soak.commands.plan import plan
+from soak.commands.profiles import profiles, schema
 from soak.commands.proxy import proxy
 from soak.commands.report import compare, report
 from soak.commands.run import (
@@ -62,6 +65,10 @@ cli.add_command(report)
 cli.add_command(compare)
 cli.add_command(doctor)
 cli.add_command(proxy)
+cli.add_command(plan)
+cli.add_command(init)
+cli.add_command(profiles)
+cli.add_command(schema)
 
 
 def main() -> None:

@@ -35,6 +35,11 @@ MANIFEST = {
     "protocol": "json",
     "profile_path": "profiles/golden.toml",
     "host": "testhost",
+    "git_commit": "0123456789abcdef0123456789abcdef01234567-dirty",
+    "python": "3.11.7",
+    "os": "Linux-6.1.0-test-x86_64-with-glibc2.36",
+    "server_version": "gw/2026.9.6",
+    "command": "soak run profiles/golden.toml --url 'ws://<redacted>@gw.example:8080/ws'",
     "start": "2026-11-25T00:00:00.000+00:00",
     "end": "2026-11-25T00:00:30.000+00:00",
     "status": "completed",
@@ -265,6 +270,12 @@ def test_html_is_self_contained_with_identity_verdicts_and_evidence(golden: Path
         "2026-11-25T00:00:00.000+00:00",
         "0.1.0",
         "completed",
+        # provenance
+        "0123456789abcdef0123456789abcdef01234567-dirty",
+        "3.11.7",
+        "Linux-6.1.0-test-x86_64-with-glibc2.36",
+        "gw/2026.9.6",
+        "soak run profiles/golden.toml --url &#x27;ws://&lt;redacted&gt;@gw.example:8080/ws&#x27;",
     ):
         assert text in html
     assert "PARTIAL" not in html

@@ -38,7 +38,7 @@ from soak.wsframe import slim
 
 async def open_connection(sh: Shared, proto: HeartbeatProtocol) -> _Conn:
     """The upgrade, then the protocol's own handshake if it has one."""
-    conn = await _upgrade(sh)
+    conn = await _upgrade(sh, server_header=not proto.has_handshake)
     if not proto.has_handshake:
         return conn
     url = sh.config.shown_url
@@ -61,8 +61,10 @@ async def open_connection(sh: Shared, proto: HeartbeatProtocol) -> _Conn:
     return conn
 
 
-async def _upgrade(sh: Shared) -> _Conn:
-    """TCP (and TLS), then the HTTP upgrade to WebSocket."""
+async def _upgrade(sh: Shared, *, server_header: bool = False) -> _Conn:
+    """TCP (and TLS), then the HTTP upgrade to WebSocket. ``server_header``:
+    the server's version is its upgrade response's Server header (for a
+    dialect whose own handshake does not tell it)."""
     cfg = sh.config
     url = cfg.shown_url
     try:
@@ -91,6 +93,8 @@ async def _upgrade(sh: Shared) -> _Conn:
                     # live as long as the connection. Frames that came
                     # with the upgrade response are already queued in it.
                     assert ws.connection is not None
+                    if server_header and sh.gauges.server_version is None:
+                        sh.gauges.server_version = _server(event)
                     slim(ws.connection)
                     return _Conn(stream, ws.connection, trio.current_time())
                 if isinstance(event, RejectConnection):
@@ -104,6 +108,14 @@ async def _upgrade(sh: Shared) -> _Conn:
     except BaseException:
         await trio.aclose_forcefully(stream)
         raise
+
+
+def _server(event: AcceptConnection) -> str | None:
+    """The upgrade response's Server header, if it has one."""
+    for name, value in event.extra_headers:
+        if bytes(name).lower() == b"server":
+            return bytes(value).decode("latin-1").strip() or None
+    return None
 
 
 class _HandshakeIO:

@@ -18,55 +18,65 @@ import trio
 
 from soak.client import target_address
 from soak.commands.common import errors_as_exit_codes, fail
+from soak.commands.complete import PROFILE
 from soak.config.load import load_profile
 from soak.config.overrides import override
 from soak.config.profile import Profile
 from soak.config.stages import Storm
-from soak.limits import (
-    check_port_capacity,
-    fd_problem,
-    memory_available,
-    memory_problem,
-    raise_fd_limit,
-)
+from soak.limits import memory_available, port_range, raise_fd_limit
 from soak.live import LiveView, print_summary
+from soak.plan import Machine, capacity_problem, make_plan, ports_problem, render, shown_dials
 from soak.recorder import Recorder, now_wall
 from soak.run.processes import Coordinator
 from soak.run.runner import Runner
 from soak.run.spawn import LEAD, WorkerError, go, start_workers
-from soak.run.split import resolve_workers
+from soak.shipped import DEFAULT_DEMO
 from soak.summary import EXIT_TARGET
 from soak.urls import without_userinfo
+
+
+def this_machine() -> Machine:
+    """This machine's limits, with the soft descriptor limit raised as far
+    as allowed (as a run raises it)."""
+    return Machine(raise_fd_limit(), os.cpu_count() or 1, memory_available(), port_range())
 
 
 def check_capacity(profile: Profile) -> int:
     """Raise the soft descriptor limit as far as allowed, decide the number
     of worker processes, and fail clearly, before anything is written, if
     the machine cannot hold the profile's peak. Returns the worker count."""
-    soft = raise_fd_limit()
-    workers = resolve_workers(profile, soft, os.cpu_count() or 1)
-    peak = profile.peak_clients
-    problem = fd_problem(peak, workers, soft, profile.impairment is not None)
-    problem = problem or memory_problem(peak, memory_available())
+    workers, problem = capacity_problem(profile, this_machine())
     if problem is not None:
         fail(problem)
     return workers
 
 
+def dials(profile: Profile) -> tuple[tuple[str, int], ...]:
+    """Where TCP goes: target.connect_to, or the URL's host and port."""
+    return profile.target.connect_to or (target_address(profile.target),)
+
+
 def check_ports(profile: Profile) -> None:
     """Fail before the run if its peak cannot fit in the ephemeral ports of
     its (source address, target address) pairs."""
-    t = profile.target
-    dials = t.connect_to or (target_address(t),)
-    shown = ", ".join(f"{h}:{p}" for h, p in dials[:3]) + (" ..." if len(dials) > 3 else "")
-    problem = check_port_capacity(
-        profile.peak_clients, shown, sources=max(1, len(t.source_ips)), targets=len(dials)
-    )
+    to = dials(profile)
+    problem = ports_problem(profile, shown_dials(to), len(to), port_range())
     if problem is not None:
         fail(problem)
 
 
-def _load(path: str, **overrides: Any) -> Profile:
+def print_plan(profile: Profile) -> int:
+    """``soak plan`` and ``soak run --dry-run``: print what the run would do;
+    exit code 0 when this machine can hold it, else 2 with soak run's message."""
+    plan = make_plan(profile, this_machine(), dials(profile))
+    for line in render(plan):
+        click.echo(line)
+    if plan.problems:
+        fail(plan.problems[0])
+    return 0
+
+
+def load_with_overrides(path: str, **overrides: Any) -> Profile:
     with errors_as_exit_codes():
         return override(load_profile(path), **overrides)
 
@@ -164,8 +174,13 @@ def run_options(f: Any) -> Any:
 
 
 @click.command()
-@click.argument("profile", type=click.Path(dir_okay=False))
+@click.argument("profile", type=PROFILE)
 @run_options
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the plan (as soak plan does) and exit without connecting.",
+)
 @click.option(
     "--source-ip",
     metavar="RANGE",
@@ -182,14 +197,15 @@ def run(
     quiet: bool,
     workers: str | None,
     thresholds: tuple[str, ...],
+    dry_run: bool,
     source_ip: str | None,
 ) -> None:
-    """Run PROFILE (a TOML file) against its target.
+    """Run PROFILE (a TOML file, or a shipped profile by name) against its target.
 
     Exit codes: 0 passed, 1 a threshold failed, 2 bad input, 3 the target was
     never reachable, 130/143 interrupted by SIGINT/SIGTERM.
     """
-    p = _load(
+    p = load_with_overrides(
         profile,
         url=url,
         label=label,
@@ -199,11 +215,11 @@ def run(
         workers=workers,
         source_ip=source_ip,
     )
-    sys.exit(execute(p, quiet=quiet))
+    sys.exit(print_plan(p) if dry_run else execute(p, quiet=quiet))
 
 
 @click.command()
-@click.argument("profile", type=click.Path(dir_okay=False), default="profiles/demo.toml")
+@click.argument("profile", type=PROFILE, default=DEFAULT_DEMO)
 @run_options
 @click.option("--gateway-arg", multiple=True, help="Extra option for the reference gateway.")
 def demo(
@@ -217,14 +233,15 @@ def demo(
     thresholds: tuple[str, ...],
     gateway_arg: tuple[str, ...],
 ) -> None:
-    """Start the reference gateway on 127.0.0.1 and run PROFILE against it.
+    """Start the reference gateway on 127.0.0.1 and run PROFILE against it
+    (a file or a shipped profile's name; default: the shipped demo).
 
     The profile's target URL (and stats URL, if any) are pointed at the
     gateway. Pass gateway options with --gateway-arg, e.g.
     --gateway-arg=--bug --gateway-arg="no-pong 0.1"."""
     if url is not None:
         fail("--url: soak demo starts its own gateway on 127.0.0.1; use soak run --url")
-    p = _load(
+    p = load_with_overrides(
         profile,
         label=label,
         duration=duration,

@@ -6,17 +6,23 @@ and soak.config.tables.target."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
+
+from soak.config.kinds import Duration, Toml, at_least, one_of
 
 PHASES = ("spread", "aligned", "random", "connect")
 JITTERS = ("none", "full", "equal", "decorrelated")
+MIN_ONE = Toml({"type": "number", "minimum": 1})
 
 
 @dataclass(frozen=True)
 class HeartbeatConfig:
-    interval: float = 30.0
-    timeout: float = 10.0
-    max_missed: int = 3
-    phase: str = "spread"
+    """[heartbeat]: the clients' own heartbeat."""
+
+    interval: Duration = 30.0
+    timeout: Duration = 10.0
+    max_missed: Annotated[int, at_least(1)] = 3
+    phase: Annotated[str, one_of(PHASES)] = "spread"
 
 
 @dataclass(frozen=True)
@@ -25,33 +31,35 @@ class ServerHeartbeat:
     a server close that matches the heartbeat-timeout signature is judged
     against the client's evidence: a false or a justified timeout."""
 
-    interval: float = 30.0
-    timeout: float = 120.0
-    max_missed: int = 3
+    interval: Duration = 30.0
+    timeout: Duration = 120.0
+    max_missed: Annotated[int, at_least(1)] = 3
     # the signature of the server's heartbeat-timeout close; any match counts
     close_codes: tuple[int, ...] = (4000,)
     reason_pattern: str = "heartbeat"  # a regular expression, case-insensitive
-    abrupt_after: float | None = None  # an abrupt close (1006) this long after the last pong
-    abrupt_tolerance: float = 5.0
+    abrupt_after: Duration | None = None  # an abrupt close (1006) this long after the last pong
+    abrupt_tolerance: Duration = 5.0
     # an abrupt close at 2, 3, ... times this after the connection was ready:
     # a server whose per-connection ping timer terminates the socket (OpenClaw)
-    abrupt_period: float | None = None
+    abrupt_period: Duration | None = None
 
 
 @dataclass(frozen=True)
 class ReconnectConfig:
+    """[reconnect]: how a client reconnects after a lost connection."""
+
     enabled: bool = True
-    initial_delay: float = 1.0
-    base: float = 2.0
-    max_delay: float = 60.0
-    max_attempts: int = 5  # 0 means no limit
-    jitter: str = "full"
+    initial_delay: Duration = 1.0
+    base: Annotated[float, MIN_ONE] = 2.0
+    max_delay: Duration = 60.0
+    max_attempts: Annotated[int, at_least(0)] = 5  # 0 means no limit
+    jitter: Annotated[str, one_of(JITTERS)] = "full"
 
 
 @dataclass(frozen=True)
 class StormConfig:
     """[storms]: when lost connections make a reconnect storm (soak.storm)."""
 
-    min_losses: int = 10  # at least this many losses ...
-    window: float = 1.0  # ... within this many seconds start a storm
-    quiet: float = 10.0  # a storm nothing happens in for this long is over
+    min_losses: Annotated[int, at_least(2)] = 10  # at least this many losses ...
+    window: Duration = 1.0  # ... within this many seconds start a storm
+    quiet: Duration = 10.0  # a storm nothing happens in for this long is over

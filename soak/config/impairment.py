@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from soak.config.kinds import DURATION, FRACTION, RATE, Toml, at_least, one_of
 from soak.proxy.config import (
     Bandwidth,
     ImpairmentConfig,
@@ -60,6 +61,40 @@ FLAT = (
 )
 DISTS = ("uniform", "normal", "pareto")
 DIRECTIONS = ("up", "down", "both")
+
+# how each flat setting and scope key is written (the parsers are
+# soak.config.tables.impairment.setting's, one for one)
+SETTINGS: dict[str, Toml] = {
+    "latency": DURATION,
+    "jitter": DURATION,
+    "jitter_dist": one_of(DISTS),
+    "direction": one_of(DIRECTIONS),
+    "fraction": FRACTION,
+    "bandwidth": RATE,
+    "nat_idle": DURATION,
+    "black_hole_at": DURATION,
+    "reset_at": DURATION,
+    "drop_heartbeat": at_least(1),
+    "drop_heartbeat_p": FRACTION,
+    "seed": at_least(0),
+    "from": DURATION,
+    "until": DURATION,
+}
+
+
+def _impairment_schema() -> dict[str, Any]:
+    """[impairment]: its flat settings, and one table per impairment with
+    the impairment's own keys and its scope's."""
+    props: dict[str, Any] = {key: dict(SETTINGS[key].schema) for key in FLAT}
+    for name, own in TABLES.items():
+        keys = {key: dict(SETTINGS[flat].schema) for key, flat in own.items()}
+        keys.update({key: dict(SETTINGS[key].schema) for key in SCOPED[name]})
+        table = {"type": "object", "properties": keys, "additionalProperties": False}
+        props[name] = {"anyOf": [table, props[name]]} if name in props else table
+    return {"type": "object", "properties": props, "additionalProperties": False}
+
+
+IMPAIRMENT = Toml(_impairment_schema())
 
 
 @dataclass(frozen=True)

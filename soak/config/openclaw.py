@@ -6,13 +6,17 @@ soak.config.tables.target.PROTOCOL_TABLES."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 from soak.config.heartbeat import ServerHeartbeat
+from soak.config.kinds import Toml, at_least, one_of
 from soak.config.validation import Section
 
 # what an OpenClaw Gateway accepts in connect.params (see docs/openclaw.md)
 OPENCLAW_MODES = ("webchat", "cli", "ui", "backend", "node", "worker", "probe", "test")
 OPENCLAW_ROLES = ("operator", "node", "worker")
+NON_EMPTY = Toml({"type": "string", "minLength": 1})
+SCOPES = Toml({"type": "array", "items": {"type": "string", "minLength": 1}})
 
 # The OpenClaw Gateway's limit of unauthenticated sockets per source address:
 # the default max_connecting for protocol = "openclaw".
@@ -38,13 +42,13 @@ class OpenClawConfig:
     """``[target.openclaw]``: who the client says it is in its ``connect``
     request. The token comes from ``target.token_env``."""
 
-    client_id: str = "gateway-client"  # one of the gateway's fixed list
-    mode: str = "backend"
-    role: str = "operator"
-    scopes: tuple[str, ...] = ("operator.read",)
+    client_id: Annotated[str, NON_EMPTY] = "gateway-client"  # one of the gateway's fixed list
+    mode: Annotated[str, one_of(OPENCLAW_MODES)] = "backend"
+    role: Annotated[str, one_of(OPENCLAW_ROLES)] = "operator"
+    scopes: Annotated[tuple[str, ...], SCOPES] = ("operator.read",)
     # the largest text frame accepted, in characters (the gateway's own
     # policy.maxPayload); a larger one is a protocol error on its connection
-    max_frame: int = 26_214_400
+    max_frame: Annotated[int, at_least(1024)] = 26_214_400
 
 
 def parse_openclaw(s: Section) -> OpenClawConfig:

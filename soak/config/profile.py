@@ -5,40 +5,57 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 from soak.config.heartbeat import HeartbeatConfig, ReconnectConfig, StormConfig
-from soak.config.impairment import Impairment
+from soak.config.impairment import IMPAIRMENT, Impairment
+from soak.config.kinds import NOT_IN_PROFILE, REQUIRED, Duration, Toml, at_least
 from soak.config.stages import ClientsConfig, stage_record
 from soak.config.target import TargetConfig
-from soak.config.thresholds import Threshold
+from soak.config.thresholds import THRESHOLDS, Threshold
 from soak.schedule import Schedule
 from soak.urls import without_userinfo
 
 WORKERS_AUTO = 0  # RunConfig.workers: decided from the load (soak.run.split.auto_workers)
 MAX_WORKERS = 64
+LABEL = Toml({"type": "string", "pattern": "^[A-Za-z0-9._+-]{1,80}$"})
+WORKERS = Toml(
+    {
+        "anyOf": [
+            {"type": "integer", "minimum": 1, "maximum": MAX_WORKERS},
+            {"const": "auto"},
+            {"type": "string", "pattern": "^[0-9]+$"},
+        ]
+    }
+)
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    label: str = "run"
-    duration: float | None = None  # None: the sum of the stages
-    report_interval: float = 10.0
-    seed: int = 1
+    """[run]: the run as a whole."""
+
+    label: Annotated[str, LABEL] = "run"
+    duration: Duration | None = None  # None: the sum of the stages
+    report_interval: Duration = 10.0
+    seed: Annotated[int, at_least(0)] = 1
     results_dir: str = "results"
-    workers: int = 1  # client processes; WORKERS_AUTO: as many as the load needs
+    workers: Annotated[int, WORKERS] = (
+        1  # client processes; WORKERS_AUTO: as many as the load needs
+    )
 
 
 @dataclass(frozen=True)
 class Profile:
-    path: str
+    """A soak profile: a TOML file of these tables."""
+
+    path: Annotated[str, NOT_IN_PROFILE]
     run: RunConfig
-    target: TargetConfig
-    clients: ClientsConfig
+    target: Annotated[TargetConfig, REQUIRED]
+    clients: Annotated[ClientsConfig, REQUIRED]
     heartbeat: HeartbeatConfig
     reconnect: ReconnectConfig
-    thresholds: tuple[Threshold, ...] = ()
-    impairment: Impairment | None = None
+    thresholds: Annotated[tuple[Threshold, ...], THRESHOLDS] = ()
+    impairment: Annotated[Impairment | None, IMPAIRMENT] = None
     storms: StormConfig = field(default_factory=StormConfig)
 
     @property

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
+
+from soak.config.kinds import PERCENT, Duration, Toml, at_least, one_of
 
 DROP_HOW = ("clean", "abrupt")
+POSITIVE = Toml({"type": "number", "exclusiveMinimum": 0})
+STAGES = Toml(required=True)  # [[clients.stages]]: at least one
 
 
 @dataclass(frozen=True)
@@ -22,8 +26,8 @@ class Ramp:
     of zero seconds is an instant jump)."""
 
     kind: ClassVar[str] = "ramp"
-    duration: float
-    to: int
+    duration: Duration  # zero: an instant jump
+    to: Annotated[int, at_least(0)]
 
 
 @dataclass(frozen=True)
@@ -31,7 +35,7 @@ class Hold:
     """Keep the current count."""
 
     kind: ClassVar[str] = "hold"
-    duration: float
+    duration: Duration
 
 
 @dataclass(frozen=True)
@@ -39,8 +43,8 @@ class Spike:
     """``add`` extra clients for the stage, then back."""
 
     kind: ClassVar[str] = "spike"
-    duration: float
-    add: int
+    duration: Duration
+    add: Annotated[int, at_least(1)]
 
 
 @dataclass(frozen=True)
@@ -48,8 +52,8 @@ class Churn:
     """Keep the count, but close and reopen ``rate`` clients per second."""
 
     kind: ClassVar[str] = "churn"
-    duration: float
-    rate: float
+    duration: Duration
+    rate: Annotated[float, POSITIVE]
 
 
 @dataclass(frozen=True)
@@ -59,11 +63,13 @@ class Storm:
     holds."""
 
     kind: ClassVar[str] = "storm"
-    duration: float
-    drop: float = 0.0  # the fraction of connected clients that drop at once
-    how: str = "clean"  # clean: a close frame (1001); abrupt: a TCP reset, no frame
+    duration: Duration
+    drop: Annotated[float, PERCENT] = 0.0  # the fraction of connected clients that drop at once
+    how: Annotated[str, one_of(DROP_HOW)] = (
+        "clean"  # clean: a close frame (1001); abrupt: a TCP reset, no frame
+    )
     command: str | None = None  # run with /bin/sh -c; output goes into events.jsonl
-    command_timeout: float = 30.0
+    command_timeout: Duration = 30.0
     restart_url: str | None = None  # POSTed to, e.g. the reference gateway's admin endpoint
 
 
@@ -96,6 +102,8 @@ def stage_record(stage: Stage) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ClientsConfig:
-    stages: tuple[Stage, ...] = ()
-    max_connecting: int = 256
+    """[clients]: the load shape, as stages, and how fast clients connect."""
+
+    stages: Annotated[tuple[Stage, ...], STAGES] = ()
+    max_connecting: Annotated[int, at_least(1)] = 256
     client_id_prefix: str = "soak"

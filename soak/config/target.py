@@ -4,11 +4,20 @@ server. Plain frozen dataclasses; parsed in soak.config.tables.target."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated
 
 from soak.config.heartbeat import ServerHeartbeat
+from soak.config.kinds import NOT_IN_PROFILE, Duration, Toml, one_of, string_table
 from soak.config.openclaw import OPENCLAW_PREAUTH_BUDGET, OpenClawConfig
 
 PROTOCOLS = ("json", "ws-ping", "openclaw")  # must match soak.protocols.PROTOCOLS
+
+WS_URL = Toml({"type": "string", "pattern": "^wss?://[^/]"}, required=True)
+HTTP_URL = Toml({"type": "string", "pattern": "^http://[^/]"}, required=True)
+DOTTED = Toml({"type": "string", "pattern": r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"})
+# "127.0.0.1-127.0.0.20", "10.0.0.5,10.0.0.6" or a list of those
+SOURCE_IPS = Toml({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]})
+HOST_PORTS = Toml({"type": "array", "minItems": 1, "items": {"type": "string"}})
 
 
 @dataclass(frozen=True)
@@ -25,30 +34,34 @@ class Secret:
 class StatsConfig:
     """The server's own count of connections, polled every interval."""
 
-    url: str
-    field: str = "connections"  # a dotted path into the JSON document
-    timeout: float = 2.0
+    url: Annotated[str, HTTP_URL]
+    field: Annotated[str, DOTTED] = "connections"  # a dotted path into the JSON document
+    timeout: Duration = 2.0
 
 
 @dataclass(frozen=True)
 class TargetConfig:
-    url: str = ""
-    protocol: str = "json"
-    headers: tuple[tuple[str, str], ...] = ()
+    """[target]: where the clients connect and what they know about the server."""
+
+    url: Annotated[str, WS_URL] = ""
+    protocol: Annotated[str, one_of(PROTOCOLS)] = "json"
+    headers: Annotated[tuple[tuple[str, str], ...], string_table()] = ()
     token_env: str | None = None
     token_header: str = "Authorization"
     token_prefix: str = "Bearer "
-    connect_timeout: float = 10.0
+    connect_timeout: Duration = 10.0
     tls_verify: bool = True  # false: accept any certificate (self-signed test gateways)
     ca_file: str | None = None  # a PEM bundle to trust instead of the system's
     server_heartbeat: ServerHeartbeat | None = None
     stats: StatsConfig | None = None
-    token: Secret | None = None  # resolved from token_env by load_profile
+    token: Annotated[Secret | None, NOT_IN_PROFILE] = (
+        None  # resolved from token_env by load_profile
+    )
     openclaw: OpenClawConfig | None = None  # [target.openclaw]; defaults when None
     # source addresses, used round-robin (see soak.addresses); () lets the kernel pick
-    source_ips: tuple[str, ...] = ()
+    source_ips: Annotated[tuple[str, ...], SOURCE_IPS] = ()
     # TCP goes to these host:port pairs, round-robin, instead of the URL's
-    connect_to: tuple[tuple[str, int], ...] = ()
+    connect_to: Annotated[tuple[tuple[str, int], ...], HOST_PORTS] = ()
 
     @property
     def secure(self) -> bool:

@@ -7,6 +7,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from soak.config.kinds import DURATION, PERCENT, Toml
+
 
 @dataclass(frozen=True)
 class Threshold:
@@ -56,6 +58,19 @@ THRESHOLD_NAMES = (
     "lag_p99",
     "heartbeat_success",
     *COUNTS,
+)
+
+# [thresholds] in a profile: a table of these names and their limits
+THRESHOLDS = Toml(
+    {
+        "type": "object",
+        "properties": {
+            "heartbeat_success": PERCENT.schema,
+            **{name: {"type": "integer", "minimum": 0} for name in COUNTS},
+        },
+        "patternProperties": {LATENCY.pattern: DURATION.schema},
+        "additionalProperties": False,
+    }
 )
 
 

@@ -16,6 +16,7 @@ from wsproto.connection import Connection
 from wsproto.events import AcceptConnection, Request
 from wsproto.utilities import RemoteProtocolError
 
+from soak import __version__
 from soak.gateway.config import GatewayConfig
 from soak.gateway.connections import Connections
 from soak.gateway.counters import Counters
@@ -31,6 +32,8 @@ from soak.gateway.restart import Outage
 from soak.gateway.routes import Routes
 
 logger = logging.getLogger(__name__)
+
+SERVER = f"soak-gateway/{__version__}".encode()
 
 
 class Acceptor:
@@ -121,7 +124,8 @@ class Acceptor:
             self._counters.handshake_failures += 1
             await stream.send_all(response(400, b"bad websocket handshake\n"))
             return None
-        reply = handshake.send(AcceptConnection())
+        # the Server header tells a client (soak's run.json) which gateway it met
+        reply = handshake.send(AcceptConnection(extra_headers=[(b"server", SERVER)]))
         ws = handshake.connection  # created by wsproto when the accept was sent
         assert ws is not None
         if head_len < len(buf):

@@ -4,6 +4,7 @@ measured. The Runner writes them (soak.run.runner)."""
 from __future__ import annotations
 
 import platform
+import shlex
 import socket
 from typing import Any
 
@@ -12,6 +13,7 @@ import trio
 from soak import __version__
 from soak.config.profile import Profile
 from soak.metrics import Metrics
+from soak.provenance import git_commit, os_version, redact_argv
 from soak.recorder import iso
 from soak.summary import EXIT_OK, exit_code, latencies, totals, verdicts
 from soak.urls import without_userinfo
@@ -25,6 +27,7 @@ def manifest(profile: Profile, argv: list[str] | None, wall0: float) -> dict[str
         "results_format": 1,
         "tool": "soak",
         "tool_version": __version__,
+        "git_commit": git_commit(),
         "label": p.run.label,
         "target": without_userinfo(p.target.url),
         "protocol": p.target.protocol,
@@ -32,8 +35,13 @@ def manifest(profile: Profile, argv: list[str] | None, wall0: float) -> dict[str
         "profile": p.redacted(),
         "host": socket.gethostname(),
         "python": platform.python_version(),
+        "os": os_version(),
         "trio": trio.__version__,
-        "argv": argv,
+        # the command line, credentials redacted (soak.provenance.redact_argv)
+        "argv": None if argv is None else redact_argv(argv),
+        "command": None if argv is None else shlex.join(["soak", *redact_argv(argv)]),
+        # the server's version, filled in when a handshake told it
+        "server_version": None,
         "start": iso(wall0),
         "end": None,
         "status": "running",
