@@ -72,6 +72,16 @@ def _draw_time(ax: Any, chart: Chart) -> None:
     ax.set_ylabel(chart.y_label)
     for a, b in chart.shaded:
         ax.axvspan(a / scale, b / scale, color=fg.BOTTLENECK_COLOUR, alpha=0.35, lw=0)
+    storms = chart.extra.get("storms") or []
+    for k, (a, b) in enumerate(storms):
+        ax.axvspan(
+            a / scale,
+            max(b, a) / scale,
+            color=fg.STORM_COLOUR,
+            alpha=0.25,
+            lw=0,
+            label="reconnect storm" if k == 0 else None,
+        )
     if not xs or not chart.has_data:
         fg.no_data(ax)
         return
