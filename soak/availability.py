@@ -216,12 +216,12 @@ def summarize(
 
 
 def describe(av: dict[str, Any]) -> str:
-    """One line for the terminal summary."""
+    """One line for the terminal summary (after "availability")."""
     value = av.get("availability")
     if value is None:
-        return "availability: no planned load"
+        return "no planned load"
     below = av.get("below") or {}
-    parts = [f"availability {value * 100:.2f}% of the planned client-seconds"]
+    parts = [f"{value * 100:.2f}% of the planned client-seconds connected"]
     longest = below.get("longest_s") or 0.0
     if longest > 0:
         parts.append(

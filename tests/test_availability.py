@@ -19,9 +19,12 @@ from soak.availability import (
     storm_figures,
     summarize,
 )
+from soak.config.tables.thresholds import parse_threshold_option
 from soak.config.thresholds import DEFAULT_THRESHOLDS, Threshold, with_defaults
+from soak.config.validation import FieldError
 from soak.live import LiveView
 from soak.summary import judge
+from tests.support.runs import make_profile
 
 # -- the integrator -----------------------------------------------------------------
 
@@ -192,10 +195,10 @@ def test_the_live_view_and_the_summary_show_availability() -> None:
     storm["recovery_s"] = {"p95": 7.0, "p100": 7.0}
     av = summarize([Span(0.0, 10.0, 100.0, 200.0)], [storm])
     assert describe(av) == (
-        "availability 50.00% of the planned client-seconds; below 95% for 10 s (from 0 s); "
+        "50.00% of the planned client-seconds connected; below 95% for 10 s (from 0 s); "
         "storm 1 at 10 s: 20 of 20 lost clients back by the end (95% in 7 s, 100% in 7 s)"
     )
-    assert describe(summarize([], [])) == "availability: no planned load"
+    assert describe(summarize([], [])) == "no planned load"
 
 
 STATUS: dict[str, Any] = {
@@ -231,3 +234,47 @@ RECORD: dict[str, Any] = {
     "reconnects": 0,
     "handshake_failures": {},
 }
+
+
+# -- the profile and the command line -------------------------------------------------
+
+
+CLIENTS = '[[clients.stages]]\nkind = "hold"\nduration = "1s"\n'
+
+
+def test_thresholds_table_and_option_take_shares() -> None:
+    profile = make_profile(
+        CLIENTS + '[thresholds]\navailability = "99.5%"\nstorm_recovery = "90%"\n'
+    )
+    assert profile.thresholds == (
+        Threshold("availability", 0.995, "99.5%", ">="),
+        Threshold("storm_recovery", 0.9, "90%", ">="),
+    )
+    assert parse_threshold_option("storm_recovery==100%") == Threshold(
+        "storm_recovery", 1.0, "100%", "=="
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            '[thresholds]\navailability = "lots"\n',
+            'test.toml: thresholds.availability: expected a percentage like "99.9%", got "lots"',
+        ),
+        (
+            "[thresholds]\navailability = 99\n",
+            'test.toml: thresholds.availability: expected a percentage like "99.9%", got 99',
+        ),
+        ('[thresholds]\navailabilty = "99%"\n', "did you mean 'availability'"),
+    ],
+)
+def test_bad_share_thresholds_say_which_field(body: str, message: str) -> None:
+    with pytest.raises(FieldError) as err:
+        make_profile(CLIENTS + body)
+    assert message in str(err.value)
+
+
+def test_bad_share_option_says_what_was_expected() -> None:
+    with pytest.raises(FieldError, match=r"--threshold availability: expected a percentage"):
+        parse_threshold_option("availability>=most")

@@ -11,10 +11,13 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
+from click.testing import CliRunner
 
+from soak.cli import cli
 from soak.gateway import Gateway, GatewayConfig
 from soak.report.compare import compare
 from soak.report.compare_text import render_text
+from soak.report.report import build
 from soak.results.reader import load_run
 from soak.run.runner import Outcome, Runner
 from tests.support.runs import Opener, make_profile, memory_opener, run_in_memory
@@ -152,3 +155,26 @@ async def test_a_target_that_never_returns_fails_and_compare_flags_it(
     assert "closes_per_hour.server" not in rows
     # same profile but the label: no warning
     assert not c.warnings
+
+
+@pytest.mark.slow
+async def test_the_report_shows_availability_and_the_storm_band(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    _, path = await restart_run(tmp_path, "back", 5.0)
+    rep = build(path)
+    conn = {c.name: c for c in rep.charts}["connections"]
+    assert conn.extra["storms"] == [(10.0, 17.0)]  # the storm, start to the last client back
+    assert conn.series["connected (mean)"] == pytest.approx([20.0, 6.0, 20.0, 20.0])
+    assert conn.series["target (mean)"] == pytest.approx([20.0, 20.0, 20.0, 20.0])
+    assert rep.availability is not None
+    assert rep.availability["availability"] == pytest.approx(0.825)
+    result = CliRunner().invoke(cli, ["report", str(path)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    page = (path / "report.html").read_text()
+    assert "<h2>Availability</h2>" in page
+    assert "82.500%" in page
+    assert "storm 1 at 10 s: 20 of 20 lost clients back by the end" in page
+    # one storm: its timeline chart has one panel and is drawn
+    assert (path / "storm_timeline.png").stat().st_size > 0
+    assert (path / "connections.png").stat().st_size > 0

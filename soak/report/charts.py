@@ -229,7 +229,9 @@ def storm_bands(
 
 
 def connections(
-    intervals: Sequence[dict[str, Any]], bands: Sequence[tuple[float, float]] = ()
+    intervals: Sequence[dict[str, Any]],
+    bands: Sequence[tuple[float, float]] = (),
+    end: float | None = None,
 ) -> Chart:
     """Connected against target: the gauges at each interval's end and,
     where the run measured client-seconds, their time-weighted means over
@@ -249,7 +251,7 @@ def connections(
         _times(intervals),
         series,
         "connections",
-        extra={"storms": list(bands)},
+        extra={"storms": list(bands), "end_s": end},
     )
 
 
@@ -384,7 +386,7 @@ def all_charts(run: Run, rtt: IntervalSeries, storms: Sequence[dict[str, Any]] =
     charts = [
         rtt_over_time(rtt, iv),
         percentile_distribution(rtt.merged),
-        connections(iv, bands),
+        connections(iv, bands, end),
         heartbeats(iv),
         closes(iv),
         tester_lag(iv),
