@@ -6,11 +6,16 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
+from soak.availability import describe
 from soak.config.units import format_duration
 
 
 def _ms(v: float | None) -> str:
     return "-" if v is None else f"{v:.1f}ms"
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v * 100:.2f}%"
 
 
 class LiveView:
@@ -28,7 +33,8 @@ class LiveView:
             f"soak  {format_duration(round(s['elapsed']))} elapsed, "
             f"{format_duration(round(s['remaining']))} left",
             f"  clients    {s['connected']:>7} connected / {s['target']} target"
-            f"   ({s['connecting']} connecting, {s['gave_up']} gave up)",
+            f"   ({s['connecting']} connecting, {s['gave_up']} gave up)   "
+            f"availability {_pct(s.get('availability'))} so far",
             f"  heartbeat  {rate:>7.0f}/s   rtt p50 {_ms(s['rtt_p50_ms'])}  "
             f"p99 {_ms(s['rtt_p99_ms'])}   missed {s['missed']}   zombies {s['zombies']}   "
             f"false timeouts {s['false_timeouts']}",
@@ -57,7 +63,8 @@ class LiveView:
             f"zombies={r['zombies']} false_timeouts={r['false_timeouts']} "
             f"rtt_p50={_ms(r.get('rtt_p50_ms'))} rtt_p99={_ms(r.get('rtt_p99_ms'))} "
             f"closes={closes} reconnects={r['reconnects']} handshake_failures={failures} "
-            f"lag_p99={_ms(r.get('lag_p99_ms'))} loop_lag_max={_ms(r.get('loop_lag_max_ms'))}\n"
+            f"lag_p99={_ms(r.get('lag_p99_ms'))} loop_lag_max={_ms(r.get('loop_lag_max_ms'))} "
+            f"availability={_pct(r.get('availability'))}\n"
         )
         self.out.flush()
 
@@ -103,6 +110,9 @@ def print_summary(summary: dict[str, Any], path: str, out: TextIO) -> None:
             f"  tester       {t['dropped_samples_total']} samples out of range, "
             f"{t['skipped']} heartbeat slots skipped (tester too slow)\n"
         )
+    av = summary.get("availability")
+    if isinstance(av, dict):
+        w(f"  availability {describe(av)}\n")
     for st in summary.get("storms", []):
         rec_s = st["recovery_s"]
         w(

@@ -19,6 +19,9 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
+from soak import availability
+from soak.availability import Span, share
+
 # 1 us .. 1 h at 3 significant digits (~105 KB each). Values are integer us.
 LOWEST_US = 1
 HIGHEST_US = 3_600_000_000
@@ -112,6 +115,10 @@ class Tally:
     )
     gc_pause_max: float = 0.0
     gc_pause_total: float = 0.0
+    # client-seconds connected (at most the target) and planned: availability
+    # (soak.availability)
+    connected_s: float = 0.0
+    target_s: float = 0.0
 
     def family(self, name: str) -> Counter[str]:
         c: Counter[str] = getattr(self, name)
@@ -131,6 +138,8 @@ class Tally:
                 self.hist[name].add(h)
         self.gc_pause_max = max(self.gc_pause_max, other.gc_pause_max)
         self.gc_pause_total += other.gc_pause_total
+        self.connected_s += other.connected_s
+        self.target_s += other.target_s
 
     # -- the wire form ---------------------------------------------------------------
 
@@ -145,6 +154,8 @@ class Tally:
         }
         wire["gc_pause_max"] = self.gc_pause_max
         wire["gc_pause_total"] = self.gc_pause_total
+        wire["connected_s"] = self.connected_s
+        wire["target_s"] = self.target_s
         return wire
 
     def absorb(self, wire: dict[str, Any]) -> None:
@@ -158,6 +169,8 @@ class Tally:
             self.hist[name].add(decode_histogram(payload))
         self.gc_pause_max = max(self.gc_pause_max, wire["gc_pause_max"])
         self.gc_pause_total += wire["gc_pause_total"]
+        self.connected_s += wire.get("connected_s", 0.0)
+        self.target_s += wire.get("target_s", 0.0)
 
     @classmethod
     def from_wire(cls, wire: dict[str, Any]) -> Tally:
@@ -259,11 +272,18 @@ class Interval(Tally):
             "connected": self.connected,
             "connecting": self.connecting,
             "target": self.target,
+            "connected_s": round(self.connected_s, 3),
+            "target_s": round(self.target_s, 3),
+            "availability": _rounded(share(self.connected_s, self.target_s)),
         }
         rec.update(self.record_fields())
         rec["rss_bytes"] = self.rss_bytes
         rec.update(extra)
         return rec
+
+
+def _rounded(v: float | None) -> float | None:
+    return None if v is None else round(v, 6)
 
 
 class Metrics:
@@ -277,6 +297,8 @@ class Metrics:
         # set once a refusal is known to be permanent (a wrong token): what
         # it said, when, after how many failures; the run stopped reconnecting
         self.permanent_failure: dict[str, Any] | None = None
+        # the finished intervals' client-seconds: the run's availability
+        self.availability = availability.Running()
 
     # -- hot path ----------------------------------------------------------------
 
@@ -312,6 +334,7 @@ class Metrics:
         done = self.current
         done.end = now
         self.total.add(done)
+        self.availability.add(Span(done.start, now - done.start, done.connected_s, done.target_s))
         self.intervals_done += 1
         self.current = Interval(done.index + 1, now)
         return done

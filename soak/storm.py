@@ -37,6 +37,8 @@ from hdrh.histogram import HdrHistogram
 from soak.metrics import new_histogram, percentiles_ms, to_us
 
 BUCKET = 0.1  # seconds: the storm series resolution
+# the shares of a storm's lost connections whose recovery time is reported
+RECOVERY_QS = (0.5, 0.9, 0.95, 0.99, 1.0)
 
 
 def sync_index(times: list[float], interval: float) -> float | None:
@@ -97,9 +99,7 @@ class Storm:
             "peak_at_s": round(peak_bucket * BUCKET, 3),
             "max_in_flight": max(self.in_flight.values(), default=0),
             "failures": dict(sorted(self.failures.items())),
-            "recovery_s": {
-                f"p{round(q * 100)}": self.recovery_percentile(q) for q in (0.5, 0.9, 0.99, 1.0)
-            },
+            "recovery_s": {f"p{round(q * 100)}": self.recovery_percentile(q) for q in RECOVERY_QS},
             "handshake_ms": percentiles_ms(self.handshake),
             "sync_index_before": None if before is None else round(before, 4),
             "sync_index_after": _round(sync_index(self.ready_times, interval)),

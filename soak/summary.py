@@ -11,8 +11,9 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
+from soak.availability import storm_line
 from soak.config.profile import Profile
-from soak.config.thresholds import Threshold, percentile_of
+from soak.config.thresholds import SHARES, Threshold, percentile_of, with_defaults
 from soak.config.units import format_duration
 from soak.metrics import HISTOGRAMS, Metrics, percentiles_ms
 
@@ -38,11 +39,18 @@ def latencies(m: Metrics) -> dict[str, Any]:
 
 
 def metric_value(
-    th: Threshold, tot: dict[str, Any], hists: Mapping[str, HdrHistogram]
+    th: Threshold,
+    tot: dict[str, Any],
+    hists: Mapping[str, HdrHistogram],
+    availability: Mapping[str, Any] | None = None,
 ) -> float | None:
     """The run's value for a threshold, in the threshold's unit (seconds for
-    latencies, a fraction for success, a count otherwise). ``hists``: the
-    run's total histogram by name."""
+    latencies, a fraction for success and shares, a count otherwise).
+    ``hists``: the run's total histogram by name; ``availability``:
+    summary.json's (soak.availability.summarize)."""
+    if th.name in SHARES:
+        v = (availability or {}).get(th.name)
+        return None if v is None else float(v)
     if th.name == "heartbeat_success":
         v = tot["heartbeat_success"]
         return None if v is None else float(v)
@@ -61,37 +69,75 @@ def metric_value(
     return float(us) / 1_000_000.0
 
 
-def verdicts(profile: Profile, m: Metrics, tot: dict[str, Any]) -> list[dict[str, Any]]:
-    return judge(profile.thresholds, tot, m.total.hist)
+def verdicts(
+    profile: Profile, m: Metrics, tot: dict[str, Any], availability: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    return judge(with_defaults(profile.thresholds), tot, m.total.hist, availability)
+
+
+# what a share threshold says when there is nothing to judge: it holds
+_NOTHING = {"availability": "no planned load", "storm_recovery": "no storms"}
 
 
 def judge(
-    thresholds: Iterable[Threshold], tot: dict[str, Any], hists: Mapping[str, HdrHistogram]
+    thresholds: Iterable[Threshold],
+    tot: dict[str, Any],
+    hists: Mapping[str, HdrHistogram],
+    availability: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """One verdict per threshold, from the run's totals and histograms."""
+    """One verdict per threshold, from the run's totals, histograms and
+    availability (soak.availability.summarize)."""
     out = []
     for th in thresholds:
-        value = metric_value(th, tot, hists)
-        if value is None:
+        value = metric_value(th, tot, hists, availability)
+        detail = None
+        if value is None and th.name in SHARES and availability is not None:
+            ok, shown = True, _NOTHING[th.name]
+        elif value is None:
             ok = False
             shown = "no data"
         else:
             ok = th.holds(value)
             shown = _show(th, value)
-        out.append(
-            {
-                "name": th.name,
-                "limit": th.text,
-                "value": shown,
-                "ok": ok,
-                "op": th.op,
-                "text": f"{'PASS' if ok else 'FAIL'} {th.name} {th.op} {th.text}: {shown}",
-            }
-        )
+            if th.name in SHARES and availability is not None:
+                detail = _share_detail(th.name, availability)
+        text = f"{'PASS' if ok else 'FAIL'} {th.name} {th.op} {th.text}: {shown}"
+        verdict: dict[str, Any] = {
+            "name": th.name,
+            "limit": th.text,
+            "value": shown,
+            "ok": ok,
+            "op": th.op,
+            "text": text + (f" ({detail})" if detail else ""),
+        }
+        if detail:
+            verdict["detail"] = detail
+        out.append(verdict)
     return out
 
 
+def _share_detail(name: str, av: Mapping[str, Any]) -> str:
+    """What a share threshold's value is made of, for its verdict line."""
+    if name == "availability":
+        below = av.get("below") or {}
+        text = (
+            f"{av.get('connected_client_s', 0):,.0f} of {av.get('target_client_s', 0):,.0f} "
+            "planned client-seconds connected"
+        )
+        if below.get("longest_s"):
+            text += (
+                f"; below {below['share'] * 100:g}% for {below['longest_s']:g} s "
+                f"from {below['from_s']:g} s"
+            )
+        return text
+    storms = [s for s in av.get("storms") or [] if s.get("recovered_share") is not None]
+    worst = min(storms, key=lambda s: s["recovered_share"], default=None)
+    return "" if worst is None else "worst: " + storm_line(worst)
+
+
 def _show(th: Threshold, value: float) -> str:
+    if th.name in SHARES:
+        return f"{value * 100:.2f}%"
     if th.name == "heartbeat_success":
         return f"{value * 100:.3f}%"
     if th.name.endswith(("_max",)) or "_p" in th.name:
@@ -129,5 +175,16 @@ def exit_code(
         return EXIT_TARGET, f"{gave_up} clients gave up reconnecting: the planned load was not held"
     failed = [v["name"] for v in checks if not v["ok"]]
     if failed:
+        held = [v for v in checks if not v["ok"] and v["name"] in SHARES]
+        if held:
+            # the load was not held: say so in words, with the figures
+            why = "; ".join(f"{v['name']} {v['value']} (at least {v['limit']})" for v in held)
+            details = "; ".join(v["detail"] for v in held if v.get("detail"))
+            others = [n for n in failed if n not in SHARES]
+            return EXIT_THRESHOLDS, (
+                f"the planned load was not held: {why}"
+                + (f"; {details}" if details else "")
+                + (f"; thresholds failed: {', '.join(others)}" if others else "")
+            )
         return EXIT_THRESHOLDS, "thresholds failed: " + ", ".join(failed)
     return EXIT_OK, "passed"

@@ -146,7 +146,9 @@ def test_table_known_percentiles_and_deltas(tmp_path: Path) -> None:
     assert rows["false_timeouts"].values == [0.0, 2.0]
     assert rows["zombies"].values == [0.0, 1.0]
     # 10 closes in 10 s
-    assert rows["closes_per_hour.client"].values == [3600.0, 3600.0]
+    # a 10 s run: counts, not rates per hour
+    assert rows["closes.client"].values == [10.0, 10.0]
+    assert "closes_per_hour.client" not in rows
     assert rows["drift_max_gap"].values == [3.0, -5.0]
     # the merged compact histograms agree with hdrh's own merge
     for path, data in zip((a, b), c.datas, strict=True):
@@ -359,6 +361,12 @@ def test_limits_parse() -> None:
         "false_timeouts": 0.0,
         "heartbeat_success": 0.5,
         "zombies": 3.0,
+        # the availability defaults (issue 23)
+        "availability": 1.0,
+        "storm_recovery": 0.0,
+        "storm_recovery_s": 0.5,
+        "handshake_failures": 0.5,
+        "reconnect_failures": 0.5,
     }
 
 

@@ -123,6 +123,12 @@ async def test_200_clients_on_loopback(tmp_path: Path) -> None:
             for line in (run_dir / "rtt.hlog").read_text().splitlines()[:5]
         ],
     }
+    # whether the ramp's first interval fell below 95% depends on how fast
+    # this machine connects 200 clients: the start of that stretch is a
+    # number or null (no stretch), both in the format
+    below = found["summary.json"]["availability"]["below"]
+    assert below["from_s"] in ("float", "null")
+    below["from_s"] = "float or null"
     if os.environ.get("SOAK_UPDATE_GOLDEN"):
         GOLDEN.write_text(json.dumps(found, indent=1, sort_keys=True) + "\n")
     assert found == json.loads(GOLDEN.read_text())

@@ -60,6 +60,7 @@ def test_recovery_times_peaks_and_end() -> None:
     assert s["recovery_s"] == {
         "p50": pytest.approx(3.004),
         "p90": pytest.approx(3.2),
+        "p95": pytest.approx(3.2),  # added with availability (issue 23)
         "p99": pytest.approx(3.2),
         "p100": pytest.approx(3.2),
     }

@@ -12,7 +12,9 @@ from soak.recorder import interval_record
 from soak.summary import latencies, totals
 
 # intervals.jsonl's two lines, summary.json's totals and latencies of the
-# run below, as written before the tally existed (byte for byte)
+# run below, as written before the tally existed (byte for byte), plus the
+# interval's client-seconds (connected_s, target_s, availability), added
+# deliberately with availability (issue 23)
 FILE_FORM = Path(__file__).parent / "fixtures" / "tally_file_form.jsonl"
 
 

@@ -117,6 +117,7 @@ class Live:
         self.conn = conn
         gauges = sh.gauges
         gauges.connected += 1
+        gauges.seconds.connected(ready, gauges.connected)
         try:
             # events that arrived together with the upgrade response
             info = await self._carry_out(conn, conn.events(ready))
@@ -144,6 +145,7 @@ class Live:
             raise
         finally:
             gauges.connected -= 1
+            gauges.seconds.connected(trio.current_time(), gauges.connected)
             pending = hb.pending
             if pending:
                 services.metrics.count("abandoned", pending)

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import trio
 
 from soak import backoff
+from soak.availability import ClientSeconds
 from soak.classify import Classifier
 from soak.client.pacer import Pacer
 from soak.client.transport import OpenStream
@@ -147,10 +148,13 @@ class Gauges:
     """Figures the runner reads: written by the clients of this process, or
     by a coordinator from its workers' reports."""
 
-    __slots__ = ("connected", "connecting", "gave_up", "server_version")
+    __slots__ = ("connected", "connecting", "gave_up", "seconds", "server_version")
 
     def __init__(self) -> None:
         self.connected = 0
+        # client-seconds connected and planned (told each change of
+        # ``connected`` and of the target): availability, soak.availability
+        self.seconds = ClientSeconds()
         self.connecting = 0
         self.gave_up = 0
         # the server's version from the first protocol handshake that gave

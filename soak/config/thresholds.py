@@ -34,6 +34,10 @@ OPS: dict[str, Callable[[float, float], bool]] = {
 # latency thresholds: <histogram>_p<digits> or <histogram>_max, e.g. rtt_p99,
 # rtt_p999 (99.9th), connect_p50, lag_max
 LATENCY = re.compile(r"^(rtt|rtt_service|connect|reconnect|lag)_(p\d+|max)$")
+# shares of the planned load (a percentage, judged with >=): the run's
+# time-weighted availability and the worst storm's share of lost clients
+# back before the end (soak.availability)
+SHARES = ("availability", "storm_recovery")
 COUNTS = (
     "false_timeouts",
     "missed",
@@ -44,7 +48,8 @@ COUNTS = (
 )
 THRESHOLD_HELP = (
     "valid thresholds: <histogram>_p<NN> (p99, p999 = 99.9th, ...) or <histogram>_max "
-    "for rtt, rtt_service, connect, reconnect and lag; heartbeat_success (a percentage); "
+    "for rtt, rtt_service, connect, reconnect and lag; heartbeat_success, availability, "
+    "storm_recovery (percentages); "
     "counts: " + ", ".join(COUNTS)
 )
 # common names, for "did you mean" suggestions
@@ -57,6 +62,7 @@ THRESHOLD_NAMES = (
     "connect_p99",
     "lag_p99",
     "heartbeat_success",
+    *SHARES,
     *COUNTS,
 )
 
@@ -66,12 +72,29 @@ THRESHOLDS = Toml(
         "type": "object",
         "properties": {
             "heartbeat_success": PERCENT.schema,
+            **{name: PERCENT.schema for name in SHARES},
             **{name: {"type": "integer", "minimum": 0} for name in COUNTS},
         },
         "patternProperties": {LATENCY.pattern: DURATION.schema},
         "additionalProperties": False,
     }
 )
+
+# Judged in every run unless [thresholds] (or --threshold) names them: a run
+# that does not hold its planned load does not pass. 90%: a short run with a
+# gateway restart spends a few percent of its client-seconds reconnecting; a
+# target that went away for good costs far more. Every storm's lost clients
+# must all be back before the run ends.
+DEFAULT_THRESHOLDS = (
+    Threshold("availability", 0.90, "90%", ">="),
+    Threshold("storm_recovery", 1.0, "100%", ">="),
+)
+
+
+def with_defaults(thresholds: tuple[Threshold, ...] | list[Threshold]) -> list[Threshold]:
+    """The thresholds to judge: the profile's, then each default it does not name."""
+    named = {th.name for th in thresholds}
+    return [*thresholds, *(th for th in DEFAULT_THRESHOLDS if th.name not in named)]
 
 
 def percentile_of(name: str) -> float | None:

@@ -196,14 +196,63 @@ def _num(rec: dict[str, Any], key: str) -> Num:
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
 
-def connections(intervals: Sequence[dict[str, Any]]) -> Chart:
+def _mean(rec: dict[str, Any], key: str) -> Num:
+    """An interval's time-weighted mean of a gauge, from its client-seconds."""
+    v, dt = _num(rec, key), _num(rec, "dt")
+    return None if v is None or not dt else v / dt
+
+
+def storm_bands(
+    summary_storms: Sequence[dict[str, Any]] | None,
+    series: Sequence[dict[str, Any]] = (),
+    end: float | None = None,
+) -> list[tuple[float, float]]:
+    """[start, end) seconds of each storm: from summary.json's storms (a
+    storm still going at the end lasts until ``end``), else from the
+    storms.jsonl series (start plus its buckets)."""
+    out: list[tuple[float, float]] = []
+    if summary_storms:
+        for st in summary_storms:
+            a = _num(st, "start_s")
+            if a is None:
+                continue
+            b = _num(st, "end_s")
+            out.append((a, b if b is not None else (end if end is not None else a)))
+        return out
+    for st in series:
+        a = _num(st, "start_s")
+        if a is None:
+            continue
+        n = len(st.get("attempts") or [])
+        out.append((a, a + n * float(st.get("bucket_s") or 0.1)))
+    return out
+
+
+def connections(
+    intervals: Sequence[dict[str, Any]],
+    bands: Sequence[tuple[float, float]] = (),
+    end: float | None = None,
+) -> Chart:
+    """Connected against target: the gauges at each interval's end and,
+    where the run measured client-seconds, their time-weighted means over
+    the interval; the storms as bands (``extra["storms"]``)."""
     series: dict[str, list[Num]] = {
         "connected": [_num(r, "connected") for r in intervals],
         "target": [_num(r, "target") for r in intervals],
     }
+    if any("connected_s" in r for r in intervals):
+        series["connected (mean)"] = [_mean(r, "connected_s") for r in intervals]
+        series["target (mean)"] = [_mean(r, "target_s") for r in intervals]
     if any("server_connections" in r for r in intervals):
         series["server_connections"] = [_num(r, "server_connections") for r in intervals]
-    return Chart("connections", "Connected clients", _times(intervals), series, "connections")
+    return Chart(
+        "connections",
+        "Connected clients against the target",
+        _times(intervals),
+        series,
+        "connections",
+        extra={"storms": list(bands), "end_s": end},
+    )
 
 
 def heartbeats(intervals: Sequence[dict[str, Any]]) -> Chart:
@@ -329,10 +378,15 @@ def _at(values: Sequence[Any], i: int) -> Num:
 
 def all_charts(run: Run, rtt: IntervalSeries, storms: Sequence[dict[str, Any]] = ()) -> list[Chart]:
     iv = run.intervals
+    summary_storms = (run.summary or {}).get("storms")
+    end = None
+    if iv:
+        end = (_num(iv[-1], "t") or 0.0) + (_num(iv[-1], "dt") or 0.0)
+    bands = storm_bands(summary_storms if isinstance(summary_storms, list) else None, storms, end)
     charts = [
         rtt_over_time(rtt, iv),
         percentile_distribution(rtt.merged),
-        connections(iv),
+        connections(iv, bands, end),
         heartbeats(iv),
         closes(iv),
         tester_lag(iv),

@@ -19,10 +19,13 @@ RUN_A is the baseline. Every other run is compared with it:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
+from soak import availability
 from soak.errors import ResultsError
 from soak.metrics import read_totals
 from soak.report.bootstrap import (
@@ -51,19 +54,38 @@ COUNT_METRICS = (
     "handshake_failure_total",
 )
 LATENCY_METRICS = tuple(f"rtt_{k}" for k in LATENCY_QS)
-LIMIT_NAMES = (*LATENCY_METRICS, "heartbeat_success", *COUNT_METRICS)
+# shares that may drop by at most a number of percentage points
+SHARE_METRICS = ("heartbeat_success", "availability", "storm_recovery")
+# worse when higher, limited relatively: the first storm's time to get all
+# its lost clients back; handshake and reconnect failures per hour of the
+# run (counts when a run is shorter than RATE_MIN_S)
+RELATIVE_METRICS = ("storm_recovery_s", "handshake_failures", "reconnect_failures")
+LIMIT_NAMES = (*LATENCY_METRICS, *SHARE_METRICS, *RELATIVE_METRICS, *COUNT_METRICS)
 # rtt_p99 may not be more than 10% worse (and significantly so); false
 # timeouts and zombies may not increase; heartbeat success may not drop by
-# more than 0.1 percentage points.
+# more than 0.1 percentage points, availability by more than 1; every storm
+# that got all its lost clients back in the baseline must in the candidate;
+# the first storm's recovery may not take more than 50% longer; handshake
+# and reconnect failures may not be more than 50% up (and RATE_FLOOR more).
 DEFAULT_LIMITS = {
     "rtt_p99": 0.10,
     "false_timeouts": 0.0,
     "heartbeat_success": 0.1,
     "zombies": 0.0,
+    "availability": 1.0,
+    "storm_recovery": 0.0,
+    "storm_recovery_s": 0.50,
+    "handshake_failures": 0.50,
+    "reconnect_failures": 0.50,
 }
+# a run shorter than this has its failures compared as counts, not per hour
+RATE_MIN_S = 600.0
+# an increase of failures smaller than this (per hour, or a count) is noise
+RATE_FLOOR = 10.0
 MAX_REGRESSION_FORM = (
-    "expected NAME=VALUE: rtt_p50|rtt_p99|rtt_p99.9 with a relative limit like 10%, "
-    "heartbeat_success with a drop in percentage points like 0.1, or a counter ("
+    "expected NAME=VALUE: rtt_p50|rtt_p99|rtt_p99.9, storm_recovery_s, handshake_failures or "
+    "reconnect_failures with a relative limit like 10%, heartbeat_success, availability or "
+    "storm_recovery with a drop in percentage points like 0.1, or a counter ("
     + ", ".join(COUNT_METRICS)
     + ") with an absolute increase like 0"
 )
@@ -87,11 +109,11 @@ def parse_limits(specs: Sequence[str]) -> dict[str, float]:
         if not sep or name not in LIMIT_NAMES or not raw:
             raise LimitSpecError(f'"{spec}": {MAX_REGRESSION_FORM}')
         try:
-            if name in LATENCY_METRICS:
+            if name in LATENCY_METRICS or name in RELATIVE_METRICS:
                 if not raw.endswith("%"):
                     raise ValueError
                 value = float(raw[:-1]) / 100
-            elif name == "heartbeat_success":
+            elif name in SHARE_METRICS:
                 value = float(raw.removesuffix("pp").removesuffix("%"))
             else:
                 value = float(raw)
@@ -115,6 +137,7 @@ class RunData:
     merged: Compact
     totals: dict[str, Any]
     duration_s: float
+    availability: dict[str, Any] | None = None  # summary.json's, or computed
 
     @property
     def intervals_with_samples(self) -> int:
@@ -158,24 +181,36 @@ def prepare(runs: Sequence[Run]) -> list[RunData]:
                 "empty): there is no latency to compare"
             )
         dur = run_duration(r, starts, lengths)
-        out.append(RunData(r, name, rtt, starts, merged, run_totals(r), dur))
+        out.append(RunData(r, name, rtt, starts, merged, run_totals(r), dur, run_availability(r)))
     return out
 
 
+def run_availability(run: Run) -> dict[str, Any] | None:
+    """summary.json's availability; computed from the intervals when there
+    is none (a killed run); None for runs from before it was measured."""
+    av = (run.summary or {}).get("availability")
+    if isinstance(av, dict):
+        return av
+    items = availability.spans(run.intervals)
+    if not items:
+        return None
+    return availability.summarize(items, run_storms(run) or [])
+
+
 def profile_key(run: Run) -> dict[str, Any]:
-    """The profile without what differs between two runs of the same test:
-    path, label, results directory, target and stats URLs."""
+    """The profile without what differs between any two runs: path, label,
+    results directory and the stats URL."""
     prof = json.loads(json.dumps(run.manifest.get("profile") or {}))
+    if not isinstance(prof, dict):
+        return {}
     prof.pop("path", None)
     if isinstance(prof.get("run"), dict):
         prof["run"].pop("label", None)
         prof["run"].pop("results_dir", None)
     target = prof.get("target")
-    if isinstance(target, dict):
-        target.pop("url", None)
-        if isinstance(target.get("stats"), dict):
-            target["stats"].pop("url", None)
-    return prof if isinstance(prof, dict) else {}
+    if isinstance(target, dict) and isinstance(target.get("stats"), dict):
+        target["stats"].pop("url", None)
+    return prof
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -184,22 +219,81 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
         for k, v in d.items():
             out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
         return out
+    if isinstance(d, list) and d:
+        out = {}
+        for i, v in enumerate(d):
+            out.update(_flatten(v, f"{prefix}[{i}]"))
+        return out
     return {prefix: d}
 
 
-def profile_warnings(datas: Sequence[RunData]) -> list[str]:
+# Fields whose text differs between two runs of one experiment: a storm
+# stage's command (a PID, a path) and the port of a URL (a gateway on a
+# free port).
+_COMMAND = re.compile(r"^clients\.stages\[\d+\]\.command$")
+_URLS = re.compile(r"^(target\.url|clients\.stages\[\d+\]\.restart_url)$")
+
+
+def _without_port(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises for a port that is not a number
+    except ValueError:
+        return url
+    if host is None:
+        return url
+    netloc = f"[{host}]" if ":" in host else host
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def same_experiment(key: str, a: Any, b: Any) -> bool:
+    """A difference that does not change the experiment."""
+    if _COMMAND.match(key):
+        return isinstance(a, str) and isinstance(b, str)
+    if _URLS.match(key) and isinstance(a, str) and isinstance(b, str):
+        return _without_port(a) == _without_port(b)
+    return False
+
+
+def _shown(v: Any) -> str:
+    return "(none)" if v is None else json.dumps(v) if isinstance(v, str) else str(v)
+
+
+def _pairs(keys: list[str], a: dict[str, Any], b: dict[str, Any]) -> str:
+    shown = [f"{k} {_shown(a.get(k))} vs {_shown(b.get(k))}" for k in keys[:6]]
+    return "; ".join(shown) + (f" and {len(keys) - 6} more" if len(keys) > 6 else "")
+
+
+def profile_differences(datas: Sequence[RunData]) -> tuple[list[str], list[str]]:
+    """Warnings (a difference in what the runs did: clients, durations,
+    heartbeat, reconnect...) and notes (a difference only in a storm
+    command's text or a URL's port), each naming the fields and both values."""
     base = _flatten(profile_key(datas[0].run))
-    out = []
+    warnings, notes = [], []
     for d in datas[1:]:
         other = _flatten(profile_key(d.run))
-        diff = sorted(k for k in base.keys() | other.keys() if base.get(k) != other.get(k))
-        if diff:
-            shown = ", ".join(diff[:6]) + (f" and {len(diff) - 6} more" if len(diff) > 6 else "")
-            out.append(
+        keys = sorted(k for k in base.keys() | other.keys() if base.get(k) != other.get(k))
+        unfair = [k for k in keys if not same_experiment(k, base.get(k), other.get(k))]
+        fair = [k for k in keys if k not in unfair]
+
+        if unfair:
+            warnings.append(
                 f"WARNING: '{d.name}' ran a different profile from the baseline "
-                f"'{datas[0].name}' (differs in {shown}): the comparison may not be fair"
+                f"'{datas[0].name}' ({_pairs(unfair, base, other)}): the comparison may "
+                "not be fair"
             )
-    return out
+        if fair:
+            what = "only" if not unfair else "also"
+            notes.append(
+                f"'{d.name}' differs from the baseline {what} where the experiment is the "
+                f"same: {_pairs(fair, base, other)}"
+            )
+    return warnings, notes
+
+
+def profile_warnings(datas: Sequence[RunData]) -> list[str]:
+    return profile_differences(datas)[0]
 
 
 # -- the table ----------------------------------------------------------------------
@@ -238,13 +332,28 @@ def table(datas: Sequence[RunData]) -> list[Row]:
     rows.append(Row("heartbeat_success", "heartbeat success", "%", hb))
     for k in ("false_timeouts", "zombies"):
         rows.append(Row(k, k.replace("_", " "), "", [_count(d.totals, k) for d in datas]))
+    rows += availability_rows(datas)
+    hourly = per_hour(datas)
     cats = sorted({c for d in datas for c in (d.totals.get("closes_by_category") or {})})
     for cat in cats:
         per_h: list[float | None] = []
         for d in datas:
             n = float((d.totals.get("closes_by_category") or {}).get(cat, 0))
-            per_h.append(n * 3600 / d.duration_s if d.duration_s > 0 else None)
-        rows.append(Row(f"closes_per_hour.{cat}", f"closes/h {cat}", "/h", per_h))
+            per_h.append(_rate(n, d, hourly))
+        if hourly:
+            rows.append(Row(f"closes_per_hour.{cat}", f"closes/h {cat}", "/h", per_h))
+        else:
+            rows.append(Row(f"closes.{cat}", f"closes {cat}", "", per_h))
+    unit = "/h" if hourly else ""
+    for key, title in (
+        ("handshake_failures", "handshake failures"),
+        ("reconnect_failures", "reconnect failures"),
+    ):
+        counts = [failures(d.totals, key) for d in datas]
+        values = [
+            None if n is None else _rate(n, d, hourly) for n, d in zip(counts, datas, strict=True)
+        ]
+        rows.append(Row(key, title, unit, values))
     gaps: list[float | None] = []
     for d in datas:
         rec = (d.run.summary or {}).get("reconcile")
@@ -254,6 +363,60 @@ def table(datas: Sequence[RunData]) -> list[Row]:
         rows.append(Row("drift_max_gap", "drift max gap (server-client)", "", gaps))
     rows += storm_rows(datas)
     return rows
+
+
+def per_hour(datas: Sequence[RunData]) -> bool:
+    """Rates per hour mean something only when every run is long enough."""
+    return all(d.duration_s >= RATE_MIN_S for d in datas)
+
+
+def _rate(n: float, d: RunData, hourly: bool) -> float | None:
+    if not hourly:
+        return n
+    return n * 3600 / d.duration_s if d.duration_s > 0 else None
+
+
+def failures(tot: dict[str, Any], key: str) -> float | None:
+    """Handshake failures (every cause), or reconnect failures (reconnect
+    attempts that did not become a connection)."""
+    if key == "handshake_failures":
+        return _count(tot, "handshake_failure_total")
+    attempts, ok = _count(tot, "reconnect_attempts"), _count(tot, "reconnects")
+    return None if attempts is None or ok is None else max(0.0, attempts - ok)
+
+
+def availability_rows(datas: Sequence[RunData]) -> list[Row]:
+    """Availability (%), the worst storm's share of lost clients back by the
+    end (%) and the longest stretch below 95% (s); only when a run has them."""
+    avs = [d.availability for d in datas]
+    if all(a is None for a in avs):
+        return []
+
+    def pick(a: dict[str, Any] | None, key: str, scale: float = 1.0) -> float | None:
+        v = None if a is None else a.get(key)
+        return float(v) * scale if isinstance(v, int | float) else None
+
+    below = [None if a is None else (a.get("below") or {}) for a in avs]
+    return [
+        Row("availability", "availability", "%", [pick(a, "availability", 100) for a in avs]),
+        Row(
+            "storm_recovery",
+            "storm recovery (worst share back)",
+            "%",
+            [pick(a, "storm_recovery", 100) for a in avs],
+        ),
+        Row(
+            "below_longest_s",
+            "longest stretch below 95%",
+            "s",
+            [pick(b, "longest_s") for b in below],
+        ),
+    ]
+
+
+def first_storm(d: RunData) -> dict[str, Any] | None:
+    storms = (d.availability or {}).get("storms") or []
+    return storms[0] if storms and isinstance(storms[0], dict) else None
 
 
 # The storm compared is each run's FIRST storm: in the usual A/B test the
@@ -350,8 +513,9 @@ def verdict(
                         regression,
                     )
                 )
-            elif name == "heartbeat_success":
-                dpp = by_key[name].delta(j)
+            elif name in SHARE_METRICS:
+                share_row = by_key.get(name)
+                dpp = None if share_row is None else share_row.delta(j)
                 if dpp is None:
                     out.append(Check(name, d.name, "", "no data", False))
                     continue
@@ -362,6 +526,25 @@ def verdict(
                         f"may drop at most {limit:g} percentage points",
                         f"{dpp:+.3f} pp",
                         -dpp > limit + 1e-9,
+                    )
+                )
+            elif name == "storm_recovery_s":
+                out.append(recovery_check(datas[0], d, limit))
+            elif name in RELATIVE_METRICS:
+                rate_row = by_key[name]
+                a, b = rate_row.values[0], rate_row.values[j]
+                if a is None or b is None:
+                    out.append(Check(name, d.name, "", "no data", False))
+                    continue
+                unit = "/h" if rate_row.unit == "/h" else ""
+                allowed = max(limit * a, RATE_FLOOR)
+                out.append(
+                    Check(
+                        name,
+                        d.name,
+                        f"may be at most {limit * 100:g}% higher (and {RATE_FLOOR:g}{unit} more)",
+                        f"{a:.1f}{unit} -> {b:.1f}{unit} ({b - a:+.1f})",
+                        b - a > allowed + 1e-9,
                     )
                 )
             else:
@@ -379,6 +562,24 @@ def verdict(
                     )
                 )
     return out
+
+
+def recovery_check(base: RunData, d: RunData, limit: float) -> Check:
+    """The first storm's time to get every lost client back: a candidate
+    that never got them all back, where the baseline did, regressed."""
+    name = "storm_recovery_s"
+    a, b = first_storm(base), first_storm(d)
+    ta = None if a is None else a.get("recovery_100_s")
+    if a is None or b is None or ta is None:
+        why = "no storm in both runs" if a is None or b is None else "the baseline never recovered"
+        return Check(name, d.name, "", f"no data ({why})", False)
+    tb = b.get("recovery_100_s")
+    allowed = f"at most {limit * 100:g}% longer"
+    if tb is None:
+        back = f"{b.get('recovered', 0)} of {b.get('lost', 0)}"
+        return Check(name, d.name, allowed, f"{ta:g} s -> never ({back} back by the end)", True)
+    rel = (tb - ta) / ta if ta > 0 else 0.0
+    return Check(name, d.name, allowed, f"{ta:g} s -> {tb:g} s ({rel * 100:+.1f}%)", rel > limit)
 
 
 def significance(ci: Interval) -> str:
@@ -436,7 +637,9 @@ def compare(
     }
     lim = DEFAULT_LIMITS if limits is None else limits
     checks = verdict(datas, rows, cis, lim)
+    warnings, same = profile_differences(datas)
     notes = [f"{d.name}: {p}" for d in datas for p in d.run.problems]
+    notes += same
     for d in datas:
         if d.run.partial:
             notes.append(f"{d.name}: partial run (status {d.run.status})")
@@ -445,4 +648,9 @@ def compare(
                 f"{d.name}: only {d.intervals_with_samples} intervals with RTT samples; "
                 f"latency differences need at least {MIN_INTERVALS} to be called significant"
             )
-    return Comparison(datas, rows, cis, checks, profile_warnings(datas), notes, resamples, seed)
+    if any(d.duration_s < RATE_MIN_S for d in datas):
+        notes.append(
+            f"a run is shorter than {RATE_MIN_S / 60:g} min: closes, handshake and reconnect "
+            "failures are compared as counts, not per hour"
+        )
+    return Comparison(datas, rows, cis, checks, warnings, notes, resamples, seed)

@@ -72,6 +72,16 @@ def _draw_time(ax: Any, chart: Chart) -> None:
     ax.set_ylabel(chart.y_label)
     for a, b in chart.shaded:
         ax.axvspan(a / scale, b / scale, color=fg.BOTTLENECK_COLOUR, alpha=0.35, lw=0)
+    storms = chart.extra.get("storms") or []
+    for k, (a, b) in enumerate(storms):
+        ax.axvspan(
+            a / scale,
+            max(b, a) / scale,
+            color=fg.STORM_COLOUR,
+            alpha=0.25,
+            lw=0,
+            label="reconnect storm" if k == 0 else None,
+        )
     if not xs or not chart.has_data:
         fg.no_data(ax)
         return
@@ -80,6 +90,8 @@ def _draw_time(ax: Any, chart: Chart) -> None:
     elif chart.name == "heartbeats":
         _draw_heartbeats(ax, chart, xs)
         return
+    elif chart.name == "connections" and "connected (mean)" in chart.series:
+        _draw_connections(ax, chart, xs, scale)
     else:
         for name, values in chart.series.items():
             ax.plot(xs, fg.gaps(values), lw=1.2, label=name, marker="." if len(xs) < 60 else None)
@@ -89,6 +101,20 @@ def _draw_time(ax: Any, chart: Chart) -> None:
         ax.axvspan(0, 0, color=fg.BOTTLENECK_COLOUR, alpha=0.35, label="tester bottleneck")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="upper left", fontsize=8)
+
+
+def _draw_connections(ax: Any, chart: Chart, xs: list[float], scale: float) -> None:
+    """Each interval's time-weighted mean connected and target, as steps
+    over the interval (not the gauges sampled at its end); the server's
+    own count as points."""
+    end = chart.extra.get("end_s")
+    edges = [*xs, (end / scale) if isinstance(end, int | float) else xs[-1]]
+    for name in ("target (mean)", "connected (mean)"):
+        values = fg.gaps(chart.series[name])
+        ax.step(edges, [*values, values[-1]], where="post", lw=1.4, label=name.split(" ")[0])
+    server = chart.series.get("server_connections")
+    if server is not None:
+        ax.plot(xs, fg.gaps(server), ".", label="server_connections")
 
 
 def _draw_closes(ax: Any, chart: Chart, xs: list[float], scale: float) -> None:
@@ -141,7 +167,9 @@ def _draw_storms(chart: Chart) -> bytes:
     fig, axes = fg.figure((10, 1.0 + 3.2 * len(indexes)), rows=len(indexes))
     with fg.closing(fig):
         fig.suptitle(chart.title)
-        for ax, index in zip(axes[:, 0], indexes, strict=True):
+        # one storm: one Axes, not an array of them
+        column = axes[:, 0] if len(indexes) > 1 else [axes]
+        for ax, index in zip(column, indexes, strict=True):
             _draw_storm(ax, chart, index)
         bottom = 0.0
         if chart.extra.get("omitted"):

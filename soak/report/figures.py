@@ -42,6 +42,7 @@ RUN_COLOURS = (
 )
 BLUE, ORANGE, GREEN, RED = RUN_COLOURS[:4]
 BOTTLENECK_COLOUR = "#ff9896"  # shading: the tester was the bottleneck
+STORM_COLOUR = "#9edae5"  # shading: a reconnect storm
 FALSE_TIMEOUT_COLOUR = RED
 CATEGORY_COLOURS = {  # connection closes by category
     "client": "#9ecae1",

@@ -8,6 +8,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from soak.availability import storm_line
 from soak.report import page
 from soak.report.report import Report
 
@@ -300,6 +301,40 @@ def storms_section(report: Report) -> str:
     )
 
 
+def availability_section(report: Report) -> str:
+    """The share of the planned load that was connected, the longest
+    stretch below 95%, and each storm's recovery (soak.availability)."""
+    av = report.availability
+    if av is None:
+        return ""
+    value = av.get("availability")
+    below = av.get("below") or {}
+    rows = [
+        [
+            "availability (connected / planned client-seconds)",
+            "no planned load" if value is None else f"{value * 100:.3f}%",
+        ],
+        [
+            "client-seconds connected / planned",
+            f"{av.get('connected_client_s', 0):,.0f} / {av.get('target_client_s', 0):,.0f}",
+        ],
+        [
+            f"longest stretch below {below.get('share', 0.95) * 100:g}%",
+            f"{below.get('longest_s', 0):g} s"
+            + (f" from {below['from_s']:g} s" if below.get("from_s") is not None else ""),
+        ],
+    ]
+    for st in av.get("storms") or []:
+        rows.append([f"storm {st.get('index')}", storm_line(st)])
+    body = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rows)
+    return (
+        "<h2>Availability</h2><p class='muted'>Time-weighted: each interval counts by its "
+        "client-seconds; the stretch below 95% is measured at the resolution of the "
+        "report interval. The connections chart shows the storms as bands.</p>"
+        f"<table class='availability'>{body}</table>"
+    )
+
+
 def problems(report: Report) -> str:
     probs = report.run.problems
     if not probs:
@@ -332,6 +367,7 @@ def render(report: Report) -> str:
             "<h2>Thresholds</h2>",
             verdicts(report),
             "<h2>Charts</h2>",
+            availability_section(report),
             charts(report),
             storms_section(report),
             "<h2>Top close reasons</h2>",

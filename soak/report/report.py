@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from soak.config.thresholds import Threshold
+from soak import availability
+from soak.config.thresholds import Threshold, with_defaults
 from soak.metrics import HISTOGRAMS, percentiles_ms, read_totals
 from soak.report.charts import Chart, all_charts, interval_percentiles
 from soak.results.reader import Run, load_run
@@ -45,6 +46,16 @@ class Report:
         return [s for s in storms if isinstance(s, dict)]
 
     @property
+    def availability(self) -> dict[str, Any] | None:
+        """summary.json's availability, or computed from the intervals (a
+        killed run); None for a run from before it was measured."""
+        av = self.summary.get("availability")
+        if isinstance(av, dict):
+            return av
+        items = availability.spans(self.run.intervals)
+        return availability.summarize(items, self.storms or []) if items else None
+
+    @property
     def partial(self) -> bool:
         return self.run.partial
 
@@ -65,7 +76,10 @@ def compute_summary(run: Run, merged_rtt: Any = None) -> dict[str, Any]:
         merged = merged_rtt if (name == "rtt" and merged_rtt is not None) else run.merged(name)
         hists[name] = merged
         latency[name] = percentiles_ms(merged)
-    checks = judge(_thresholds(run), tot, hists)
+    items = availability.spans(run.intervals)
+    av = availability.summarize(items, []) if items else None
+    thresholds = with_defaults(_thresholds(run)) if av is not None else _thresholds(run)
+    checks = judge(thresholds, tot, hists, av)
     failed = [c["name"] for c in checks if not c["ok"]]
     last = run.intervals[-1] if run.intervals else None
     duration = (
@@ -82,6 +96,7 @@ def compute_summary(run: Run, merged_rtt: Any = None) -> dict[str, Any]:
         "totals": tot,
         "latency_ms": latency,
         "thresholds": checks,
+        **({"availability": av} if av is not None else {}),
         "verdict": (
             f"the run did not finish (run.json says {run.status!r}); on what it measured: "
             + (f"thresholds failed: {', '.join(failed)}" if failed else "every threshold held")

@@ -10,7 +10,7 @@ from typing import Any
 
 import trio
 
-from soak import __version__
+from soak import __version__, availability
 from soak.config.profile import Profile
 from soak.metrics import Metrics
 from soak.provenance import git_commit, os_version, redact_argv
@@ -62,7 +62,8 @@ def summary(
     """summary.json's common part: totals, latencies, verdicts, exit code.
     The caller adds ``protocol``, the source's own keys and ``reconcile``."""
     tot = totals(metrics)
-    checks = verdicts(profile, metrics, tot) + extra_checks
+    avail = availability.summarize(metrics.availability, storms)
+    checks = verdicts(profile, metrics, tot, avail) + extra_checks
     code, verdict = exit_code(status, tot, checks, profile)
     return {
         "label": profile.run.label,
@@ -84,4 +85,5 @@ def summary(
         "thresholds": checks,
         "passed": all(v["ok"] for v in checks) and code == EXIT_OK,
         "storms": storms,
+        "availability": avail,
     }

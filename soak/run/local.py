@@ -56,6 +56,8 @@ class LocalClients:
         async with trio.open_nursery() as crowd:
             self._crowd = crowd
             await control()
+            # the shutdown's closes are the run's, not outages
+            self.run.shared.gauges.seconds.stop(trio.current_time())
             self._close_all(crowd)
 
     # -- following the schedule ------------------------------------------------------
@@ -75,6 +77,7 @@ class LocalClients:
             self._crowd.start_soon(client.run)
         while len(clients) > target:
             clients.pop().request_close(1000, "scale down", SCALE_DOWN)
+        shared.gauges.seconds.target(trio.current_time(), len(clients))
 
     def _phase(self, index: int) -> float:
         run = self.run

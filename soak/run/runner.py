@@ -28,6 +28,7 @@ from typing import Any
 
 import trio
 
+from soak.availability import share
 from soak.client import OpenStream, Shared, url_opener
 from soak.config.profile import Profile
 from soak.config.stages import Churn, Ramp, Storm
@@ -304,7 +305,13 @@ class Runner:
     # -- recording -----------------------------------------------------------------------
 
     def _close_interval(self, at: float) -> Interval:
-        self.source.gauges(self.metrics.current)
+        cur = self.metrics.current
+        self.source.gauges(cur)
+        # the client-seconds of this process's clients (none in a parent of
+        # workers: theirs come with their intervals)
+        connected_s, target_s = self.shared.gauges.seconds.take(at)
+        cur.connected_s += connected_s
+        cur.target_s += target_s
         done = self.metrics.rotate(at - self._t0)
         self.source.rotated()
         return done
@@ -320,11 +327,20 @@ class Runner:
     def _status(self, now: float) -> None:
         assert self.on_status is not None
         elapsed = now - self._t0
+        # the run's availability so far: finished intervals (a parent's
+        # include its workers'), then this process's clients since
+        total, cur = self.metrics.total, self.metrics.current
+        connected_s, target_s = self.shared.gauges.seconds.peek(now)
+        so_far = share(
+            total.connected_s + cur.connected_s + connected_s,
+            total.target_s + cur.target_s + target_s,
+        )
         self.on_status(
             {
                 "elapsed": elapsed,
                 "remaining": max(0.0, self.profile.duration - elapsed),
                 **self.source.status(elapsed),
+                "availability": so_far,
             }
         )
 

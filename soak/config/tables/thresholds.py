@@ -9,6 +9,7 @@ from typing import Any
 from soak.config.thresholds import (
     COUNTS,
     LATENCY,
+    SHARES,
     THRESHOLD_HELP,
     THRESHOLD_NAMES,
     Threshold,
@@ -21,7 +22,7 @@ def parse_thresholds(s: Section) -> tuple[Threshold, ...]:
     ld = s.loader
     out: list[Threshold] = []
     for key, raw in s.data.items():
-        op = ">=" if key == "heartbeat_success" else "<="
+        op = ">=" if key in ("heartbeat_success", *SHARES) else "<="
         out.append(_threshold(ld, s.where(key), key, op, raw))
     return tuple(out)
 
@@ -33,7 +34,7 @@ def _threshold(ld: Loader, where: str, key: str, op: str, raw: Any) -> Threshold
         if q is not None and not 0 < q <= 100:
             ld.fail(where, "expected a percentile between p1 and p100", key)
         return Threshold(key, ld.duration(where, raw), str(raw), op)
-    if key == "heartbeat_success":
+    if key == "heartbeat_success" or key in SHARES:
         return Threshold(key, ld.percent(where, raw), str(raw), op)
     if key in COUNTS:
         return Threshold(key, float(ld.integer(where, raw)), str(raw), op)
