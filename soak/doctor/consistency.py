@@ -29,10 +29,12 @@ Rules, each a stable finding code:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from soak.config.profile import Profile
 from soak.doctor.findings import CONSISTENCY, ERROR, INFO, RECOMMENDED, WARNING, Finding, fmt_s
 from soak.doctor.gateway_config import GatewayHeartbeat, HeartbeatRule
-from soak.doctor.nginx import NGINX, NGINX_DEFAULT_TIMEOUT, ProxyConfig, ProxyLocation
+from soak.doctor.timeouts import NGINX, NGINX_DEFAULT_TIMEOUT, ProxyConfig, ProxyLocation
 
 LONG_FACTOR = 10.0
 
@@ -49,9 +51,12 @@ def check_consistency(
     proxy: ProxyConfig | None = None,
     profile: Profile | None = None,
     latency: float = 0.0,
+    proxies: Sequence[ProxyConfig] = (),
 ) -> list[Finding]:
-    """Every consistency finding for what was given (any may be None)."""
+    """Every consistency finding for what was given (any may be None;
+    ``proxies``: the chain's proxies besides ``proxy``)."""
     out: list[Finding] = []
+    chain = ([proxy] if proxy is not None else []) + list(proxies)
     server: HeartbeatRule | None = None
     where = ""
     if gateway is not None:
@@ -63,17 +68,17 @@ def check_consistency(
     client = profile.heartbeat.interval if profile is not None else None
     client_where = f"{profile.path}: heartbeat.interval" if profile is not None else ""
 
-    if proxy is not None:
-        out.extend(_proxy_shape(proxy))
+    for p in chain:
+        out.extend(_proxy_shape(p))
 
-    base = _rules(server, where, proxy, client, client_where, latency)
+    base = _rules(server, where, chain, client, client_where, latency)
     out.extend(f for _, f in base)
     seen = {k for k, _ in base}
     if gateway is not None:
         for ch in gateway.channels:
             cwhere = f"{gateway.path}: channels.{ch.name}.heartbeat"
             fields = ", ".join(sorted(ch.overridden))
-            for key, f in _rules(ch.rule, cwhere, proxy, client, client_where, latency):
+            for key, f in _rules(ch.rule, cwhere, chain, client, client_where, latency):
                 if key in seen:
                     continue  # the default breaks it too: already said
                 out.append(
@@ -135,7 +140,7 @@ def _proxy_shape(proxy: ProxyConfig) -> list[Finding]:
 def _rules(
     server: HeartbeatRule | None,
     where: str,
-    proxy: ProxyConfig | None,
+    chain: Sequence[ProxyConfig],
     client: float | None,
     client_where: str,
     latency: float,
@@ -160,7 +165,7 @@ def _rules(
                     ),
                 )
             )
-    if proxy is not None:
+    for proxy in chain:
         for loc in proxy.locations:
             out.extend(_proxy_rules(proxy, loc, server, where, client, client_where))
     if server is not None and client is not None:

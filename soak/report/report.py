@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from soak.config.thresholds import Threshold
+from soak.intermediary import CloseSilences, find_idle_timeouts
 from soak.metrics import HISTOGRAMS, percentiles_ms, read_totals
 from soak.report.charts import Chart, all_charts, interval_percentiles
 from soak.results.reader import Run, load_run
@@ -34,6 +35,10 @@ class Report:
     pngs: dict[str, Path] = field(default_factory=dict)
     # storms.jsonl, one 100 ms series per reconnect storm (damaged lines skipped)
     storm_series: list[dict[str, Any]] = field(default_factory=list)
+    # the intermediary idle timeouts: summary.json's, or computed from the
+    # events when it has none (intermediaries_computed)
+    intermediaries: list[dict[str, Any]] = field(default_factory=list)
+    intermediaries_computed: bool = False
 
     @property
     def storms(self) -> list[dict[str, Any]] | None:
@@ -121,11 +126,41 @@ def build(path: str | Path) -> Report:
         summary, computed = compute_summary(run, rtt.merged), True
     evidence: list[dict[str, Any]] = []
     total_ft = 0
+    closes = CloseSilences()
     for ev in run.events():
+        closes.observe(ev)
         if ev.get("event") == "close" and ev.get("reason") == "false_timeout":
             total_ft += 1
             if len(evidence) < EVIDENCE_ROWS:
                 evidence.append(ev)
     storms = run.storm_series()
     charts = all_charts(run, rtt, storms)
-    return Report(run, summary, computed, charts, evidence, total_ft, storm_series=storms)
+    found = summary.get("intermediaries")
+    recomputed = not isinstance(found, list)
+    if recomputed:
+        interval = _heartbeat_interval(run)
+        found = (
+            [] if interval is None else [x.record() for x in find_idle_timeouts(closes, interval)]
+        )
+    assert isinstance(found, list)
+    return Report(
+        run,
+        summary,
+        computed,
+        charts,
+        evidence,
+        total_ft,
+        storm_series=storms,
+        intermediaries=[x for x in found if isinstance(x, dict)],
+        intermediaries_computed=recomputed,
+    )
+
+
+def _heartbeat_interval(run: Run) -> float | None:
+    """The clients' heartbeat interval, from the profile run.json recorded."""
+    profile = run.manifest.get("profile")
+    hb = profile.get("heartbeat") if isinstance(profile, dict) else None
+    value = hb.get("interval") if isinstance(hb, dict) else None
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return None

@@ -11,6 +11,7 @@ import trio
 
 from soak import __version__
 from soak.config.profile import Profile
+from soak.intermediary import CloseSilences, intermediary_checks, intermediary_summary
 from soak.metrics import Metrics
 from soak.recorder import iso
 from soak.summary import EXIT_OK, exit_code, latencies, totals, verdicts
@@ -50,11 +51,16 @@ def summary(
     peak: int,
     extra_checks: list[dict[str, Any]],
     storms: list[dict[str, Any]],
+    closes: CloseSilences | None = None,
 ) -> dict[str, Any]:
     """summary.json's common part: totals, latencies, verdicts, exit code.
-    The caller adds ``protocol``, the source's own keys and ``reconcile``."""
+    The caller adds ``protocol``, the source's own keys and ``reconcile``.
+    ``closes``: the run's closes without a close frame, from which the
+    intermediary idle timeouts are named (soak.intermediary)."""
     tot = totals(metrics)
+    found = intermediary_summary(closes or CloseSilences(), profile.heartbeat.interval, tot)
     checks = verdicts(profile, metrics, tot) + extra_checks
+    checks += intermediary_checks(found, profile.thresholds)
     code, verdict = exit_code(status, tot, checks, profile)
     return {
         "label": profile.run.label,
@@ -76,4 +82,5 @@ def summary(
         "thresholds": checks,
         "passed": all(v["ok"] for v in checks) and code == EXIT_OK,
         "storms": storms,
+        "intermediaries": found,
     }
