@@ -204,3 +204,18 @@ def test_soak_run_through_nginx_names_it_in_the_terminal_and_the_report(
     html = (run_dir / "report.html").read_text()
     assert "Intermediary idle timeouts (1)" in html
     assert f"closed {found['closes']} connections" in html
+
+
+async def test_haproxy_without_tunnel_the_server_timeout_cuts_idle_websockets(
+    tmp_path: Path,
+) -> None:
+    """What soak doctor assumes (soak.doctor.haproxy): without ``timeout
+    tunnel``, ``timeout server`` cuts an upgraded connection whose server is
+    silent that long, though ``timeout client`` is longer."""
+    need(middlebox.HAPROXY)
+
+    def factory(d: Path, upstream: str) -> AbstractContextManager[Middlebox]:
+        return middlebox.haproxy(d, upstream, tunnel=None, client="30s", server="1500ms")
+
+    out = await run_through(factory, body("haproxy-server", "2s"), tmp_path)
+    assert_named(out.summary, {"server", "either", "server_or_either"})

@@ -95,13 +95,13 @@ class _Section:
 
 
 def looks_like_haproxy(text: str) -> bool:
-    return "{" not in text and any(
-        _keyword(line) in (*PROXIES, "global") for line in text.splitlines()
-    )
-
-
-def _keyword(line: str) -> str:
-    return line.split("#", 1)[0].split()[0] if line.split("#", 1)[0].split() else ""
+    """An unindented line that opens a section the haproxy way (``frontend
+    public``, no brace): nginx has no such directive."""
+    for raw in text.splitlines():
+        words = raw.split("#", 1)[0].split()
+        if words and _ANY.match(raw) and words[0] in (*PROXIES, "global") and "{" not in raw:
+            return True
+    return False
 
 
 def parse_haproxy(text: str, name: str) -> ProxyConfig:
