@@ -428,6 +428,9 @@ def intermediary_checks(
             "ok": False,
             "op": "<=",
             "default": True,
-            "text": f"FAIL {COUNT} <= 0 (default): {n}: {found[0]['text']}",
+            "text": (
+                f"FAIL {COUNT} <= 0 (default): {n}, closed by an intermediary idle timeout "
+                f"of {float(found[0]['timeout_s']):.1f} s"
+            ),
         }
     ]

@@ -288,8 +288,9 @@ def test_summary_default_check_fails_unless_the_profile_judges_it() -> None:
     (check,) = intermediary_checks(found, [])
     assert check["ok"] is False
     assert check["default"] is True
-    assert check["text"].startswith(
-        "FAIL intermediary_closes <= 0 (default): 126: an idle timeout of 7.0 s"
+    assert check["text"] == (
+        "FAIL intermediary_closes <= 0 (default): 126, closed by an intermediary idle "
+        "timeout of 7.0 s"
     )
     # the profile's own threshold decides instead
     th = Threshold(COUNT, 200.0, "200")

@@ -667,3 +667,14 @@ def test_report_and_compare_draw_time_with_the_same_rule(
         runs.append(load_run(d))
     compare_page.render_charts(compare(runs, resamples=100))
     assert asked[1] == [10.0 * i for i in range(6)] * 2
+
+
+@pytest.mark.slow
+def test_storm_timeline_of_a_single_storm(tmp_path: Path) -> None:
+    """One storm is one panel (found running nginx in front of the gateway:
+    the report failed with "'Axes' object is not subscriptable")."""
+    d = make_run(tmp_path, [interval(0)], [[1000]], summary=SUMMARY)
+    (d / "storms.jsonl").write_text(json.dumps(storm_series(1, 10.0, [3, 0, 1])) + "\n")
+    rep, _ = write_report(d)
+    assert rep.charts[-1].extra["storms"] == [1]
+    assert (d / "storm_timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -141,7 +141,9 @@ def _draw_storms(chart: Chart) -> bytes:
     fig, axes = fg.figure((10, 1.0 + 3.2 * len(indexes)), rows=len(indexes))
     with fg.closing(fig):
         fig.suptitle(chart.title)
-        for ax, index in zip(axes[:, 0], indexes, strict=True):
+        # one storm: figure() gives one Axes, not a column of them
+        panels = axes[:, 0] if len(indexes) > 1 else [axes]
+        for ax, index in zip(panels, indexes, strict=True):
             _draw_storm(ax, chart, index)
         bottom = 0.0
         if chart.extra.get("omitted"):
