@@ -4,7 +4,9 @@ RUN_A is the baseline. Every other run is compared with it:
 
 - a table of metrics side by side, with absolute and relative deltas
   (with reconnect-storm rows when any run has storms: their number, and
-  the FIRST storm's recovery p50/p90/p100 and peak attempts per 100 ms);
+  the FIRST storm's recovery p50/p90/p100 and peak attempts per 100 ms;
+  with intermediary rows when any run named an intermediary idle timeout:
+  the closes it explained and the first timeout's length);
 - for RTT p50/p99/p99.9, a bootstrap 95% confidence interval of the
   difference over the per-interval histograms (:mod:`soak.report.bootstrap`):
   a difference is significant only when the interval excludes 0;
@@ -253,7 +255,30 @@ def table(datas: Sequence[RunData]) -> list[Row]:
     if any(g is not None for g in gaps):
         rows.append(Row("drift_max_gap", "drift max gap (server-client)", "", gaps))
     rows += storm_rows(datas)
+    rows += intermediary_rows(datas)
     return rows
+
+
+def intermediary_rows(datas: Sequence[RunData]) -> list[Row]:
+    """The closes named as an intermediary idle timeout (soak.intermediary)
+    and the first timeout's length: only when a run has any; "-" (None)
+    where a run's summary.json predates them."""
+    per_run: list[list[dict[str, Any]] | None] = []
+    for d in datas:
+        found = (d.run.summary or {}).get("intermediaries")
+        per_run.append(
+            [x for x in found if isinstance(x, dict)] if isinstance(found, list) else None
+        )
+    if not any(per_run):
+        return []
+    closes = [
+        None if f is None else float(sum(_count(x, "closes") or 0 for x in f)) for f in per_run
+    ]
+    first = [None if not f else _count(f[0], "timeout_s") for f in per_run]
+    return [
+        Row("intermediary_closes", "intermediary closes", "", closes),
+        Row("intermediary1_timeout", "intermediary 1 idle timeout", "s", first),
+    ]
 
 
 # The storm compared is each run's FIRST storm: in the usual A/B test the
