@@ -105,6 +105,9 @@ backend b
 def test_no_timeout_at_all_applies_nothing() -> None:
     text = "frontend f\n    default_backend b\nbackend b\n    server s 127.0.0.1:1\n"
     assert routes(text) == {"frontend f -> backend b": (None, None, None)}
+    (f,) = check_consistency(proxies=[parse_haproxy(text, "h.cfg")])
+    assert (f.code, f.severity) == ("proxy-timeout-none", "warning")
+    assert f.message.startswith("h.cfg: frontend f -> backend b (line 1): no timeout applies")
 
 
 @pytest.mark.parametrize(

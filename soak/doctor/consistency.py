@@ -18,6 +18,8 @@ Rules, each a stable finding code:
   against 120 s): the proxy holds connections the gateway declared dead.
 - ``proxy-timeout-default`` (info): the directive is not set, nginx's 60 s
   default applies.
+- ``proxy-timeout-none`` (warning): no HAProxy timeout applies to an upgraded
+  connection on a route, so dead WebSockets are held forever.
 - ``client-interval-not-tolerated`` (error): the clients' interval (from the
   profile), plus the planned latency, against the server's timeout:
   ``interval + latency >= timeout`` or ``interval x maxMissed + latency > timeout``.
@@ -34,7 +36,13 @@ from collections.abc import Sequence
 from soak.config.profile import Profile
 from soak.doctor.findings import CONSISTENCY, ERROR, INFO, RECOMMENDED, WARNING, Finding, fmt_s
 from soak.doctor.gateway_config import GatewayHeartbeat, HeartbeatRule
-from soak.doctor.timeouts import NGINX, NGINX_DEFAULT_TIMEOUT, ProxyConfig, ProxyLocation
+from soak.doctor.timeouts import (
+    HAPROXY,
+    NGINX,
+    NGINX_DEFAULT_TIMEOUT,
+    ProxyConfig,
+    ProxyLocation,
+)
 
 LONG_FACTOR = 10.0
 
@@ -123,6 +131,19 @@ def _proxy_shape(proxy: ProxyConfig) -> list[Finding]:
             )
         )
     for loc in proxy.locations:
+        if loc.idle is None and proxy.kind == HAPROXY:
+            out.append(
+                Finding(
+                    CONSISTENCY,
+                    WARNING,
+                    "proxy-timeout-none",
+                    f"{proxy.path}: {loc.name} (line {loc.line}): no timeout applies to an "
+                    "upgraded connection (no timeout tunnel, client or server): haproxy holds "
+                    "idle and dead WebSockets forever",
+                    "set `timeout tunnel` in the backend (or defaults), to about the gateway's "
+                    "heartbeat timeout",
+                )
+            )
         if loc.idle is not None and loc.idle.source == "default":
             out.append(
                 Finding(
