@@ -106,12 +106,18 @@ def nginx_config(
     location: str = "",
     main: str = "",
     server: str = "",
+    tls: tuple[Path, Path] | None = None,
 ) -> str:
     """nginx.conf for a WebSocket location ``/`` that proxies to ``upstream``
     (``host:port``). ``location``, ``server`` and ``main`` are added to the
-    location, the server and the main context (``worker_shutdown_timeout``)."""
+    location, the server and the main context (``worker_shutdown_timeout``).
+    ``tls``: (certificate chain, key) PEM files: nginx terminates TLS
+    (``wss://``) and speaks plain ``ws://`` to the upstream."""
     d = str(dir)
     user = "user root;\n" if os.geteuid() == 0 else ""
+    ssl = ""
+    if tls is not None:
+        ssl = f"ssl_certificate {tls[0]};\n        ssl_certificate_key {tls[1]};"
     return f"""# written by soak.middlebox
 {user}worker_processes 1;
 daemon off;
@@ -131,7 +137,8 @@ http {{
         '' close;
     }}
     server {{
-        listen {LOOPBACK}:{port};
+        listen {LOOPBACK}:{port}{" ssl" if tls is not None else ""};
+        {ssl}
         {server}
         location / {{
             proxy_pass http://{upstream};
@@ -241,8 +248,10 @@ def nginx(
     location: str = "",
     main: str = "",
     server: str = "",
+    tls: tuple[Path, Path] | None = None,
 ) -> Iterator[Middlebox]:
-    """A real nginx on 127.0.0.1 in front of ``upstream``; stopped on exit."""
+    """A real nginx on 127.0.0.1 in front of ``upstream``; stopped on exit.
+    ``tls``: terminate TLS with these (chain, key) PEM files."""
     binary = find_binary(NGINX)
     if binary is None:
         raise MiddleboxError(missing(NGINX))
@@ -257,6 +266,7 @@ def nginx(
             location=location,
             main=main,
             server=server,
+            tls=tls,
         )
     )
     argv = [binary, "-p", str(dir), "-c", str(conf), "-e", str(dir / "nginx.log")]

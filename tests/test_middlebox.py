@@ -17,8 +17,10 @@ from typing import Any
 
 import pytest
 import trio
+import trustme
 
 from soak import middlebox
+from soak.childproc import gateway_process
 from soak.gateway import Gateway, GatewayConfig
 from soak.middlebox import Middlebox
 from soak.recorder import Recorder, now_wall
@@ -163,8 +165,6 @@ def test_soak_run_through_nginx_names_it_in_the_terminal_and_the_report(
     """As a user runs it: the reference gateway and nginx as processes,
     ``soak run`` and ``soak report`` from the command line."""
     need(middlebox.NGINX)
-    from soak.childproc import gateway_process
-
     profile = tmp_path / "profile.toml"
     profile.write_text('[target]\nurl = "ws://127.0.0.1:9/ws"\n' + body("cli", "2s", clients=10))
     box = tmp_path / "nginx"
@@ -219,3 +219,44 @@ async def test_haproxy_without_tunnel_the_server_timeout_cuts_idle_websockets(
 
     out = await run_through(factory, body("haproxy-server", "2s"), tmp_path)
     assert_named(out.summary, {"server", "either", "server_or_either"})
+
+
+async def test_wss_terminated_at_nginx_plain_ws_behind(tmp_path: Path) -> None:
+    """nginx terminates TLS with a certificate from a test CA (trustme), the
+    gateway behind it speaks plain ws://; the profile trusts the CA. The
+    heartbeats cross, and nginx's idle timeout is still named."""
+    need(middlebox.NGINX)
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    chain, key, ca_pem = tmp_path / "chain.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    cert.private_key_pem.write_to_path(str(key))
+    chain.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+    ca.cert_pem.write_to_path(str(ca_pem))
+
+    def factory(d: Path, upstream: str) -> AbstractContextManager[Middlebox]:
+        return middlebox.nginx(
+            d, upstream, read_timeout=f"{int(TIMEOUT * 1000)}ms", tls=(chain, key)
+        )
+
+    gateway = Gateway(GatewayConfig(host="127.0.0.1", port=0))
+    box = tmp_path / "middlebox"
+    box.mkdir()
+    results = tmp_path / "results"
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(gateway.serve)
+            with factory(box, f"127.0.0.1:{port}") as mb:
+                loopback_only(mb)
+                profile = make_profile(
+                    body("nginx-wss", "2s"),
+                    url=mb.url(scheme="wss"),
+                    results=results,
+                    target_extra=f'ca_file = "{ca_pem}"\n',
+                )
+                recorder = Recorder(results, profile.run.label, now_wall())
+                outcome = await Runner(profile, recorder, manage_gc=False).run()
+            nursery.cancel_scope.cancel()
+    s = outcome.summary
+    assert s["totals"]["pongs"] > 0
+    assert s["totals"]["handshake_failure_total"] == 0
+    assert_named(s, {"server", "server_or_either"})
