@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from soak.config.thresholds import Threshold
-from soak.intermediary import CloseSilences, find_idle_timeouts
+from soak.intermediary import CloseSilences, find_idle_timeouts, intermediary_summary
 from soak.metrics import HISTOGRAMS, percentiles_ms, read_totals
 from soak.report.charts import Chart, all_charts, interval_percentiles
 from soak.results.reader import Run, load_run
@@ -59,11 +59,18 @@ class Report:
         return sorted(items, key=lambda kv: (-kv[1], kv[0]))[:n]
 
 
-def compute_summary(run: Run, merged_rtt: Any = None) -> dict[str, Any]:
+def compute_summary(
+    run: Run, merged_rtt: Any = None, closes: CloseSilences | None = None
+) -> dict[str, Any]:
     """What summary.json would have said, from the intervals and hlogs of a
     run that did not write one; the profile's thresholds (from run.json) are
-    judged on what the run measured before it ended."""
+    judged on what the run measured before it ended. ``closes``: the run's
+    close events, for the intermediary idle timeouts."""
     tot = read_totals(run.intervals)
+    interval = _heartbeat_interval(run)
+    found: list[dict[str, Any]] = []
+    if interval is not None:
+        found = intermediary_summary(closes or CloseSilences(), interval, tot)
     latency: dict[str, Any] = {}
     hists: dict[str, Any] = {}
     for name in HISTOGRAMS:
@@ -87,6 +94,7 @@ def compute_summary(run: Run, merged_rtt: Any = None) -> dict[str, Any]:
         "totals": tot,
         "latency_ms": latency,
         "thresholds": checks,
+        "intermediaries": found,
         "verdict": (
             f"the run did not finish (run.json says {run.status!r}); on what it measured: "
             + (f"thresholds failed: {', '.join(failed)}" if failed else "every threshold held")
@@ -120,10 +128,6 @@ def build(path: str | Path) -> Report:
     for a directory that is not a run."""
     run = load_run(path)
     rtt = interval_percentiles(run.iter_histograms("rtt"))
-    if run.summary is not None:
-        summary, computed = run.summary, False
-    else:
-        summary, computed = compute_summary(run, rtt.merged), True
     evidence: list[dict[str, Any]] = []
     total_ft = 0
     closes = CloseSilences()
@@ -133,6 +137,10 @@ def build(path: str | Path) -> Report:
             total_ft += 1
             if len(evidence) < EVIDENCE_ROWS:
                 evidence.append(ev)
+    if run.summary is not None:
+        summary, computed = run.summary, False
+    else:
+        summary, computed = compute_summary(run, rtt.merged, closes), True
     storms = run.storm_series()
     charts = all_charts(run, rtt, storms)
     found = summary.get("intermediaries")
@@ -152,7 +160,7 @@ def build(path: str | Path) -> Report:
         total_ft,
         storm_series=storms,
         intermediaries=[x for x in found if isinstance(x, dict)],
-        intermediaries_computed=recomputed,
+        intermediaries_computed=recomputed or computed,
     )
 
 
