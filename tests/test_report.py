@@ -707,6 +707,7 @@ def nginx_closes(n: int = 40) -> list[dict[str, Any]]:
     return out
 
 
+@pytest.mark.slow
 def test_killed_run_names_the_intermediary_from_its_events(tmp_path: Path) -> None:
     """No summary.json: the report computes the intermediaries from
     events.jsonl with the profile's heartbeat interval, and judges an
