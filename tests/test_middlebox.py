@@ -260,3 +260,58 @@ async def test_wss_terminated_at_nginx_plain_ws_behind(tmp_path: Path) -> None:
     assert s["totals"]["pongs"] > 0
     assert s["totals"]["handshake_failure_total"] == 0
     assert_named(s, {"server", "server_or_either"})
+
+
+def nginx_reloading(d: Path, upstream: str) -> AbstractContextManager[Middlebox]:
+    return middlebox.nginx(d, upstream, read_timeout="30s", main="worker_shutdown_timeout 1s;")
+
+
+def haproxy_reloading(d: Path, upstream: str) -> AbstractContextManager[Middlebox]:
+    return middlebox.haproxy(d, upstream, tunnel="30s", global_="    hard-stop-after 1s")
+
+
+@pytest.mark.parametrize(
+    ("kind", "factory"),
+    [(middlebox.NGINX, nginx_reloading), (middlebox.HAPROXY, haproxy_reloading)],
+)
+async def test_a_reload_closes_the_old_workers_connections_at_once(
+    tmp_path: Path, kind: str, factory: Factory
+) -> None:
+    """``nginx -s reload`` (SIGHUP) with ``worker_shutdown_timeout 1s``, and
+    HAProxy's reload (SIGUSR2 to the master) with ``hard-stop-after 1s``:
+    the old workers close every connection they hold, at once and without a
+    close frame, and the clients storm back to the new ones. That is measured
+    (the closes and the storm) and, rightly, not named an idle timeout: the
+    closes came at one moment, not after one silence."""
+    need(kind)
+    gateway = Gateway(GatewayConfig(host="127.0.0.1", port=0))
+    box = tmp_path / "middlebox"
+    box.mkdir()
+    results = tmp_path / "results"
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(gateway.serve)
+            with factory(box, f"127.0.0.1:{port}") as mb:
+                profile = make_profile(
+                    body(f"{kind}-reload", "500ms", hold="6s"), url=mb.url(), results=results
+                )
+                recorder = Recorder(results, profile.run.label, now_wall())
+                runner = Runner(profile, recorder, manage_gc=False)
+
+                async def reload_once() -> None:
+                    await trio.sleep(2.5)  # a trigger, not a measurement
+                    mb.reload()
+
+                nursery.start_soon(reload_once)
+                outcome = await runner.run()
+                assert mb.reloads == 1
+                loopback_only(mb)  # the new workers listen on loopback only too
+            nursery.cancel_scope.cancel()
+    s = outcome.summary
+    closes = s["totals"]["closes"]
+    assert closes.get("transport_eof", 0) + closes.get("transport_reset", 0) == 20, closes
+    (storm,) = s["storms"]
+    assert storm["lost"] == 20
+    assert storm["recovered"] == 20
+    assert s["intermediaries"] == []
+    assert s["exit_code"] == 0
