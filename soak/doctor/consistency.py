@@ -109,7 +109,7 @@ def _proxy_shape(proxy: ProxyConfig) -> list[Finding]:
                 CONSISTENCY,
                 ERROR,
                 "proxy-invalid-directive",
-                f"{proxy.path}: line {p.line}: `{p.text}`: {p.message}",
+                f"{p.file or proxy.path}: line {p.line}: `{p.text}`: {p.message}",
                 p.fix,
             )
         )
@@ -150,7 +150,8 @@ def _proxy_shape(proxy: ProxyConfig) -> list[Finding]:
                     CONSISTENCY,
                     INFO,
                     "proxy-timeout-default",
-                    f"{proxy.path}: {loc.name} (line {loc.line}): proxy_read_timeout is not set, "
+                    f"{loc.file or proxy.path}: {loc.name} (line {loc.line}): "
+                    "proxy_read_timeout is not set, "
                     f"so nginx's default of {NGINX_DEFAULT_TIMEOUT:g} s applies",
                     "set proxy_read_timeout explicitly, to about the gateway's heartbeat timeout",
                 )

@@ -14,7 +14,8 @@ read. HAProxy's config: soak.doctor.haproxy; loading either: soak.doctor.proxies
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 from soak.doctor.timeouts import (
     NGINX,
@@ -45,9 +46,11 @@ class _Block:
     directives: list[tuple[list[str], int]]
 
 
-def _tokens(text: str, name: str) -> list[tuple[str, int]]:
+def _tokens(text: str, name: str, base: int = 0) -> list[tuple[str, int]]:
+    """The file's tokens with their lines (plus ``base``: see :data:`_FILE_STRIDE`)."""
     out: list[tuple[str, int]] = []
-    for lineno, line in enumerate(text.splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
+        lineno = base + n
         i = 0
         while i < len(line):
             ch = line[i]
@@ -61,7 +64,7 @@ def _tokens(text: str, name: str) -> list[tuple[str, int]]:
             elif ch in "\"'":
                 end = line.find(ch, i + 1)
                 if end < 0:
-                    raise ProxyConfigError(f"{name}: line {lineno}: unterminated quoted string")
+                    raise ProxyConfigError(f"{name}: line {n}: unterminated quoted string")
                 out.append((line[i : end + 1], lineno))
                 i = end + 1
             else:
@@ -73,13 +76,78 @@ def _tokens(text: str, name: str) -> list[tuple[str, int]]:
     return out
 
 
-def parse_nginx(text: str, name: str) -> ProxyConfig:
+# A line in an included file is numbered (file index) x _FILE_STRIDE + line
+# while parsing, and told apart again at the end (_where).
+_FILE_STRIDE = 10_000_000
+_MAX_INCLUDE_DEPTH = 16
+Includer = Callable[[str], list[tuple[str, str]]]
+
+
+def parse_nginx(text: str, name: str, include: Includer | None = None) -> ProxyConfig:
+    """``include``: the files an ``include PATTERN;`` names, as (name, text)
+    pairs in nginx's order (it raises ProxyConfigError, whose message is put
+    after the file and line of the include); None: ``include`` is not
+    followed (a directive like any other)."""
+    files = [name]
+    tokens = _expand(_tokens(text, name), files, include, 0)
+    try:
+        return _parse(tokens, files)
+    except _Located as exc:
+        file, line = _where(exc.line, files)
+        raise ProxyConfigError(f"{file}: line {line}: {exc.message}") from None
+
+
+class _Located(Exception):
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.message = message
+
+
+def _where(vline: int, files: list[str]) -> tuple[str, int]:
+    return files[vline // _FILE_STRIDE], vline % _FILE_STRIDE
+
+
+def _expand(
+    tokens: list[tuple[str, int]], files: list[str], include: Includer | None, depth: int
+) -> list[tuple[str, int]]:
+    """``include X;`` replaced by X's tokens (recursively), where it starts a
+    directive."""
+    if include is None:
+        return tokens
+    out: list[tuple[str, int]] = []
+    i = 0
+    while i < len(tokens):
+        tok, line = tokens[i]
+        starts = not out or out[-1][0] in ("{", "}", ";")
+        if starts and tok == "include" and i + 2 < len(tokens) and tokens[i + 2][0] == ";":
+            file, at = _where(line, files)
+            if depth >= _MAX_INCLUDE_DEPTH:
+                raise ProxyConfigError(f"{file}: line {at}: includes nested too deep (a loop?)")
+            pattern = tokens[i + 1][0].strip("\"'")
+            try:
+                found = include(pattern)
+            except ProxyConfigError as exc:
+                raise ProxyConfigError(f"{file}: line {at}: include {pattern}: {exc}") from None
+            for inc_name, inc_text in found:
+                files.append(inc_name)
+                inner = _tokens(inc_text, inc_name, (len(files) - 1) * _FILE_STRIDE)
+                out.extend(_expand(inner, files, include, depth + 1))
+            i += 3
+            continue
+        out.append((tok, line))
+        i += 1
+    return out
+
+
+def _parse(tokens: list[tuple[str, int]], files: list[str]) -> ProxyConfig:
+    name = files[0]
     root = _Block([], 0, None, [])
     blocks = [root]
     cur = root
     words: list[str] = []
     first = 0
-    for tok, lineno in _tokens(text, name):
+    for tok, lineno in tokens:
         if not words:
             first = lineno
         if tok == "{":
@@ -89,11 +157,9 @@ def parse_nginx(text: str, name: str) -> ProxyConfig:
             words = []
         elif tok == "}":
             if words:
-                raise ProxyConfigError(
-                    f"{name}: line {first}: '{' '.join(words)}' is missing its ';'"
-                )
+                raise _Located(first, f"'{' '.join(words)}' is missing its ';'")
             if cur.parent is None:
-                raise ProxyConfigError(f"{name}: line {lineno}: unexpected '}}'")
+                raise _Located(lineno, "unexpected '}'")
             cur = cur.parent
         elif tok == ";":
             if words:
@@ -102,9 +168,10 @@ def parse_nginx(text: str, name: str) -> ProxyConfig:
         else:
             words.append(tok)
     if words:
-        raise ProxyConfigError(f"{name}: line {first}: '{' '.join(words)}' is missing its ';'")
+        raise _Located(first, f"'{' '.join(words)}' is missing its ';'")
     if cur is not root:
-        raise ProxyConfigError(f"{name}: the block at line {cur.line} is never closed ('}}')")
+        file, line = _where(cur.line, files)
+        raise ProxyConfigError(f"{file}: the block at line {line} is never closed ('}}')")
 
     problems: list[Problem] = []
     # values per block: directive -> (seconds or None, line)
@@ -163,7 +230,33 @@ def parse_nginx(text: str, name: str) -> ProxyConfig:
         locations.append(
             ProxyLocation(" ".join(block.words), block.line, timeouts[0], tuple(timeouts))
         )
-    return ProxyConfig(name, NGINX, tuple(locations), tuple(problems))
+    return ProxyConfig(
+        name,
+        NGINX,
+        tuple(_placed_location(loc, files) for loc in locations),
+        tuple(_placed_problem(p, files) for p in problems),
+    )
+
+
+def _placed_timeout(t: Timeout, files: list[str]) -> Timeout:
+    file, line = _where(t.line, files)
+    return replace(t, line=line, file="" if file == files[0] else file)
+
+
+def _placed_location(loc: ProxyLocation, files: list[str]) -> ProxyLocation:
+    file, line = _where(loc.line, files)
+    return replace(
+        loc,
+        line=line,
+        file="" if file == files[0] else file,
+        idle=None if loc.idle is None else _placed_timeout(loc.idle, files),
+        timeouts=tuple(_placed_timeout(t, files) for t in loc.timeouts),
+    )
+
+
+def _placed_problem(p: Problem, files: list[str]) -> Problem:
+    file, line = _where(p.line, files)
+    return replace(p, line=line, file="" if file == files[0] else file)
 
 
 def _proxies_websocket(block: _Block) -> bool:

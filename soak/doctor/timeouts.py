@@ -30,11 +30,13 @@ class Timeout:
     seconds: float | None  # None: written but invalid (see the problems)
     source: str  # "set" (line N), "inherited" (line N), "default"
     line: int = 0
+    file: str = ""  # an included file it was set in ("": the file given)
 
     def describe(self) -> str:
         if self.source == "default":
             return f"{self.directive} not set (nginx default {NGINX_DEFAULT_TIMEOUT:g} s)"
-        how = "inherited from line" if self.source == "inherited" else "line"
+        where = f"{self.file} line" if self.file else "line"
+        how = f"inherited from {where}" if self.source == "inherited" else where
         return f"{self.directive} {self.seconds:g} s ({how} {self.line})"
 
 
@@ -44,6 +46,7 @@ class Problem:
     text: str  # the directive as written
     message: str
     fix: str
+    file: str = ""  # an included file it is in ("": the file given)
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class ProxyLocation:
     line: int
     idle: Timeout | None  # the timeout that cuts an idle WebSocket (None: none applies)
     timeouts: tuple[Timeout, ...]
+    file: str = ""  # an included file it is in ("": the file given)
 
 
 @dataclass(frozen=True)
