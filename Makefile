@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint typecheck unit bench bench-cpu bench-proxy bench-scale clean test-openclaw
+.PHONY: demo test test-fast lint typecheck unit bench bench-cpu bench-proxy bench-scale clean test-openclaw incident-chain
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ test: lint typecheck unit
 # nor `slow`: pure and MockClock tests, in seconds (tests/README.md)
 test-fast: $(STAMP)
 	$(BIN)/pytest -m "not process and not slow"
+
+# The incident's chain on loopback: nginx (proxy_read_timeout 7s) in front of
+# `soak gateway --bug ignore-max-missed`, soak run through it, then the report
+# (needs Debian's nginx; docs/intermediaries.md)
+incident-chain: $(STAMP)
+	$(BIN)/python examples/incident_chain.py --results-dir results
 
 # Against the real OpenClaw Gateway (downloads ~330 MB into a cache outside
 # the repository once); not part of `make test`. See tests/openclaw/run.sh.

@@ -80,6 +80,9 @@ class Evidence:
     # since the first ping of the current run of misses was sent; None when
     # the last ping decided was answered
     unresponsive_for: float | None = None
+    # since the client last sent a frame (a heartbeat, or the answer to a
+    # server ping); with last_frame_age, the silence in either direction
+    last_sent_age: float | None = None
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,9 @@ def print_summary(summary: dict[str, Any], path: str, out: TextIO) -> None:
     if t["closes"]:
         closes = ", ".join(f"{k} {v}" for k, v in sorted(t["closes"].items(), key=lambda x: -x[1]))
         w(f"  closes       {closes}\n")
+    for x in summary.get("intermediaries", []):
+        # an intermediary idle timeout named from the closes (soak.intermediary)
+        w(f"  intermediary {x['text']}\n")
     if t["dropped_samples_total"] or t["skipped"]:
         w(
             f"  tester       {t['dropped_samples_total']} samples out of range, "

@@ -567,3 +567,32 @@ def test_an_unwritable_out_exits_2(tmp_path: Path) -> None:
     assert f"{out}: cannot write the comparison" in result.output
     assert "Traceback" not in result.output
     assert "verdict:" not in result.output  # nothing is claimed that was not written
+
+
+def with_intermediaries(path: Path, found: list[Any]) -> Path:
+    doc = json.loads((path / "summary.json").read_text())
+    doc["intermediaries"] = found
+    (path / "summary.json").write_text(json.dumps(doc))
+    return path
+
+
+def test_intermediary_rows(tmp_path: Path) -> None:
+    """The baseline behind nginx with proxy_read_timeout 7s, the candidate
+    with the timeout fixed; an old run without the list shows dashes."""
+    nginx = {"timeout_s": 6.999, "closes": 131, "direction": "server_or_either"}
+    a = with_intermediaries(make_run(tmp_path, "a", known_a()), [nginx, {"closes": 4}])
+    b = with_intermediaries(make_run(tmp_path, "b", known_a()), [])
+    old = make_run(tmp_path, "c", known_a())
+    c = compare([load_run(a), load_run(b), load_run(old)], resamples=50)
+    rows = {r.key: r for r in c.rows}
+    assert rows["intermediary_closes"].values == [135.0, 0.0, None]
+    assert rows["intermediary_closes"].delta(1) == -135.0
+    assert rows["intermediary1_timeout"].values == [6.999, None, None]
+    lines = {s.split("  ")[0].strip(): s.split() for s in render_text(c).splitlines()}
+    assert lines["intermediary closes"][2:6] == ["135", "0", "-135", "-100.0%"]
+    assert {"metric": "intermediary_closes", "unit": "", "values": [135.0, 0.0, None]} in (
+        to_json(c)["table"]
+    )
+    # nobody named one: no rows
+    plain = compare([load_run(b), load_run(old)], resamples=50)
+    assert not any(r.key.startswith("intermediary") for r in plain.rows)

@@ -10,13 +10,8 @@ from typing import Any
 import pytest
 
 from soak.metrics import new_histogram
-from soak.report.compare import (
-    DEFAULT_LIMITS,
-    LimitSpecError,
-    compare,
-    parse_limits,
-    same_experiment,
-)
+from soak.report.compare import DEFAULT_LIMITS, LimitSpecError, compare, parse_limits
+from soak.report.compare_profile import same_experiment
 from soak.report.compare_text import render_text
 from soak.results import hlog, jsonl
 from soak.results.reader import load_run

@@ -16,14 +16,8 @@ from soak.doctor.gateway_config import (
     load_gateway_config,
     parse_gateway_config,
 )
-from soak.doctor.nginx import (
-    HAPROXY,
-    NGINX,
-    ProxyConfigError,
-    load_proxy_config,
-    parse_proxy_config,
-    parse_time,
-)
+from soak.doctor.proxies import load_proxy_config, parse_proxy_config
+from soak.doctor.timeouts import HAPROXY, NGINX, ProxyConfigError, parse_time
 from tests.support.runs import make_profile
 
 FIXTURES = Path(__file__).parent / "fixtures" / "doctor"
@@ -185,7 +179,7 @@ def test_nginx_default_timeout_is_said() -> None:
 def test_haproxy_tunnel_timeout() -> None:
     proxy = load_proxy_config(fx("haproxy.cfg"))
     assert proxy.kind == HAPROXY
-    assert [loc.name for loc in proxy.locations] == ["defaults"]
+    assert [loc.name for loc in proxy.locations] == ["frontend ws -> backend gateway"]
     idle = proxy.locations[0].idle
     assert idle is not None
     assert idle.directive == "timeout tunnel"

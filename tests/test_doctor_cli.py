@@ -153,7 +153,7 @@ def test_diagnose_with_latency(tmp_path: Path) -> None:
     gw.write_text(
         '{"gateway": {"heartbeat": {"interval": 30000, "timeout": 90000, "maxMissed": 3}}}'
     )
-    profile, gateway, _, problems = diagnose_mod.load_inputs(str(INCIDENT), str(gw), None)
+    profile, gateway, _, problems = diagnose_mod.load_inputs(str(INCIDENT), str(gw), [])
     assert problems == []
     assert check_consistency(gateway=gateway, profile=profile) == []
     found = check_consistency(gateway=gateway, profile=profile, latency=0.1)

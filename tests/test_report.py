@@ -678,3 +678,88 @@ def test_report_and_compare_draw_time_with_the_same_rule(
         runs.append(load_run(d))
     compare_page.render_charts(compare(runs, resamples=100))
     assert asked[1] == [10.0 * i for i in range(6)] * 2
+
+
+@pytest.mark.slow
+def test_storm_timeline_of_a_single_storm(tmp_path: Path) -> None:
+    """One storm is one panel (found running nginx in front of the gateway:
+    the report failed with "'Axes' object is not subscriptable")."""
+    d = make_run(tmp_path, [interval(0)], [[1000]], summary=SUMMARY)
+    (d / "storms.jsonl").write_text(json.dumps(storm_series(1, 10.0, [3, 0, 1])) + "\n")
+    rep, _ = write_report(d)
+    assert rep.charts[-1].extra["storms"] == [1]
+    assert (d / "storm_timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def nginx_closes(n: int = 40) -> list[dict[str, Any]]:
+    """Closes 7 s after the server's last frame, as nginx's
+    proxy_read_timeout 7s makes them (docs/intermediaries.md)."""
+    out = []
+    for i in range(n):
+        s = 6.95 + (i % 5) * 0.01
+        out.append(
+            {
+                "t": 8.0 + i * 0.5,
+                "event": "close",
+                "client": f"soak-{i:06d}",
+                "reason": "transport_eof",
+                "category": "transport",
+                "initiator": "transport",
+                "code": 1006,
+                "text": "",
+                "transport": "eof",
+                "evidence": {
+                    "age_s": s + (i % 7),
+                    "last_frame_age_s": s,
+                    "last_sent_age_s": s + 0.001,
+                },
+            }
+        )
+    return out
+
+
+@pytest.mark.slow
+def test_killed_run_names_the_intermediary_from_its_events(tmp_path: Path) -> None:
+    """No summary.json: the report computes the intermediaries from
+    events.jsonl with the profile's heartbeat interval, and judges an
+    intermediary_closes threshold on them."""
+    manifest = {
+        **MANIFEST,
+        "status": "running",
+        "profile": {
+            "heartbeat": {"interval": 10.0},
+            "thresholds": [{"name": "intermediary_closes", "limit": 5.0, "text": "5", "op": "<="}],
+        },
+    }
+    d = make_run(tmp_path, [interval(0)], [[1000]], events=nginx_closes(), manifest=manifest)
+    rep, html_path = write_report(d)
+    assert rep.computed
+    assert rep.intermediaries_computed
+    (found,) = rep.intermediaries
+    assert found["closes"] == 40
+    assert abs(found["timeout_s"] - 6.97) < 0.02
+    assert rep.summary["totals"]["intermediary_closes"] == 40
+    (check,) = rep.summary["thresholds"]
+    assert check["ok"] is False
+    assert check["value"] == "40"
+    html = html_path.read_text()
+    assert "Intermediary idle timeouts (1)" in html
+    assert "Computed by soak report from events.jsonl" in html
+    assert "an idle timeout of 7.0 s after silence from the server" in html
+
+
+def test_a_summary_without_intermediaries_is_completed_from_the_events(tmp_path: Path) -> None:
+    """A summary.json from before the analysis: the events decide."""
+    manifest = {**MANIFEST, "profile": {"heartbeat": {"interval": 10.0}}}
+    d = make_run(
+        tmp_path, [interval(0)], [[1000]], summary=SUMMARY, events=nginx_closes(), manifest=manifest
+    )
+    rep = build(d)
+    assert not rep.computed
+    assert rep.intermediaries_computed
+    assert rep.intermediaries[0]["closes"] == 40
+    # and without a heartbeat interval in run.json nothing is guessed
+    other = tmp_path / "other"
+    other.mkdir()
+    d2 = make_run(other, [interval(0)], [[1000]], summary=SUMMARY, events=nginx_closes())
+    assert build(d2).intermediaries == []

@@ -98,6 +98,7 @@ def _emit_close(
             "age_s": round(e.age, 6),
             "last_pong_age_s": None if e.last_pong_age is None else round(e.last_pong_age, 6),
             "last_frame_age_s": None if e.last_frame_age is None else round(e.last_frame_age, 6),
+            "last_sent_age_s": None if e.last_sent_age is None else round(e.last_sent_age, 6),
             "consecutive_missed": e.consecutive_missed,
             "pings_pending": e.pings_pending,
             "unresponsive_for_s": None

@@ -82,6 +82,7 @@ class Connection:
         "clock",
         "hb",
         "last_frame_at",
+        "last_sent_at",
         "metrics",
         "opened_at",
         "protocol",
@@ -101,6 +102,7 @@ class Connection:
         self.clock: RunClock
         self.silence: float | None
         self.last_frame_at: float
+        self.last_sent_at: float
         self.sent: heartbeat.Sent | None
 
     def start(
@@ -120,6 +122,7 @@ class Connection:
         # a protocol's silence rule (OpenClaw: no inbound frame for 2 ticks)
         self.silence = protocol.silence_timeout
         self.last_frame_at = now
+        self.last_sent_at = now
         self.sent = None
 
     # -- frames in -----------------------------------------------------------------
@@ -170,6 +173,7 @@ class Connection:
                 seq = proto.pong_control(bytes(event.payload))
             elif isinstance(event, Ping):
                 self.metrics.count("server_pings")
+                self.last_sent_at = now
                 yield self.ws.send(event.response())
             elif isinstance(event, CloseConnection):
                 closed = self._server_closed(event, now)
@@ -245,6 +249,7 @@ class Connection:
         it as one frame, else through wsproto."""
         sent = self.hb.on_send(now)
         self.sent = sent
+        self.last_sent_at = now
         clock = self.clock
         ms = int((clock.wall0 + now - clock.t0) * 1000)
         proto = self.protocol
@@ -290,6 +295,7 @@ class Connection:
             age=now - self.opened_at,
             last_pong_age=None if hb.last_pong_at is None else now - hb.last_pong_at,
             last_frame_age=now - self.last_frame_at,
+            last_sent_age=now - self.last_sent_at,
             consecutive_missed=hb.consecutive_missed,
             unresponsive_for=None if hb.miss_run_since is None else now - hb.miss_run_since,
             pings_pending=hb.pending,

@@ -26,7 +26,13 @@ import click
     "--nginx-conf",
     type=click.Path(dir_okay=False),
     default=None,
-    help="The proxy's config: nginx (the WebSocket location) or haproxy.",
+    help="The proxy's config: nginx (the WebSocket location), or haproxy.cfg.",
+)
+@click.option(
+    "--haproxy-cfg",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="HAProxy's config: defaults, frontends and backends; timeout tunnel, client, server.",
 )
 @click.option(
     "--latency",
@@ -38,6 +44,7 @@ def doctor(
     profile_path: str | None,
     gateway_config: str | None,
     nginx_conf: str | None,
+    haproxy_cfg: str | None,
     latency: str | None,
     as_json: bool,
 ) -> None:
@@ -56,8 +63,15 @@ def doctor(
     from soak.doctor.findings import exit_code
     from soak.doctor.render import render_json, render_text
 
-    if profile_path is None and gateway_config is None and nginx_conf is None:
-        raise click.UsageError("give at least one of --profile, --gateway-config, --nginx-conf")
+    if (
+        profile_path is None
+        and gateway_config is None
+        and nginx_conf is None
+        and haproxy_cfg is None
+    ):
+        raise click.UsageError(
+            "give at least one of --profile, --gateway-config, --nginx-conf, --haproxy-cfg"
+        )
     delay = 0.0
     if latency is not None:
         try:
@@ -70,6 +84,7 @@ def doctor(
         profile_path=profile_path,
         gateway_path=gateway_config,
         proxy_path=nginx_conf,
+        haproxy_path=haproxy_cfg,
         latency=delay,
     )
     if as_json:

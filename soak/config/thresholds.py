@@ -45,6 +45,7 @@ COUNTS = (
     "handshake_failures",
     "reconnect_failed",
     "dropped_samples",
+    "intermediary_closes",
 )
 THRESHOLD_HELP = (
     "valid thresholds: <histogram>_p<NN> (p99, p999 = 99.9th, ...) or <histogram>_max "

@@ -18,6 +18,8 @@ Rules, each a stable finding code:
   against 120 s): the proxy holds connections the gateway declared dead.
 - ``proxy-timeout-default`` (info): the directive is not set, nginx's 60 s
   default applies.
+- ``proxy-timeout-none`` (warning): no HAProxy timeout applies to an upgraded
+  connection on a route, so dead WebSockets are held forever.
 - ``client-interval-not-tolerated`` (error): the clients' interval (from the
   profile), plus the planned latency, against the server's timeout:
   ``interval + latency >= timeout`` or ``interval x maxMissed + latency > timeout``.
@@ -29,10 +31,18 @@ Rules, each a stable finding code:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from soak.config.profile import Profile
 from soak.doctor.findings import CONSISTENCY, ERROR, INFO, RECOMMENDED, WARNING, Finding, fmt_s
 from soak.doctor.gateway_config import GatewayHeartbeat, HeartbeatRule
-from soak.doctor.nginx import NGINX, NGINX_DEFAULT_TIMEOUT, ProxyConfig, ProxyLocation
+from soak.doctor.timeouts import (
+    HAPROXY,
+    NGINX,
+    NGINX_DEFAULT_TIMEOUT,
+    ProxyConfig,
+    ProxyLocation,
+)
 
 LONG_FACTOR = 10.0
 
@@ -49,9 +59,12 @@ def check_consistency(
     proxy: ProxyConfig | None = None,
     profile: Profile | None = None,
     latency: float = 0.0,
+    proxies: Sequence[ProxyConfig] = (),
 ) -> list[Finding]:
-    """Every consistency finding for what was given (any may be None)."""
+    """Every consistency finding for what was given (any may be None;
+    ``proxies``: the chain's proxies besides ``proxy``)."""
     out: list[Finding] = []
+    chain = ([proxy] if proxy is not None else []) + list(proxies)
     server: HeartbeatRule | None = None
     where = ""
     if gateway is not None:
@@ -63,17 +76,17 @@ def check_consistency(
     client = profile.heartbeat.interval if profile is not None else None
     client_where = f"{profile.path}: heartbeat.interval" if profile is not None else ""
 
-    if proxy is not None:
-        out.extend(_proxy_shape(proxy))
+    for p in chain:
+        out.extend(_proxy_shape(p))
 
-    base = _rules(server, where, proxy, client, client_where, latency)
+    base = _rules(server, where, chain, client, client_where, latency)
     out.extend(f for _, f in base)
     seen = {k for k, _ in base}
     if gateway is not None:
         for ch in gateway.channels:
             cwhere = f"{gateway.path}: channels.{ch.name}.heartbeat"
             fields = ", ".join(sorted(ch.overridden))
-            for key, f in _rules(ch.rule, cwhere, proxy, client, client_where, latency):
+            for key, f in _rules(ch.rule, cwhere, chain, client, client_where, latency):
                 if key in seen:
                     continue  # the default breaks it too: already said
                 out.append(
@@ -96,7 +109,7 @@ def _proxy_shape(proxy: ProxyConfig) -> list[Finding]:
                 CONSISTENCY,
                 ERROR,
                 "proxy-invalid-directive",
-                f"{proxy.path}: line {p.line}: `{p.text}`: {p.message}",
+                f"{p.file or proxy.path}: line {p.line}: `{p.text}`: {p.message}",
                 p.fix,
             )
         )
@@ -118,13 +131,27 @@ def _proxy_shape(proxy: ProxyConfig) -> list[Finding]:
             )
         )
     for loc in proxy.locations:
+        if loc.idle is None and proxy.kind == HAPROXY:
+            out.append(
+                Finding(
+                    CONSISTENCY,
+                    WARNING,
+                    "proxy-timeout-none",
+                    f"{proxy.path}: {loc.name} (line {loc.line}): no timeout applies to an "
+                    "upgraded connection (no timeout tunnel, client or server): haproxy holds "
+                    "idle and dead WebSockets forever",
+                    "set `timeout tunnel` in the backend (or defaults), to about the gateway's "
+                    "heartbeat timeout",
+                )
+            )
         if loc.idle is not None and loc.idle.source == "default":
             out.append(
                 Finding(
                     CONSISTENCY,
                     INFO,
                     "proxy-timeout-default",
-                    f"{proxy.path}: {loc.name} (line {loc.line}): proxy_read_timeout is not set, "
+                    f"{loc.file or proxy.path}: {loc.name} (line {loc.line}): "
+                    "proxy_read_timeout is not set, "
                     f"so nginx's default of {NGINX_DEFAULT_TIMEOUT:g} s applies",
                     "set proxy_read_timeout explicitly, to about the gateway's heartbeat timeout",
                 )
@@ -135,7 +162,7 @@ def _proxy_shape(proxy: ProxyConfig) -> list[Finding]:
 def _rules(
     server: HeartbeatRule | None,
     where: str,
-    proxy: ProxyConfig | None,
+    chain: Sequence[ProxyConfig],
     client: float | None,
     client_where: str,
     latency: float,
@@ -160,7 +187,7 @@ def _rules(
                     ),
                 )
             )
-    if proxy is not None:
+    for proxy in chain:
         for loc in proxy.locations:
             out.extend(_proxy_rules(proxy, loc, server, where, client, client_where))
     if server is not None and client is not None:

@@ -11,16 +11,22 @@ from soak.doctor.consistency import check_consistency
 from soak.doctor.environment import Host, read_host, run_environment
 from soak.doctor.findings import ERROR, INPUT, Finding
 from soak.doctor.gateway_config import GatewayConfigError, GatewayHeartbeat, load_gateway_config
-from soak.doctor.nginx import ProxyConfig, ProxyConfigError, load_proxy_config
+from soak.doctor.proxies import load_proxy_config
 from soak.doctor.target import TARGET_TIMEOUT
+from soak.doctor.timeouts import HAPROXY, ProxyConfig, ProxyConfigError
 from soak.errors import ProfileError
+
+ProxyPath = tuple[str | None, str]  # (kind, or None to tell from the text; path)
 
 
 def load_inputs(
-    profile_path: str | None, gateway_path: str | None, proxy_path: str | None
-) -> tuple[Profile | None, GatewayHeartbeat | None, ProxyConfig | None, list[Finding]]:
+    profile_path: str | None,
+    gateway_path: str | None,
+    proxy_paths: list[ProxyPath],
+) -> tuple[Profile | None, GatewayHeartbeat | None, list[ProxyConfig], list[Finding]]:
     out: list[Finding] = []
-    profile = gateway = proxy = None
+    proxies: list[ProxyConfig] = []
+    profile = gateway = None
     if profile_path is not None:
         try:
             profile = load_profile(profile_path)
@@ -41,12 +47,12 @@ def load_inputs(
             out.append(
                 _unusable("gateway-config", exc, exc.unreadable, "the gateway's heartbeat config")
             )
-    if proxy_path is not None:
+    for kind, path in proxy_paths:
         try:
-            proxy = load_proxy_config(proxy_path)
+            proxies.append(load_proxy_config(path, kind))
         except ProxyConfigError as exc:
             out.append(_unusable("proxy-config", exc, exc.unreadable, "the proxy's timeouts"))
-    return profile, gateway, proxy, out
+    return profile, gateway, proxies, out
 
 
 def diagnose(
@@ -54,13 +60,19 @@ def diagnose(
     profile_path: str | None = None,
     gateway_path: str | None = None,
     proxy_path: str | None = None,
+    haproxy_path: str | None = None,
     latency: float = 0.0,
     host: Host | None = None,
     target_timeout: float = TARGET_TIMEOUT,
 ) -> list[Finding]:
     """Every finding; the environment checks run only with a loaded profile."""
-    profile, gateway, proxy, out = load_inputs(profile_path, gateway_path, proxy_path)
-    out += check_consistency(gateway=gateway, proxy=proxy, profile=profile, latency=latency)
+    paths: list[ProxyPath] = []
+    if proxy_path is not None:
+        paths.append((None, proxy_path))
+    if haproxy_path is not None:
+        paths.append((HAPROXY, haproxy_path))
+    profile, gateway, proxies, out = load_inputs(profile_path, gateway_path, paths)
+    out += check_consistency(gateway=gateway, proxies=proxies, profile=profile, latency=latency)
     if profile is not None:
         facts = host if host is not None else read_host()
         out += trio.run(lambda: run_environment(profile, facts, target_timeout=target_timeout))

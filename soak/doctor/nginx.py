@@ -1,122 +1,38 @@
-"""The timeouts a proxy applies to WebSocket connections, read from its config.
-
-nginx: the ``location`` blocks that proxy WebSockets (they set
+"""Pure: the timeouts nginx applies to WebSocket connections, read from its
+config: the ``location`` blocks that proxy WebSockets (they set
 ``proxy_set_header Upgrade ...``) and their ``proxy_read_timeout``,
 ``proxy_send_timeout`` and ``proxy_connect_timeout``, inherited from the
 enclosing ``server``/``http`` block when the location does not set them, and
 nginx's default of 60 s when nobody does. nginx times: ``ms s m h d w``,
 combinable (``1h30m``); a bare number is seconds.
 
-haproxy (a file with ``defaults``/``frontend``/``backend``/``listen``
-sections and no braces): ``timeout tunnel`` (what applies to an upgraded
-WebSocket) and ``timeout client``. haproxy times: ``us ms s m h d``; a bare
-number is milliseconds.
-
-Pure: text in, :class:`ProxyConfig` out. A directive that nginx would reject,
-such as the incident's ``proxy_read_timeout: 180s;`` (a colon), is reported
-as a :class:`Problem` rather than read.
+Text in, :class:`~soak.doctor.timeouts.ProxyConfig` out. A directive that
+nginx would reject, such as the incident's ``proxy_read_timeout: 180s;`` (a
+colon), is reported as a :class:`~soak.doctor.timeouts.Problem` rather than
+read. HAProxy's config: soak.doctor.haproxy; loading either: soak.doctor.proxies.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
-NGINX = "nginx"
-HAPROXY = "haproxy"
-NGINX_DEFAULT_TIMEOUT = 60.0
+from soak.doctor.timeouts import (
+    NGINX,
+    NGINX_DEFAULT_TIMEOUT,
+    Problem,
+    ProxyConfig,
+    ProxyConfigError,
+    ProxyLocation,
+    Timeout,
+    parse_time,
+)
+
 TIMEOUT_DIRECTIVES = ("proxy_read_timeout", "proxy_send_timeout", "proxy_connect_timeout")
 
 _NGINX_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-_HAPROXY_UNITS = {"us": 1e-6, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_PART = re.compile(r"(\d+)(ms|us|s|m|h|d|w)?")
 # blocks whose lines are "key value;" pairs, not directives
 _KEY_BLOCKS = frozenset({"map", "geo", "types", "split_clients", "charset_map", "match"})
-_HAPROXY_SECTION = re.compile(r"^(global|defaults|frontend|backend|listen)\b", re.MULTILINE)
-
-
-class ProxyConfigError(ValueError):
-    """Unreadable, or not parseable at all. The message names the file."""
-
-    def __init__(self, message: str, *, unreadable: bool = False) -> None:
-        super().__init__(message)
-        self.unreadable = unreadable
-
-
-@dataclass(frozen=True)
-class Timeout:
-    directive: str  # as nginx/haproxy names it, e.g. "proxy_read_timeout"
-    seconds: float | None  # None: written but invalid (see the problems)
-    source: str  # "set" (line N), "inherited" (line N), "default"
-    line: int = 0
-
-    def describe(self) -> str:
-        if self.source == "default":
-            return f"{self.directive} not set (nginx default {NGINX_DEFAULT_TIMEOUT:g} s)"
-        how = "inherited from line" if self.source == "inherited" else "line"
-        return f"{self.directive} {self.seconds:g} s ({how} {self.line})"
-
-
-@dataclass(frozen=True)
-class Problem:
-    line: int
-    text: str  # the directive as written
-    message: str
-    fix: str
-
-
-@dataclass(frozen=True)
-class ProxyLocation:
-    """One place that proxies WebSockets: an nginx location or a haproxy section."""
-
-    name: str  # "location /ws" or "defaults"
-    line: int
-    idle: Timeout | None  # the timeout that cuts an idle WebSocket (None: none applies)
-    timeouts: tuple[Timeout, ...]
-
-
-@dataclass(frozen=True)
-class ProxyConfig:
-    path: str
-    kind: str
-    locations: tuple[ProxyLocation, ...]
-    problems: tuple[Problem, ...]
-
-
-def load_proxy_config(path: str | Path) -> ProxyConfig:
-    name = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ProxyConfigError(f"{name}: file not found", unreadable=True) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ProxyConfigError(f"{name}: cannot read: {exc}", unreadable=True) from None
-    return parse_proxy_config(text, name)
-
-
-def parse_proxy_config(text: str, name: str) -> ProxyConfig:
-    if "{" not in text and _HAPROXY_SECTION.search(text):
-        return _parse_haproxy(text, name)
-    return _parse_nginx(text, name)
-
-
-def parse_time(text: str, units: dict[str, float], bare: float) -> float | None:
-    """``"180s"`` -> 180.0, ``"1h30m"`` -> 5400.0; a bare number is ``bare``
-    seconds per unit. None if not a valid time."""
-    pos = 0
-    total = 0.0
-    if not text:
-        return None
-    for m in _PART.finditer(text):
-        if m.start() != pos:
-            return None
-        unit = m.group(2)
-        if unit is not None and unit not in units:
-            return None
-        total += int(m.group(1)) * (units[unit] if unit else bare)
-        pos = m.end()
-    return total if pos == len(text) else None
 
 
 # -- nginx -----------------------------------------------------------------------
@@ -130,9 +46,11 @@ class _Block:
     directives: list[tuple[list[str], int]]
 
 
-def _tokens(text: str, name: str) -> list[tuple[str, int]]:
+def _tokens(text: str, name: str, base: int = 0) -> list[tuple[str, int]]:
+    """The file's tokens with their lines (plus ``base``: see :data:`_FILE_STRIDE`)."""
     out: list[tuple[str, int]] = []
-    for lineno, line in enumerate(text.splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
+        lineno = base + n
         i = 0
         while i < len(line):
             ch = line[i]
@@ -146,7 +64,7 @@ def _tokens(text: str, name: str) -> list[tuple[str, int]]:
             elif ch in "\"'":
                 end = line.find(ch, i + 1)
                 if end < 0:
-                    raise ProxyConfigError(f"{name}: line {lineno}: unterminated quoted string")
+                    raise ProxyConfigError(f"{name}: line {n}: unterminated quoted string")
                 out.append((line[i : end + 1], lineno))
                 i = end + 1
             else:
@@ -158,13 +76,78 @@ def _tokens(text: str, name: str) -> list[tuple[str, int]]:
     return out
 
 
-def _parse_nginx(text: str, name: str) -> ProxyConfig:
+# A line in an included file is numbered (file index) x _FILE_STRIDE + line
+# while parsing, and told apart again at the end (_where).
+_FILE_STRIDE = 10_000_000
+_MAX_INCLUDE_DEPTH = 16
+Includer = Callable[[str], list[tuple[str, str]]]
+
+
+def parse_nginx(text: str, name: str, include: Includer | None = None) -> ProxyConfig:
+    """``include``: the files an ``include PATTERN;`` names, as (name, text)
+    pairs in nginx's order (it raises ProxyConfigError, whose message is put
+    after the file and line of the include); None: ``include`` is not
+    followed (a directive like any other)."""
+    files = [name]
+    tokens = _expand(_tokens(text, name), files, include, 0)
+    try:
+        return _parse(tokens, files)
+    except _Located as exc:
+        file, line = _where(exc.line, files)
+        raise ProxyConfigError(f"{file}: line {line}: {exc.message}") from None
+
+
+class _Located(Exception):
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.message = message
+
+
+def _where(vline: int, files: list[str]) -> tuple[str, int]:
+    return files[vline // _FILE_STRIDE], vline % _FILE_STRIDE
+
+
+def _expand(
+    tokens: list[tuple[str, int]], files: list[str], include: Includer | None, depth: int
+) -> list[tuple[str, int]]:
+    """``include X;`` replaced by X's tokens (recursively), where it starts a
+    directive."""
+    if include is None:
+        return tokens
+    out: list[tuple[str, int]] = []
+    i = 0
+    while i < len(tokens):
+        tok, line = tokens[i]
+        starts = not out or out[-1][0] in ("{", "}", ";")
+        if starts and tok == "include" and i + 2 < len(tokens) and tokens[i + 2][0] == ";":
+            file, at = _where(line, files)
+            if depth >= _MAX_INCLUDE_DEPTH:
+                raise ProxyConfigError(f"{file}: line {at}: includes nested too deep (a loop?)")
+            pattern = tokens[i + 1][0].strip("\"'")
+            try:
+                found = include(pattern)
+            except ProxyConfigError as exc:
+                raise ProxyConfigError(f"{file}: line {at}: include {pattern}: {exc}") from None
+            for inc_name, inc_text in found:
+                files.append(inc_name)
+                inner = _tokens(inc_text, inc_name, (len(files) - 1) * _FILE_STRIDE)
+                out.extend(_expand(inner, files, include, depth + 1))
+            i += 3
+            continue
+        out.append((tok, line))
+        i += 1
+    return out
+
+
+def _parse(tokens: list[tuple[str, int]], files: list[str]) -> ProxyConfig:
+    name = files[0]
     root = _Block([], 0, None, [])
     blocks = [root]
     cur = root
     words: list[str] = []
     first = 0
-    for tok, lineno in _tokens(text, name):
+    for tok, lineno in tokens:
         if not words:
             first = lineno
         if tok == "{":
@@ -174,11 +157,9 @@ def _parse_nginx(text: str, name: str) -> ProxyConfig:
             words = []
         elif tok == "}":
             if words:
-                raise ProxyConfigError(
-                    f"{name}: line {first}: '{' '.join(words)}' is missing its ';'"
-                )
+                raise _Located(first, f"'{' '.join(words)}' is missing its ';'")
             if cur.parent is None:
-                raise ProxyConfigError(f"{name}: line {lineno}: unexpected '}}'")
+                raise _Located(lineno, "unexpected '}'")
             cur = cur.parent
         elif tok == ";":
             if words:
@@ -187,9 +168,10 @@ def _parse_nginx(text: str, name: str) -> ProxyConfig:
         else:
             words.append(tok)
     if words:
-        raise ProxyConfigError(f"{name}: line {first}: '{' '.join(words)}' is missing its ';'")
+        raise _Located(first, f"'{' '.join(words)}' is missing its ';'")
     if cur is not root:
-        raise ProxyConfigError(f"{name}: the block at line {cur.line} is never closed ('}}')")
+        file, line = _where(cur.line, files)
+        raise ProxyConfigError(f"{file}: the block at line {line} is never closed ('}}')")
 
     problems: list[Problem] = []
     # values per block: directive -> (seconds or None, line)
@@ -248,7 +230,33 @@ def _parse_nginx(text: str, name: str) -> ProxyConfig:
         locations.append(
             ProxyLocation(" ".join(block.words), block.line, timeouts[0], tuple(timeouts))
         )
-    return ProxyConfig(name, NGINX, tuple(locations), tuple(problems))
+    return ProxyConfig(
+        name,
+        NGINX,
+        tuple(_placed_location(loc, files) for loc in locations),
+        tuple(_placed_problem(p, files) for p in problems),
+    )
+
+
+def _placed_timeout(t: Timeout, files: list[str]) -> Timeout:
+    file, line = _where(t.line, files)
+    return replace(t, line=line, file="" if file == files[0] else file)
+
+
+def _placed_location(loc: ProxyLocation, files: list[str]) -> ProxyLocation:
+    file, line = _where(loc.line, files)
+    return replace(
+        loc,
+        line=line,
+        file="" if file == files[0] else file,
+        idle=None if loc.idle is None else _placed_timeout(loc.idle, files),
+        timeouts=tuple(_placed_timeout(t, files) for t in loc.timeouts),
+    )
+
+
+def _placed_problem(p: Problem, files: list[str]) -> Problem:
+    file, line = _where(p.line, files)
+    return replace(p, line=line, file="" if file == files[0] else file)
 
 
 def _proxies_websocket(block: _Block) -> bool:
@@ -257,56 +265,3 @@ def _proxies_websocket(block: _Block) -> bool:
         if head == "proxy_set_header" and len(dwords) > 1 and dwords[1].lower() == "upgrade":
             return True
     return False
-
-
-# -- haproxy ---------------------------------------------------------------------
-
-
-def _parse_haproxy(text: str, name: str) -> ProxyConfig:
-    problems: list[Problem] = []
-    sections: list[tuple[str, int, dict[str, Timeout]]] = []
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        words = line.split()
-        if _HAPROXY_SECTION.match(line):
-            sections.append((" ".join(words[:2]), lineno, {}))
-            continue
-        if words[0].rstrip(":") != "timeout" or not sections:
-            continue
-        if words[0] != "timeout" or len(words) != 3 or words[1].endswith(":"):
-            problems.append(
-                Problem(
-                    lineno,
-                    line,
-                    "haproxy expects `timeout <name> <time>`",
-                    "write e.g. `timeout tunnel 180s`",
-                )
-            )
-            continue
-        kind, value = words[1], parse_time(words[2], _HAPROXY_UNITS, 0.001)
-        if value is None:
-            problems.append(
-                Problem(lineno, line, f"invalid time {words[2]!r}", "write e.g. 180s or 3m")
-            )
-        sections[-1][2][f"timeout {kind}"] = Timeout(f"timeout {kind}", value, "set", lineno)
-    # defaults apply to the proxies after them; report every section that
-    # proxies (frontend/listen/backend), with the defaults filled in
-    locations: list[ProxyLocation] = []
-    defaults: dict[str, Timeout] = {}
-    for sname, sline, tos in sections:
-        if sname.startswith("defaults"):
-            defaults = {
-                k: Timeout(v.directive, v.seconds, "inherited", v.line) for k, v in tos.items()
-            }
-            continue
-        if sname.startswith("global") or not tos:
-            continue  # a section without timeouts of its own: the defaults, once
-        eff = {**defaults, **tos}
-        idle = eff.get("timeout tunnel") or eff.get("timeout client")
-        locations.append(ProxyLocation(sname, sline, idle, tuple(eff.values())))
-    if not locations and defaults:
-        idle = defaults.get("timeout tunnel") or defaults.get("timeout client")
-        locations.append(ProxyLocation("defaults", 0, idle, tuple(defaults.values())))
-    return ProxyConfig(name, HAPROXY, tuple(locations), tuple(problems))

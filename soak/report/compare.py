@@ -4,7 +4,9 @@ RUN_A is the baseline. Every other run is compared with it:
 
 - a table of metrics side by side, with absolute and relative deltas
   (with reconnect-storm rows when any run has storms: their number, and
-  the FIRST storm's recovery p50/p90/p100 and peak attempts per 100 ms);
+  the FIRST storm's recovery p50/p90/p100 and peak attempts per 100 ms;
+  with intermediary rows when any run named an intermediary idle timeout:
+  the closes it explained and the first timeout's length);
 - for RTT p50/p99/p99.9, a bootstrap 95% confidence interval of the
   difference over the per-interval histograms (:mod:`soak.report.bootstrap`):
   a difference is significant only when the interval excludes 0;
@@ -18,41 +20,30 @@ RUN_A is the baseline. Every other run is compared with it:
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-from soak import availability
-from soak.errors import ResultsError
-from soak.metrics import read_totals
 from soak.report.bootstrap import (
     DEFAULT_RESAMPLES,
     DEFAULT_SEED,
     MIN_INTERVALS,
     MIN_TAIL,
-    Compact,
     Interval,
     bootstrap_diff,
-    compact,
-    merge,
+)
+from soak.report.compare_data import CompareError, RunData, prepare
+from soak.report.compare_profile import profile_differences
+from soak.report.compare_rows import (
+    COUNT_METRICS,
+    LATENCY_QS,
+    RATE_MIN_S,
+    Row,
+    count_value,
+    first_storm,
+    table,
 )
 from soak.results.reader import Run
 
-LATENCY_QS = {"p50": 50.0, "p99": 99.0, "p99.9": 99.9}
-# Counters that are worse when higher; a limit on them is an absolute increase.
-COUNT_METRICS = (
-    "false_timeouts",
-    "zombies",
-    "justified_timeouts",
-    "missed",
-    "late",
-    "abandoned",
-    "reconnect_failed",
-    "handshake_failure_total",
-)
 LATENCY_METRICS = tuple(f"rtt_{k}" for k in LATENCY_QS)
 # shares that may drop by at most a number of percentage points
 SHARE_METRICS = ("heartbeat_success", "availability", "storm_recovery")
@@ -78,8 +69,6 @@ DEFAULT_LIMITS = {
     "handshake_failures": 0.50,
     "reconnect_failures": 0.50,
 }
-# a run shorter than this has its failures compared as counts, not per hour
-RATE_MIN_S = 600.0
 # an increase of failures smaller than this (per hour, or a count) is noise
 RATE_FLOOR = 10.0
 MAX_REGRESSION_FORM = (
@@ -89,10 +78,6 @@ MAX_REGRESSION_FORM = (
     + ", ".join(COUNT_METRICS)
     + ") with an absolute increase like 0"
 )
-
-
-class CompareError(ResultsError):
-    """Runs that cannot be compared."""
 
 
 class LimitSpecError(ValueError):
@@ -128,350 +113,7 @@ def parse_limits(specs: Sequence[str]) -> dict[str, float]:
 # -- reading the runs -------------------------------------------------------------
 
 
-@dataclass
-class RunData:
-    run: Run
-    name: str  # the label, made unique among the runs compared
-    rtt: list[Compact]  # one per hlog interval
-    starts: list[float]  # seconds since the run started
-    merged: Compact
-    totals: dict[str, Any]
-    duration_s: float
-    availability: dict[str, Any] | None = None  # summary.json's, or computed
-
-    @property
-    def intervals_with_samples(self) -> int:
-        return sum(1 for c in self.rtt if c.values)
-
-
-def run_totals(run: Run) -> dict[str, Any]:
-    """summary.json's totals, or (a killed run) the sums of its intervals."""
-    if run.summary is not None and isinstance(run.summary.get("totals"), dict):
-        return dict(run.summary["totals"])
-    return read_totals(run.intervals, missing=None)
-
-
-def run_duration(run: Run, starts: Sequence[float], lengths: Sequence[float]) -> float:
-    if run.summary is not None and isinstance(run.summary.get("duration_s"), int | float):
-        return float(run.summary["duration_s"])
-    dts = [float(iv["dt"]) for iv in run.intervals if isinstance(iv.get("dt"), int | float)]
-    if dts:
-        return sum(dts)
-    return (starts[-1] + lengths[-1] - starts[0]) if starts else 0.0
-
-
-def prepare(runs: Sequence[Run]) -> list[RunData]:
-    labels = [r.label for r in runs]
-    out = []
-    for r in runs:
-        name = r.label if labels.count(r.label) == 1 else f"{r.label} ({r.path.name})"
-        rtt: list[Compact] = []
-        starts: list[float] = []
-        lengths: list[float] = []
-        # one decoded histogram at a time (~190 KB each); only the compact
-        # form is kept
-        for h in r.iter_histograms("rtt"):
-            rtt.append(compact(h.hist))
-            starts.append(h.start)
-            lengths.append(h.length)
-        merged = merge(rtt)
-        if not merged.total:
-            raise CompareError(
-                f"{r.path}: run '{r.label}' has no RTT samples (rtt.hlog is missing or "
-                "empty): there is no latency to compare"
-            )
-        dur = run_duration(r, starts, lengths)
-        out.append(RunData(r, name, rtt, starts, merged, run_totals(r), dur, run_availability(r)))
-    return out
-
-
-def run_availability(run: Run) -> dict[str, Any] | None:
-    """summary.json's availability; computed from the intervals when there
-    is none (a killed run); None for runs from before it was measured."""
-    av = (run.summary or {}).get("availability")
-    if isinstance(av, dict):
-        return av
-    items = availability.spans(run.intervals)
-    if not items:
-        return None
-    return availability.summarize(items, run_storms(run) or [])
-
-
-def profile_key(run: Run) -> dict[str, Any]:
-    """The profile without what differs between any two runs: path, label,
-    results directory and the stats URL."""
-    prof = json.loads(json.dumps(run.manifest.get("profile") or {}))
-    if not isinstance(prof, dict):
-        return {}
-    prof.pop("path", None)
-    if isinstance(prof.get("run"), dict):
-        prof["run"].pop("label", None)
-        prof["run"].pop("results_dir", None)
-    target = prof.get("target")
-    if isinstance(target, dict) and isinstance(target.get("stats"), dict):
-        target["stats"].pop("url", None)
-    return prof
-
-
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(d, dict):
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    if isinstance(d, list) and d:
-        out = {}
-        for i, v in enumerate(d):
-            out.update(_flatten(v, f"{prefix}[{i}]"))
-        return out
-    return {prefix: d}
-
-
-# Fields whose text differs between two runs of one experiment: a storm
-# stage's command (a PID, a path) and the port of a URL (a gateway on a
-# free port).
-_COMMAND = re.compile(r"^clients\.stages\[\d+\]\.command$")
-_URLS = re.compile(r"^(target\.url|clients\.stages\[\d+\]\.restart_url)$")
-
-
-def _without_port(url: str) -> str:
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        parts.port  # noqa: B018 - raises for a port that is not a number
-    except ValueError:
-        return url
-    if host is None:
-        return url
-    netloc = f"[{host}]" if ":" in host else host
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def same_experiment(key: str, a: Any, b: Any) -> bool:
-    """A difference that does not change the experiment."""
-    if _COMMAND.match(key):
-        return isinstance(a, str) and isinstance(b, str)
-    if _URLS.match(key) and isinstance(a, str) and isinstance(b, str):
-        return _without_port(a) == _without_port(b)
-    return False
-
-
-def _shown(v: Any) -> str:
-    return "(none)" if v is None else json.dumps(v) if isinstance(v, str) else str(v)
-
-
-def _pairs(keys: list[str], a: dict[str, Any], b: dict[str, Any]) -> str:
-    shown = [f"{k} {_shown(a.get(k))} vs {_shown(b.get(k))}" for k in keys[:6]]
-    return "; ".join(shown) + (f" and {len(keys) - 6} more" if len(keys) > 6 else "")
-
-
-def profile_differences(datas: Sequence[RunData]) -> tuple[list[str], list[str]]:
-    """Warnings (a difference in what the runs did: clients, durations,
-    heartbeat, reconnect...) and notes (a difference only in a storm
-    command's text or a URL's port), each naming the fields and both values."""
-    base = _flatten(profile_key(datas[0].run))
-    warnings, notes = [], []
-    for d in datas[1:]:
-        other = _flatten(profile_key(d.run))
-        keys = sorted(k for k in base.keys() | other.keys() if base.get(k) != other.get(k))
-        unfair = [k for k in keys if not same_experiment(k, base.get(k), other.get(k))]
-        fair = [k for k in keys if k not in unfair]
-
-        if unfair:
-            warnings.append(
-                f"WARNING: '{d.name}' ran a different profile from the baseline "
-                f"'{datas[0].name}' ({_pairs(unfair, base, other)}): the comparison may "
-                "not be fair"
-            )
-        if fair:
-            what = "only" if not unfair else "also"
-            notes.append(
-                f"'{d.name}' differs from the baseline {what} where the experiment is the "
-                f"same: {_pairs(fair, base, other)}"
-            )
-    return warnings, notes
-
-
-def profile_warnings(datas: Sequence[RunData]) -> list[str]:
-    return profile_differences(datas)[0]
-
-
 # -- the table ----------------------------------------------------------------------
-
-
-@dataclass
-class Row:
-    key: str
-    title: str
-    unit: str  # "ms", "s", "%", "" or "/h"
-    values: list[float | None]
-
-    def delta(self, j: int) -> float | None:
-        a, b = self.values[0], self.values[j]
-        return None if a is None or b is None else b - a
-
-    def relative(self, j: int) -> float | None:
-        a, d = self.values[0], self.delta(j)
-        return None if d is None or a is None or a == 0 else d / a
-
-
-def _ms(us: int | None) -> float | None:
-    return None if us is None else us / 1000.0
-
-
-def table(datas: Sequence[RunData]) -> list[Row]:
-    rows = [
-        Row(f"rtt_{k}", f"RTT {k}", "ms", [_ms(d.merged.percentile(q)) for d in datas])
-        for k, q in LATENCY_QS.items()
-    ]
-    rows.append(Row("rtt_max", "RTT max", "ms", [_ms(d.merged.max) for d in datas]))
-    hb: list[float | None] = []
-    for d in datas:
-        v = d.totals.get("heartbeat_success")
-        hb.append(None if v is None else float(v) * 100)
-    rows.append(Row("heartbeat_success", "heartbeat success", "%", hb))
-    for k in ("false_timeouts", "zombies"):
-        rows.append(Row(k, k.replace("_", " "), "", [_count(d.totals, k) for d in datas]))
-    rows += availability_rows(datas)
-    hourly = per_hour(datas)
-    cats = sorted({c for d in datas for c in (d.totals.get("closes_by_category") or {})})
-    for cat in cats:
-        per_h: list[float | None] = []
-        for d in datas:
-            n = float((d.totals.get("closes_by_category") or {}).get(cat, 0))
-            per_h.append(_rate(n, d, hourly))
-        if hourly:
-            rows.append(Row(f"closes_per_hour.{cat}", f"closes/h {cat}", "/h", per_h))
-        else:
-            rows.append(Row(f"closes.{cat}", f"closes {cat}", "", per_h))
-    unit = "/h" if hourly else ""
-    for key, title in (
-        ("handshake_failures", "handshake failures"),
-        ("reconnect_failures", "reconnect failures"),
-    ):
-        counts = [failures(d.totals, key) for d in datas]
-        values = [
-            None if n is None else _rate(n, d, hourly) for n, d in zip(counts, datas, strict=True)
-        ]
-        rows.append(Row(key, title, unit, values))
-    gaps: list[float | None] = []
-    for d in datas:
-        rec = (d.run.summary or {}).get("reconcile")
-        g = rec.get("max_gap") if isinstance(rec, dict) else None
-        gaps.append(float(g) if isinstance(g, int | float) else None)
-    if any(g is not None for g in gaps):
-        rows.append(Row("drift_max_gap", "drift max gap (server-client)", "", gaps))
-    rows += storm_rows(datas)
-    return rows
-
-
-def per_hour(datas: Sequence[RunData]) -> bool:
-    """Rates per hour mean something only when every run is long enough."""
-    return all(d.duration_s >= RATE_MIN_S for d in datas)
-
-
-def _rate(n: float, d: RunData, hourly: bool) -> float | None:
-    if not hourly:
-        return n
-    return n * 3600 / d.duration_s if d.duration_s > 0 else None
-
-
-def failures(tot: dict[str, Any], key: str) -> float | None:
-    """Handshake failures (every cause), or reconnect failures (reconnect
-    attempts that did not become a connection)."""
-    if key == "handshake_failures":
-        return _count(tot, "handshake_failure_total")
-    attempts, ok = _count(tot, "reconnect_attempts"), _count(tot, "reconnects")
-    return None if attempts is None or ok is None else max(0.0, attempts - ok)
-
-
-def availability_rows(datas: Sequence[RunData]) -> list[Row]:
-    """Availability (%), the worst storm's share of lost clients back by the
-    end (%) and the longest stretch below 95% (s); only when a run has them."""
-    avs = [d.availability for d in datas]
-    if all(a is None for a in avs):
-        return []
-
-    def pick(a: dict[str, Any] | None, key: str, scale: float = 1.0) -> float | None:
-        v = None if a is None else a.get(key)
-        return float(v) * scale if isinstance(v, int | float) else None
-
-    below = [None if a is None else (a.get("below") or {}) for a in avs]
-    return [
-        Row("availability", "availability", "%", [pick(a, "availability", 100) for a in avs]),
-        Row(
-            "storm_recovery",
-            "storm recovery (worst share back)",
-            "%",
-            [pick(a, "storm_recovery", 100) for a in avs],
-        ),
-        Row(
-            "below_longest_s",
-            "longest stretch below 95%",
-            "s",
-            [pick(b, "longest_s") for b in below],
-        ),
-    ]
-
-
-def first_storm(d: RunData) -> dict[str, Any] | None:
-    storms = (d.availability or {}).get("storms") or []
-    return storms[0] if storms and isinstance(storms[0], dict) else None
-
-
-# The storm compared is each run's FIRST storm: in the usual A/B test the
-# same event (a gateway restart at the same moment of the same profile)
-# starts it in both runs, so the first storms are like for like; the "worst"
-# storm could be a different event in each run.
-STORM_RECOVERY = ("p50", "p90", "p100")
-
-
-def run_storms(run: Run) -> list[dict[str, Any]] | None:
-    """summary.json's storms; None when there is no such list (no
-    summary.json, or one from before storms were measured)."""
-    storms = (run.summary or {}).get("storms")
-    if not isinstance(storms, list):
-        return None
-    return [s for s in storms if isinstance(s, dict)]
-
-
-def storm_rows(datas: Sequence[RunData]) -> list[Row]:
-    """The number of storms, and the first storm's recovery p50/p90/p100 (s)
-    and peak reconnect attempts per 100 ms. Only when at least one run has
-    storm data; "-" (None) where a run has none. A recovery percentile that
-    was never reached is None as well."""
-    per_run = [run_storms(d.run) for d in datas]
-    if all(s is None for s in per_run):
-        return []
-    firsts = [s[0] if s else None for s in per_run]
-    rows = [
-        Row(
-            "storms",
-            "reconnect storms",
-            "",
-            [None if s is None else float(len(s)) for s in per_run],
-        )
-    ]
-    for k in STORM_RECOVERY:
-        values: list[float | None] = []
-        for first in firsts:
-            rec = first.get("recovery_s") if first is not None else None
-            values.append(_count(rec, k) if isinstance(rec, dict) else None)
-        rows.append(Row(f"storm1_recovery_{k}", f"storm 1 recovery {k}", "s", values))
-    rows.append(
-        Row(
-            "storm1_peak_attempts_per_100ms",
-            "storm 1 peak attempts per 100 ms",
-            "",
-            [None if f is None else _count(f, "peak_attempts_per_100ms") for f in firsts],
-        )
-    )
-    return rows
-
-
-def _count(tot: dict[str, Any], key: str) -> float | None:
-    v = tot.get(key)
-    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
 
 # -- the verdict --------------------------------------------------------------------
@@ -548,7 +190,7 @@ def verdict(
                     )
                 )
             else:
-                a, b = _count(datas[0].totals, name), _count(d.totals, name)
+                a, b = count_value(datas[0].totals, name), count_value(d.totals, name)
                 if a is None or b is None:
                     out.append(Check(name, d.name, "", "no data", False))
                     continue

@@ -176,6 +176,50 @@ def close_reasons(report: Report) -> str:
     return page.table(("reason", "closes", "share"), rows, "closes")
 
 
+INTERMEDIARY_COLUMNS = (
+    "timeout (s)",
+    "after silence",
+    "closes",
+    "share of abrupt closes",
+    "silence min-max (s)",
+    "first-last close (s)",
+    "heartbeat interval (s)",
+    "what it means",
+)
+
+
+def intermediaries_section(report: Report) -> str:
+    """The intermediary idle timeouts named from the closes (soak.intermediary)."""
+    found = report.intermediaries
+    note = (
+        "<p class='muted'>Computed by soak report from events.jsonl (summary.json has none).</p>"
+        if report.intermediaries_computed and found
+        else ""
+    )
+    if not found:
+        return (
+            "<p class='muted'>None: no closes without a close frame cluster at one "
+            "silence length.</p>"
+        )
+    rows = []
+    for x in found:
+        sil = x.get("silence_s") if isinstance(x.get("silence_s"), dict) else {}
+        assert isinstance(sil, dict)
+        share = x.get("share")
+        cells = [
+            f"<td class='num'>{_fmt(x.get('timeout_s'))}</td>",
+            f"<td>{_e(x.get('direction'))}</td>",
+            f"<td class='num'>{_fmt(x.get('closes'))}</td>",
+            f"<td class='num'>{_pct(share)}</td>",
+            f"<td class='num'>{_fmt(sil.get('min'))}-{_fmt(sil.get('max'))}</td>",
+            f"<td class='num'>{_fmt(x.get('first_t_s'))}-{_fmt(x.get('last_t_s'))}</td>",
+            f"<td class='num'>{_fmt(x.get('heartbeat_interval_s'))}</td>",
+            f"<td>{_e(x.get('text'))}</td>",
+        ]
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return note + page.table(INTERMEDIARY_COLUMNS, rows, "intermediaries")
+
+
 EVIDENCE_FIELDS = (
     "age_s",
     "last_pong_age_s",
@@ -372,6 +416,8 @@ def render(report: Report) -> str:
             storms_section(report),
             "<h2>Top close reasons</h2>",
             close_reasons(report),
+            f"<h2>Intermediary idle timeouts ({len(report.intermediaries):,})</h2>",
+            intermediaries_section(report),
             f"<h2>False-timeout evidence ({report.false_timeouts_total:,})</h2>",
             evidence_table(report),
             "<h2>Problems reading the results</h2>",

@@ -15,6 +15,7 @@ from typing import Any
 
 from soak import availability
 from soak.config.thresholds import Threshold, with_defaults
+from soak.intermediary import CloseSilences, find_idle_timeouts, intermediary_summary
 from soak.metrics import HISTOGRAMS, percentiles_ms, read_totals
 from soak.report.charts import Chart, all_charts, interval_percentiles
 from soak.results.reader import Run, load_run
@@ -35,6 +36,10 @@ class Report:
     pngs: dict[str, Path] = field(default_factory=dict)
     # storms.jsonl, one 100 ms series per reconnect storm (damaged lines skipped)
     storm_series: list[dict[str, Any]] = field(default_factory=list)
+    # the intermediary idle timeouts: summary.json's, or computed from the
+    # events when it has none (intermediaries_computed)
+    intermediaries: list[dict[str, Any]] = field(default_factory=list)
+    intermediaries_computed: bool = False
 
     @property
     def storms(self) -> list[dict[str, Any]] | None:
@@ -65,11 +70,18 @@ class Report:
         return sorted(items, key=lambda kv: (-kv[1], kv[0]))[:n]
 
 
-def compute_summary(run: Run, merged_rtt: Any = None) -> dict[str, Any]:
+def compute_summary(
+    run: Run, merged_rtt: Any = None, closes: CloseSilences | None = None
+) -> dict[str, Any]:
     """What summary.json would have said, from the intervals and hlogs of a
     run that did not write one; the profile's thresholds (from run.json) are
-    judged on what the run measured before it ended."""
+    judged on what the run measured before it ended. ``closes``: the run's
+    close events, for the intermediary idle timeouts."""
     tot = read_totals(run.intervals)
+    interval = _heartbeat_interval(run)
+    found: list[dict[str, Any]] = []
+    if interval is not None:
+        found = intermediary_summary(closes or CloseSilences(), interval, tot)
     latency: dict[str, Any] = {}
     hists: dict[str, Any] = {}
     for name in HISTOGRAMS:
@@ -97,6 +109,7 @@ def compute_summary(run: Run, merged_rtt: Any = None) -> dict[str, Any]:
         "latency_ms": latency,
         "thresholds": checks,
         **({"availability": av} if av is not None else {}),
+        "intermediaries": found,
         "verdict": (
             f"the run did not finish (run.json says {run.status!r}); on what it measured: "
             + (f"thresholds failed: {', '.join(failed)}" if failed else "every threshold held")
@@ -130,17 +143,47 @@ def build(path: str | Path) -> Report:
     for a directory that is not a run."""
     run = load_run(path)
     rtt = interval_percentiles(run.iter_histograms("rtt"))
-    if run.summary is not None:
-        summary, computed = run.summary, False
-    else:
-        summary, computed = compute_summary(run, rtt.merged), True
     evidence: list[dict[str, Any]] = []
     total_ft = 0
+    closes = CloseSilences()
     for ev in run.events():
+        closes.observe(ev)
         if ev.get("event") == "close" and ev.get("reason") == "false_timeout":
             total_ft += 1
             if len(evidence) < EVIDENCE_ROWS:
                 evidence.append(ev)
+    if run.summary is not None:
+        summary, computed = run.summary, False
+    else:
+        summary, computed = compute_summary(run, rtt.merged, closes), True
     storms = run.storm_series()
     charts = all_charts(run, rtt, storms)
-    return Report(run, summary, computed, charts, evidence, total_ft, storm_series=storms)
+    found = summary.get("intermediaries")
+    recomputed = not isinstance(found, list)
+    if recomputed:
+        interval = _heartbeat_interval(run)
+        found = (
+            [] if interval is None else [x.record() for x in find_idle_timeouts(closes, interval)]
+        )
+    assert isinstance(found, list)
+    return Report(
+        run,
+        summary,
+        computed,
+        charts,
+        evidence,
+        total_ft,
+        storm_series=storms,
+        intermediaries=[x for x in found if isinstance(x, dict)],
+        intermediaries_computed=recomputed or computed,
+    )
+
+
+def _heartbeat_interval(run: Run) -> float | None:
+    """The clients' heartbeat interval, from the profile run.json recorded."""
+    profile = run.manifest.get("profile")
+    hb = profile.get("heartbeat") if isinstance(profile, dict) else None
+    value = hb.get("interval") if isinstance(hb, dict) else None
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return None

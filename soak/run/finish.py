@@ -12,6 +12,7 @@ import trio
 
 from soak import __version__, availability
 from soak.config.profile import Profile
+from soak.intermediary import CloseSilences, intermediary_checks, intermediary_summary
 from soak.metrics import Metrics
 from soak.provenance import git_commit, os_version, redact_argv
 from soak.recorder import iso
@@ -58,12 +59,17 @@ def summary(
     peak: int,
     extra_checks: list[dict[str, Any]],
     storms: list[dict[str, Any]],
+    closes: CloseSilences | None = None,
 ) -> dict[str, Any]:
     """summary.json's common part: totals, latencies, verdicts, exit code.
-    The caller adds ``protocol``, the source's own keys and ``reconcile``."""
+    The caller adds ``protocol``, the source's own keys and ``reconcile``.
+    ``closes``: the run's closes without a close frame, from which the
+    intermediary idle timeouts are named (soak.intermediary)."""
     tot = totals(metrics)
     avail = availability.summarize(metrics.availability, storms)
+    found = intermediary_summary(closes or CloseSilences(), profile.heartbeat.interval, tot)
     checks = verdicts(profile, metrics, tot, avail) + extra_checks
+    checks += intermediary_checks(found, profile.thresholds)
     code, verdict = exit_code(status, tot, checks, profile)
     return {
         "label": profile.run.label,
@@ -86,4 +92,5 @@ def summary(
         "passed": all(v["ok"] for v in checks) and code == EXIT_OK,
         "storms": storms,
         "availability": avail,
+        "intermediaries": found,
     }

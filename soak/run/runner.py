@@ -33,11 +33,13 @@ from soak.client import OpenStream, Shared, url_opener
 from soak.config.profile import Profile
 from soak.config.stages import Churn, Ramp, Storm
 from soak.gcctl import GcControl, GrowthFreezer
+from soak.intermediary import CloseSilences
 from soak.metrics import Interval, Metrics
 from soak.reconcile import Drift, Poller
 from soak.recorder import iso
 from soak.run import finish
 from soak.run.local import LocalClients
+from soak.run.observe import ObservedSink
 from soak.run.source import LoadSource, RunContext, Sink
 from soak.run.stages import ask_restart, run_command
 from soak.schedule import Schedule
@@ -80,7 +82,10 @@ class Runner:
         origin_monotonic: float | None = None,
     ) -> None:
         self.profile = profile
-        self.sink = recorder
+        # the closes without a close frame, by silence length: the
+        # intermediary idle timeouts in summary.json (soak.intermediary)
+        self.closes = CloseSilences()
+        self.sink: Sink = ObservedSink(recorder, self.closes.observe)
         self.source: LoadSource = source or LocalClients(real_sockets=open_stream is None)
         self.open_stream = open_stream or url_opener(profile.target)
         self.storm_inputs = storm_inputs
@@ -365,6 +370,7 @@ class Runner:
             peak=self.schedule.peak,
             extra_checks=self.source.checks(),
             storms=storms.summaries() if storms is not None else [],
+            closes=self.closes,
         )
         protocol = self.source.protocol_summary()
         if protocol is not None:

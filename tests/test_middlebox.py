@@ -1,0 +1,317 @@
+"""Real nginx and HAProxy (Debian's packages) between soak and the reference
+gateway, on 127.0.0.1: an idle timeout shorter than the heartbeat interval
+closes every connection, and soak names it; a longer one closes none.
+
+Skips, naming what is missing, where nginx or haproxy is not installed
+(.ci/run installs both)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trustme
+
+from soak import middlebox
+from soak.childproc import gateway_process
+from soak.gateway import Gateway, GatewayConfig
+from soak.middlebox import Middlebox
+from soak.recorder import Recorder, now_wall
+from soak.run.runner import Outcome, Runner
+from tests.support.runs import make_profile
+
+pytestmark = [pytest.mark.process, pytest.mark.slow]
+
+PROFILE = """
+[run]
+label = "{label}"
+report_interval = "1s"
+seed = 3
+[clients]
+max_connecting = 20
+[[clients.stages]]
+kind = "ramp"
+to = {clients}
+duration = "500ms"
+[[clients.stages]]
+kind = "hold"
+duration = "{hold}"
+[heartbeat]
+interval = "{interval}"
+timeout = "{hb_timeout}"
+[reconnect]
+initial_delay = "100ms"
+max_delay = "300ms"
+"""
+
+TIMEOUT = 1.5  # the middlebox's idle timeout, seconds
+ABRUPT = ("transport_eof", "transport_reset")
+
+Factory = Callable[[Path, str], AbstractContextManager[Middlebox]]
+
+
+def need(kind: str) -> None:
+    if middlebox.find_binary(kind) is None:
+        pytest.skip(middlebox.missing(kind))
+
+
+def nginx_short(d: Path, upstream: str) -> AbstractContextManager[Middlebox]:
+    return middlebox.nginx(d, upstream, read_timeout=f"{int(TIMEOUT * 1000)}ms")
+
+
+def haproxy_short(d: Path, upstream: str) -> AbstractContextManager[Middlebox]:
+    return middlebox.haproxy(d, upstream, tunnel=f"{int(TIMEOUT * 1000)}ms")
+
+
+def body(label: str, interval: str, *, clients: int = 20, hold: str = "5s") -> str:
+    hb_timeout = "1s" if interval != "2s" else "1500ms"
+    return PROFILE.format(
+        label=label, clients=clients, hold=hold, interval=interval, hb_timeout=hb_timeout
+    )
+
+
+def loopback_only(mb: Middlebox) -> None:
+    """``ss -ltnp``: it and its workers listen on 127.0.0.1, on its port, only."""
+    addresses = middlebox.listening(middlebox.children(mb.pid))
+    assert addresses, f"{mb.kind} (pid {mb.pid}) listens nowhere"
+    assert set(addresses) == {f"127.0.0.1:{mb.port}"}, addresses
+
+
+async def run_through(factory: Factory, profile_body: str, tmp_path: Path) -> Outcome:
+    gateway = Gateway(GatewayConfig(host="127.0.0.1", port=0))
+    box = tmp_path / "middlebox"
+    box.mkdir()
+    results = tmp_path / "results"
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(gateway.serve)
+            with factory(box, f"127.0.0.1:{port}") as mb:
+                loopback_only(mb)
+                profile = make_profile(profile_body, url=mb.url(), results=results)
+                recorder = Recorder(results, profile.run.label, now_wall())
+                outcome = await Runner(profile, recorder, manage_gc=False).run()
+            nursery.cancel_scope.cancel()
+    return outcome
+
+
+def assert_named(summary: dict[str, Any], directions: set[str]) -> dict[str, Any]:
+    closes = summary["totals"]["closes"]
+    abrupt = sum(closes.get(k, 0) for k in ABRUPT)
+    # every close is the middlebox's, but the clients' own at the end
+    assert set(closes) <= {*ABRUPT, "client_shutdown"}, closes
+    assert abrupt >= 10, closes
+    (found,) = summary["intermediaries"]
+    assert found["closes"] == abrupt, (found, closes)
+    assert abs(found["timeout_s"] - TIMEOUT) <= 0.5, found
+    assert found["direction"] in directions, found
+    assert found["below_heartbeat"] is True
+    assert summary["totals"]["intermediary_closes"] == abrupt
+    # the verdict does not say passed
+    assert summary["passed"] is False
+    assert summary["exit_code"] == 1
+    assert "intermediary_closes" in summary["verdict"]
+    return dict(found)
+
+
+def assert_none(summary: dict[str, Any]) -> None:
+    closes = summary["totals"]["closes"]
+    assert set(closes) <= {"client_shutdown"}, closes
+    assert summary["intermediaries"] == []
+    assert summary["exit_code"] == 0, summary["verdict"]
+
+
+async def test_nginx_read_timeout_shorter_than_the_heartbeat_is_named(tmp_path: Path) -> None:
+    need(middlebox.NGINX)
+    out = await run_through(nginx_short, body("nginx-short", "2s"), tmp_path)
+    # nginx counts the upstream's silence only; with request-response
+    # heartbeats that is also the silence either way
+    assert_named(out.summary, {"server", "server_or_either"})
+
+
+async def test_nginx_read_timeout_longer_than_the_heartbeat_closes_nothing(
+    tmp_path: Path,
+) -> None:
+    need(middlebox.NGINX)
+    out = await run_through(nginx_short, body("nginx-long", "500ms", hold="4s"), tmp_path)
+    assert_none(out.summary)
+
+
+async def test_haproxy_tunnel_timeout_shorter_than_the_heartbeat_is_named(
+    tmp_path: Path,
+) -> None:
+    need(middlebox.HAPROXY)
+    out = await run_through(haproxy_short, body("haproxy-short", "2s"), tmp_path)
+    assert_named(out.summary, {"either", "server_or_either"})
+
+
+async def test_haproxy_tunnel_timeout_longer_than_the_heartbeat_closes_nothing(
+    tmp_path: Path,
+) -> None:
+    need(middlebox.HAPROXY)
+    out = await run_through(haproxy_short, body("haproxy-long", "500ms", hold="4s"), tmp_path)
+    assert_none(out.summary)
+
+
+def test_soak_run_through_nginx_names_it_in_the_terminal_and_the_report(
+    tmp_path: Path,
+) -> None:
+    """As a user runs it: the reference gateway and nginx as processes,
+    ``soak run`` and ``soak report`` from the command line."""
+    need(middlebox.NGINX)
+    profile = tmp_path / "profile.toml"
+    profile.write_text('[target]\nurl = "ws://127.0.0.1:9/ws"\n' + body("cli", "2s", clients=10))
+    box = tmp_path / "nginx"
+    box.mkdir()
+    results = tmp_path / "results"
+    with gateway_process() as gw, nginx_short(box, f"127.0.0.1:{gw.port}") as mb:
+        loopback_only(mb)
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "soak",
+                "run",
+                str(profile),
+                "--url",
+                mb.url(),
+                "--results-dir",
+                str(results),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "  intermediary an idle timeout of 1." in run.stdout, run.stdout
+    assert "FAIL intermediary_closes <= 0 (default)" in run.stdout
+    (run_dir,) = results.iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    found = assert_named(summary, {"server", "server_or_either"})
+    report = subprocess.run(
+        [sys.executable, "-m", "soak", "report", str(run_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert report.returncode == 0, report.stderr
+    html = (run_dir / "report.html").read_text()
+    assert "Intermediary idle timeouts (1)" in html
+    assert f"closed {found['closes']} connections" in html
+
+
+async def test_haproxy_without_tunnel_the_server_timeout_cuts_idle_websockets(
+    tmp_path: Path,
+) -> None:
+    """What soak doctor assumes (soak.doctor.haproxy): without ``timeout
+    tunnel``, ``timeout server`` cuts an upgraded connection whose server is
+    silent that long, though ``timeout client`` is longer."""
+    need(middlebox.HAPROXY)
+
+    def factory(d: Path, upstream: str) -> AbstractContextManager[Middlebox]:
+        return middlebox.haproxy(d, upstream, tunnel=None, client="30s", server="1500ms")
+
+    out = await run_through(factory, body("haproxy-server", "2s"), tmp_path)
+    assert_named(out.summary, {"server", "either", "server_or_either"})
+
+
+async def test_wss_terminated_at_nginx_plain_ws_behind(tmp_path: Path) -> None:
+    """nginx terminates TLS with a certificate from a test CA (trustme), the
+    gateway behind it speaks plain ws://; the profile trusts the CA. The
+    heartbeats cross, and nginx's idle timeout is still named."""
+    need(middlebox.NGINX)
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    chain, key, ca_pem = tmp_path / "chain.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    cert.private_key_pem.write_to_path(str(key))
+    chain.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+    ca.cert_pem.write_to_path(str(ca_pem))
+
+    def factory(d: Path, upstream: str) -> AbstractContextManager[Middlebox]:
+        return middlebox.nginx(
+            d, upstream, read_timeout=f"{int(TIMEOUT * 1000)}ms", tls=(chain, key)
+        )
+
+    gateway = Gateway(GatewayConfig(host="127.0.0.1", port=0))
+    box = tmp_path / "middlebox"
+    box.mkdir()
+    results = tmp_path / "results"
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(gateway.serve)
+            with factory(box, f"127.0.0.1:{port}") as mb:
+                loopback_only(mb)
+                profile = make_profile(
+                    body("nginx-wss", "2s"),
+                    url=mb.url(scheme="wss"),
+                    results=results,
+                    target_extra=f'ca_file = "{ca_pem}"\n',
+                )
+                recorder = Recorder(results, profile.run.label, now_wall())
+                outcome = await Runner(profile, recorder, manage_gc=False).run()
+            nursery.cancel_scope.cancel()
+    s = outcome.summary
+    assert s["totals"]["pongs"] > 0
+    assert s["totals"]["handshake_failure_total"] == 0
+    assert_named(s, {"server", "server_or_either"})
+
+
+def nginx_reloading(d: Path, upstream: str) -> AbstractContextManager[Middlebox]:
+    return middlebox.nginx(d, upstream, read_timeout="30s", main="worker_shutdown_timeout 1s;")
+
+
+def haproxy_reloading(d: Path, upstream: str) -> AbstractContextManager[Middlebox]:
+    return middlebox.haproxy(d, upstream, tunnel="30s", global_="    hard-stop-after 1s")
+
+
+@pytest.mark.parametrize(
+    ("kind", "factory"),
+    [(middlebox.NGINX, nginx_reloading), (middlebox.HAPROXY, haproxy_reloading)],
+)
+async def test_a_reload_closes_the_old_workers_connections_at_once(
+    tmp_path: Path, kind: str, factory: Factory
+) -> None:
+    """``nginx -s reload`` (SIGHUP) with ``worker_shutdown_timeout 1s``, and
+    HAProxy's reload (SIGUSR2 to the master) with ``hard-stop-after 1s``:
+    the old workers close every connection they hold, at once and without a
+    close frame, and the clients storm back to the new ones. That is measured
+    (the closes and the storm) and, rightly, not named an idle timeout: the
+    closes came at one moment, not after one silence."""
+    need(kind)
+    gateway = Gateway(GatewayConfig(host="127.0.0.1", port=0))
+    box = tmp_path / "middlebox"
+    box.mkdir()
+    results = tmp_path / "results"
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(gateway.serve)
+            with factory(box, f"127.0.0.1:{port}") as mb:
+                profile = make_profile(
+                    body(f"{kind}-reload", "500ms", hold="6s"), url=mb.url(), results=results
+                )
+                recorder = Recorder(results, profile.run.label, now_wall())
+                runner = Runner(profile, recorder, manage_gc=False)
+
+                async def reload_once() -> None:
+                    await trio.sleep(2.5)  # a trigger, not a measurement
+                    mb.reload()
+
+                nursery.start_soon(reload_once)
+                outcome = await runner.run()
+                assert mb.reloads == 1
+                loopback_only(mb)  # the new workers listen on loopback only too
+            nursery.cancel_scope.cancel()
+    s = outcome.summary
+    closes = s["totals"]["closes"]
+    assert closes.get("transport_eof", 0) + closes.get("transport_reset", 0) == 20, closes
+    (storm,) = s["storms"]
+    assert storm["lost"] == 20
+    assert storm["recovered"] == 20
+    assert s["intermediaries"] == []
+    assert s["exit_code"] == 0
