@@ -219,18 +219,35 @@ def test_a_sample_beyond_the_histogram_is_counted_as_dropped_up_to_the_verdict()
     m = Metrics()
     m.record("rtt", 0.010)
     m.record("rtt", 7200.0)  # two hours: beyond the 1 h range
+    m.record("rtt", 5000.0)  # beyond what the histogram rounds its range up to (~71 min)
+    m.record("rtt", 3600.0)  # the top of the range: kept
     m.record("rtt_service", -1.0)  # a negative duration is 0, which is kept
+    m.record("lag", 0.0)
     iv = m.rotate(10.0)
-    assert iv.record({})["dropped_samples"] == {"rtt": 1}
+    assert iv.record({})["dropped_samples"] == {"rtt": 2}
     tot = totals(m)
-    assert tot["dropped_samples"] == {"rtt": 1}
-    assert tot["dropped_samples_total"] == 1
-    assert m.total.hist["rtt"].get_total_count() == 1  # never recorded as something else
+    assert tot["dropped_samples"] == {"rtt": 2}
+    assert tot["dropped_samples_total"] == 2
+    rtt = m.total.hist["rtt"]
+    assert rtt.get_total_count() == 2  # never recorded as something else
+    assert rtt.get_max_value() >= 3_600_000_000
     assert m.total.hist["rtt_service"].get_total_count() == 1
+    assert m.total.hist["lag"].get_max_value() == 0  # zero lateness is zero
     # a run killed before its summary: the totals read back from intervals.jsonl
-    assert read_totals([json.loads(json.dumps(iv.record({})))])["dropped_samples_total"] == 1
+    assert read_totals([json.loads(json.dumps(iv.record({})))])["dropped_samples_total"] == 2
     [v] = judge([Threshold("dropped_samples", 0.0, "0")], tot, m.total.hist)
-    assert (v["ok"], v["value"]) == (False, "1")
+    assert (v["ok"], v["value"]) == (False, "2")
+
+
+def test_intervals_and_run_totals_so_far() -> None:
+    m = Metrics()
+    m.count("pings", 3)
+    m.rotate(10.0)
+    m.count("pings", 2)
+    assert m.so_far("pings") == 5  # the finished interval and the one in progress
+    m.rotate(20.0)
+    assert m.intervals_done == 2
+    assert m.current.index == 2
 
 
 # -- 6. every field of an interval survives the worker merge -------------------------
