@@ -8,6 +8,7 @@ import pytest
 
 from soak.classify import (
     CATEGORY_HEARTBEAT,
+    CATEGORY_SERVER,
     FALSE_TIMEOUT,
     JUSTIFIED_TIMEOUT,
     SERVER,
@@ -16,6 +17,7 @@ from soak.classify import (
     CloseInfo,
     Evidence,
     Verdict,
+    openclaw_verdict,
 )
 from soak.config.heartbeat import ServerHeartbeat
 from soak.metrics import to_us
@@ -121,3 +123,33 @@ def test_durations_to_microseconds() -> None:
     assert to_us(0.0000015) == 2  # rounded, not truncated
     assert to_us(0.0) == 0
     assert to_us(-0.5) == 0  # a clock step backwards is no negative latency
+
+
+def test_openclaw_server_closes_keep_their_category_and_give_their_reason() -> None:
+    c = Classifier(None)
+
+    def judged(code: int, reason: str) -> Verdict:
+        info = CloseInfo(SERVER, code, reason)
+        return openclaw_verdict(c.classify(info), info, None)
+
+    assert judged(1012, "service restart") == Verdict(
+        "server_1012_service_restart", CATEGORY_SERVER, "no shutdown event before it"
+    )
+    assert judged(1008, "Slow Consumer") == Verdict(
+        "server_1008_slow_consumer", CATEGORY_SERVER, "Slow Consumer"
+    )
+    assert judged(1008, "pairing required") == Verdict(
+        "server_1008_auth", CATEGORY_SERVER, "pairing required"
+    )
+    assert judged(1002, "Protocol version") == Verdict(
+        "server_1002_protocol_mismatch", CATEGORY_SERVER, "Protocol version"
+    )
+    # only 1002 with "protocol" is a mismatch; another code's "protocol" is not
+    assert judged(1011, "protocol handler crashed").key == "server_1011_internal_error"
+    assert judged(1002, "bad frame").key == "server_1002_protocol_error"
+    assert judged(1013, "") == Verdict(
+        "server_1013_try_again_later", CATEGORY_SERVER, "try again later"
+    )
+    # a transport loss is not a server close, even with a server's code
+    lost_conn = CloseInfo(TRANSPORT, 1012, "", "eof")
+    assert openclaw_verdict(c.classify(lost_conn), lost_conn, None).key == "transport_eof"

@@ -124,10 +124,23 @@ def test_a_storm_settles_a_window_after_its_last_loss() -> None:
     t.lost(110.25)
     t.ready(110.5, 0.01, 110.0)
     t.ready(110.75, 0.01, 110.25)
+    t.attempt(110.875, 1)  # a late attempt: activity, but no recovery
     assert t.tick(111.0) is None  # all back, but the last loss was 0.75 s ago
     storm = t.tick(111.25)
     assert storm is not None
-    assert t.summaries()[0]["end_s"] == 10.75  # the last recovery
+    assert t.summaries()[0]["end_s"] == 10.75  # the last recovery, not the last activity
+
+
+def test_a_give_up_does_not_cancel_a_recovery() -> None:
+    t = StormTracker(heartbeat_interval=1.0, origin=T0, min_losses=3, window=1.0, quiet=5.0)
+    for x in (110.0, 110.1, 110.2):
+        t.lost(x)
+    t.ready(110.5, 0.01, 110.0)
+    t.ready(110.6, 0.01, 110.1)
+    t.gave_up(110.7)
+    storm = t.tick(111.25)  # 2 back + 1 gave up = 3 lost: settled
+    assert storm is not None
+    assert t.summaries()[0]["end_s"] == 10.7
 
 
 def test_a_storm_that_never_settles_ends_at_its_last_activity() -> None:

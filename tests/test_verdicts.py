@@ -74,6 +74,7 @@ def test_a_latency_threshold_is_judged_on_its_own_histogram(
     assert v["value"] == shown
     assert v["ok"] is (seconds <= 0.25)
     assert v["text"] == f"{'PASS' if v['ok'] else 'FAIL'} {name} <= 250ms: {shown}"
+    assert (v["name"], v["limit"], v["op"]) == (name, "250ms", "<=")
 
 
 def test_the_limit_itself_passes_a_maximum_and_not_a_strict_one() -> None:
@@ -179,6 +180,8 @@ def test_a_target_never_reached_is_exit_3() -> None:
         EXIT_TARGET,
         "the target was never reachable",
     )
+    one = tot(connects=0, connect_attempts=1)
+    assert exit_code("completed", one, PASS, PROFILE)[0] == EXIT_TARGET
     # no attempt at all (a zero-client profile) is not "unreachable"
     assert exit_code("completed", tot(connects=0, connect_attempts=0), PASS, PROFILE)[0] == EXIT_OK
 
