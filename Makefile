@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint typecheck unit bench bench-cpu bench-proxy bench-scale clean test-openclaw incident-chain
+.PHONY: demo test test-fast lint typecheck unit bench bench-cpu bench-proxy bench-scale clean test-openclaw incident-chain mutate
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,16 @@ test-fast: $(STAMP)
 incident-chain: $(STAMP)
 	$(BIN)/python examples/incident_chain.py --results-dir results
 
+# Mutation testing of the modules that decide the numbers ([tool.mutmut] in
+# pyproject.toml) against the fast tier, then the score per module
+# (docs/testing.md). CPU-heavy: minutes on two cores. MUTATE_ARGS narrows it to
+# some mutants, e.g. MUTATE_ARGS='soak.heartbeat.*'.
+MUTATE_CHILDREN ?= 2
+mutate: $(STAMP)
+	rm -rf mutants
+	nice -n 10 $(BIN)/mutmut run --max-children $(MUTATE_CHILDREN) $(MUTATE_ARGS)
+	$(BIN)/python .ci/mutation_score.py
+
 # Against the real OpenClaw Gateway (downloads ~330 MB into a cache outside
 # the repository once); not part of `make test`. See tests/openclaw/run.sh.
 test-openclaw: $(STAMP)
@@ -58,4 +68,4 @@ bench-proxy: $(STAMP)
 	$(BIN)/python benchmarks/proxy.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache mutants

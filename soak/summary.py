@@ -173,7 +173,11 @@ def exit_code(
         # The planned load was not held. A profile that expects clients to
         # give up says so with a reconnect_failed threshold, which then decides.
         return EXIT_TARGET, f"{gave_up} clients gave up reconnecting: the planned load was not held"
-    failed = [v["name"] for v in checks if not v["ok"]]
+    # a threshold the run has no data for fails, and says so: a run that
+    # measured nothing must not pass CI (docs/profiles.md, [thresholds])
+    failed = [
+        v["name"] + (" (no data)" if v["value"] == "no data" else "") for v in checks if not v["ok"]
+    ]
     if failed:
         held = [v for v in checks if not v["ok"] and v["name"] in SHARES]
         if held:
