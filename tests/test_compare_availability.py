@@ -234,7 +234,7 @@ def test_other_differences_warn_with_both_values(tmp_path: Path) -> None:
         "reconnect.max_attempts 20 vs 5): the comparison may not be fair"
     )
     assert any(n.startswith("'b' differs from the baseline also where") for n in c.notes)
-    host = write_run(tmp_path, "host", profile=_variant(target__url="ws://10.0.0.1:8765/ws"))
+    host = write_run(tmp_path, "host", profile=_variant(target__url="ws://127.0.0.2:8765/ws"))
     c = compare([load_run(a), load_run(host)], resamples=100)
     (warning,) = c.warnings
-    assert 'target.url "ws://127.0.0.1:8765/ws" vs "ws://10.0.0.1:8765/ws"' in warning
+    assert 'target.url "ws://127.0.0.1:8765/ws" vs "ws://127.0.0.2:8765/ws"' in warning

@@ -8,13 +8,13 @@ import click
 
 from soak.commands.complete import PROFILE
 from soak.commands.run import load_with_overrides as load
-from soak.commands.run import print_plan, run_options
+from soak.commands.run import print_plan, run_options, source_ip_option
 
 
 @click.command()
 @click.argument("profile", type=PROFILE)
 @run_options
-@click.option("--source-ip", metavar="RANGE", help="As soak run --source-ip.")
+@source_ip_option
 def plan(
     profile: str,
     url: str | None,

@@ -167,6 +167,16 @@ def execute_workers(profile: Profile, count: int, *, quiet: bool = False) -> int
     return outcome.exit_code
 
 
+# soak run's and soak plan's (soak demo has none: its gateway is on 127.0.0.1)
+source_ip_option = click.option(
+    "--source-ip",
+    metavar="RANGE",
+    help="Override target.source_ips: source addresses used round-robin, e.g. "
+    '"127.0.0.1-127.0.0.20" or "10.0.0.5,10.0.0.6" (each range or list gets its own '
+    "~28,000 ephemeral ports per target address).",
+)
+
+
 def run_options(f: Any) -> Any:
     for option in reversed(_run_options):
         f = option(f)
@@ -181,13 +191,7 @@ def run_options(f: Any) -> Any:
     is_flag=True,
     help="Print the plan (as soak plan does) and exit without connecting.",
 )
-@click.option(
-    "--source-ip",
-    metavar="RANGE",
-    help="Override target.source_ips: source addresses used round-robin, e.g. "
-    '"127.0.0.1-127.0.0.20" or "10.0.0.5,10.0.0.6" (each range or list gets its own '
-    "~28,000 ephemeral ports per target address).",
-)
+@source_ip_option
 def run(
     profile: str,
     url: str | None,
