@@ -83,6 +83,11 @@ class Evidence:
     # since the client last sent a frame (a heartbeat, or the answer to a
     # server ping); with last_frame_age, the silence in either direction
     last_sent_age: float | None = None
+    # dialects whose server pings (Engine.IO 4): since its last heartbeat
+    # (None: none came), and whether every one of them was answered
+    # (None: the dialect's server does not ping at the dialect level)
+    server_beat_age: float | None = None
+    answered: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +162,8 @@ class Classifier:
         assert sh is not None
         if ev is None:  # no evidence, no accusation
             return Verdict(JUSTIFIED_TIMEOUT, CATEGORY_HEARTBEAT, "no client evidence")
+        if ev.answered is not None:
+            return self._judge_answers(ev)
         alive: list[str] = []
         if ev.last_pong_age is not None and ev.last_pong_age < sh.timeout:
             alive.append(f"last pong {ev.last_pong_age:.3f}s ago < server timeout {sh.timeout:g}s")
@@ -175,6 +182,39 @@ class Classifier:
             f"{ev.consecutive_missed} heartbeats missed"
         )
         return Verdict(JUSTIFIED_TIMEOUT, CATEGORY_HEARTBEAT, silent)
+
+    def _judge_answers(self, ev: Evidence) -> Verdict:
+        """A dialect whose server pings and the client answers: the server
+        may time a client out once ``timeout`` has passed since a ping
+        whose answer did not reach it. Earlier, or with every ping of the
+        last ``timeout`` answered and acknowledged by the next ping, the
+        client was alive. What the client cannot see: an answer written but
+        lost on the way (a network, soak's own impairment) looks to it the
+        same as an answer the server ignored; both count as justified."""
+        sh = self.server
+        assert sh is not None
+        age = ev.server_beat_age if ev.server_beat_age is not None else ev.age
+        since = "since the connection opened" if ev.server_beat_age is None else "ago"
+        if age < sh.timeout - (ABRUPT_SLACK + 0.02 * sh.timeout):
+            return Verdict(
+                FALSE_TIMEOUT,
+                CATEGORY_HEARTBEAT,
+                f"last server heartbeat {age:.3f}s {since} < server timeout {sh.timeout:g}s"
+                + ("" if ev.answered else " (one was unanswered)"),
+            )
+        how = "answered" if ev.answered else "not all answered"
+        return Verdict(
+            JUSTIFIED_TIMEOUT,
+            CATEGORY_HEARTBEAT,
+            f"no server heartbeat for {age:.3f}s >= server timeout {sh.timeout:g}s; "
+            f"its pings {how}, the last answer sent {_age(ev.last_sent_age)} ago",
+        )
+
+
+# how much earlier than its timeout a server may act, as seen by the client
+# (timer granularity, the network's jitter), before the close counts as
+# premature: this plus 2 % of the timeout
+ABRUPT_SLACK = 0.05
 
 
 def _age(age: float | None) -> str:

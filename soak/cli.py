@@ -24,6 +24,7 @@ from soak.commands.run import (
     run,
     run_options,
 )
+from soak.commands.server import server
 
 __all__ = [
     "BadInput",
@@ -69,6 +70,7 @@ cli.add_command(plan)
 cli.add_command(init)
 cli.add_command(profiles)
 cli.add_command(schema)
+cli.add_command(server)
 
 
 def main() -> None:

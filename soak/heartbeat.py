@@ -19,6 +19,17 @@ The rules (docs/protocols.md, "How heartbeats are measured"):
   still recorded: dropping it would hide the tail). It is not counted twice.
 - ``max_missed`` consecutive misses make the connection a zombie. Any pong,
   even a late one, proves the connection alive and resets the run of misses.
+- A reply without an id (MQTT's PINGRESP) answers the oldest heartbeat still
+  outstanding, late ones included (:meth:`HeartbeatEngine.on_oldest`):
+  such servers answer in order.
+- ``max_in_flight`` caps the heartbeats waiting for a reply. A slot that
+  comes while the cap is reached is not sent at all (sending it later would
+  bunch heartbeats up, sending it anyway would break the dialect): it is
+  counted ``held``, apart from the tester's own ``skipped``.
+- ``expects_reply`` False (one-way beats): heartbeats go out on the grid and
+  nothing waits for an answer; nothing is missed, late or an RTT.
+- ``sends`` False (the server pings, the client answers): the engine sends
+  nothing; its schedule is empty.
 """
 
 from __future__ import annotations
@@ -65,8 +76,11 @@ class HeartbeatEngine:
         "_outstanding",
         "consecutive_missed",
         "early",
+        "expects_reply",
+        "held",
         "interval",
         "last_pong_at",
+        "max_in_flight",
         "max_missed",
         "miss_run_since",
         "next_send",
@@ -85,6 +99,9 @@ class HeartbeatEngine:
         now: float,
         first_seq: int = 1,
         early: float = 0.0,
+        max_in_flight: int | None = None,
+        expects_reply: bool = True,
+        sends: bool = True,
     ) -> None:
         """``origin`` is the grid's zero (the run start plus this client's
         phase). The first ping is scheduled at the first grid point at or
@@ -99,7 +116,10 @@ class HeartbeatEngine:
         self.timeout = timeout
         self.max_missed = max_missed
         self.origin = origin
-        self.next_send = self._slot_at_or_after(now)
+        self.max_in_flight = max_in_flight
+        self.expects_reply = expects_reply
+        self.held = 0  # slots not sent because max_in_flight was reached
+        self.next_send = self._slot_at_or_after(now) if sends else math.inf
         self.next_seq = first_seq
         self.consecutive_missed = 0
         # when the first ping of the current run of misses was sent: how long
@@ -115,14 +135,27 @@ class HeartbeatEngine:
     # -- sending ---------------------------------------------------------------
 
     def due(self, now: float) -> bool:
-        return now >= self.next_send - self.early
+        if now < self.next_send - self.early:
+            return False
+        cap = self.max_in_flight
+        if cap is not None and self.pending >= cap:
+            # the dialect allows no more in flight: this slot is held (not
+            # sent), the next one is the next chance
+            nxt = self._slot_at_or_after(now)
+            if nxt <= now:
+                nxt += self.interval
+            self.held += round((nxt - self.next_send) / self.interval)
+            self.next_send = nxt
+            return False
+        return True
 
     def on_send(self, now: float) -> Sent:
         """Call when a ping is about to be written. Returns its seq."""
         scheduled = self.next_send
         seq = self.next_seq
         self.next_seq = seq + 1
-        self._outstanding[seq] = _Ping(scheduled, now)
+        if self.expects_reply:
+            self._outstanding[seq] = _Ping(scheduled, now)
         following = scheduled + self.interval
         skipped = 0
         if following <= now:
@@ -149,6 +182,14 @@ class HeartbeatEngine:
         # from the actual send when we sent a little early
         start = min(ping.scheduled, ping.sent)
         return Pong(LATE if ping.expired else OK, now - start, now - ping.sent)
+
+    def on_oldest(self, now: float) -> Pong:
+        """A reply without an id: it answers the oldest heartbeat still
+        outstanding (replies come in order); UNKNOWN when none is."""
+        outstanding = self._outstanding
+        if not outstanding:
+            return Pong(UNKNOWN)
+        return self.on_pong(next(iter(outstanding)), now)
 
     # -- timeouts --------------------------------------------------------------
 

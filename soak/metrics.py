@@ -33,7 +33,9 @@ SIG_FIGS = 3
 # reconnect:    connection lost -> next connection ready (the user's outage)
 # lag:          heartbeat send lateness, actual - scheduled (the tester's fault)
 # loop_lag:     how late the tester's event loop woke a sleeping probe task
-HISTOGRAMS = ("rtt", "rtt_service", "connect", "reconnect", "lag", "loop_lag")
+# server_gap:   time between two heartbeats of the server on one connection
+#               (its RFC 6455 pings or the dialect's own: Engine.IO's "2")
+HISTOGRAMS = ("rtt", "rtt_service", "connect", "reconnect", "lag", "loop_lag", "server_gap")
 
 # An interval whose p99 heartbeat send lateness (ms) is above this is one where
 # the tester itself was the bottleneck; its RTT says more about us than the
@@ -47,13 +49,15 @@ COUNTERS = (
     "late",  # answered after the timeout (already counted in missed)
     "missed",  # no answer within the timeout
     "skipped",  # grid slots the tester was too late to send (tester fault)
+    "held",  # grid slots not sent: the dialect's in-flight cap was reached
     "abandoned",  # pending when the connection ended
     "duplicate_pongs",
     "unknown_pongs",
     "zombies",  # connections declared dead after max_missed misses
     "false_timeouts",  # server heartbeat timeouts of clients that were alive
     "justified_timeouts",  # server heartbeat timeouts of clients that were silent
-    "server_pings",  # RFC 6455 pings from the server, all answered
+    "server_pings",  # the server's heartbeats (RFC 6455 or the dialect's), answered if asked
+    "server_missed",  # a server heartbeat that did not come within its interval + timeout
     "connect_attempts",
     "connects",  # connections that became ready
     "reconnect_attempts",

@@ -25,6 +25,7 @@ and :class:`soak.client.live.Live` (the task that carries out the actions).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import NamedTuple, Protocol
 
@@ -36,7 +37,7 @@ from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 from soak import heartbeat
 from soak.classify import CLIENT, SERVER, STORM_RESET, TRANSPORT, ZOMBIE, CloseInfo, Evidence
 from soak.metrics import Metrics
-from soak.protocols.base import HeartbeatProtocol
+from soak.protocols.base import OLDEST, SERVER_BEAT, SERVER_PING, HeartbeatProtocol
 from soak.wsframe import client_frame, single_text_frame, wsproto_idle
 
 # a close the runner asked for: (code, reason, cause)
@@ -78,9 +79,12 @@ class Connection:
     through it); :meth:`start` makes it live: from then on it heartbeats."""
 
     __slots__ = (
+        "answered",
+        "beat_deadline",
         "buffer",
         "clock",
         "hb",
+        "last_beat_at",
         "last_frame_at",
         "last_sent_at",
         "metrics",
@@ -94,7 +98,8 @@ class Connection:
     def __init__(self, ws: WsConnection, opened_at: float) -> None:
         self.ws = ws
         self.opened_at = opened_at
-        self.buffer: list[str] = []  # the parts of a fragmented text message
+        # the parts of a fragmented message (text: str, binary: bytes)
+        self.buffer: list[str | bytes] = []
         # set by start()
         self.hb: heartbeat.HeartbeatEngine
         self.protocol: HeartbeatProtocol
@@ -104,6 +109,13 @@ class Connection:
         self.last_frame_at: float
         self.last_sent_at: float
         self.sent: heartbeat.Sent | None
+        # the server's heartbeats: the last one, when the next is overdue
+        # (its interval + timeout, when the dialect knows them; else inf),
+        # and whether every dialect-level server ping was answered (None:
+        # the dialect's server sends none)
+        self.last_beat_at: float | None
+        self.beat_deadline: float
+        self.answered: bool | None
 
     def start(
         self,
@@ -124,6 +136,15 @@ class Connection:
         self.last_frame_at = now
         self.last_sent_at = now
         self.sent = None
+        self.last_beat_at = None
+        self.answered = None if protocol.client_pings else True
+        self.beat_deadline = self._beat_deadline(now)
+
+    def _beat_deadline(self, since: float) -> float:
+        p = self.protocol
+        if p.server_interval is None or p.server_timeout is None:
+            return math.inf
+        return since + p.server_interval + p.server_timeout
 
     # -- frames in -----------------------------------------------------------------
 
@@ -136,10 +157,14 @@ class Connection:
             text = single_text_frame(data)
             if text is not None:
                 seq = self.protocol.pong_text(text)
-                if seq is not None:
-                    self.pong(seq, now)
                 self.last_frame_at = now
-                return None
+                if seq is None:
+                    return None
+                if seq > 0:
+                    self.pong(seq, now)
+                    return None
+                answer = self.heard(seq, now)
+                return None if answer is None else iter((answer,))
         return self._through_wsproto(data, now)
 
     def _through_wsproto(self, data: bytes, now: float) -> Reaction:
@@ -167,12 +192,21 @@ class Connection:
                 else:
                     buffer.append(event.data)
                     if event.message_finished:
-                        seq = proto.pong_text("".join(buffer))
+                        seq = proto.pong_text("".join(buffer))  # type: ignore[arg-type]
+                        buffer.clear()
+            elif isinstance(event, BytesMessage):
+                if event.message_finished and not buffer:
+                    seq = proto.pong_binary(bytes(event.data))
+                else:
+                    buffer.append(bytes(event.data))
+                    if event.message_finished:
+                        seq = proto.pong_binary(b"".join(buffer))  # type: ignore[arg-type]
                         buffer.clear()
             elif isinstance(event, Pong):
                 seq = proto.pong_control(bytes(event.payload))
             elif isinstance(event, Ping):
-                self.metrics.count("server_pings")
+                # RFC 6455 pings: a server heartbeat too (graphql-ws, SockJS)
+                self.server_beat(now)
                 self.last_sent_at = now
                 yield self.ws.send(event.response())
             elif isinstance(event, CloseConnection):
@@ -180,18 +214,22 @@ class Connection:
                 self.last_frame_at = now
                 yield closed
                 return
-            elif isinstance(event, BytesMessage):
-                pass  # drained; binary payloads are not heartbeats here
             if seq is not None:
-                self.pong(seq, now)
+                if seq > 0:
+                    self.pong(seq, now)
+                else:
+                    answer = self.heard(seq, now)
+                    if answer is not None:
+                        yield answer
         # after the events: a close frame must not count as its own proof of
         # life in the evidence that judges it
         self.last_frame_at = now
 
-    def pong(self, seq: int, now: float) -> None:
-        """The answer to heartbeat ``seq`` came at ``now``."""
+    def pong(self, seq: int, now: float, *, oldest: bool = False) -> None:
+        """The answer to heartbeat ``seq`` (``oldest``: to the oldest still
+        outstanding) came at ``now``."""
         m = self.metrics
-        pong = self.hb.on_pong(seq, now)
+        pong = self.hb.on_oldest(now) if oldest else self.hb.on_pong(seq, now)
         kind = pong.kind
         if kind is heartbeat.OK:
             m.count("pongs")
@@ -205,6 +243,33 @@ class Connection:
             m.count("duplicate_pongs")
         else:
             m.count("unknown_pongs")
+
+    def heard(self, what: int, now: float) -> bytes | None:
+        """A recogniser's answer other than a seq (see soak.protocols.base):
+        a reply without an id, or the server's heartbeat; the bytes of the
+        answer to write, if it asks for one."""
+        if what == OLDEST:
+            self.pong(0, now, oldest=True)
+            return None
+        if what == SERVER_PING:
+            self.server_beat(now)
+            self.last_sent_at = now
+            opcode, payload = self.protocol.answer()
+            return client_frame(opcode, payload)
+        if what == SERVER_BEAT:
+            self.server_beat(now)
+        return None
+
+    def server_beat(self, now: float) -> None:
+        """A heartbeat of the server came at ``now``: its gap recorded, the
+        next one due within the server's interval + timeout."""
+        m = self.metrics
+        m.count("server_pings")
+        last = self.last_beat_at
+        if last is not None:
+            m.record("server_gap", now - last)
+        self.last_beat_at = now
+        self.beat_deadline = self._beat_deadline(now)
 
     def _server_closed(self, event: CloseConnection, now: float) -> Closed:
         info = CloseInfo(SERVER, event.code, event.reason or "", evidence=self.evidence(now))
@@ -230,6 +295,13 @@ class Connection:
         if silence is not None and now >= self.last_frame_at + silence:
             self.metrics.count("zombies")
             return self.close(4000, "tick timeout", ZOMBIE, now)
+        if now >= self.beat_deadline:
+            # the server's heartbeats stopped: as its dialect's own client
+            # does, give the connection up
+            m = self.metrics
+            m.count("server_missed")
+            m.count("zombies")
+            return self.close(1001, "zombie: server heartbeats stopped", ZOMBIE, now)
         hb = self.hb
         newly = hb.check(now)
         if newly:
@@ -268,6 +340,10 @@ class Connection:
         m.record("lag", sent.lateness)
         if sent.skipped:
             m.count("skipped", sent.skipped)
+        held = self.hb.held
+        if held:
+            self.hb.held = 0
+            m.count("held", held)
 
     # -- endings -------------------------------------------------------------------
 
@@ -285,7 +361,13 @@ class Connection:
         return Closing(info, frame)
 
     def lost(self, how: str, now: float) -> CloseInfo:
-        """The transport ended (``how``: "eof" or "reset")."""
+        """The transport ended (``how``: "eof" or "reset"). After the
+        dialect's own goodbye (its ``farewell``: MQTT 5's DISCONNECT) that
+        is the server's close, with the goodbye's code and reason."""
+        farewell = self.protocol.farewell
+        if farewell is not None:
+            code, reason = farewell
+            return CloseInfo(SERVER, code, reason, how, evidence=self.evidence(now))
         return CloseInfo(TRANSPORT, 1006, "", how, evidence=self.evidence(now))
 
     def evidence(self, now: float) -> Evidence:
@@ -299,4 +381,6 @@ class Connection:
             consecutive_missed=hb.consecutive_missed,
             unresponsive_for=None if hb.miss_run_since is None else now - hb.miss_run_since,
             pings_pending=hb.pending,
+            server_beat_age=None if self.last_beat_at is None else now - self.last_beat_at,
+            answered=self.answered,
         )

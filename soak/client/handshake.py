@@ -17,6 +17,7 @@ import trio
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
     AcceptConnection,
+    BytesMessage,
     CloseConnection,
     Ping,
     RejectConnection,
@@ -38,12 +39,12 @@ from soak.wsframe import slim
 
 async def open_connection(sh: Shared, proto: HeartbeatProtocol) -> _Conn:
     """The upgrade, then the protocol's own handshake if it has one."""
-    conn = await _upgrade(sh, server_header=not proto.has_handshake)
+    conn = await _upgrade(sh, proto, server_header=not proto.has_handshake)
     if not proto.has_handshake:
         return conn
     url = sh.config.shown_url
     try:
-        await proto.handshake(_HandshakeIO(conn, url))
+        await proto.handshake(_HandshakeIO(conn, url, conn.subprotocol))
     except trio.BrokenResourceError as exc:
         await trio.aclose_forcefully(conn.stream)
         raise HandshakeError("reset", f"{url}: {exc}") from exc
@@ -61,8 +62,9 @@ async def open_connection(sh: Shared, proto: HeartbeatProtocol) -> _Conn:
     return conn
 
 
-async def _upgrade(sh: Shared, *, server_header: bool = False) -> _Conn:
-    """TCP (and TLS), then the HTTP upgrade to WebSocket. ``server_header``:
+async def _upgrade(sh: Shared, proto: HeartbeatProtocol, *, server_header: bool = False) -> _Conn:
+    """TCP (and TLS), then the HTTP upgrade to WebSocket, offering the
+    dialect's subprotocols (the server must pick one). ``server_header``:
     the server's version is its upgrade response's Server header (for a
     dialect whose own handshake does not tell it)."""
     cfg = sh.config
@@ -77,8 +79,12 @@ async def _upgrade(sh: Shared, *, server_header: bool = False) -> _Conn:
         raise HandshakeError(cause, f"{url}: {exc.__cause__ or exc}") from exc
     try:
         ws = WSConnection(ConnectionType.CLIENT)
+        offered = list(proto.subprotocols())
         request = Request(
-            host=cfg.host_header, target=cfg.resource, extra_headers=cfg.extra_headers
+            host=cfg.host_header,
+            target=proto.resource(cfg.resource),
+            extra_headers=cfg.extra_headers,
+            subprotocols=offered,
         )
         await stream.send_all(ws.send(request))
         while True:
@@ -93,10 +99,14 @@ async def _upgrade(sh: Shared, *, server_header: bool = False) -> _Conn:
                     # live as long as the connection. Frames that came
                     # with the upgrade response are already queued in it.
                     assert ws.connection is not None
+                    if offered and event.subprotocol not in offered:
+                        raise _no_subprotocol(url, offered, event.subprotocol)
                     if server_header and sh.gauges.server_version is None:
                         sh.gauges.server_version = _server(event)
                     slim(ws.connection)
-                    return _Conn(stream, ws.connection, trio.current_time())
+                    conn = _Conn(stream, ws.connection, trio.current_time())
+                    conn.subprotocol = event.subprotocol
+                    return conn
                 if isinstance(event, RejectConnection):
                     raise _rejected(url, event)
     except trio.BrokenResourceError as exc:
@@ -104,10 +114,25 @@ async def _upgrade(sh: Shared, *, server_header: bool = False) -> _Conn:
         raise HandshakeError("reset", f"{url}: {exc}") from exc
     except RemoteProtocolError as exc:
         await trio.aclose_forcefully(stream)
+        if "subprotocol" in str(exc).lower():
+            # wsproto refuses a subprotocol that was not offered
+            raise HandshakeError(
+                "subprotocol", f"{url}: the server chose a subprotocol soak did not offer: {exc}"
+            ) from exc
         raise HandshakeError("protocol", f"{url}: bad upgrade response: {exc}") from exc
     except BaseException:
         await trio.aclose_forcefully(stream)
         raise
+
+
+def _no_subprotocol(url: str, offered: list[str], chosen: str | None) -> HandshakeError:
+    what = "none" if chosen is None else repr(chosen)
+    return HandshakeError(
+        "subprotocol",
+        f"{url}: the server chose subprotocol {what}; soak offered "
+        + ", ".join(repr(p) for p in offered),
+        permanent=False,
+    )
 
 
 def _server(event: AcceptConnection) -> str | None:
@@ -122,26 +147,43 @@ class _HandshakeIO:
     """A protocol handshake's view of a freshly upgraded connection
     (:class:`soak.protocols.base.HandshakeIO`)."""
 
-    def __init__(self, conn: _Conn, url: str) -> None:
+    def __init__(self, conn: _Conn, url: str, subprotocol: str | None = None) -> None:
         self.conn = conn
         self.url = url
+        self.subprotocol = subprotocol
 
     async def send_text(self, text: str) -> None:
         await self.conn.send(TextMessage(data=text))
 
+    async def send_bytes(self, data: bytes) -> None:
+        await self.conn.send(BytesMessage(data=data))
+
     async def receive_text(self) -> str:
+        while True:
+            message = await self.receive()
+            if isinstance(message, str):
+                return message
+
+    async def receive(self) -> str | bytes:
         conn = self.conn
+        buffer = conn.buffer
         while True:
             # frames already received come first (some arrive with the
             # upgrade); events() parses lazily, so frames after the one
             # returned stay queued for the live connection
             for event in conn.ws.events():
                 if isinstance(event, TextMessage):
-                    conn.buffer.append(event.data)
+                    buffer.append(event.data)
                     if event.message_finished:
-                        text = "".join(conn.buffer)
-                        conn.buffer.clear()
+                        text = "".join(b for b in buffer if isinstance(b, str))
+                        buffer.clear()
                         return text
+                elif isinstance(event, BytesMessage):
+                    buffer.append(bytes(event.data))
+                    if event.message_finished:
+                        message = b"".join(b for b in buffer if isinstance(b, bytes))
+                        buffer.clear()
+                        return message
                 elif isinstance(event, Ping):
                     await conn.send(event.response())
                 elif isinstance(event, CloseConnection):

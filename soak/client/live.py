@@ -21,6 +21,7 @@ tester would then cause the very timeouts it is meant to measure.
 
 from __future__ import annotations
 
+import math
 from typing import Any, cast
 
 import trio
@@ -102,6 +103,7 @@ class Live:
         sh = self.shared
         services = self.services
         hbc = sh.config.profile.heartbeat
+        proto = self.protocol
         hb = heartbeat.HeartbeatEngine(
             interval=hbc.interval,
             timeout=hbc.timeout,
@@ -112,6 +114,9 @@ class Live:
             origin=ready if hbc.phase == "connect" else services.t0 + self.phase,
             now=ready,
             early=TIMER_EARLY,
+            max_in_flight=proto.max_in_flight,
+            expects_reply=proto.expects_reply,
+            sends=proto.client_pings,
         )
         conn.start(hb, self.protocol, services.metrics, services, ready)
         self.conn = conn
@@ -162,6 +167,8 @@ class Live:
         # Pings of plain-TCP connections are sent by the run's pacer, so this
         # task wakes for data and timeouts only (see soak.client.pacer)
         pacer = self.services.pacer if conn.fd >= 0 and self._can_pace() else None
+        if hb.next_send == math.inf:
+            pacer = None  # the dialect's client sends no heartbeats
         if pacer is not None:
             pacer.add(hb.next_send - hb.early, self, conn)
         while True:
@@ -181,6 +188,8 @@ class Live:
             deadline = hb.next_deadline() if pacer is None else hb.next_timeout()
             if silence is not None:
                 deadline = min(deadline, conn.last_frame_at + silence)
+            if conn.beat_deadline < deadline:
+                deadline = conn.beat_deadline
             with trio.move_on_at(deadline) as scope:
                 self._wake = scope
                 data = await receive()

@@ -160,7 +160,7 @@ class _Conn(Connection):
     descriptor is only used while the connection is open; the client closes
     the stream last. TLS and in-memory streams go through the stream."""
 
-    __slots__ = ("busy", "fd", "parked", "pending", "stream")
+    __slots__ = ("busy", "fd", "parked", "pending", "stream", "subprotocol")
 
     def __init__(self, stream: trio.abc.Stream, ws: WsConnection, opened_at: float) -> None:
         super().__init__(ws, opened_at)
@@ -172,6 +172,7 @@ class _Conn(Connection):
         self.pending: bytes | None = None
         self.busy = False
         self.parked = False
+        self.subprotocol: str | None = None  # what the server chose at the upgrade
 
     async def send(self, event: Event) -> None:
         await self.write(self.ws.send(event))

@@ -134,7 +134,7 @@ async def _probe(url: str) -> bool:
     """One try: True when the gateway answered connect with hello-ok."""
     import trio
     from wsproto import ConnectionType, WSConnection
-    from wsproto.events import AcceptConnection, Request, TextMessage
+    from wsproto.events import AcceptConnection, BytesMessage, Request, TextMessage
 
     from soak.config.target import Secret, TargetConfig
     from soak.errors import HandshakeError
@@ -153,6 +153,13 @@ async def _probe(url: str) -> bool:
         class IO:
             def __init__(self) -> None:
                 self.url = url
+                self.subprotocol: str | None = None
+
+            async def send_bytes(self, data: bytes) -> None:
+                await stream.send_all(ws.send(BytesMessage(data)))
+
+            async def receive(self) -> str | bytes:
+                return await self.receive_text()
 
             async def send_text(self, text: str) -> None:
                 await stream.send_all(ws.send(TextMessage(text)))
