@@ -133,6 +133,8 @@ class ImpairmentConfig:
     # which heartbeats drop_heartbeat sees: their direction, its window and fraction
     drop_heartbeat_directions: tuple[str, ...] = DIRECTIONS
     drop_heartbeat_scope: Scope = field(default_factory=Scope)
+    # whose heartbeats those are: a dialect in soak.proxy.frames.DIALECT_HEARTBEATS
+    heartbeat_dialect: str = "json"
 
     def __post_init__(self) -> None:
         _directions(self.drop_heartbeat_directions)

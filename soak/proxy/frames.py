@@ -2,9 +2,10 @@
 in one direction of one connection and drops chosen heartbeats, passing every
 other byte through untouched.
 
-A heartbeat is a control ping or pong (opcodes 0x9, 0xA) or a JSON text
-message whose ``type`` is ``"ping"`` or ``"pong"`` (sent in one unfragmented
-frame, as every heartbeat client does). The HTTP upgrade before the frames
+A heartbeat is what the dialect calls one (:data:`DIALECT_HEARTBEATS`, by the
+profile's protocol): by default a control ping or pong (opcodes 0x9, 0xA)
+or a JSON text message whose ``type`` is ``"ping"`` or ``"pong"`` (sent in
+one unfragmented frame, as every heartbeat client does). The HTTP upgrade before the frames
 passes through as it is. A frame is forwarded once it is complete, so a drop
 never leaves half a frame behind.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 HEARTBEAT_KINDS = ("ping", "pong")
@@ -53,6 +55,18 @@ def heartbeat_kind(opcode: int, fin: bool, payload: bytes) -> str | None:
     return kind if kind in HEARTBEAT_KINDS else None
 
 
+# (opcode, fin, unmasked payload) -> "ping", "pong" or None
+HeartbeatKind = Callable[[int, bool, bytes], "str | None"]
+
+# each dialect's heartbeats as the proxy sees them; a dialect not listed
+# here has the default (RFC 6455 control frames and JSON ping/pong)
+DIALECT_HEARTBEATS: dict[str, HeartbeatKind] = {"json": heartbeat_kind}
+
+
+def kinds_of(dialect: str) -> HeartbeatKind:
+    return DIALECT_HEARTBEATS.get(dialect, heartbeat_kind)
+
+
 def unmask(payload: bytes, key: bytes) -> bytes:
     if not key:
         return payload
@@ -84,8 +98,9 @@ class FrameFilter:
     and remembers the heartbeats it dropped (``dropped``: their kinds and
     their numbers in the connection, from 1)."""
 
-    def __init__(self, dropper: Dropper) -> None:
+    def __init__(self, dropper: Dropper, kind: HeartbeatKind = heartbeat_kind) -> None:
         self.dropper = dropper
+        self.kind = kind
         self.buffer = b""
         self.in_http = True
         self.active = True  # False: heartbeats pass, uncounted (outside the window)
@@ -137,7 +152,7 @@ class FrameFilter:
         if len(buf) < pos + length:
             return None
         frame, self.buffer = buf[: pos + length], buf[pos + length :]
-        kind = heartbeat_kind(opcode, fin, unmask(buf[pos : pos + length], key))
+        kind = self.kind(opcode, fin, unmask(buf[pos : pos + length], key))
         if kind is None or not self.active:
             return frame
         if self.dropper():

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from soak.proxy.config import DIRECTIONS, Bandwidth, ImpairmentConfig, Latency
-from soak.proxy.frames import Dropper, FrameFilter
+from soak.proxy.frames import Dropper, FrameFilter, kinds_of
 
 State = Literal["open", "silent", "reset"]
 Event = dict[str, Any]
@@ -77,7 +77,9 @@ class Link:
         if rule is not None and selected(config.seed, "drop_heartbeat", conn, hb_scope.fraction):
             dropper = Dropper(rule, random.Random(f"{config.seed}/{conn}/heartbeats"))
             self._filters = {
-                d: FrameFilter(dropper) for d in DIRECTIONS if d in config.drop_heartbeat_directions
+                d: FrameFilter(dropper, kinds_of(config.heartbeat_dialect))
+                for d in DIRECTIONS
+                if d in config.drop_heartbeat_directions
             }
         self._events: list[Event] = []
         self._announced: set[tuple[str, str]] = set()

@@ -10,6 +10,7 @@ connection with 1001, waiting for the close handshakes a bounded time.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -193,8 +194,9 @@ class LocalClients:
         def record(event: dict[str, Any]) -> None:
             sink.event({"event": "impairment", **event})
 
-        proxy = Proxy(settings.proxy_config(), on_event=record, start=t0)
         target = run.profile.target
+        config = dataclasses.replace(settings.proxy_config(), heartbeat_dialect=target.protocol)
+        proxy = Proxy(config, on_event=record, start=t0)
         if self.real_sockets:
             host, port = target_address(target)
             listen = await nursery.start(proxy.serve, "127.0.0.1", 0, host, port)
