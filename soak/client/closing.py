@@ -105,6 +105,11 @@ def _emit_close(
             if e.unresponsive_for is None
             else round(e.unresponsive_for, 6),
         }
+        if e.server_beat_age is not None:
+            # since the server's last heartbeat (its ping or its beat)
+            ev["evidence"]["server_beat_age_s"] = round(e.server_beat_age, 6)
+        if e.answered is not None:
+            ev["evidence"]["server_pings_answered"] = e.answered
     sh.services.emit(ev)
 
 
