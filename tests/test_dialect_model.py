@@ -33,7 +33,7 @@ from soak.client.connection import Closing, Connection
 from soak.client.handshake import open_connection
 from soak.client.shared import Shared
 from soak.config.heartbeat import ServerHeartbeat
-from soak.errors import HandshakeError
+from soak.errors import HandshakeError, ProfileError, ProtocolError
 from soak.heartbeat import HeartbeatEngine
 from soak.metrics import Metrics
 from soak.protocols.base import (
@@ -456,3 +456,46 @@ async def test_a_server_that_picks_another_subprotocol_fails_the_handshake(chose
     result, _seen = await _open(chosen)
     assert isinstance(result, HandshakeError)
     assert result.cause == "subprotocol"
+
+
+# -- bounded memory: the largest message a server may send ---------------------------------
+
+
+def _capped(cap: int) -> Connection:
+    conn = Connection(WsConnection(ConnectionType.CLIENT), opened_at=100.0)
+    hb = HeartbeatEngine(interval=1.0, timeout=0.5, max_missed=3, origin=100.0, now=100.0)
+    conn.start(hb, Fifo("c"), Metrics(), Clock(), 100.0, max_message=cap)
+    return conn
+
+
+def test_a_message_over_max_message_is_a_1009_while_it_arrives() -> None:
+    conn = _capped(2048)
+    server = WsConnection(ConnectionType.SERVER)
+    first = server.send(BytesMessage(data=b"x" * 1500, message_finished=False))
+    react(conn, first, 100.1)  # 1,500 bytes held: under the cap
+    assert conn.buffered == 1500
+    second = server.send(BytesMessage(data=b"x" * 1500, message_finished=False))
+    with pytest.raises(
+        ProtocolError, match=r"at least 3000 bytes exceeds max_message \(2048\)"
+    ) as e:
+        react(conn, second, 100.2)
+    assert e.value.close_code == 1009
+    assert conn.buffer == []  # what was held is let go
+
+
+def test_a_whole_text_message_over_max_message_is_refused_too() -> None:
+    conn = _capped(1024)
+    with pytest.raises(ProtocolError, match="a text message of at least 5000 characters") as e:
+        react(conn, from_server(TextMessage(data="y" * 5000)), 100.1)
+    assert e.value.close_code == 1009
+    # at the cap exactly, it is read
+    conn = _capped(1024)
+    assert react(conn, from_server(TextMessage(data="y" * 1024)), 100.1) == []
+
+
+def test_max_message_is_a_profile_field_with_a_floor() -> None:
+    assert make_profile(one_client()).target.max_message == 1_048_576
+    p = make_profile(one_client(), target_extra="max_message = 4096\n")
+    assert p.target.max_message == 4096
+    with pytest.raises(ProfileError, match=r"target\.max_message.*1024"):
+        make_profile(one_client(), target_extra="max_message = 10\n")

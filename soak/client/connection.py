@@ -36,9 +36,16 @@ from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from soak import heartbeat
 from soak.classify import CLIENT, SERVER, STORM_RESET, TRANSPORT, ZOMBIE, CloseInfo, Evidence
+from soak.config.target import TargetConfig
+from soak.errors import ProtocolError
 from soak.metrics import Metrics
 from soak.protocols.base import OLDEST, SERVER_BEAT, SERVER_PING, HeartbeatProtocol
 from soak.wsframe import client_frame, single_text_frame, wsproto_idle
+
+# the largest message a server may send by default ([target] max_message):
+# a heartbeat reply is tens of bytes; application messages on the same
+# connection may be larger, but not without bound
+MAX_MESSAGE = TargetConfig.max_message
 
 # a close the runner asked for: (code, reason, cause)
 CloseRequest = tuple[int, str, str]
@@ -82,11 +89,13 @@ class Connection:
         "answered",
         "beat_deadline",
         "buffer",
+        "buffered",
         "clock",
         "hb",
         "last_beat_at",
         "last_frame_at",
         "last_sent_at",
+        "max_message",
         "metrics",
         "opened_at",
         "protocol",
@@ -100,6 +109,9 @@ class Connection:
         self.opened_at = opened_at
         # the parts of a fragmented message (text: str, binary: bytes)
         self.buffer: list[str | bytes] = []
+        self.buffered = 0  # its size so far (characters or bytes)
+        # the largest message the server may send ([target] max_message)
+        self.max_message = MAX_MESSAGE
         # set by start()
         self.hb: heartbeat.HeartbeatEngine
         self.protocol: HeartbeatProtocol
@@ -124,9 +136,12 @@ class Connection:
         metrics: Metrics,
         clock: RunClock,
         now: float,
+        max_message: int = 0,
     ) -> None:
         """The connection is ready at ``now``: what its reactions need,
-        bound once for its whole life."""
+        bound once for its whole life (``max_message`` 0: the default)."""
+        if max_message:
+            self.max_message = max_message
         self.hb = hb
         self.protocol = protocol
         self.metrics = metrics
@@ -155,7 +170,7 @@ class Connection:
         (soak.wsframe); anything else goes through wsproto."""
         if wsproto_idle(self.ws):
             text = single_text_frame(data)
-            if text is not None:
+            if text is not None and len(text) <= self.max_message:
                 seq = self.protocol.pong_text(text)
                 self.last_frame_at = now
                 if seq is None:
@@ -188,20 +203,26 @@ class Connection:
             seq: int | None = None
             if isinstance(event, TextMessage):
                 if event.message_finished and not buffer:
+                    if len(event.data) > self.max_message:
+                        self._too_big(len(event.data), "text")
                     seq = proto.pong_text(event.data)
                 else:
-                    buffer.append(event.data)
+                    self._gather(event.data, "text")
                     if event.message_finished:
                         seq = proto.pong_text("".join(buffer))  # type: ignore[arg-type]
                         buffer.clear()
+                        self.buffered = 0
             elif isinstance(event, BytesMessage):
                 if event.message_finished and not buffer:
+                    if len(event.data) > self.max_message:
+                        self._too_big(len(event.data), "binary")
                     seq = proto.pong_binary(bytes(event.data))
                 else:
-                    buffer.append(bytes(event.data))
+                    self._gather(bytes(event.data), "binary")
                     if event.message_finished:
                         seq = proto.pong_binary(b"".join(buffer))  # type: ignore[arg-type]
                         buffer.clear()
+                        self.buffered = 0
             elif isinstance(event, Pong):
                 seq = proto.pong_control(bytes(event.payload))
             elif isinstance(event, Ping):
@@ -243,6 +264,26 @@ class Connection:
             m.count("duplicate_pongs")
         else:
             m.count("unknown_pongs")
+
+    def _gather(self, part: str | bytes, kind: str) -> None:
+        """Keep a part of a message that is not complete yet, within
+        ``max_message``: checked as it arrives, so a server cannot make the
+        tester hold more than that for one connection."""
+        size = self.buffered + len(part)
+        if size > self.max_message:
+            self.buffer.clear()
+            self.buffered = 0
+            self._too_big(size, kind)
+        self.buffer.append(part)
+        self.buffered = size
+
+    def _too_big(self, size: int, kind: str) -> None:
+        unit = "characters" if kind == "text" else "bytes"
+        raise ProtocolError(
+            f"a {kind} message of at least {size} {unit} exceeds max_message "
+            f"({self.max_message}): the server broke the limit",
+            close_code=1009,
+        )
 
     def heard(self, what: int, now: float) -> bytes | None:
         """A recogniser's answer other than a seq (see soak.protocols.base):

@@ -118,7 +118,14 @@ class Live:
             expects_reply=proto.expects_reply,
             sends=proto.client_pings,
         )
-        conn.start(hb, self.protocol, services.metrics, services, ready)
+        conn.start(
+            hb,
+            self.protocol,
+            services.metrics,
+            services,
+            ready,
+            max_message=sh.config.profile.target.max_message,
+        )
         self.conn = conn
         gauges = sh.gauges
         gauges.connected += 1

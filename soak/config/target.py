@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from soak.config.heartbeat import ServerHeartbeat
-from soak.config.kinds import NOT_IN_PROFILE, Duration, Toml, one_of, string_table
+from soak.config.kinds import NOT_IN_PROFILE, Duration, Toml, at_least, one_of, string_table
 from soak.config.openclaw import OPENCLAW_PREAUTH_BUDGET, OpenClawConfig
 
 PROTOCOLS = ("json", "ws-ping", "openclaw")  # must match soak.protocols.PROTOCOLS
@@ -50,6 +50,9 @@ class TargetConfig:
     token_header: str = "Authorization"
     token_prefix: str = "Bearer "
     connect_timeout: Duration = 10.0
+    # the largest message the server may send (bytes; characters for text):
+    # a larger one is a 1009 close, checked while it arrives
+    max_message: Annotated[int, at_least(1024)] = 1_048_576
     tls_verify: bool = True  # false: accept any certificate (self-signed test gateways)
     ca_file: str | None = None  # a PEM bundle to trust instead of the system's
     server_heartbeat: ServerHeartbeat | None = None

@@ -65,6 +65,7 @@ def parse_target(s: Section, environ: Mapping[str, str]) -> TargetConfig:
         token_header=s.get("token_header", ld.string, d.token_header),
         token_prefix=s.get("token_prefix", ld.string, d.token_prefix),
         connect_timeout=s.get("connect_timeout", ld.positive_duration, d.connect_timeout),
+        max_message=s.get("max_message", ld.at_least(1024), d.max_message),
         tls_verify=s.get("tls_verify", ld.boolean, d.tls_verify),
         ca_file=s.get("ca_file", ld.existing_file, d.ca_file),
         server_heartbeat=s.get(
