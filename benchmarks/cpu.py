@@ -63,7 +63,12 @@ BUSY_MACHINE_WAIT = 0.10
 
 
 def measure(
-    clients: int, interval: float, ramp: float, hold: float, report_s: float
+    clients: int,
+    interval: float,
+    ramp: float,
+    hold: float,
+    report_s: float,
+    kernel_timestamps: bool = False,
 ) -> dict[str, Any]:
     w0 = math.ceil((ramp + interval + 0.25) / report_s) * report_s
     w1 = w0 + hold
@@ -75,6 +80,7 @@ def measure(
             stages=[("ramp", ramp, clients), ("hold", w1 - ramp + report_s, 0)],
             interval=interval,
             report_interval=report_s,
+            heartbeat_extra="kernel_timestamps = true" if kernel_timestamps else "",
         )
         times: list[os.times_result] = []
 
@@ -85,7 +91,8 @@ def measure(
                 await trio.sleep_until(t0 + edge)
                 times.append(os.times())
 
-        res = run_engine(toml, gw, watch=split, hlogs=("rtt", "lag", "loop_lag"))
+        hlogs = ("rtt", "lag", "loop_lag") + (("rtt_wire", "rx_delay") if kernel_timestamps else ())
+        res = run_engine(toml, gw, watch=split, hlogs=hlogs)
     m0, m1 = res.mark_at(w0), res.mark_at(w1)
     if m0 is None or m1 is None:
         raise SystemExit(f"cpu benchmark: no interval boundary at {w0:g}s or {w1:g}s")
@@ -102,7 +109,19 @@ def measure(
     missed = sum(int(r["missed"]) for r in recs)
     skipped = sum(int(r["skipped"]) for r in recs)
     flagged = sum(1 for r in recs if r.get("tester_bottleneck"))
+    wire: dict[str, Any] = {}
+    if kernel_timestamps:
+        rtt_wire = res.merged("rtt_wire", w0, w1)
+        rx = res.merged("rx_delay", w0, w1)
+        wire = {
+            "rtt_wire_p50_ms": pct_ms(rtt_wire, 50.0),
+            "rtt_wire_p99_ms": pct_ms(rtt_wire, 99.0),
+            "rx_delay_p50_ms": pct_ms(rx, 50.0),
+            "rx_delay_p99_ms": pct_ms(rx, 99.0),
+        }
     return {
+        "kernel_timestamps": kernel_timestamps,
+        **wire,
         "clients": clients,
         "interval_s": interval,
         "window_s": [w0, w1],
@@ -217,6 +236,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hold", type=float, default=60.0, help="measured window, seconds")
     ap.add_argument("--report", type=float, default=5.0, help="report interval, seconds")
     ap.add_argument("--json-out", help="also write the JSON result to this file")
+    ap.add_argument(
+        "--kernel-timestamps",
+        action="store_true",
+        help="[heartbeat] kernel_timestamps = true: rtt_wire and its cost",
+    )
     args = ap.parse_args(argv)
     fds = raise_fd_limit()
     say(
@@ -225,7 +249,9 @@ def main(argv: list[str] | None = None) -> int:
         f"fd limit {fds}, load average {loadavg()}"
     )
     started = time.monotonic()
-    result = measure(args.clients, args.interval, args.ramp, args.hold, args.report)
+    result = measure(
+        args.clients, args.interval, args.ramp, args.hold, args.report, args.kernel_timestamps
+    )
     result["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     result["load_end"] = loadavg()
     say(f"done in {time.monotonic() - started:.0f}s; load average at the end {loadavg()}")

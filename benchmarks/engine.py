@@ -307,6 +307,7 @@ def profile_toml(
     report_interval: float,
     max_connecting: int = 256,
     connect_timeout: str = "10s",
+    heartbeat_extra: str = "",
 ) -> str:
     stage_text = ""
     for kind, duration, to in stages:
@@ -331,6 +332,7 @@ interval = "{interval * 1000:g}ms"
 timeout = "10s"
 max_missed = 3
 phase = "spread"
+{heartbeat_extra}
 """
 
 

@@ -63,11 +63,12 @@ class Sent(NamedTuple):
 
 
 class _Ping:
-    __slots__ = ("expired", "scheduled", "sent")
+    __slots__ = ("expired", "scheduled", "sent", "written")
 
     def __init__(self, scheduled: float, sent: float) -> None:
         self.scheduled = scheduled
         self.sent = sent
+        self.written = sent
         self.expired = False
 
 
@@ -80,6 +81,7 @@ class HeartbeatEngine:
         "held",
         "interval",
         "last_pong_at",
+        "last_written",
         "max_in_flight",
         "max_missed",
         "miss_run_since",
@@ -126,6 +128,7 @@ class HeartbeatEngine:
         # the connection has been unresponsive, for zombie detection times
         self.miss_run_since: float | None = None
         self.last_pong_at: float | None = None
+        self.last_written = 0.0  # when the ping the last pong answered left
         self._outstanding: dict[int, _Ping] = {}
 
     def _slot_at_or_after(self, t: float) -> float:
@@ -181,7 +184,19 @@ class HeartbeatEngine:
         # from the scheduled time when we sent late (coordinated omission),
         # from the actual send when we sent a little early
         start = min(ping.scheduled, ping.sent)
+        # when it left (see written()), for the wire RTT of this pong
+        self.last_written = ping.written
         return Pong(LATE if ping.expired else OK, now - start, now - ping.sent)
+
+    def written(self, seq: int, at: float) -> float | None:
+        """Heartbeat ``seq`` left at ``at`` (its send call, or the kernel's
+        transmit time; for the wire RTT). Returns its send time (the one
+        ``rtt_service`` counts from), None when it is no longer waiting."""
+        ping = self._outstanding.get(seq)
+        if ping is None:
+            return None
+        ping.written = at
+        return ping.sent
 
     def on_oldest(self, now: float) -> Pong:
         """A reply without an id: it answers the oldest heartbeat still

@@ -35,7 +35,21 @@ SIG_FIGS = 3
 # loop_lag:     how late the tester's event loop woke a sleeping probe task
 # server_gap:   time between two heartbeats of the server on one connection
 #               (its RFC 6455 pings or the dialect's own: Engine.IO's "2")
-HISTOGRAMS = ("rtt", "rtt_service", "connect", "reconnect", "lag", "loop_lag", "server_gap")
+# rtt_wire:     kernel receive time of the pong - the ping's send call (soak.wire)
+# rx_delay:     kernel receive time -> soak reading it (the tester's fault)
+# tx_delay:     a ping built -> the kernel's transmit time (the tester's fault)
+HISTOGRAMS = (
+    "rtt",
+    "rtt_service",
+    "connect",
+    "reconnect",
+    "lag",
+    "loop_lag",
+    "server_gap",
+    "rtt_wire",
+    "rx_delay",
+    "tx_delay",
+)
 
 # An interval whose p99 heartbeat send lateness (ms) is above this is one where
 # the tester itself was the bottleneck; its RTT says more about us than the
@@ -58,6 +72,9 @@ COUNTERS = (
     "justified_timeouts",  # server heartbeat timeouts of clients that were silent
     "server_pings",  # the server's heartbeats (RFC 6455 or the dialect's), answered if asked
     "server_missed",  # a server heartbeat that did not come within its interval + timeout
+    "clock_steps",  # wall-clock steps seen while mapping kernel timestamps (soak.wire)
+    "kernel_timestamped",  # connections read with the kernel's receive times
+    "tx_timestamped",  # heartbeats whose send time is the kernel's transmit time
     "connect_attempts",
     "connects",  # connections that became ready
     "reconnect_attempts",
@@ -218,7 +235,16 @@ class Tally:
 
 FAMILIES = tuple(f.name for f in fields(Tally) if f.metadata.get("family"))
 # the histograms an intervals.jsonl line summarises, in its order
-RECORD_HISTOGRAMS = ("rtt", "rtt_service", "lag", "loop_lag", "connect")
+RECORD_HISTOGRAMS = (
+    "rtt",
+    "rtt_service",
+    "rtt_wire",
+    "rx_delay",
+    "tx_delay",
+    "lag",
+    "loop_lag",
+    "connect",
+)
 
 
 def _totals_form(t: dict[str, Any], families: dict[str, Counter[str]]) -> dict[str, Any]:
@@ -313,6 +339,11 @@ class Metrics:
 
     def count(self, name: str, n: int = 1) -> None:
         self.current.counts[name] += n
+
+    def unrecorded(self, name: str) -> None:
+        """A sample of ``name`` that cannot be recorded (its clock was not
+        to be trusted): counted in ``dropped_samples``, not recorded."""
+        self.current.dropped_samples[name] += 1
 
     def close(self, reason: str, category: str, code: int | None, n: int = 1) -> None:
         cur = self.current

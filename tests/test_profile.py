@@ -376,7 +376,7 @@ def test_unknown_field_message_in_full(tmp_path: Path) -> None:
     message = load_error(tmp_path, text)
     assert message.endswith(
         "heartbeat.intervall: unknown field (did you mean 'interval'?); "
-        "valid fields: interval, timeout, max_missed, phase"
+        "valid fields: interval, timeout, max_missed, phase, kernel_timestamps"
     )
 
 
@@ -616,7 +616,10 @@ def test_bad_threshold_name_suggests_the_nearest(tmp_path: Path) -> None:
 def test_bad_threshold_name_without_a_near_one(tmp_path: Path) -> None:
     message = load_error(tmp_path, MINIMAL + '\n[thresholds]\nlatency = "250ms"\n')
     assert ": thresholds.latency: unknown field; valid thresholds: <histogram>_p<NN>" in message
-    assert "for rtt, rtt_service, connect, reconnect and lag" in message
+    assert (
+        "for rtt, rtt_service, rtt_wire, rx_delay, tx_delay, server_gap, connect, reconnect and lag"
+        in message
+    )
 
 
 @pytest.mark.parametrize("name", ["rtt_p0", "lag_p00"])

@@ -40,6 +40,7 @@ from soak.config.target import TargetConfig
 from soak.errors import ProtocolError
 from soak.metrics import Metrics
 from soak.protocols.base import OLDEST, SERVER_BEAT, SERVER_PING, HeartbeatProtocol
+from soak.wire import WireClock
 from soak.wsframe import client_frame, single_text_frame, wsproto_idle
 
 # the largest message a server may send by default ([target] max_message):
@@ -99,8 +100,11 @@ class Connection:
         "metrics",
         "opened_at",
         "protocol",
+        "rx_at",
+        "rx_step",
         "sent",
         "silence",
+        "wire",
         "ws",
     )
 
@@ -112,6 +116,13 @@ class Connection:
         self.buffered = 0  # its size so far (characters or bytes)
         # the largest message the server may send ([target] max_message)
         self.max_message = MAX_MESSAGE
+        # wire-true RTT (soak.wire): the run's clock map when kernel
+        # timestamps are on, and the kernel's receive time of the chunk
+        # being read (monotonic; None: unknown), or rx_step when the wall
+        # clock stepped during that read
+        self.wire: WireClock | None = None
+        self.rx_at: float | None = None
+        self.rx_step = False
         # set by start()
         self.hb: heartbeat.HeartbeatEngine
         self.protocol: HeartbeatProtocol
@@ -137,11 +148,13 @@ class Connection:
         clock: RunClock,
         now: float,
         max_message: int = 0,
+        wire: WireClock | None = None,
     ) -> None:
         """The connection is ready at ``now``: what its reactions need,
         bound once for its whole life (``max_message`` 0: the default)."""
         if max_message:
             self.max_message = max_message
+        self.wire = wire
         self.hb = hb
         self.protocol = protocol
         self.metrics = metrics
@@ -254,16 +267,23 @@ class Connection:
         kind = pong.kind
         if kind is heartbeat.OK:
             m.count("pongs")
-            m.record("rtt", pong.rtt)
-            m.record("rtt_service", pong.service)
         elif kind is heartbeat.LATE:
             m.count("late")
-            m.record("rtt", pong.rtt)
-            m.record("rtt_service", pong.service)
         elif kind is heartbeat.DUPLICATE:
             m.count("duplicate_pongs")
+            return
         else:
             m.count("unknown_pongs")
+            return
+        m.record("rtt", pong.rtt)
+        m.record("rtt_service", pong.service)
+        if self.wire is not None:
+            rx = self.rx_at
+            if rx is not None:
+                m.record("rtt_wire", rx - self.hb.last_written)
+                m.record("rx_delay", now - rx)
+            elif self.rx_step:
+                m.unrecorded("rtt_wire")
 
     def _gather(self, part: str | bytes, kind: str) -> None:
         """Keep a part of a message that is not complete yet, within
@@ -371,10 +391,16 @@ class Connection:
             return client_frame(frame[0], frame[1])
         return self.ws.send(proto.ping(sent.seq, ms))
 
-    def pinged(self) -> None:
-        """The heartbeat from :meth:`ping` went out: count it."""
+    def pinged(self, at: float | None = None, *, whole: bool = True) -> None:
+        """The heartbeat from :meth:`ping` went out (its send call started
+        at ``at``, when kernel timestamps are on; ``whole``: all its bytes
+        were written): count it."""
         sent = self.sent
         assert sent is not None
+        if at is not None:
+            self.hb.written(sent.seq, at)
+            if whole:
+                self.tx_sent(sent.seq)
         self.sent = None  # not kept for the connection's idle life (memory)
         m = self.metrics
         m.count("pings")
@@ -385,6 +411,10 @@ class Connection:
         if held:
             self.hb.held = 0
             m.count("held", held)
+
+    def tx_sent(self, seq: int) -> None:
+        """Heartbeat ``seq`` was written whole (the transport may then learn
+        the kernel's transmit time of it; soak.client.transport)."""
 
     # -- endings -------------------------------------------------------------------
 

@@ -118,6 +118,11 @@ class Live:
             expects_reply=proto.expects_reply,
             sends=proto.client_pings,
         )
+        wire = services.wire
+        if wire is not None and not conn.use_kernel_timestamps():
+            wire = None  # TLS or an in-memory stream: rtt_wire has no sample
+        if wire is not None:
+            services.metrics.count("kernel_timestamped")
         conn.start(
             hb,
             self.protocol,
@@ -125,6 +130,7 @@ class Live:
             services,
             ready,
             max_message=sh.config.profile.target.max_message,
+            wire=wire,
         )
         self.conn = conn
         gauges = sh.gauges
@@ -187,8 +193,11 @@ class Live:
             action = conn.tick(trio.current_time(), self._close_request)
             if action is not None:
                 if isinstance(action, bytes):
+                    # the wire RTT's send time: as the send call starts (on
+                    # loopback the pong can be in before the call returns)
+                    at = None if conn.wire is None else trio.current_time()
                     await conn.write(action)
-                    conn.pinged()
+                    conn.pinged(at)
                 else:
                     return await self._close(conn, action)
             data = None
@@ -224,8 +233,10 @@ class Live:
             return  # the connection is ending; its task does the rest
         hb = conn.hb
         if hb.due(now):
-            written = conn.write_now(conn.ping(now))
-            conn.pinged()
+            data = conn.ping(now)
+            at = None if conn.wire is None else trio.current_time()
+            written = conn.write_now(data)
+            conn.pinged(at, whole=written)
             wake = self._wake
             if wake is not None:
                 if not written:

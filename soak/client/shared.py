@@ -35,6 +35,7 @@ from soak.protocols import PROTOCOLS
 from soak.protocols.base import HeartbeatProtocol
 from soak.storm import StormInputs, StormTracker
 from soak.urls import authority, without_userinfo
+from soak.wire import WireClock
 
 
 class ClientConfig:
@@ -84,6 +85,7 @@ class Services:
         "t0",
         "tracker",
         "wall0",
+        "wire",
     )
 
     def __init__(
@@ -124,6 +126,9 @@ class Services:
             )
         self.storms: StormInputs = storms
         self.pacer = Pacer()
+        # wire-true RTT (soak.wire): the run's clock map when the profile
+        # asks for kernel timestamps
+        self.wire = WireClock() if profile.heartbeat.kernel_timestamps else None
 
     def storm_tick(self, now: float) -> None:
         """Close the current storm if it is over, with an event."""

@@ -11,6 +11,7 @@ import socket
 import ssl
 import struct
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
@@ -22,6 +23,17 @@ from soak.addresses import IP_BIND_ADDRESS_NO_PORT
 from soak.client.connection import Connection
 from soak.config.target import TargetConfig
 from soak.errors import LocalError, root_cause
+from soak.wire import (
+    ANCILLARY_SIZE,
+    ERRQUEUE_SIZE,
+    MAX_TX_WAITING,
+    SO_TIMESTAMPING,
+    SO_TIMESTAMPNS,
+    SOL_SOCKET,
+    TX_TIMESTAMPING,
+    kernel_time,
+    transmit_time,
+)
 
 # Heartbeat frames are ~100 bytes. recv(n) allocates n bytes before it
 # shrinks them, so a small size is cheaper on the hot path; a larger burst
@@ -160,7 +172,17 @@ class _Conn(Connection):
     descriptor is only used while the connection is open; the client closes
     the stream last. TLS and in-memory streams go through the stream."""
 
-    __slots__ = ("busy", "fd", "parked", "pending", "stream", "subprotocol")
+    __slots__ = (
+        "busy",
+        "fd",
+        "parked",
+        "pending",
+        "raw",
+        "stream",
+        "subprotocol",
+        "tx_bytes",
+        "tx_ids",
+    )
 
     def __init__(self, stream: trio.abc.Stream, ws: WsConnection, opened_at: float) -> None:
         super().__init__(ws, opened_at)
@@ -173,6 +195,42 @@ class _Conn(Connection):
         self.busy = False
         self.parked = False
         self.subprotocol: str | None = None  # what the server chose at the upgrade
+        # the socket read with recvmsg for the kernel's receive times (None:
+        # plain os.read); see use_kernel_timestamps()
+        self.raw: socket.socket | None = None
+        # with kernel timestamps: bytes written so far, and the heartbeats
+        # waiting for the kernel's transmit time, by their last byte's offset
+        self.tx_bytes = 0
+        self.tx_ids: dict[int, int] | None = None
+
+    def use_kernel_timestamps(self) -> bool:
+        """Read this connection with the kernel's receive times (soak.wire).
+        False where the stream cannot give them: TLS (the kernel's time is
+        of the TLS record, not of the message), in-memory streams, a kernel
+        without SO_TIMESTAMPNS."""
+        if self.fd < 0:
+            return False
+        sock = getattr(self.stream, "socket", None)
+        raw = getattr(sock, "_sock", None)  # the socket trio wraps
+        if not isinstance(raw, socket.socket):
+            return False
+        try:
+            raw.setsockopt(SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            raw.setsockopt(SOL_SOCKET, SO_TIMESTAMPING, TX_TIMESTAMPING)
+        except OSError:
+            return False
+        self.raw = raw
+        self.tx_ids = {}
+        return True
+
+    def tx_sent(self, seq: int) -> None:
+        """Heartbeat ``seq`` was written whole: its last byte is the last one
+        written, whose transmit time the kernel will put in the error queue."""
+        ids = self.tx_ids
+        if ids is not None:
+            ids[self.tx_bytes - 1] = seq
+            if len(ids) > MAX_TX_WAITING:  # the kernel stopped stamping: forget the oldest
+                del ids[next(iter(ids))]
 
     async def send(self, event: Event) -> None:
         await self.write(self.ws.send(event))
@@ -189,12 +247,14 @@ class _Conn(Connection):
                 n = 0
             except OSError as exc:
                 raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
+            self.tx_bytes += n
             if n == len(data):
                 return
             data = data[n:]
         self.busy = True
         try:
             await self.stream.send_all(data)
+            self.tx_bytes += len(data)
         finally:
             self.busy = False
 
@@ -209,6 +269,7 @@ class _Conn(Connection):
             n = os.write(self.fd, data)
         except OSError:  # BlockingIOError included
             n = 0
+        self.tx_bytes += n
         if n == len(data):
             return True
         self.pending = data[n:]
@@ -221,9 +282,65 @@ class _Conn(Connection):
         if fd < 0:
             return await self.stream.receive_some(RECEIVE_SIZE)
         await trio.lowlevel.wait_readable(fd)
+        raw = self.raw
         try:
-            return os.read(fd, RECEIVE_SIZE)
+            if raw is None:
+                return os.read(fd, RECEIVE_SIZE)
+            trusted = self._observe()
+            self._transmitted(raw, trusted)
+            data, ancdata, _flags, _addr = raw.recvmsg(RECEIVE_SIZE, ANCILLARY_SIZE)
         except BlockingIOError:
             return None
         except OSError as exc:
             raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
+        self._stamp(ancdata, trusted)
+        return data
+
+    def _observe(self) -> bool:
+        """The run's clock map, brought up to date at this read; False when
+        the wall clock stepped (this read's kernel times are not trusted)."""
+        wire = self.wire
+        assert wire is not None
+        if wire.observe(time.time(), trio.current_time()):
+            return True
+        self.metrics.count("clock_steps")
+        return False
+
+    def _transmitted(self, raw: socket.socket, trusted: bool) -> None:
+        """Drain the error queue: the kernel's transmit times of what was
+        written (each write leaves one, and wakes the reader until it is
+        read), the heartbeats' among them given to the engine."""
+        ids = self.tx_ids
+        assert ids is not None
+        assert self.wire is not None
+        while True:
+            try:
+                _d, ancdata, _f, _a = raw.recvmsg(0, ERRQUEUE_SIZE, socket.MSG_ERRQUEUE)
+            except BlockingIOError:
+                return
+            stamped = transmit_time(ancdata)
+            if stamped is None:
+                continue
+            offset, when = stamped
+            seq = ids.pop(offset, None)
+            if seq is not None and trusted:
+                left = self.wire.to_monotonic(when)
+                sent = self.hb.written(seq, left)
+                if sent is not None:
+                    self.metrics.count("tx_timestamped")
+                    self.metrics.record("tx_delay", left - sent)
+
+    def _stamp(self, ancdata: list[tuple[int, int, bytes]], trusted: bool) -> None:
+        """The kernel's receive time of what was just read, on the run's
+        clock (soak.wire), or why there is none."""
+        wire = self.wire
+        assert wire is not None
+        kernel = kernel_time(ancdata)
+        self.rx_step = False
+        if kernel is None:
+            self.rx_at = None
+        elif trusted:
+            self.rx_at = wire.to_monotonic(kernel)
+        else:
+            self.rx_at = None
+            self.rx_step = True

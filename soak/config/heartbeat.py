@@ -23,6 +23,9 @@ class HeartbeatConfig:
     timeout: Duration = 10.0
     max_missed: Annotated[int, at_least(1)] = 3
     phase: Annotated[str, one_of(PHASES)] = "spread"
+    # the kernel's receive time of each pong (SO_TIMESTAMPNS): rtt_wire and
+    # rx_delay beside rtt and rtt_service (soak.wire); plain TCP on Linux
+    kernel_timestamps: bool = False
 
 
 @dataclass(frozen=True)

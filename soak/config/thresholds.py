@@ -33,7 +33,9 @@ OPS: dict[str, Callable[[float, float], bool]] = {
 
 # latency thresholds: <histogram>_p<digits> or <histogram>_max, e.g. rtt_p99,
 # rtt_p999 (99.9th), connect_p50, lag_max
-LATENCY = re.compile(r"^(rtt|rtt_service|connect|reconnect|lag)_(p\d+|max)$")
+LATENCY = re.compile(
+    r"^(rtt|rtt_service|rtt_wire|rx_delay|tx_delay|server_gap|connect|reconnect|lag)_(p\d+|max)$"
+)
 # shares of the planned load (a percentage, judged with >=): the run's
 # time-weighted availability and the worst storm's share of lost clients
 # back before the end (soak.availability)
@@ -49,7 +51,8 @@ COUNTS = (
 )
 THRESHOLD_HELP = (
     "valid thresholds: <histogram>_p<NN> (p99, p999 = 99.9th, ...) or <histogram>_max "
-    "for rtt, rtt_service, connect, reconnect and lag; heartbeat_success, availability, "
+    "for rtt, rtt_service, rtt_wire, rx_delay, tx_delay, server_gap, connect, reconnect and lag; "
+    "heartbeat_success, availability, "
     "storm_recovery (percentages); "
     "counts: " + ", ".join(COUNTS)
 )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import platform
 import shlex
 import socket
+import sys
 from typing import Any
 
 import trio
@@ -43,6 +44,7 @@ def manifest(profile: Profile, argv: list[str] | None, wall0: float) -> dict[str
         "command": None if argv is None else shlex.join(["soak", *redact_argv(argv)]),
         # the server's version, filled in when a handshake told it
         "server_version": None,
+        "kernel_timestamps": kernel_timestamps(p),
         "start": iso(wall0),
         "end": None,
         "status": "running",
@@ -93,4 +95,35 @@ def summary(
         "storms": storms,
         "availability": avail,
         "intermediaries": found,
+        "wire": wire_summary(profile, tot),
+    }
+
+
+def kernel_timestamps(profile: Profile) -> dict[str, Any]:
+    """What run.json says about rtt_wire (soak.wire) before the run: asked
+    for or not, and whether this platform and target can give it."""
+    asked = profile.heartbeat.kernel_timestamps
+    why = None
+    if not asked:
+        why = "[heartbeat] kernel_timestamps is off"
+    elif sys.platform != "linux":
+        why = f"SO_TIMESTAMPNS is Linux only (this is {sys.platform})"
+    elif profile.target.secure:
+        why = "wss:// (TLS): the kernel's times are of TLS records, not of messages"
+    return {"requested": asked, "available": asked and why is None, "why_not": why}
+
+
+def wire_summary(profile: Profile, tot: dict[str, Any]) -> dict[str, Any]:
+    """How far rtt_wire covers the run: the connections read with kernel
+    timestamps (those without give rtt_wire no sample: TLS, the in-memory
+    streams of tests), wall-clock steps, samples they kept from rtt_wire."""
+    return {
+        "requested": profile.heartbeat.kernel_timestamps,
+        "connections_timestamped": tot.get("kernel_timestamped", 0),
+        "connections": tot.get("connects", 0),
+        # pings whose send time is the kernel's (the others: the send call's start)
+        "pings_tx_timestamped": tot.get("tx_timestamped", 0),
+        "pings": tot.get("pings", 0),
+        "clock_steps": tot.get("clock_steps", 0),
+        "unrecorded": tot.get("dropped_samples", {}).get("rtt_wire", 0),
     }

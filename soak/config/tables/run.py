@@ -61,6 +61,7 @@ def parse_heartbeat(s: Section) -> HeartbeatConfig:
         timeout=s.get("timeout", ld.positive_duration, d.timeout),
         max_missed=s.get("max_missed", ld.at_least(1), d.max_missed),
         phase=s.get("phase", ld.choice(PHASES), d.phase),
+        kernel_timestamps=s.get("kernel_timestamps", ld.boolean, d.kernel_timestamps),
     )
     s.finish()
     return hb
