@@ -126,13 +126,15 @@ _run_options = [
         help='A pass/fail check, e.g. "rtt_p99<250ms", "false_timeouts==0" (repeatable; '
         "replaces the profile's threshold of the same name).",
     ),
-    click.option(
-        "--strict",
-        is_flag=True,
-        help="Fail the run (exit code 1) on any finding of error severity, such as a false "
-        "timeout or a zombie, even where no threshold judges it ([thresholds] strict = true).",
-    ),
 ]
+
+# soak run's and soak demo's (soak plan takes the other run options)
+strict_option = click.option(
+    "--strict",
+    is_flag=True,
+    help="Fail the run (exit code 1) on any finding of error severity, such as a false "
+    "timeout or a zombie, even where no threshold judges it ([thresholds] strict = true).",
+)
 
 
 def _starting(profile: Profile, recorder: Recorder, how: str) -> None:
@@ -192,6 +194,7 @@ def run_options(f: Any) -> Any:
 @click.command()
 @click.argument("profile", type=PROFILE)
 @run_options
+@strict_option
 @click.option(
     "--dry-run",
     is_flag=True,
@@ -234,6 +237,7 @@ def run(
 @click.command()
 @click.argument("profile", type=PROFILE, default=DEFAULT_DEMO)
 @run_options
+@strict_option
 @click.option("--gateway-arg", multiple=True, help="Extra option for the reference gateway.")
 def demo(
     profile: str,

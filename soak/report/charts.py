@@ -2,8 +2,9 @@
 check the numbers). :mod:`soak.report.draw` draws the PNGs from them.
 
 Times on the x axis are seconds since the run started (shown in minutes or
-hours for long runs, see :func:`soak.report.figures.time_unit`); latencies
-are milliseconds.
+hours for long runs, see :func:`soak.report.figures.time_unit`), with the
+run's wall-clock time (UTC) on a second axis above; latencies are
+milliseconds.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
+from soak.facts import Finding
 from soak.metrics import new_histogram
 from soak.results.reader import HlogInterval, Run
 
@@ -376,7 +379,61 @@ def _at(values: Sequence[Any], i: int) -> Num:
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
 
-def all_charts(run: Run, rtt: IntervalSeries, storms: Sequence[dict[str, Any]] = ()) -> list[Chart]:
+STORY_CHART = "story"
+# the bands of the story chart: which findings' spans, and their names
+STORY_BANDS = (
+    ("storms", "reconnect storm"),
+    ("false_timeouts", "false timeouts"),
+    ("tester_bottleneck", "tester bottleneck"),
+)
+
+
+def story(
+    intervals: Sequence[dict[str, Any]],
+    found: Sequence[Finding] = (),
+    end: float | None = None,
+) -> Chart:
+    """The one chart that tells the run: connected clients against the
+    target (time-weighted means where measured) and the RTT p99 of each
+    interval, with the storms, false-timeout bursts and tester-bottleneck
+    stretches of the findings as bands (``extra["bands"]``: name, start, end)."""
+    mean = any("connected_s" in r for r in intervals)
+    series: dict[str, list[Num]] = {
+        "connected": [_mean(r, "connected_s") if mean else _num(r, "connected") for r in intervals],
+        "target": [_mean(r, "target_s") if mean else _num(r, "target") for r in intervals],
+        "rtt_p99": [_num(r, "rtt_p99_ms") for r in intervals],
+    }
+    names = dict(STORY_BANDS)
+    bands = [(names[f.kind], a, b) for f in found if f.kind in names for a, b in f.spans if b >= a]
+    return Chart(
+        STORY_CHART,
+        "The run: connected clients and RTT p99, with what went wrong",
+        _times(intervals),
+        series,
+        "connections",
+        extra={"bands": bands, "end_s": end},
+    )
+
+
+def start_epoch(manifest: dict[str, Any]) -> float | None:
+    """run.json's start as epoch seconds, for wall-clock axes; None when
+    it is missing or not a timestamp."""
+    start = manifest.get("start")
+    if not isinstance(start, str):
+        return None
+    try:
+        when = datetime.fromisoformat(start)
+    except ValueError:
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
+def all_charts(
+    run: Run,
+    rtt: IntervalSeries,
+    storms: Sequence[dict[str, Any]] = (),
+    found: Sequence[Finding] = (),
+) -> list[Chart]:
     iv = run.intervals
     summary_storms = (run.summary or {}).get("storms")
     end = None
@@ -384,6 +441,7 @@ def all_charts(run: Run, rtt: IntervalSeries, storms: Sequence[dict[str, Any]] =
         end = (_num(iv[-1], "t") or 0.0) + (_num(iv[-1], "dt") or 0.0)
     bands = storm_bands(summary_storms if isinstance(summary_storms, list) else None, storms, end)
     charts = [
+        story(iv, found, end),
         rtt_over_time(rtt, iv),
         percentile_distribution(rtt.merged),
         connections(iv, bands, end),
@@ -394,4 +452,9 @@ def all_charts(run: Run, rtt: IntervalSeries, storms: Sequence[dict[str, Any]] =
     storm = storm_timeline(storms)
     if storm is not None:
         charts.append(storm)
+    wall0 = start_epoch(run.manifest)
+    if wall0 is not None:
+        for c in charts:
+            if c.x_label == "time since start":
+                c.extra["wall0"] = wall0  # a second, wall-clock axis (UTC)
     return charts
