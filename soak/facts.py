@@ -28,10 +28,10 @@ def seconds(v: float) -> str:
 
 
 def span_text(low: float, high: float, style: str = "range") -> str:
-    """Two times: "1.5-1.6 s" (one unit), or "from 5m to 5m40s"."""
-    if style == "range" and high < 60:
-        a, b = seconds(low), seconds(high)
-        return a if a == b else f"{a.removesuffix(' s')}-{b}"
+    """Two times: "1.5-1.6 s" (under 100 s, to a tenth), or "from 5m to 5m40s"."""
+    if style == "range" and high < 100:
+        a, b = f"{low:.1f}", f"{high:.1f}"
+        return f"{a} s" if a == b else f"{a}-{b} s"
     if seconds(low) == seconds(high):
         return f"at {seconds(low)}"
     return f"from {seconds(low)} to {seconds(high)}"
@@ -78,6 +78,7 @@ class Settings:
     profile's ``[target.server_heartbeat]`` (None without one)."""
 
     heartbeat_interval: float | None = None
+    heartbeat_timeout: float | None = None
     max_missed: int | None = None  # the clients'
     max_attempts: int | None = None  # reconnect attempts before giving up
     server_interval: float | None = None
@@ -100,6 +101,7 @@ class Settings:
 
         return cls(
             heartbeat_interval=number(hb.get("interval")),
+            heartbeat_timeout=number(hb.get("timeout")),
             max_missed=integer(hb.get("max_missed")),
             max_attempts=integer(rc.get("max_attempts")),
             server_interval=number(sh.get("interval")),
@@ -262,6 +264,9 @@ class Facts:
             "events_dropped",
             "skipped",
             "connects",
+            "missed",
+            "late",
+            "pongs",
         ):
             v = rec.get(k)
             if isinstance(v, int) and not isinstance(v, bool):

@@ -50,6 +50,7 @@ KINDS = (
     "permanent_failure",
     "gave_up",
     "storms",
+    "missed_heartbeats",
     "handshake_failures",
     "server_count_drift",
     "tester_bottleneck",
@@ -67,6 +68,7 @@ ANCHORS = {
     "permanent_failure": "handshake-failures",
     "gave_up": "chart-connections",
     "storms": "storms",
+    "missed_heartbeats": "chart-heartbeats",
     "handshake_failures": "handshake-failures",
     "server_count_drift": "chart-connections",
     "tester_bottleneck": "chart-tester_lag",
@@ -87,6 +89,9 @@ RSS_GROWTH_SHARE = 0.25
 RSS_GROWTH_BYTES = 32 * 1024 * 1024
 RSS_MIN_POINTS = 5
 RSS_MIN_SPAN_S = 60.0
+# heartbeats unanswered within the timeout, as a share of those decided,
+# above which they are a finding (below it a run is clean)
+MISSED_SHARE = 0.001
 # a storm whose reconnects are at least this in phase is called synchronised
 SYNC_IN_PHASE = 0.5
 
@@ -120,7 +125,8 @@ def findings(facts: Facts, summary: Mapping[str, Any] | None = None) -> list[Fin
     used when present; without it, what ``facts`` saw."""
     s = summary or {}
     out: list[Finding] = []
-    for make in (_false_timeouts, _zombies, _gave_up, _handshakes, _drift, _tester, _rss):
+    makers = (_false_timeouts, _zombies, _gave_up, _missed, _handshakes, _drift, _tester, _rss)
+    for make in makers:
         f = make(facts, s)
         if f is not None:
             out.append(f)
@@ -217,6 +223,20 @@ def _gave_up(facts: Facts, s: Mapping[str, Any]) -> Finding | None:
         text += ")" if w.low == w.high else f" to {seconds(w.high)})"
     text += ": the planned load was not held"
     return Finding("gave_up", ERROR, text, ANCHORS["gave_up"], n)
+
+
+def _missed(facts: Facts, s: Mapping[str, Any]) -> Finding | None:
+    missed, pongs = _total(facts, s, "missed"), _total(facts, s, "pongs")
+    decided = missed + pongs
+    if not missed or missed / decided <= MISSED_SHARE:
+        return None
+    late = _total(facts, s, "late")
+    hb = facts.settings
+    within = f" within the {seconds(hb.heartbeat_timeout)} timeout" if hb.heartbeat_timeout else ""
+    text = f"{missed:,} heartbeats ({missed / decided:.2%}) went unanswered{within}" + (
+        f", {late:,} of them answered late" if late else ""
+    )
+    return Finding("missed_heartbeats", WARNING, text, ANCHORS["missed_heartbeats"], missed)
 
 
 def _handshakes(facts: Facts, s: Mapping[str, Any]) -> Finding | None:

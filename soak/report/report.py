@@ -213,3 +213,14 @@ def _heartbeat_interval(run: Run) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
         return float(value)
     return None
+
+
+def findings_of(run: Run) -> list[Finding]:
+    """A run's findings: summary.json's, or (a killed run, or one from
+    before findings) computed from its events and intervals."""
+    recorded = (run.summary or {}).get("findings")
+    if isinstance(recorded, list):
+        return [f for f in map(from_record, recorded) if f is not None]
+    facts = Facts(Settings.from_profile_record(run.manifest.get("profile")))
+    facts.observe_all(run.events()).intervals(run.intervals)
+    return findings(facts, run.summary)
