@@ -181,7 +181,7 @@ def _draw_story(ax: Any, chart: Chart, xs: list[float], scale: float) -> None:
     if positive and max(positive) / min(positive) > 200.0:
         ax2.set_yscale("log")
     else:
-        ax2.set_ylim(0, max(positive, default=1.0) * 1.2)
+        ax2.set_ylim(0, max(positive, default=1.0) * 2.2)  # below the connection curves
     fg.legend(ax, ax2, loc="lower left")
 
 

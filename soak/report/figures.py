@@ -144,17 +144,16 @@ def wall_clock_axis(ax: Any, scale: float, wall0: float, times: Sequence[float])
     """A second x axis above the chart: the run's wall-clock time (UTC) at
     the same ticks, for a reader who talks about 09:45 rather than 1,798 s.
     ``scale``: seconds per unit of the x values (:func:`time_axis`);
-    ``wall0``: the run's start, epoch seconds. The date is shown when the
-    times cross midnight."""
+    ``wall0``: the run's start, epoch seconds. A tick on another day than
+    the first shows its date too."""
     span = (max(times) - min(times)) if times else 0.0
-    first = datetime.fromtimestamp(wall0 + (min(times) if times else 0.0), UTC)
-    last = datetime.fromtimestamp(wall0 + (max(times) if times else 0.0), UTC)
+    day = datetime.fromtimestamp(wall0 + (min(times) if times else 0.0), UTC).date()
     form = "%H:%M:%S" if span < 3 * 3600 else "%H:%M"
-    if first.date() != last.date():
-        form = "%m-%d " + form
 
     def label(x: float, _pos: int) -> str:
-        return datetime.fromtimestamp(wall0 + x * scale, UTC).strftime(form)
+        when = datetime.fromtimestamp(wall0 + x * scale, UTC)
+        # a tick on another day than the run's first says which
+        return when.strftime(form if when.date() == day else "%m-%d " + form)
 
     top = ax.secondary_xaxis("top")
     top.xaxis.set_major_formatter(FuncFormatter(label))
