@@ -21,8 +21,10 @@ from tests.support.chromium import CHROMIUM, open_in_chromium
 
 pytestmark = pytest.mark.process
 
-GATEWAY = ("--hb-interval", "1s", "--hb-timeout", "1.5s", "--max-missed", "3")
-GATEWAY += ("--check-every", "100ms", "--bug", "drop-heartbeat 1")
+GATEWAY = (
+    *("--hb-interval", "1s", "--hb-timeout", "1.5s", "--max-missed", "3"),
+    *("--check-every", "100ms", "--bug", "drop-heartbeat 1"),
+)
 
 PROFILE = """
 [run]
