@@ -15,6 +15,10 @@ from typing import Any
 from soak.config.units import format_duration
 from soak.intermediary import CloseSilences
 
+# distinct close signatures kept for the false timeouts; the rest are counted
+# together (a server whose close text varies per connection stays bounded)
+MAX_SIGNATURES = 20
+
 ERROR = "error"
 WARNING = "warning"
 SEVERITIES = (ERROR, WARNING)
@@ -227,9 +231,13 @@ class Facts:
         self.ft_when.add(t)
         code, text = ev.get("code"), ev.get("text")
         if ev.get("initiator") == "transport":
-            self.ft_signatures["an abrupt close without a close frame"] += 1
+            sig = "an abrupt close without a close frame"
         else:
-            self.ft_signatures[" ".join(str(x) for x in (code, text) if x not in (None, ""))] += 1
+            sig = " ".join(str(x) for x in (code, text) if x not in (None, ""))[:80]
+        if sig in self.ft_signatures or len(self.ft_signatures) < MAX_SIGNATURES:
+            self.ft_signatures[sig] += 1
+        else:
+            self.ft_signatures["other signatures"] += 1
         if not self.ft_why and isinstance(ev.get("why"), str):
             self.ft_why = ev["why"]
         e = ev.get("evidence")

@@ -141,6 +141,11 @@ def findings(facts: Facts, summary: Mapping[str, Any] | None = None) -> list[Fin
     )
 
 
+def many(n: int, noun: str) -> str:
+    """ "1 false timeout", "359 false timeouts", "2,000 clients"."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def _total(facts: Facts, s: Mapping[str, Any], key: str, fact: str | None = None) -> int:
     tot = s.get("totals")
     v = tot.get(key) if isinstance(tot, Mapping) else None
@@ -163,7 +168,9 @@ def _false_timeouts(facts: Facts, s: Mapping[str, Any]) -> Finding | None:
     if opened.n:
         head = "" if not pong.n else f"{opened.n:,} with no pong yet: "
         when.append(f"{head}{span_text(opened.low, opened.high)} after connecting")
-    text = f"{n:,} false timeouts: the server's heartbeat check ({sig}) closed live connections"
+    text = (
+        f"{many(n, 'false timeout')}: the server's heartbeat check ({sig}) closed live connections"
+    )
     if when:
         text += " " + "; ".join(when)
     st = facts.settings
@@ -199,7 +206,7 @@ def _zombies(facts: Facts, s: Mapping[str, Any]) -> Finding | None:
         return None
     k = facts.settings.max_missed
     text = (
-        f"{n:,} zombies: connections stayed open while the server stopped answering their "
+        f"{many(n, 'zombie')}: connections stayed open while the server stopped answering their "
         f"heartbeats; soak closed each after {k if k is not None else 'max_missed'} "
         "unanswered in a row"
     )
@@ -214,7 +221,7 @@ def _gave_up(facts: Facts, s: Mapping[str, Any]) -> Finding | None:
     if not n:
         return None
     attempts = facts.settings.max_attempts
-    text = f"{n:,} clients gave up reconnecting" + (
+    text = f"{many(n, 'client')} gave up reconnecting" + (
         f" after {attempts} attempts" if attempts else ""
     )
     w = facts.gave_up_when
@@ -233,7 +240,7 @@ def _missed(facts: Facts, s: Mapping[str, Any]) -> Finding | None:
     late = _total(facts, s, "late")
     hb = facts.settings
     within = f" within the {seconds(hb.heartbeat_timeout)} timeout" if hb.heartbeat_timeout else ""
-    text = f"{missed:,} heartbeats ({missed / decided:.2%}) went unanswered{within}" + (
+    text = f"{many(missed, 'heartbeat')} ({missed / decided:.2%}) went unanswered{within}" + (
         f", {late:,} of them answered late" if late else ""
     )
     return Finding("missed_heartbeats", WARNING, text, ANCHORS["missed_heartbeats"], missed)
@@ -258,7 +265,7 @@ def _handshakes(facts: Facts, s: Mapping[str, Any]) -> Finding | None:
         parts.append(f"{c:,} {cause}" + (f" (first: {first})" if first else ""))
     if len(by) > 4:
         parts.append(f"{len(by) - 4} more causes")
-    text = f"{n:,} handshake failures" + (": " + ", ".join(parts) if parts else "")
+    text = f"{many(n, 'handshake failure')}" + (": " + ", ".join(parts) if parts else "")
     return Finding("handshake_failures", WARNING, text, ANCHORS["handshake_failures"], n)
 
 
@@ -346,7 +353,7 @@ def _intermediaries(facts: Facts, s: Mapping[str, Any]) -> list[Finding]:
             continue
         n, timeout = int(x["closes"]), number(x.get("timeout_s")) or 0.0
         a, b = number(x.get("first_t_s")), number(x.get("last_t_s"))
-        text = f"{n:,} closes by an intermediary: {x.get('text')}"
+        text = f"{many(n, 'close')} by an intermediary: {x.get('text')}"
         spans = ((a, b),) if a is not None and b is not None else ()
         key = f"intermediary:{round(timeout, 1):g}s"
         out.append(Finding(key, ERROR, text, ANCHORS["intermediary"], n, spans))
@@ -444,13 +451,16 @@ def _dropped(facts: Facts, s: Mapping[str, Any]) -> list[Finding]:
     out = []
     n = _total(facts, s, "dropped_samples_total", "dropped_samples")
     if n:
-        text = f"{n:,} samples were out of the histograms' range and are not in the percentiles"
+        text = (
+            f"{many(n, 'sample')} {'was' if n == 1 else 'were'} out of the histograms' range "
+            "and not in the percentiles"
+        )
         out.append(Finding("dropped_samples", WARNING, text, ANCHORS["dropped_samples"], n))
     e = facts.counts["events_dropped"]
     if e:
         text = (
-            f"{e:,} events were not written (too many in one interval): the evidence "
-            "tables are incomplete, the counts are not"
+            f"{many(e, 'event')} {'was' if e == 1 else 'were'} not written (too many in one "
+            "interval): the evidence tables are incomplete, the counts are not"
         )
         out.append(Finding("events_dropped", WARNING, text, ANCHORS["events_dropped"], e))
     return out

@@ -15,7 +15,7 @@ import trio.testing
 from soak.config.load import parse_profile
 from soak.config.overrides import override
 from soak.errors import ProfileError
-from soak.facts import Facts, Finding, Settings
+from soak.facts import MAX_SIGNATURES, Facts, Finding, Settings
 from soak.findings import findings, from_record, rss_growth, settle
 from soak.gateway.bugs import parse_bugs
 from soak.gateway.config import GatewayConfig
@@ -115,7 +115,7 @@ def test_false_timeouts_sooner_than_the_server_timeout_are_stale_state() -> None
     ev["previous_close"] = {"reason": "false_timeout", "ago_s": 3.0}
     (f,) = findings(facts([interval(0, false_timeouts=1)], [ev]))
     assert f.text == (
-        "1 false timeouts: the server's heartbeat check (4000 heartbeat_timeout) closed live "
+        "1 false timeout: the server's heartbeat check (4000 heartbeat_timeout) closed live "
         "connections 2.0 s after their last pong, sooner than the server's own 15 s timeout: "
         "its heartbeat state was stale (1 of them right after a reconnect); from 5.0 s to "
         "5.0 s into the run"
@@ -486,3 +486,21 @@ async def test_the_fixed_gateway_has_no_finding(
     outcome, _ = await run_in_memory(profile, tmp_path, gateway_opener(gateway))
     assert outcome.summary["findings"] == []
     assert outcome.summary["verdict"] == "passed"
+
+
+def test_close_signatures_stay_bounded() -> None:
+    """A server whose close text varies per connection: the first
+    MAX_SIGNATURES are kept apart, the rest counted together."""
+    f = Facts(SETTINGS)
+    for i in range(MAX_SIGNATURES + 30):
+        ev = false_timeout(float(i), 15.0, 1)
+        ev["text"] = f"timeout after {i}s" if i else "heartbeat_timeout"
+        f.observe(ev)
+        f.observe(false_timeout(float(i), 15.0, 1))
+    assert len(f.ft_signatures) == MAX_SIGNATURES + 1
+    assert f.ft_signatures["other signatures"] == 30
+    (found,) = findings(f)
+    assert found.text.startswith(
+        f"{2 * MAX_SIGNATURES + 60} false timeouts: the server's heartbeat check "
+        f"(4000 heartbeat_timeout, other signatures and {MAX_SIGNATURES - 1} more) closed"
+    )
