@@ -20,6 +20,7 @@ from soak.findings import findings, from_record, rss_growth, settle
 from soak.gateway.bugs import parse_bugs
 from soak.gateway.config import GatewayConfig
 from soak.gateway.server import Gateway
+from soak.run.runner import Runner
 from soak.summary import EXIT_OK, EXIT_THRESHOLDS, EXIT_USAGE, with_findings
 from tests.support.runs import gateway_opener, make_profile, run_in_memory
 
@@ -476,6 +477,36 @@ async def test_the_incidents_gateway_leads_with_false_timeouts(
     else:
         assert outcome.exit_code == s["exit_code"] == EXIT_OK
         assert s["verdict"] == f"no thresholds set; {found}"
+
+
+async def test_a_live_view_sees_the_false_timeouts_during_the_run(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Runner.findings_so_far, asked every interval as a live page would:
+    nothing before the first false timeout, then the false timeouts first."""
+    gateway = Gateway(
+        GatewayConfig(
+            hb_interval=10.0,
+            hb_timeout=15.0,
+            max_missed=3,
+            check_every=1.0,
+            bugs=parse_bugs(["ignore-max-missed", "drop-heartbeat 1"]),
+        )
+    )
+    profile = make_profile(INCIDENT, results=tmp_path, target_extra=SERVER)
+    seen: list[list[str]] = []
+
+    async def watch(runner: Runner) -> None:
+        for _ in range(12):
+            await trio.sleep(10.0)
+            seen.append([f.key for f in runner.findings_so_far()])
+
+    outcome, _ = await run_in_memory(profile, tmp_path, gateway_opener(gateway), during=watch)
+    assert seen[0] == []  # 10 s in: nobody has been closed yet
+    assert seen[-1][0] == "false_timeouts"
+    first = next(i for i, keys in enumerate(seen) if keys)
+    assert all(keys[0] == "false_timeouts" for keys in seen[first:])
+    assert outcome.summary["findings"][0]["key"] == "false_timeouts"
 
 
 async def test_the_fixed_gateway_has_no_finding(

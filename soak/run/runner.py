@@ -32,8 +32,8 @@ from soak.availability import share
 from soak.client import OpenStream, Shared, url_opener
 from soak.config.profile import Profile
 from soak.config.stages import Churn, Ramp, Storm
-from soak.facts import Facts, Settings
-from soak.findings import settle
+from soak.facts import Facts, Finding, Settings
+from soak.findings import findings, settle
 from soak.gcctl import GcControl, GrowthFreezer
 from soak.intermediary import CloseSilences
 from soak.metrics import Interval, Metrics
@@ -128,6 +128,11 @@ class Runner:
         self._final_stats: dict[str, Any] | None = None
 
     # -- control from outside ------------------------------------------------------
+
+    def findings_so_far(self) -> list[Finding]:
+        """The run's findings on what it has seen so far (soak.findings):
+        what a live view asks every interval."""
+        return findings(self.facts)
 
     def stop(self, status: str) -> None:
         """End the run early but cleanly: close every client with 1001 and
