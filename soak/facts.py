@@ -71,9 +71,12 @@ class Finding:
 
 
 def number(v: object) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-        return None
-    return float(v)
+    """A finite int or float as a float; None for anything else (bools too)."""
+    if type(v) is float:
+        return v if math.isfinite(v) else None
+    if type(v) is int:
+        return float(v)
+    return None
 
 
 @dataclass(frozen=True)
@@ -138,7 +141,11 @@ class _Range:
     n: int = 0
 
     def add(self, v: float) -> None:
-        self.low, self.high, self.n = min(self.low, v), max(self.high, v), self.n + 1
+        if v < self.low:
+            self.low = v
+        if v > self.high:
+            self.high = v
+        self.n += 1
 
 
 @dataclass
@@ -232,8 +239,10 @@ class Facts:
         code, text = ev.get("code"), ev.get("text")
         if ev.get("initiator") == "transport":
             sig = "an abrupt close without a close frame"
+        elif text:
+            sig = f"{code} {text}"[:80] if code is not None else str(text)[:80]
         else:
-            sig = " ".join(str(x) for x in (code, text) if x not in (None, ""))[:80]
+            sig = str(code)
         if sig in self.ft_signatures or len(self.ft_signatures) < MAX_SIGNATURES:
             self.ft_signatures[sig] += 1
         else:
@@ -241,17 +250,17 @@ class Facts:
         if not self.ft_why and isinstance(ev.get("why"), str):
             self.ft_why = ev["why"]
         e = ev.get("evidence")
-        if isinstance(e, Mapping):
+        if type(e) is dict:
             pong, age = number(e.get("last_pong_age_s")), number(e.get("age_s"))
             if pong is not None:
                 self.ft_since_pong.add(pong)
             elif age is not None:
                 self.ft_since_open.add(age)
             missed = e.get("consecutive_missed")
-            if isinstance(missed, int) and not isinstance(missed, bool):
+            if type(missed) is int:
                 self.ft_missed[missed] += 1
         prev = ev.get("previous_close")
-        if isinstance(prev, Mapping) and prev.get("reason") == "false_timeout":
+        if type(prev) is dict and prev.get("reason") == "false_timeout":
             self.ft_after_reconnect += 1
 
     def observe_all(self, events: Iterable[Mapping[str, Any]]) -> Facts:
