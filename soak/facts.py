@@ -1,14 +1,15 @@
 """Pure: the facts a run's findings are made of (:class:`Facts`, told the
 run's events and interval records one at a time, in bounded memory), and
-the :class:`Finding` record itself. :mod:`soak.findings` makes the
-findings; this module only gathers and stores.
+the :class:`Finding` record itself, with the few computations and words
+the findings share (the RSS line, a storm's figures, times in a sentence).
+:mod:`soak.findings` makes the findings.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,16 @@ MAX_SIGNATURES = 20
 ERROR = "error"
 WARNING = "warning"
 SEVERITIES = (ERROR, WARNING)
+
+
+# the tester's RSS must grow this much while the load holds (and over at
+# least RSS_MIN_SPAN_S) to be a finding
+RSS_GROWTH_SHARE = 0.25
+RSS_GROWTH_BYTES = 32_000_000  # 32 MB
+RSS_MIN_POINTS = 5
+RSS_MIN_SPAN_S = 60.0
+# a storm whose reconnects are at least this in phase is called synchronised
+SYNC_IN_PHASE = 0.5
 
 
 def seconds(v: float) -> str:
@@ -318,3 +329,39 @@ class Facts:
     def storms(self) -> list[dict[str, Any]]:
         """The storms seen in the events: ended ones whole, open ones by start."""
         return [*self.storms_done.values(), *self.storms_open.values()]
+
+
+def rss_growth(points: Sequence[tuple[float, int, int]]) -> tuple[float, float, float] | None:
+    """(start bytes, end bytes, seconds) of the tester's RSS while the load
+    held at its peak, from a least-squares line; None with too few points."""
+    peak = max((p[2] for p in points), default=0)
+    held = [(t, float(b)) for t, b, target in points if target == peak]
+    if len(held) < RSS_MIN_POINTS or held[-1][0] - held[0][0] < RSS_MIN_SPAN_S:
+        return None
+    n = len(held)
+    mt = sum(t for t, _ in held) / n
+    mb_ = sum(b for _, b in held) / n
+    var = sum((t - mt) ** 2 for t, _ in held)
+    slope = sum((t - mt) * (b - mb_) for t, b in held) / var if var else 0.0
+    t0, t1 = held[0][0], held[-1][0]
+    return mb_ + slope * (t0 - mt), mb_ + slope * (t1 - mt), t1 - t0
+
+
+def storm_text(st: Mapping[str, Any]) -> str:
+    """One storm's figures: size, peak, recovery, synchronisation."""
+    parts = [f"{st.get('lost', 0):,} connections lost"]
+    peak = st.get("peak_attempts_per_100ms")
+    if isinstance(peak, int):
+        parts.append(f"peak {peak:,} reconnect attempts per 100 ms")
+    rec = st.get("recovery_s")
+    if isinstance(rec, Mapping):
+        p50, p100 = number(rec.get("p50")), number(rec.get("p100"))
+        if p50 is not None:
+            parts.append(
+                f"half back in {seconds(p50)}"
+                + (f", all in {seconds(p100)}" if p100 is not None else ", not all back")
+            )
+    sync = number(st.get("sync_index_after"))
+    if sync is not None and sync >= SYNC_IN_PHASE:
+        parts.append(f"the clients came back in step (sync index {sync:.2f}; 1 = all in phase)")
+    return ", ".join(parts)

@@ -24,19 +24,23 @@ run started, which the report draws as bands on its story chart.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from soak.facts import (
     ERROR,
+    RSS_GROWTH_BYTES,
+    RSS_GROWTH_SHARE,
     SEVERITIES,
     WARNING,
     Facts,
     Finding,
     mb,
     number,
+    rss_growth,
     seconds,
     span_text,
+    storm_text,
 )
 from soak.intermediary import find_idle_timeouts
 from soak.summary import with_findings
@@ -83,17 +87,9 @@ EARLY = 0.9
 # the server's count must differ from ours in the same direction for this
 # many polls in a row to be a finding (one poll can catch a reconnect)
 DRIFT_POLLS = 3
-# the tester's RSS must grow this much while the load holds (and over at
-# least RSS_MIN_SPAN_S) to be a finding
-RSS_GROWTH_SHARE = 0.25
-RSS_GROWTH_BYTES = 32 * 1024 * 1024
-RSS_MIN_POINTS = 5
-RSS_MIN_SPAN_S = 60.0
 # heartbeats unanswered within the timeout, as a share of those decided,
 # above which they are a finding (below it a run is clean)
 MISSED_SHARE = 0.001
-# a storm whose reconnects are at least this in phase is called synchronised
-SYNC_IN_PHASE = 0.5
 
 
 def from_record(rec: Any) -> Finding | None:
@@ -309,22 +305,6 @@ def _tester(facts: Facts, s: Mapping[str, Any]) -> Finding | None:
     )
 
 
-def rss_growth(points: Sequence[tuple[float, int, int]]) -> tuple[float, float, float] | None:
-    """(start bytes, end bytes, seconds) of the tester's RSS while the load
-    held at its peak, from a least-squares line; None with too few points."""
-    peak = max((p[2] for p in points), default=0)
-    held = [(t, float(b)) for t, b, target in points if target == peak]
-    if len(held) < RSS_MIN_POINTS or held[-1][0] - held[0][0] < RSS_MIN_SPAN_S:
-        return None
-    n = len(held)
-    mt = sum(t for t, _ in held) / n
-    mb_ = sum(b for _, b in held) / n
-    var = sum((t - mt) ** 2 for t, _ in held)
-    slope = sum((t - mt) * (b - mb_) for t, b in held) / var if var else 0.0
-    t0, t1 = held[0][0], held[-1][0]
-    return mb_ + slope * (t0 - mt), mb_ + slope * (t1 - mt), t1 - t0
-
-
 def _rss(facts: Facts, s: Mapping[str, Any]) -> Finding | None:
     g = rss_growth(facts.rss)
     if g is None:
@@ -402,26 +382,6 @@ def _unrecovered(st: Mapping[str, Any], final: bool) -> bool:
     lost, back = st.get("lost"), st.get("recovered")
     ended = final or st.get("end_s") is not None
     return isinstance(lost, int) and isinstance(back, int) and ended and back < lost
-
-
-def storm_text(st: Mapping[str, Any]) -> str:
-    """One storm's figures: size, peak, recovery, synchronisation."""
-    parts = [f"{st.get('lost', 0):,} connections lost"]
-    peak = st.get("peak_attempts_per_100ms")
-    if isinstance(peak, int):
-        parts.append(f"peak {peak:,} reconnect attempts per 100 ms")
-    rec = st.get("recovery_s")
-    if isinstance(rec, Mapping):
-        p50, p100 = number(rec.get("p50")), number(rec.get("p100"))
-        if p50 is not None:
-            parts.append(
-                f"half back in {seconds(p50)}"
-                + (f", all in {seconds(p100)}" if p100 is not None else ", not all back")
-            )
-    sync = number(st.get("sync_index_after"))
-    if sync is not None and sync >= SYNC_IN_PHASE:
-        parts.append(f"the clients came back in step (sync index {sync:.2f}; 1 = all in phase)")
-    return ", ".join(parts)
 
 
 def _workers(s: Mapping[str, Any]) -> list[Finding]:

@@ -15,8 +15,8 @@ import trio.testing
 from soak.config.load import parse_profile
 from soak.config.overrides import override
 from soak.errors import ProfileError
-from soak.facts import MAX_SIGNATURES, Facts, Finding, Settings
-from soak.findings import findings, from_record, rss_growth, settle
+from soak.facts import MAX_SIGNATURES, Facts, Finding, Settings, rss_growth
+from soak.findings import findings, from_record, settle
 from soak.gateway.bugs import parse_bugs
 from soak.gateway.config import GatewayConfig
 from soak.gateway.server import Gateway

@@ -13,11 +13,11 @@ import pytest
 from soak.facts import Finding
 from soak.metrics import HISTOGRAMS, new_histogram
 from soak.report import compare_findings, figures
-from soak.report.charts import STORY_CHART, start_epoch, story
 from soak.report.compare_data import RunData
 from soak.report.draw import joined
 from soak.report.export import write_report
 from soak.report.report import build, findings_of
+from soak.report.story import STORY_CHART, start_epoch, story
 from soak.results import hlog, jsonl
 from soak.results.reader import load_run
 

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from soak.facts import Finding
 from soak.metrics import new_histogram
+from soak.report.chart import Chart, Num
+from soak.report.story import start_epoch, story
 from soak.results.reader import HlogInterval, Run
 
 # per-interval RTT percentiles drawn on the RTT-over-time chart
@@ -31,29 +32,6 @@ RTT_PERCENTILES: tuple[tuple[str, float], ...] = (
 # marked on the percentile distribution
 MARKED = (90.0, 99.0, 99.9, 99.99)
 CLOSE_CATEGORIES = ("client", "heartbeat_timeout", "server", "transport")
-
-Num = float | None
-
-
-@dataclass
-class Chart:
-    """What one chart plots. ``x`` and every series have the same length;
-    None is a gap (no data for that interval)."""
-
-    name: str  # file stem: <name>.png
-    title: str
-    x: list[float]
-    series: dict[str, list[Num]]
-    y_label: str
-    x_label: str = "time since start"
-    log_y: bool = False
-    # [start, end) seconds shaded as "tester was the bottleneck"
-    shaded: list[tuple[float, float]] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def has_data(self) -> bool:
-        return any(v is not None for s in self.series.values() for v in s)
 
 
 def _ms(us: float) -> float:
@@ -377,55 +355,6 @@ def _at(values: Sequence[Any], i: int) -> Num:
         return None
     v = values[i]
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
-
-
-STORY_CHART = "story"
-# the bands of the story chart: which findings' spans, and their names
-STORY_BANDS = (
-    ("storms", "reconnect storm"),
-    ("false_timeouts", "false timeouts"),
-    ("tester_bottleneck", "tester bottleneck"),
-)
-
-
-def story(
-    intervals: Sequence[dict[str, Any]],
-    found: Sequence[Finding] = (),
-    end: float | None = None,
-) -> Chart:
-    """The one chart that tells the run: connected clients against the
-    target (time-weighted means where measured) and the RTT p99 of each
-    interval, with the storms, false-timeout bursts and tester-bottleneck
-    stretches of the findings as bands (``extra["bands"]``: name, start, end)."""
-    mean = any("connected_s" in r for r in intervals)
-    series: dict[str, list[Num]] = {
-        "connected": [_mean(r, "connected_s") if mean else _num(r, "connected") for r in intervals],
-        "target": [_mean(r, "target_s") if mean else _num(r, "target") for r in intervals],
-        "rtt_p99": [_num(r, "rtt_p99_ms") for r in intervals],
-    }
-    names = dict(STORY_BANDS)
-    bands = [(names[f.kind], a, b) for f in found if f.kind in names for a, b in f.spans if b >= a]
-    return Chart(
-        STORY_CHART,
-        "The run: connected clients and RTT p99, with what went wrong",
-        _times(intervals),
-        series,
-        "connections",
-        extra={"bands": bands, "end_s": end},
-    )
-
-
-def start_epoch(manifest: dict[str, Any]) -> float | None:
-    """run.json's start as epoch seconds, for wall-clock axes; None when
-    it is missing or not a timestamp."""
-    start = manifest.get("start")
-    if not isinstance(start, str):
-        return None
-    try:
-        when = datetime.fromisoformat(start)
-    except ValueError:
-        return None
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 def all_charts(

@@ -10,7 +10,9 @@ from typing import Any
 import numpy as np
 
 from soak.report import figures as fg
-from soak.report.charts import STORM_CHART, STORY_CHART, Chart, percentile_x, storm_key
+from soak.report.chart import Chart
+from soak.report.charts import STORM_CHART, percentile_x, storm_key
+from soak.report.story import STORY_CHART
 
 # beyond this many intervals (or storm buckets), bars are drawn as filled
 # step areas: 8,640 bar patches take matplotlib ~10 s

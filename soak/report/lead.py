@@ -10,11 +10,10 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
-from soak.facts import Finding
-from soak.findings import rss_growth
+from soak.facts import Finding, rss_growth
 from soak.report import page
-from soak.report.charts import STORY_BANDS, STORY_CHART, start_epoch
 from soak.report.report import Report
+from soak.report.story import STORY_BANDS, STORY_CHART, start_epoch
 
 
 def clock(wall0: float, t: float) -> str:

@@ -19,7 +19,8 @@ from soak.facts import Facts, Finding, Settings
 from soak.findings import findings, from_record, records
 from soak.intermediary import CloseSilences, find_idle_timeouts, intermediary_summary
 from soak.metrics import HISTOGRAMS, percentiles_ms, read_totals
-from soak.report.charts import Chart, all_charts, interval_percentiles
+from soak.report.chart import Chart
+from soak.report.charts import all_charts, interval_percentiles
 from soak.results.reader import Run, load_run
 from soak.summary import judge
 
