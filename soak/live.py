@@ -82,6 +82,11 @@ def print_summary(summary: dict[str, Any], path: str, out: TextIO) -> None:
         f"\nsoak run '{summary['label']}' {summary['status']} after "
         f"{format_duration(round(summary['duration_s']))}: {summary['target']}\n"
     )
+    # what went wrong, before the figures (soak.findings)
+    for f in summary.get("findings") or []:
+        w(f"  {f['text']} [{f['severity']}]\n")
+    if summary.get("findings"):
+        w("\n")
     w(
         f"  heartbeats   sent {t['pings']}, pongs {t['pongs']}, missed {t['missed']} "
         f"(late {t['late']}), success "

@@ -192,3 +192,30 @@ def exit_code(
             )
         return EXIT_THRESHOLDS, "thresholds failed: " + ", ".join(failed)
     return EXIT_OK, "passed"
+
+
+def with_findings(
+    code: int,
+    verdict: str,
+    count: int,
+    error_keys: list[str],
+    *,
+    thresholds_set: bool,
+    strict: bool,
+) -> tuple[int, str]:
+    """The exit code and verdict once the run's findings (soak.findings) are
+    known: ``count`` of them, ``error_keys`` the kinds of those of error
+    severity. A run that passed says how many findings it has ("no
+    thresholds set; 3 findings (1 error)"), so its verdict never looks clean
+    when it is not; with ``strict`` an error finding fails it (exit 1). A
+    run that did not pass keeps its verdict and exit code."""
+    if code != EXIT_OK or not count:
+        return code, verdict
+    errors = len(error_keys)
+    found = f"{count} finding{'s' if count != 1 else ''}"
+    if errors:
+        found += f" ({errors} error{'s' if errors != 1 else ''})"
+    if strict and errors:
+        kinds = ", ".join(dict.fromkeys(error_keys))
+        return EXIT_THRESHOLDS, f"strict: {found}: {kinds}"
+    return EXIT_OK, f"{'passed' if thresholds_set else 'no thresholds set'}; {found}"

@@ -414,7 +414,16 @@ def test_labels_are_escaped_and_three_runs(tmp_path: Path) -> None:
     (evil / "run.json").write_text(json.dumps(manifest))
     result = invoke(str(a), str(b), str(evil), "--out", str(tmp_path / "o"))
     assert result.exit_code == 0, result.output
-    header = result.output.splitlines()[0].split()
+    lines = result.output.splitlines()
+    # the findings of each side come first (none in these runs), then the table
+    assert lines[:5] == [
+        "findings of a (baseline): 0",
+        "findings of b against a:",
+        "  none in either run",
+        "findings of <script>x</script> against a:",
+        "  none in either run",
+    ]
+    header = lines[6].split()
     assert header[:2] == ["metric", "a"]
     page = (tmp_path / "o" / "compare.html").read_text()
     assert "<script>" not in page

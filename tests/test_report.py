@@ -251,8 +251,9 @@ def test_html_is_self_contained_with_identity_verdicts_and_evidence(golden: Path
     result = CliRunner().invoke(cli, ["report", str(golden)])
     assert result.exit_code == 0, result.output
     html = (golden / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 6
+    assert html.count("data:image/png;base64,") == 7
     for name in (
+        "story",
         "rtt_over_time",
         "percentile_distribution",
         "connections",
@@ -377,7 +378,7 @@ def test_zero_connections_draws_no_data(tmp_path: Path) -> None:
     assert not charts["percentile_distribution"].has_data
     assert charts["percentile_distribution"].extra["count"] == 0
     html = (d / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 6
+    assert html.count("data:image/png;base64,") == 7
 
 
 @pytest.mark.slow
@@ -461,6 +462,8 @@ def test_html_parses_and_references_nothing_outside(golden: Path) -> None:
             self.stack: list[str] = []
             self.images: list[str] = []
             self.bad: list[str] = []
+            self.links: list[str] = []
+            self.ids: set[str] = set()
 
         def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
             a = dict(attrs)
@@ -469,9 +472,13 @@ def test_html_parses_and_references_nothing_outside(golden: Path) -> None:
             if tag == "img":
                 self.images.append(a.get("src") or "")
                 assert a.get("alt")
+            if a.get("id"):
+                self.ids.add(str(a["id"]))
             for key in ("href", "src"):
                 v = a.get(key) or ""
-                if v and not v.startswith("data:"):
+                if key == "href" and v.startswith("#"):
+                    self.links.append(v[1:])
+                elif v and not v.startswith("data:"):
                     self.bad.append(v)
             if tag not in self.void:
                 self.stack.append(tag)
@@ -485,7 +492,10 @@ def test_html_parses_and_references_nothing_outside(golden: Path) -> None:
     c.close()
     assert c.stack == []
     assert c.bad == []
-    assert len(c.images) == 6
+    assert len(c.images) == 7
+    # every link is to an anchor on the page (a finding's evidence)
+    assert c.links
+    assert set(c.links) <= c.ids
     for src in c.images:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1])[:4] == b"\x89PNG"
@@ -561,7 +571,7 @@ def test_storm_timeline_chart_and_table(tmp_path: Path) -> None:
     assert f"{d / 'storms.jsonl'}: line 2: not JSON, skipped" in rep.run.problems
     assert f"{d / 'storms.jsonl'}: line 3: not a storm series, skipped" in rep.run.problems
     chart = rep.charts[-1]
-    assert [c.name for c in rep.charts].index("storm_timeline") == 6  # chart 7
+    assert [c.name for c in rep.charts].index("storm_timeline") == 7  # chart 8
     assert chart.title == "Reconnect-storm timeline"
     assert chart.x == [0.0, 0.1, 0.2, 0.3]
     assert chart.x_label == "seconds since the storm start (s)"
@@ -582,10 +592,10 @@ def test_storm_timeline_chart_and_table(tmp_path: Path) -> None:
     }
     assert (d / "storm_timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     html = (d / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 7
-    assert "<h3>Reconnect-storm timeline</h3>" in html
+    assert html.count("data:image/png;base64,") == 8
+    assert "<h3 id='chart-storm_timeline'>Reconnect-storm timeline</h3>" in html
     assert "line 2: not JSON, skipped" in html
-    assert "<h2>Reconnect storms (2)</h2>" in html
+    assert "<h2 id='storms'>Reconnect storms (2)</h2>" in html
     row = html.split("<table class='storms'>")[1].split("</tr>")[1]
     cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
     # index, start, end, lost, recovered, gave up, peak (4 at +0 s), max in flight,
@@ -637,7 +647,7 @@ def test_no_storm_chart_without_storms(tmp_path: Path, content: str | None) -> N
     assert "storm_timeline" not in [c.name for c in rep.charts]
     assert not (d / "storm_timeline.png").exists()
     html = html_path.read_text()
-    assert html.count("data:image/png;base64,") == 6
+    assert html.count("data:image/png;base64,") == 7
     assert "No reconnect storm was detected." in html
 
 

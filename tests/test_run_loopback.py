@@ -14,6 +14,7 @@ import trio
 from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
 
+from soak.facts import Finding
 from soak.gateway import Gateway, GatewayConfig
 from soak.metrics import HIGHEST_US, HISTOGRAMS, LOWEST_US, SIG_FIGS
 from soak.recorder import Recorder, now_wall
@@ -129,6 +130,11 @@ async def test_200_clients_on_loopback(tmp_path: Path) -> None:
     below = found["summary.json"]["availability"]["below"]
     assert below["from_s"] in ("float", "null")
     below["from_s"] = "float or null"
+    # a run on a busy machine may find that the tester was its bottleneck:
+    # whatever it found, each finding has the one record shape pinned here
+    record = shape(Finding("k", "warning", "t", "a", 1, ((0.0, 1.0),)).record())
+    assert all(shape(f) == record for f in outcome.summary["findings"])
+    found["summary.json"]["findings"] = [record]
     if os.environ.get("SOAK_UPDATE_GOLDEN"):
         GOLDEN.write_text(json.dumps(found, indent=1, sort_keys=True) + "\n")
     assert found == json.loads(GOLDEN.read_text())

@@ -128,6 +128,14 @@ _run_options = [
     ),
 ]
 
+# soak run's and soak demo's (soak plan takes the other run options)
+strict_option = click.option(
+    "--strict",
+    is_flag=True,
+    help="Fail the run (exit code 1) on any finding of error severity, such as a false "
+    "timeout or a zombie, even where no threshold judges it ([thresholds] strict = true).",
+)
+
 
 def _starting(profile: Profile, recorder: Recorder, how: str) -> None:
     click.echo(
@@ -186,6 +194,7 @@ def run_options(f: Any) -> Any:
 @click.command()
 @click.argument("profile", type=PROFILE)
 @run_options
+@strict_option
 @click.option(
     "--dry-run",
     is_flag=True,
@@ -201,13 +210,15 @@ def run(
     quiet: bool,
     workers: str | None,
     thresholds: tuple[str, ...],
+    strict: bool,
     dry_run: bool,
     source_ip: str | None,
 ) -> None:
     """Run PROFILE (a TOML file, or a shipped profile by name) against its target.
 
-    Exit codes: 0 passed, 1 a threshold failed, 2 bad input, 3 the target was
-    never reachable, 130/143 interrupted by SIGINT/SIGTERM.
+    Exit codes: 0 passed, 1 a threshold failed (or, with --strict, a finding of
+    error severity), 2 bad input, 3 the target was never reachable, 130/143
+    interrupted by SIGINT/SIGTERM.
     """
     p = load_with_overrides(
         profile,
@@ -218,6 +229,7 @@ def run(
         thresholds=thresholds,
         workers=workers,
         source_ip=source_ip,
+        strict=strict,
     )
     sys.exit(print_plan(p) if dry_run else execute(p, quiet=quiet))
 
@@ -225,6 +237,7 @@ def run(
 @click.command()
 @click.argument("profile", type=PROFILE, default=DEFAULT_DEMO)
 @run_options
+@strict_option
 @click.option("--gateway-arg", multiple=True, help="Extra option for the reference gateway.")
 def demo(
     profile: str,
@@ -235,6 +248,7 @@ def demo(
     quiet: bool,
     workers: str | None,
     thresholds: tuple[str, ...],
+    strict: bool,
     gateway_arg: tuple[str, ...],
 ) -> None:
     """Start the reference gateway on 127.0.0.1 and run PROFILE against it
@@ -252,6 +266,7 @@ def demo(
         results_dir=results_dir,
         thresholds=thresholds,
         workers=workers,
+        strict=strict,
     )
     with reference_gateway(list(gateway_arg)) as port:
         path = urlsplit(p.target.url).path or "/"

@@ -14,7 +14,7 @@ from soak.config.tables.clients import parse_clients
 from soak.config.tables.impairment import parse_impairment
 from soak.config.tables.run import parse_heartbeat, parse_reconnect, parse_run, parse_storms
 from soak.config.tables.target import parse_target
-from soak.config.tables.thresholds import parse_thresholds
+from soak.config.tables.thresholds import parse_strict, parse_thresholds
 from soak.config.target import openclaw_connecting
 from soak.config.validation import Loader, Section
 from soak.errors import ProfileError
@@ -51,10 +51,13 @@ def parse_profile(text: str, name: str, environ: Mapping[str, str]) -> Profile:
     hb = parse_heartbeat(top.table("heartbeat"))
     rc = parse_reconnect(top.table("reconnect"))
     impairment = top.get("impairment", lambda w, v: parse_impairment(ld.section(w, v)), None)
-    th = parse_thresholds(top.table("thresholds"))
+    th_table = top.table("thresholds")
+    th = parse_thresholds(th_table)
     storms = parse_storms(top.table("storms"))
     top.finish()
-    profile = Profile(name, run, target, clients, hb, rc, th, impairment, storms)
+    profile = Profile(
+        name, run, target, clients, hb, rc, th, impairment, storms, strict=parse_strict(th_table)
+    )
     if run.duration is None and profile.duration <= 0:
         ld.fail("run.duration", "is required when the stages add up to no time", None, found=False)
     return profile

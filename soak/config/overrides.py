@@ -24,9 +24,11 @@ def override(
     thresholds: tuple[str, ...] = (),
     workers: str | None = None,
     source_ip: str | None = None,
+    strict: bool = False,
 ) -> Profile:
     """Apply CLI overrides, validated with the same parsers as the file. A
-    ``--threshold`` replaces the profile's threshold of the same name."""
+    ``--threshold`` replaces the profile's threshold of the same name;
+    ``strict`` (``--strict``) turns the profile's ``[thresholds] strict`` on."""
     ld = Loader("")
     run = profile.run
     target = profile.target
@@ -54,5 +56,10 @@ def override(
         th = parse_threshold_option(text)
         checks = [c for c in checks if c.name != th.name] + [th]
     return dataclasses.replace(
-        profile, run=run, target=target, clients=clients, thresholds=tuple(checks)
+        profile,
+        run=run,
+        target=target,
+        clients=clients,
+        thresholds=tuple(checks),
+        strict=profile.strict or strict,
     )

@@ -57,6 +57,8 @@ class Profile:
     thresholds: Annotated[tuple[Threshold, ...], THRESHOLDS] = ()
     impairment: Annotated[Impairment | None, IMPAIRMENT] = None
     storms: StormConfig = field(default_factory=StormConfig)
+    # [thresholds] strict (or soak run --strict): an error finding fails the run
+    strict: Annotated[bool, NOT_IN_PROFILE] = False
 
     @property
     def duration(self) -> float:

@@ -70,11 +70,16 @@ THRESHOLD_NAMES = (
     *COUNTS,
 )
 
+# [thresholds] strict = true: any finding of error severity (soak.findings)
+# fails the run, as --strict does
+STRICT = "strict"
+
 # [thresholds] in a profile: a table of these names and their limits
 THRESHOLDS = Toml(
     {
         "type": "object",
         "properties": {
+            STRICT: {"type": "boolean"},
             "heartbeat_success": PERCENT.schema,
             **{name: PERCENT.schema for name in SHARES},
             **{name: {"type": "integer", "minimum": 0} for name in COUNTS},

@@ -2,20 +2,24 @@
 check the numbers). :mod:`soak.report.draw` draws the PNGs from them.
 
 Times on the x axis are seconds since the run started (shown in minutes or
-hours for long runs, see :func:`soak.report.figures.time_unit`); latencies
-are milliseconds.
+hours for long runs, see :func:`soak.report.figures.time_unit`), with the
+run's wall-clock time (UTC) on a second axis above; latencies are
+milliseconds.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from soak.facts import Finding
 from soak.metrics import new_histogram
+from soak.report.chart import Chart, Num
+from soak.report.story import start_epoch, story
 from soak.results.reader import HlogInterval, Run
 
 # per-interval RTT percentiles drawn on the RTT-over-time chart
@@ -28,29 +32,6 @@ RTT_PERCENTILES: tuple[tuple[str, float], ...] = (
 # marked on the percentile distribution
 MARKED = (90.0, 99.0, 99.9, 99.99)
 CLOSE_CATEGORIES = ("client", "heartbeat_timeout", "server", "transport")
-
-Num = float | None
-
-
-@dataclass
-class Chart:
-    """What one chart plots. ``x`` and every series have the same length;
-    None is a gap (no data for that interval)."""
-
-    name: str  # file stem: <name>.png
-    title: str
-    x: list[float]
-    series: dict[str, list[Num]]
-    y_label: str
-    x_label: str = "time since start"
-    log_y: bool = False
-    # [start, end) seconds shaded as "tester was the bottleneck"
-    shaded: list[tuple[float, float]] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def has_data(self) -> bool:
-        return any(v is not None for s in self.series.values() for v in s)
 
 
 def _ms(us: float) -> float:
@@ -376,7 +357,12 @@ def _at(values: Sequence[Any], i: int) -> Num:
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
 
-def all_charts(run: Run, rtt: IntervalSeries, storms: Sequence[dict[str, Any]] = ()) -> list[Chart]:
+def all_charts(
+    run: Run,
+    rtt: IntervalSeries,
+    storms: Sequence[dict[str, Any]] = (),
+    found: Sequence[Finding] = (),
+) -> list[Chart]:
     iv = run.intervals
     summary_storms = (run.summary or {}).get("storms")
     end = None
@@ -384,6 +370,7 @@ def all_charts(run: Run, rtt: IntervalSeries, storms: Sequence[dict[str, Any]] =
         end = (_num(iv[-1], "t") or 0.0) + (_num(iv[-1], "dt") or 0.0)
     bands = storm_bands(summary_storms if isinstance(summary_storms, list) else None, storms, end)
     charts = [
+        story(iv, found, end),
         rtt_over_time(rtt, iv),
         percentile_distribution(rtt.merged),
         connections(iv, bands, end),
@@ -394,4 +381,9 @@ def all_charts(run: Run, rtt: IntervalSeries, storms: Sequence[dict[str, Any]] =
     storm = storm_timeline(storms)
     if storm is not None:
         charts.append(storm)
+    wall0 = start_epoch(run.manifest)
+    if wall0 is not None:
+        for c in charts:
+            if c.x_label == "time since start":
+                c.extra["wall0"] = wall0  # a second, wall-clock axis (UTC)
     return charts

@@ -1,17 +1,20 @@
 """What each run brings to a comparison (:class:`RunData`): its RTT
-histograms in compact form, its totals, duration, availability and storms,
-read from summary.json or, for a killed run, from its intervals."""
+histograms in compact form, its totals, duration, availability, storms and
+findings, read from summary.json or, for a killed run, from its intervals
+(and events)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from soak import availability
 from soak.errors import ResultsError
+from soak.facts import Finding
 from soak.metrics import read_totals
 from soak.report.bootstrap import Compact, compact, merge
+from soak.report.report import findings_of
 from soak.results.reader import Run
 
 
@@ -29,6 +32,8 @@ class RunData:
     totals: dict[str, Any]
     duration_s: float
     availability: dict[str, Any] | None = None  # summary.json's, or computed
+    # what went wrong (soak.findings): summary.json's, or computed
+    findings: list[Finding] = field(default_factory=list)
 
     @property
     def intervals_with_samples(self) -> int:
@@ -72,7 +77,19 @@ def prepare(runs: Sequence[Run]) -> list[RunData]:
                 "empty): there is no latency to compare"
             )
         dur = run_duration(r, starts, lengths)
-        out.append(RunData(r, name, rtt, starts, merged, run_totals(r), dur, run_availability(r)))
+        out.append(
+            RunData(
+                r,
+                name,
+                rtt,
+                starts,
+                merged,
+                run_totals(r),
+                dur,
+                run_availability(r),
+                findings_of(r),
+            )
+        )
     return out
 
 

@@ -11,8 +11,8 @@ from html import escape
 from pathlib import Path
 
 from soak.errors import ResultsError
+from soak.report import compare_findings, page
 from soak.report import figures as fg
-from soak.report import page
 from soak.report.compare import Comparison
 from soak.report.compare_text import ci_lines, table_cells, to_json, verdict_text
 
@@ -87,6 +87,7 @@ def render_html(c: Comparison, charts: dict[str, bytes]) -> str:
     body = [page.banner(w) for w in c.warnings]
     cls = "fail" if c.regression else "pass"
     body.append(f"<p>Verdict: <span class='{cls}'>{escape(verdict_text(c))}</span></p>")
+    body.append(compare_findings.html(c.datas))
     runs = [
         [
             d.name,

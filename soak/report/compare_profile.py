@@ -16,11 +16,13 @@ from soak.results.reader import Run
 
 def profile_key(run: Run) -> dict[str, Any]:
     """The profile without what differs between any two runs: path, label,
-    results directory and the stats URL."""
+    results directory and the stats URL; and ``strict``, which judges a run
+    without changing what it does."""
     prof = json.loads(json.dumps(run.manifest.get("profile") or {}))
     if not isinstance(prof, dict):
         return {}
     prof.pop("path", None)
+    prof.pop("strict", None)
     if isinstance(prof.get("run"), dict):
         prof["run"].pop("label", None)
         prof["run"].pop("results_dir", None)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from soak.report import compare_findings
 from soak.report.compare import Comparison, ci_ms, significance
 
 
@@ -89,6 +90,8 @@ def render_text(c: Comparison) -> str:
     lines = list(c.warnings)
     if lines:
         lines.append("")
+    # what went wrong, per side, before the figures
+    lines += [*compare_findings.text_lines(c.datas), ""]
     header, body = table_cells(c)
     lines += _align([header, *body])
     lines += [
@@ -127,6 +130,7 @@ def to_json(c: Comparison) -> dict[str, Any]:
             for name, cis in c.cis.items()
         },
         "checks": [k.__dict__ for k in c.checks],
+        "findings": compare_findings.to_json(c.datas),
         "regression": c.regression,
         "exit_code": c.exit_code,
     }

@@ -10,7 +10,9 @@ from typing import Any
 import numpy as np
 
 from soak.report import figures as fg
-from soak.report.charts import STORM_CHART, Chart, percentile_x, storm_key
+from soak.report.chart import Chart
+from soak.report.charts import STORM_CHART, percentile_x, storm_key
+from soak.report.story import STORY_CHART
 
 # beyond this many intervals (or storm buckets), bars are drawn as filled
 # step areas: 8,640 bar patches take matplotlib ~10 s
@@ -70,6 +72,12 @@ def _draw_time(ax: Any, chart: Chart) -> None:
     scale = fg.time_axis(ax, chart.x, chart.x_label)
     xs = [v / scale for v in chart.x]
     ax.set_ylabel(chart.y_label)
+    wall0 = chart.extra.get("wall0")
+    if isinstance(wall0, int | float) and xs:
+        fg.wall_clock_axis(ax, scale, float(wall0), chart.x)
+    if chart.name == STORY_CHART:
+        _draw_story(ax, chart, xs, scale)
+        return
     for a, b in chart.shaded:
         ax.axvspan(a / scale, b / scale, color=fg.BOTTLENECK_COLOUR, alpha=0.35, lw=0)
     storms = chart.extra.get("storms") or []
@@ -101,6 +109,82 @@ def _draw_time(ax: Any, chart: Chart) -> None:
         ax.axvspan(0, 0, color=fg.BOTTLENECK_COLOUR, alpha=0.35, label="tester bottleneck")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="upper left", fontsize=8)
+
+
+# the story chart's bands by name: colour, opacity and the share of the
+# chart's height they cover (from, to). Storms shade the whole height; the
+# short events run in lanes along the top, so overlaps stay readable.
+BANDS = {
+    "reconnect storm": (fg.STORM_COLOUR, 0.35, (0.0, 1.0)),
+    "false timeouts": (fg.FALSE_TIMEOUT_COLOUR, 0.8, (0.93, 1.0)),
+    "tester bottleneck": ("#9467bd", 0.6, (0.86, 0.93)),
+}
+# bands closer than this share of the chart's span are drawn as one (a day
+# of sporadic false timeouts would otherwise be thousands of patches)
+BAND_JOIN = 0.002
+
+
+def joined(
+    bands: Sequence[tuple[str, float, float]], span: float
+) -> list[tuple[str, float, float]]:
+    """Each band name's spans, sorted, with those nearer than
+    :data:`BAND_JOIN` of ``span`` merged."""
+    out: list[tuple[str, float, float]] = []
+    gap = BAND_JOIN * span
+    for name in sorted(dict.fromkeys(n for n, _, _ in bands), key=_band_order):
+        spans = sorted((a, b) for n, a, b in bands if n == name)
+        merged: list[list[float]] = []
+        for a, b in spans:
+            if merged and a - merged[-1][1] <= gap:
+                merged[-1][1] = max(merged[-1][1], b)
+            else:
+                merged.append([a, b])
+        out += [(name, a, b) for a, b in merged]
+    return out
+
+
+def _draw_story(ax: Any, chart: Chart, xs: list[float], scale: float) -> None:
+    """Connected against target (steps over each interval) on the left
+    axis, RTT p99 on the right, the findings' bands behind both."""
+    end = chart.extra.get("end_s")
+    span = (end if isinstance(end, int | float) else (chart.x[-1] if chart.x else 0.0)) - (
+        chart.x[0] if chart.x else 0.0
+    )
+    seen: set[str] = set()
+    for name, a, b in joined(chart.extra.get("bands") or [], max(span, 1e-9)):
+        colour, alpha, (low, high) = BANDS.get(name, (fg.STORM_COLOUR, 0.3, (0.0, 1.0)))
+        width = max(b - a, span / 1000)  # an instant still shows
+        ax.axvspan(
+            a / scale,
+            (a + width) / scale,
+            ymin=low,
+            ymax=high,
+            color=colour,
+            alpha=alpha,
+            lw=0,
+            label=None if name in seen else name,
+        )
+        seen.add(name)
+    if not xs or not chart.has_data:
+        fg.no_data(ax)
+        return
+    edges = [*xs, (end / scale) if isinstance(end, int | float) else xs[-1]]
+    for name, colour in (("target", fg.GREEN), ("connected", fg.BLUE)):
+        values = fg.gaps(chart.series[name])
+        ax.step(edges, [*values, values[-1]], where="post", lw=1.4, color=colour, label=name)
+    # room above the curves for the lanes
+    top = max((v for k in ("target", "connected") for v in chart.series[k] if v), default=1.0)
+    ax.set_ylim(0, top * 1.2)
+    ax2 = ax.twinx()
+    rtt = chart.series["rtt_p99"]
+    ax2.plot(xs, fg.gaps(rtt), color=fg.ORANGE, lw=1.0, label="RTT p99 (ms)")
+    ax2.set_ylabel("RTT p99 (ms)")
+    positive = [v for v in rtt if v is not None and v > 0]
+    if positive and max(positive) / min(positive) > 200.0:
+        ax2.set_yscale("log")
+    else:
+        ax2.set_ylim(0, max(positive, default=1.0) * 2.2)  # below the connection curves
+    fg.legend(ax, ax2, loc="lower left")
 
 
 def _draw_connections(ax: Any, chart: Chart, xs: list[float], scale: float) -> None:
@@ -222,3 +306,9 @@ def _draw_storm(ax: Any, chart: Chart, index: int) -> None:
     if xs:
         ax.set_xlim(0, max(xs) + bucket)
     fg.legend(ax, ax2, loc="center right")
+
+
+def _band_order(name: str) -> int:
+    """Storms (the whole height) first, the lanes over them."""
+    names = list(BANDS)
+    return names.index(name) if name in names else len(names)

@@ -7,6 +7,8 @@ The time axis rule (one for both commands, pinned by a test): times are
 seconds since the run started, shown in hours when the times plotted span
 more than 3 hours, in minutes when they span more than 3 minutes, and in
 seconds otherwise, so an axis always shows at least three whole units.
+The report's charts carry the run's wall-clock time (UTC) on a second axis
+above (:func:`wall_clock_axis`).
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ import contextlib
 import io
 import math
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")  # no display: the PNGs are written to disk
 import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter
 
 DPI = 100
 WIDE = (10.0, 4.5)  # inches: one time-series chart
@@ -134,6 +138,27 @@ def time_axis(ax: Any, times: Iterable[float], label: str = "time since start") 
     scale, unit = time_unit(times)
     ax.set_xlabel(f"{label} ({unit})")
     return scale
+
+
+def wall_clock_axis(ax: Any, scale: float, wall0: float, times: Sequence[float]) -> None:
+    """A second x axis above the chart: the run's wall-clock time (UTC) at
+    the same ticks, for a reader who talks about 09:45 rather than 1,798 s.
+    ``scale``: seconds per unit of the x values (:func:`time_axis`);
+    ``wall0``: the run's start, epoch seconds. A tick on another day than
+    the first shows its date too."""
+    span = (max(times) - min(times)) if times else 0.0
+    day = datetime.fromtimestamp(wall0 + (min(times) if times else 0.0), UTC).date()
+    form = "%H:%M:%S" if span < 3 * 3600 else "%H:%M"
+
+    def label(x: float, _pos: int) -> str:
+        when = datetime.fromtimestamp(wall0 + x * scale, UTC)
+        # a tick on another day than the run's first says which
+        return when.strftime(form if when.date() == day else "%m-%d " + form)
+
+    top = ax.secondary_xaxis("top")
+    top.xaxis.set_major_formatter(FuncFormatter(label))
+    top.set_xlabel("wall-clock time (UTC)", fontsize=8)
+    top.tick_params(labelsize=7)
 
 
 def legend(ax: Any, *more: Any, loc: str = "upper left") -> None:

@@ -10,8 +10,16 @@ from typing import Any
 
 from soak.availability import storm_line
 from soak.report import page
+from soak.report.lead import (
+    findings_section,
+    handshake_section,
+    story_chart,
+    tester_memory,
+    verdict_line,
+)
 from soak.report.report import Report
 
+# the story chart first, on its own; then these
 CHART_ORDER = (
     "rtt_over_time",
     "percentile_distribution",
@@ -158,9 +166,7 @@ def verdicts(report: Report) -> str:
             f"<td>{_e(c.get('name'))}</td><td>{_e(c.get('limit'))}</td>"
             f"<td class='num'>{_e(c.get('value'))}</td></tr>"
         )
-    verdict = report.summary.get("verdict")
-    head = f"<p>Verdict: <b>{_e(verdict)}</b></p>" if verdict else ""
-    return note + head + page.table(("result", "threshold", "limit", "value"), rows, "verdicts")
+    return note + page.table(("result", "threshold", "limit", "value"), rows, "verdicts")
 
 
 def close_reasons(report: Report) -> str:
@@ -255,15 +261,20 @@ def evidence_table(report: Report) -> str:
     return note + page.table(head, rows, "evidence")
 
 
-def charts(report: Report) -> str:
+def charts(report: Report, names: tuple[str, ...] = CHART_ORDER) -> str:
+    """The charts ``names`` that were drawn, each under a heading whose id
+    (``chart-<name>``) the findings link to."""
     out = []
     by_name = {c.name: c for c in report.charts}
-    for name in CHART_ORDER:
+    for name in names:
         path = report.pngs.get(name)
         if path is None:
             continue
         title = by_name[name].title if name in by_name else name
-        out.append(f"<h3>{escape(title)}</h3>" + page.image(path.read_bytes(), title))
+        out.append(
+            f"<h3 id='chart-{escape(name)}'>{escape(title)}</h3>"
+            + page.image(path.read_bytes(), title)
+        )
     return "".join(out)
 
 
@@ -303,13 +314,16 @@ def storms_section(report: Report) -> str:
     if storms is None:
         if report.storm_series:
             return (
-                "<h2>Reconnect storms</h2><p class='muted'>storms.jsonl holds "
+                "<h2 id='storms'>Reconnect storms</h2><p class='muted'>storms.jsonl holds "
                 f"{len(report.storm_series)} storm(s), but there are no storm summaries "
                 "(summary.json is missing or predates them): see the storm timeline chart.</p>"
             )
         return ""
     if not storms:
-        return "<h2>Reconnect storms</h2><p class='muted'>No reconnect storm was detected.</p>"
+        return (
+            "<h2 id='storms'>Reconnect storms</h2>"
+            "<p class='muted'>No reconnect storm was detected.</p>"
+        )
     rows = []
     for st in storms:
         rec = st.get("recovery_s") if isinstance(st.get("recovery_s"), dict) else {}
@@ -337,7 +351,7 @@ def storms_section(report: Report) -> str:
             + f"<td>{escape(fail_text)}</td></tr>"
         )
     return (
-        f"<h2>Reconnect storms ({len(storms):,})</h2>"
+        f"<h2 id='storms'>Reconnect storms ({len(storms):,})</h2>"
         "<p class='muted'>Times are seconds since the run started (start, end) or since "
         "the storm started (peak, recovery). Recovery pN: when N% of the connections the "
         "storm lost were back. Sync index: 0 = reconnects spread over the heartbeat "
@@ -400,14 +414,19 @@ def banner(report: Report) -> str:
 
 
 def render(report: Report) -> str:
+    """The page, in a reader's order: what went wrong and the verdict, the
+    chart that tells the run, the figures and the other charts, the
+    evidence, and the run's metadata last."""
     return page.document(
         f"soak report: {report.run.label}",
         [
             banner(report),
-            "<h2>Run</h2>",
-            identity(report),
-            "<h2>Summary</h2>",
+            findings_section(report),
+            verdict_line(report),
+            story_chart(report),
+            "<h2 id='summary'>Summary</h2>",
             summary_table(report),
+            tester_memory(report),
             "<h2>Thresholds</h2>",
             verdicts(report),
             "<h2>Charts</h2>",
@@ -416,11 +435,15 @@ def render(report: Report) -> str:
             storms_section(report),
             "<h2>Top close reasons</h2>",
             close_reasons(report),
-            f"<h2>Intermediary idle timeouts ({len(report.intermediaries):,})</h2>",
+            handshake_section(report),
+            f"<h2 id='intermediaries'>Intermediary idle timeouts "
+            f"({len(report.intermediaries):,})</h2>",
             intermediaries_section(report),
-            f"<h2>False-timeout evidence ({report.false_timeouts_total:,})</h2>",
+            f"<h2 id='evidence'>False-timeout evidence ({report.false_timeouts_total:,})</h2>",
             evidence_table(report),
-            "<h2>Problems reading the results</h2>",
+            "<h2 id='problems'>Problems reading the results</h2>",
             problems(report),
+            "<h2 id='run'>Run</h2>",
+            identity(report),
         ],
     )

@@ -26,6 +26,11 @@ th { background: #f4f4f4; } td.num { text-align: right; font-variant-numeric: ta
 .muted { color: #777; } img.chart { width: 100%; max-width: 1000px; display: block;
           margin: 0.5em 0 1.5em; border: 1px solid #eee; }
 .problems li { color: #8a4b00; }
+ol.findings { padding-left: 1.4em; font-size: 1.05em; } ol.findings li { margin: 0.35em 0;
+          padding-left: 0.5em; border-left: 4px solid #e0a800; }
+ol.findings li.error { border-left-color: #c62828; } .sev { font-size: 0.8em; color: #777; }
+.when { font-size: 0.85em; color: #555; } .clean { color: #1a7f37; font-weight: bold; }
+.verdict { font-size: 1.1em; }
 """
 
 

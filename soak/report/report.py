@@ -15,9 +15,12 @@ from typing import Any
 
 from soak import availability
 from soak.config.thresholds import Threshold, with_defaults
+from soak.facts import Facts, Finding, Settings
+from soak.findings import findings, from_record, records
 from soak.intermediary import CloseSilences, find_idle_timeouts, intermediary_summary
 from soak.metrics import HISTOGRAMS, percentiles_ms, read_totals
-from soak.report.charts import Chart, all_charts, interval_percentiles
+from soak.report.chart import Chart
+from soak.report.charts import all_charts, interval_percentiles
 from soak.results.reader import Run, load_run
 from soak.summary import judge
 
@@ -40,6 +43,11 @@ class Report:
     # events when it has none (intermediaries_computed)
     intermediaries: list[dict[str, Any]] = field(default_factory=list)
     intermediaries_computed: bool = False
+    # the findings (soak.findings): summary.json's, or computed from the
+    # events and intervals when it has none (findings_computed)
+    findings: list[Finding] = field(default_factory=list)
+    findings_computed: bool = False
+    facts: Facts = field(default_factory=Facts)
 
     @property
     def storms(self) -> list[dict[str, Any]] | None:
@@ -145,9 +153,10 @@ def build(path: str | Path) -> Report:
     rtt = interval_percentiles(run.iter_histograms("rtt"))
     evidence: list[dict[str, Any]] = []
     total_ft = 0
-    closes = CloseSilences()
+    facts = Facts(Settings.from_profile_record(run.manifest.get("profile")))
+    closes = facts.closes
     for ev in run.events():
-        closes.observe(ev)
+        facts.observe(ev)
         if ev.get("event") == "close" and ev.get("reason") == "false_timeout":
             total_ft += 1
             if len(evidence) < EVIDENCE_ROWS:
@@ -156,8 +165,12 @@ def build(path: str | Path) -> Report:
         summary, computed = run.summary, False
     else:
         summary, computed = compute_summary(run, rtt.merged, closes), True
+    facts.intervals(run.intervals)
+    findings_list, found_computed = run_findings(summary, facts, computed)
+    if computed:
+        summary["findings"] = records(findings_list)
     storms = run.storm_series()
-    charts = all_charts(run, rtt, storms)
+    charts = all_charts(run, rtt, storms, findings_list)
     found = summary.get("intermediaries")
     recomputed = not isinstance(found, list)
     if recomputed:
@@ -176,7 +189,21 @@ def build(path: str | Path) -> Report:
         storm_series=storms,
         intermediaries=[x for x in found if isinstance(x, dict)],
         intermediaries_computed=recomputed or computed,
+        findings=findings_list,
+        findings_computed=found_computed,
+        facts=facts,
     )
+
+
+def run_findings(
+    summary: dict[str, Any], facts: Facts, computed: bool
+) -> tuple[list[Finding], bool]:
+    """summary.json's findings, or (a run without them, or a summary soak
+    report computed) the findings of ``facts``; and whether they were computed."""
+    recorded = summary.get("findings")
+    if isinstance(recorded, list) and not computed:
+        return [f for f in map(from_record, recorded) if f is not None], False
+    return findings(facts, summary), True
 
 
 def _heartbeat_interval(run: Run) -> float | None:
@@ -187,3 +214,14 @@ def _heartbeat_interval(run: Run) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
         return float(value)
     return None
+
+
+def findings_of(run: Run) -> list[Finding]:
+    """A run's findings: summary.json's, or (a killed run, or one from
+    before findings) computed from its events and intervals."""
+    recorded = (run.summary or {}).get("findings")
+    if isinstance(recorded, list):
+        return [f for f in map(from_record, recorded) if f is not None]
+    facts = Facts(Settings.from_profile_record(run.manifest.get("profile")))
+    facts.observe_all(run.events()).intervals(run.intervals)
+    return findings(facts, run.summary)

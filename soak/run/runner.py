@@ -32,6 +32,8 @@ from soak.availability import share
 from soak.client import OpenStream, Shared, url_opener
 from soak.config.profile import Profile
 from soak.config.stages import Churn, Ramp, Storm
+from soak.facts import Facts, Finding, Settings
+from soak.findings import findings, settle
 from soak.gcctl import GcControl, GrowthFreezer
 from soak.intermediary import CloseSilences
 from soak.metrics import Interval, Metrics
@@ -82,10 +84,12 @@ class Runner:
         origin_monotonic: float | None = None,
     ) -> None:
         self.profile = profile
-        # the closes without a close frame, by silence length: the
-        # intermediary idle timeouts in summary.json (soak.intermediary)
-        self.closes = CloseSilences()
-        self.sink: Sink = ObservedSink(recorder, self.closes.observe)
+        # what the run's findings are made of (soak.findings), among them the
+        # closes without a close frame, by silence length: the intermediary
+        # idle timeouts in summary.json (soak.intermediary)
+        self.facts = Facts(Settings.from_profile_record(profile.redacted()))
+        self.closes: CloseSilences = self.facts.closes
+        self.sink: Sink = ObservedSink(recorder, self.facts.observe)
         self.source: LoadSource = source or LocalClients(real_sockets=open_stream is None)
         self.open_stream = open_stream or url_opener(profile.target)
         self.storm_inputs = storm_inputs
@@ -124,6 +128,11 @@ class Runner:
         self._final_stats: dict[str, Any] | None = None
 
     # -- control from outside ------------------------------------------------------
+
+    def findings_so_far(self) -> list[Finding]:
+        """The run's findings on what it has seen so far (soak.findings):
+        what a live view asks every interval."""
+        return findings(self.facts)
 
     def stop(self, status: str) -> None:
         """End the run early but cleanly: close every client with 1001 and
@@ -326,6 +335,7 @@ class Runner:
         if stats is not None:
             extra.update(stats)
         record = self.sink.write_interval(iv, extra)
+        self.facts.interval(record)
         if self.on_interval is not None:
             self.on_interval(record)
 
@@ -386,6 +396,8 @@ class Runner:
                 "field": stats.field,
                 **self.drift.summary(),
             }
+        p = self.profile
+        settle(summary, self.facts, thresholds_set=bool(p.thresholds), strict=p.strict)
         self.sink.write_json("summary.json", summary)
         self.manifest.update(
             {

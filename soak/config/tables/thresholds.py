@@ -10,6 +10,7 @@ from soak.config.thresholds import (
     COUNTS,
     LATENCY,
     SHARES,
+    STRICT,
     THRESHOLD_HELP,
     THRESHOLD_NAMES,
     Threshold,
@@ -22,9 +23,18 @@ def parse_thresholds(s: Section) -> tuple[Threshold, ...]:
     ld = s.loader
     out: list[Threshold] = []
     for key, raw in s.data.items():
+        if key == STRICT:
+            continue  # not a threshold: parse_strict
         op = ">=" if key in ("heartbeat_success", *SHARES) else "<="
         out.append(_threshold(ld, s.where(key), key, op, raw))
     return tuple(out)
+
+
+def parse_strict(s: Section) -> bool:
+    """``[thresholds] strict = true``: a finding of error severity fails the run."""
+    if STRICT not in s.data:
+        return False
+    return s.loader.boolean(s.where(STRICT), s.data[STRICT])
 
 
 def _threshold(ld: Loader, where: str, key: str, op: str, raw: Any) -> Threshold:
