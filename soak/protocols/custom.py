@@ -41,13 +41,8 @@ from soak.config.target import TargetConfig
 from soak.config.units import format_duration
 from soak.errors import HandshakeError, ProtocolError
 from soak.protocols.base import OLDEST, SERVER_BEAT, SERVER_PING, HandshakeIO, HeartbeatProtocol
-from soak.protocols.sniff import sniff
+from soak.protocols.sniff import SNIFFED, sniff
 from soak.wsframe import OP_BINARY, OP_TEXT
-
-# how many first messages of a connection without a handshake are looked at
-# for another dialect's greeting when the dialect cannot place them
-SNIFFED = 3
-
 
 @dataclass(frozen=True)
 class Step:

@@ -20,6 +20,10 @@ from typing import Any
 
 from soak.config.patterns import excerpt
 
+# how many first messages of a connection a dialect without a handshake
+# sniffs when it cannot place them (later ones are the application's)
+SNIFFED = 3
+
 
 @dataclass(frozen=True)
 class Sniffed:
