@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from soak.config.heartbeat import ServerHeartbeat
 from soak.config.kinds import Duration, Toml, at_least, one_of
@@ -146,7 +146,7 @@ def _step(s: Section, fmt: str) -> HandshakeStep:
 
 def _steps(s: Section, fmt: str) -> tuple[HandshakeStep, ...]:
     ld = s.loader
-    raw = s.get("handshake", lambda w, v: v, [])
+    raw: Any = s.get("handshake", lambda w, v: v, [])
     if not isinstance(raw, list):
         ld.fail(s.where("handshake"), "expected [[target.dialect.handshake]] tables", raw)
     where = s.where("handshake")
@@ -155,7 +155,7 @@ def _steps(s: Section, fmt: str) -> tuple[HandshakeStep, ...]:
 
 def _codes(s: Section) -> tuple[int, ...]:
     ld = s.loader
-    codes = s.get("timeout_close_codes", lambda w, v: v, [])
+    codes: Any = s.get("timeout_close_codes", lambda w, v: v, [])
     if not isinstance(codes, list) or not all(
         isinstance(c, int) and not isinstance(c, bool) and 1000 <= c <= 4999 for c in codes
     ):
@@ -165,7 +165,7 @@ def _codes(s: Section) -> tuple[int, ...]:
 
 def _names(s: Section) -> tuple[str, ...]:
     ld = s.loader
-    names = s.get("subprotocols", lambda w, v: v, [])
+    names: Any = s.get("subprotocols", lambda w, v: v, [])
     token = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
     if not isinstance(names, list) or not all(
         isinstance(n, str) and token.fullmatch(n) for n in names

@@ -44,6 +44,7 @@ from soak.protocols.base import OLDEST, SERVER_BEAT, SERVER_PING, HandshakeIO, H
 from soak.protocols.sniff import SNIFFED, sniff
 from soak.wsframe import OP_BINARY, OP_TEXT
 
+
 @dataclass(frozen=True)
 class Step:
     """A compiled handshake step."""
@@ -174,8 +175,9 @@ class Custom(HeartbeatProtocol):
                     self._unplaced -= 1
                     seen = sniff(message)
                     if seen is not None:
+                        text = seen.explain(self.name)
                         raise HandshakeError(
-                            "protocol", f"{io.url}: handshake step {number}: {seen.explain('custom')}"
+                            "protocol", f"{io.url}: handshake step {number}: {text}"
                         )
                 last = message
         shown = "" if last is None else f" (the last message: {excerpt(last)})"
