@@ -120,7 +120,8 @@ def test_explicit_fields_win_over_the_preset() -> None:
 
 def test_bad_presets_and_ranges_name_the_field() -> None:
     assert error('preset = "socketio"') == (
-        "p.toml: reconnect.preset: expected one of " + ", ".join(PRESETS)
+        "p.toml: reconnect.preset: expected one of "
+        + ", ".join(PRESETS)
         + " (did you mean 'socket.io-client'?), got \"socketio\""
     )
     assert error("spread = [0.5, -0.5]") == (
@@ -133,7 +134,8 @@ def test_bad_presets_and_ranges_name_the_field() -> None:
         'p.toml: reconnect.add: expected [low, high], like ["300ms", "3s"], got a list'
     )
     assert error("delays = []") == (
-        'p.toml: reconnect.delays: expected a list of durations like ["0s", "2s", "10s"], got an empty list'
+        "p.toml: reconnect.delays: expected a list of durations like "
+        '["0s", "2s", "10s"], got an empty list'
     )
     assert error('hint = "ceiling"').startswith(
         "p.toml: reconnect.hint: expected one of jitter, floor"
