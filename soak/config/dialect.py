@@ -236,18 +236,18 @@ def parse_dialect(s: Section) -> DialectConfig:
 def _check(s: Section, cfg: DialectConfig) -> None:
     """What the fields say together."""
     ld = s.loader
+    if cfg.reply and not cfg.send:
+        ld.fail(
+            s.where("reply"),
+            'needs send (a reply answers the client\'s heartbeat); use reply = ""',
+            cfg.reply,
+        )
     if not (cfg.send or cfg.server_ping or cfg.server_beat or cfg.silence_timeout):
         ld.fail(
             s.name,
             "expected something to measure: send, server_ping, server_beat or silence_timeout",
             None,
             found=False,
-        )
-    if cfg.reply and not cfg.send:
-        ld.fail(
-            s.where("reply"),
-            'needs send (a reply answers the client\'s heartbeat); use reply = ""',
-            cfg.reply,
         )
     if cfg.send and cfg.reply and cfg.match != "fifo" and "{seq}" not in cfg.send:
         ld.fail(

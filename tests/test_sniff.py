@@ -1,0 +1,98 @@
+"""soak.protocols.sniff: the well-known greetings, from the wire examples of
+each dialect (PROTOCOLS.md), and what is left alone."""
+
+from __future__ import annotations
+
+import pytest
+
+from soak.protocols.sniff import sniff
+
+GREETINGS = [
+    # (message, dialect, soak protocol)
+    (
+        '0{"sid":"lv2Tz","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}',
+        "Socket.IO (Engine.IO)",
+        "socket.io",
+    ),
+    ('0{"pingInterval":25000,"sid":"x"}', "Socket.IO (Engine.IO)", "socket.io"),
+    ('40{"sid":"abc"}', "Socket.IO", "socket.io"),
+    ('44{"message":"Not authorized"}', "Socket.IO", "socket.io"),
+    (
+        '{"type":"event","event":"connect.challenge","payload":{"nonce":"n","ts":1}}',
+        "the OpenClaw Gateway protocol",
+        "openclaw",
+    ),
+    ('{"type":"connection_ack"}', "graphql-ws", "graphql-ws"),
+    ('{"type":"ka"}', "subscriptions-transport-ws (legacy graphql-ws)", None),
+    ('{"type":"welcome"}', "ActionCable", None),
+    ('{"type":"ping","message":1790000000}', "ActionCable", None),
+    (
+        '{"event":"pusher:connection_established","data":"{\\"socket_id\\":\\"1.2\\"}"}',
+        "Pusher Channels",
+        None,
+    ),
+    ('[null,"1","phoenix","phx_reply",{"status":"ok","response":{}}]', "Phoenix Channels", None),
+    ('{"event":"phx_reply","payload":{},"ref":"1","topic":"phoenix"}', "Phoenix Channels", None),
+    ('{"id":1,"connect":{"client":"c","version":"v","ping":25,"pong":true}}', "Centrifugo", None),
+    ("o", "SockJS", None),
+    ('c[3000,"No response from heartbeat"]', "SockJS", None),
+    ('a["hello"]', "SockJS", None),
+    ("{}\x1e", "SignalR", None),
+    ('{"type":6}\x1e', "SignalR", None),
+    ("CONNECTED\nversion:1.2\nheart-beat:0,0\n\n\x00", "STOMP", None),
+    ('INFO {"server_id":"x","version":"2.9.10"}\r\n', "NATS", None),
+]
+
+
+@pytest.mark.parametrize(("message", "dialect", "protocol"), GREETINGS)
+def test_greetings(message: str, dialect: str, protocol: str | None) -> None:
+    seen = sniff(message)
+    assert seen is not None, message
+    assert (seen.dialect, seen.protocol) == (dialect, protocol)
+
+
+@pytest.mark.parametrize(
+    ("data", "what"),
+    [
+        (bytes.fromhex("20020000"), "an MQTT CONNACK"),
+        (bytes.fromhex("2009000006220000a21000"), "an MQTT CONNACK"),  # MQTT 5, properties
+        (bytes.fromhex("200900"), None),  # the length byte disagrees
+        (bytes.fromhex("d000"), "an MQTT PINGRESP"),
+        (bytes.fromhex("e0020000"), "an MQTT DISCONNECT"),
+        (b'INFO {"server_id":"x"}\r\n', "a NATS greeting"),
+        (b"\xff\xfe\x00", None),
+    ],
+)
+def test_binary(data: bytes, what: str | None) -> None:
+    seen = sniff(data)
+    assert (None if seen is None else seen.what) == what
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        '{"type":"pong","timestamp":1,"clientId":"soak-1","seq":5,"serverTime":2}',
+        '{"type":"news","body":"hello"}',
+        '{"type":"ping","seq":3}',  # an incident-style server ping, not ActionCable's
+        "hello",
+        "3",
+        "",
+        "[1,2,3]",
+        '{"id":1,"result":{}}',
+        "0 is a number",
+    ],
+)
+def test_what_is_left_alone(message: str) -> None:
+    assert sniff(message) is None
+
+
+def test_the_explanation_names_what_was_seen_and_what_to_use() -> None:
+    seen = sniff('{"type":"connection_ack"}')
+    assert seen is not None
+    assert seen.explain("json") == (
+        'the server sent a connection_ack message (\'{"type":"connection_ack"}\'): '
+        'it speaks graphql-ws, not protocol = "json" (try protocol = "graphql-ws")'
+    )
+    legacy = sniff('{"type":"ka"}')
+    assert legacy is not None
+    assert "(try" not in legacy.explain("json")  # soak has no protocol for it
