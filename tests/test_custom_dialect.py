@@ -253,7 +253,8 @@ def test_the_timeout_signature_fills_the_server_heartbeat() -> None:
     assert (sh.close_codes, sh.reason_pattern) == ((1005,), "ping timeout")
     # the profile's own [target.server_heartbeat] wins
     t = target(
-        '[target.dialect]\ntimeout_close_codes = [4408]\n[target.server_heartbeat]\ninterval = "5s"\n'
+        "[target.dialect]\ntimeout_close_codes = [4408]\n"
+        '[target.server_heartbeat]\ninterval = "5s"\n'
     )
     assert t.server_heartbeat is not None
     assert t.server_heartbeat.close_codes == (4000,)
@@ -318,7 +319,7 @@ def test_a_foreign_greeting_among_the_first_messages_is_a_protocol_error() -> No
     assert q.pong_text('0{"sid":"x","pingInterval":1}') is None
     # a new connection sniffs again
     q.opened()
-    with pytest.raises(ProtocolError, match="Engine.IO open packet"):
+    with pytest.raises(ProtocolError, match=r"Engine\.IO open packet"):
         q.pong_text('0{"sid":"x","pingInterval":1}')
 
 
