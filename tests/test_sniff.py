@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from soak.errors import HandshakeError, ProtocolError
+from soak.protocols.openclaw import _parse as openclaw_parse
 from soak.protocols.sniff import sniff
+from soak.protocols.ws_ping import WsPing
 
 GREETINGS = [
     # (message, dialect, soak protocol)
@@ -96,3 +99,25 @@ def test_the_explanation_names_what_was_seen_and_what_to_use() -> None:
     legacy = sniff('{"type":"ka"}')
     assert legacy is not None
     assert "(try" not in legacy.explain("json")  # soak has no protocol for it
+
+
+def test_ws_ping_sniffs_its_first_messages() -> None:
+    p = WsPing("soak-000001")
+    p.opened()
+    with pytest.raises(
+        ProtocolError, match=r"an MQTT CONNACK \(binary 20 02 00 00\): it speaks MQTT"
+    ):
+        p.pong_binary(bytes.fromhex("20020000"))
+    q = WsPing("soak-000002")
+    assert q.pong_text('0{"sid":"x","pingInterval":1}') is None  # not opened: nothing sniffed
+
+
+def test_openclaw_names_another_dialect_in_its_handshake() -> None:
+    with pytest.raises(HandshakeError) as info:
+        openclaw_parse('0{"sid":"x","upgrades":[],"pingInterval":25000}', "ws://h/ws", 4096)
+    assert str(info.value).startswith(
+        'ws://h/ws: the server sent an Engine.IO open packet (\'0{"sid":"x"'
+    )
+    assert str(info.value).endswith('not protocol = "openclaw" (try protocol = "socket.io")')
+    with pytest.raises(HandshakeError, match=r"malformed frame \(not JSON\)"):
+        openclaw_parse("hello", "ws://h/ws", 4096)
