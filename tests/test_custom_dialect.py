@@ -5,6 +5,8 @@ bytes."""
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -115,7 +117,7 @@ def test_a_hex_matcher_reads_binary_only() -> None:
     ],
 )
 def test_bad_matchers(matcher: str, message: str) -> None:
-    with pytest.raises(ValueError, match="^" + __import__("re").escape(message)):
+    with pytest.raises(ValueError, match="^" + re.escape(message)):
         compile_matcher(matcher)
 
 
@@ -329,3 +331,23 @@ def test_the_json_dialect_sniffs_only_messages_that_are_not_pongs() -> None:
     assert p.pong_text('{"type":"pong","seq":3}') == 3
     with pytest.raises(ProtocolError, match=r'\(try protocol = "graphql-ws"\)'):
         p.pong_text('{"type":"connection_ack"}')
+
+
+def test_every_example_of_the_docs_loads() -> None:
+    page = Path(__file__).resolve().parent.parent / "docs/dialects/custom.md"
+    blocks = re.findall(r"^```toml\n(.*?)^```", page.read_text(encoding="utf-8"), re.S | re.M)
+    assert len(blocks) >= 6
+    for block in blocks:
+        t = target(block)
+        assert t.dialect is not None, block
+        Custom("soak-000001", CustomState(t))  # compiles
+    mqtt = next(b for b in blocks if "mqtt" in b)
+    p = Custom("soak-000001", CustomState(target(mqtt)))
+    step = p.state.steps[0]
+    assert step.send is not None
+    assert step.send.raw[:2] == b"\x10\x16"
+    assert step.expect is not None
+    assert step.expect.match_bytes(bytes.fromhex("20020000"))
+    assert step.refuse is not None
+    assert step.refuse.match_bytes(bytes.fromhex("20020005"))
+    assert not step.refuse.match_bytes(bytes.fromhex("20020000"))

@@ -104,7 +104,7 @@ def test_centrifuge_half_a_second_plus_full_jitter_capped_at_20s() -> None:
 
 
 def test_every_preset_loads_and_is_documented() -> None:
-    docs = (Path(__file__).resolve().parent.parent / "docs" / "profiles.md").read_text()
+    docs = (Path(__file__).resolve().parent.parent / "docs/profiles.md").read_text()
     for name in PRESETS:
         cfg = load(f'preset = "{name}"')
         assert cfg.preset == name

@@ -1,5 +1,6 @@
 """soak.protocols.sniff: the well-known greetings, from the wire examples of
-each dialect (PROTOCOLS.md), and what is left alone."""
+each dialect (as the dialects' specs and sources give them), and what
+is left alone."""
 
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ DURATIONS = Toml(
     {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": DURATION_PATTERN}}
 )
 # The official clients' reconnect policies, as [reconnect] fields (read in
-# their sources; /work/shared/PROTOCOLS.md and docs/profiles.md cite them).
+# their sources, named in docs/profiles.md next to each preset).
 # A preset fills the fields a profile leaves out: explicit fields win.
 PRESETS: dict[str, dict[str, object]] = {
     # backo2: 1 s x2, at most 5 s, +-50 %, forever
