@@ -429,3 +429,24 @@ async def test_an_engine_io_server_in_a_custom_handshake(
     assert fails[0]["cause"] == "protocol"
     assert "handshake step 1: the server sent an Engine.IO open packet" in fails[0]["error"]
     assert 'try protocol = "socket.io"' in fails[0]["error"]
+
+
+async def test_a_graphql_ws_server_closing_4406_is_named(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """graphql-ws's server closes 4406 at once when its subprotocol was not
+    offered: on protocol = "json" the close's why says what it is."""
+
+    async def graphql_ws(ws: WSConnection, stream: trio.abc.Stream, _r: Request) -> None:
+        await send(ws, stream, CloseConnection(4406, "Subprotocol not acceptable"))
+        async for _msg in messages(ws, stream):
+            pass
+
+    p = make_profile(one_client(hold="2s", attempts=1), results=tmp_path, protocol="json")
+    await run_in_memory(p, tmp_path, serving(ws_server(graphql_ws)))
+    close = next(e for e in events(tmp_path) if e["event"] == "close")
+    assert (close["reason"], close["code"]) == ("server_4406", 4406)
+    assert close["why"] == (
+        'the server sent a close of graphql-ws\'s (close 4406 "Subprotocol not acceptable"): '
+        'it speaks graphql-ws, not protocol = "json" (try protocol = "graphql-ws")'
+    )

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import pytest
 
+from soak.classify import SERVER, CloseInfo, Evidence, Verdict
 from soak.errors import HandshakeError, ProtocolError
 from soak.protocols.openclaw import _parse as openclaw_parse
-from soak.protocols.sniff import sniff
+from soak.protocols.sniff import foreign_close, sniff, sniff_close
 from soak.protocols.ws_ping import WsPing
 
 GREETINGS = [
@@ -122,3 +123,50 @@ def test_openclaw_names_another_dialect_in_its_handshake() -> None:
     assert str(info.value).endswith('not protocol = "openclaw" (try protocol = "socket.io")')
     with pytest.raises(HandshakeError, match=r"malformed frame \(not JSON\)"):
         openclaw_parse("hello", "ws://h/ws", 4096)
+
+
+def _info(code: int, reason: str, *, answered: bool) -> CloseInfo:
+    evidence = Evidence(
+        age=1.0,
+        last_pong_age=0.5 if answered else None,
+        last_frame_age=0.5,
+        last_sent_age=0.5,
+        consecutive_missed=0,
+        unresponsive_for=None,
+        pings_pending=0,
+    )
+    return CloseInfo(SERVER, code, reason, evidence=evidence)
+
+
+def test_closes_of_other_dialects_servers() -> None:
+    plain = Verdict("server_4408", "server")
+    got = foreign_close(
+        plain, _info(4408, "Connection initialisation timeout", answered=False), "json"
+    )
+    assert got.why.endswith('not protocol = "json" (try protocol = "graphql-ws")')
+    assert got.key == "server_4408"
+    # heartbeats were answered on it: the dialect is right, whatever the close
+    kept = foreign_close(
+        plain, _info(4408, "Connection initialisation timeout", answered=True), "json"
+    )
+    assert kept is plain
+    # the dialect that speaks it, an unknown close, a why already given: as they are
+    assert (
+        foreign_close(plain, _info(4408, "x initialisation timeout", answered=False), "json")
+        is plain
+    )
+    assert (
+        foreign_close(
+            plain, _info(4406, "Subprotocol not acceptable", answered=False), "graphql-ws"
+        )
+        is plain
+    )
+    judged = Verdict("server_4408", "server", "already judged")
+    assert (
+        foreign_close(
+            judged, _info(4408, "Connection initialisation timeout", answered=False), "json"
+        )
+        is judged
+    )
+    assert sniff_close(1000, "MQTT died") is not None
+    assert sniff_close(1000, "normal") is None

@@ -68,6 +68,17 @@ class Template:
     def render(self, seq: int, ts_ms: int, client_id: str) -> str:
         return render(self.bind(client_id), seq, ts_ms)
 
+    def format_string(self, client_id: str) -> str:
+        """The bound template as a str.format string: ``{0}`` the seq,
+        ``{1}`` the time (a heartbeat is then one C-level format call)."""
+        out = []
+        for p in self.bind(client_id):
+            if isinstance(p, str):
+                out.append(p.replace("{", "{{").replace("}", "}}"))
+            else:
+                out.append("{0}" if p == SEQ else "{1}")
+        return "".join(out)
+
     @property
     def names(self) -> set[str]:
         return {text for is_place, text in self.parts if is_place}

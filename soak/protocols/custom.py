@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 import trio
 
+from soak.classify import CloseInfo, Verdict
 from soak.config.dialect import DialectConfig
 from soak.config.patterns import (
     NOT_JSON,
@@ -41,7 +42,7 @@ from soak.config.target import TargetConfig
 from soak.config.units import format_duration
 from soak.errors import HandshakeError, ProtocolError
 from soak.protocols.base import OLDEST, SERVER_BEAT, SERVER_PING, HandshakeIO, HeartbeatProtocol
-from soak.protocols.sniff import SNIFFED, sniff
+from soak.protocols.sniff import SNIFFED, foreign_close, sniff
 from soak.wsframe import OP_BINARY, OP_TEXT
 
 
@@ -97,7 +98,7 @@ class CustomState:
 class Custom(HeartbeatProtocol):
     name: ClassVar[str] = "custom"
     has_handshake: ClassVar[bool] = True  # its steps, if any (none: nothing is awaited)
-    __slots__ = ("_answer", "_bound", "_raw", "_unplaced", "state")
+    __slots__ = ("_answer", "_format", "_raw", "_unplaced", "state")
 
     def __init__(self, client_id: str, state: Any = None) -> None:
         super().__init__(client_id, state)
@@ -106,7 +107,7 @@ class Custom(HeartbeatProtocol):
         self.state: CustomState = state
         cfg = state.config
         send = state.send
-        self._bound = send.bind(client_id) if send is not None else []
+        self._format = send.format_string(client_id) if send is not None else ""
         self._raw = send.raw if send is not None and send.fmt == "hex" else None
         answer = state.answer
         self._answer = b""
@@ -131,6 +132,13 @@ class Custom(HeartbeatProtocol):
 
     def opened(self) -> None:
         self._unplaced = SNIFFED
+
+    def judge(self, verdict: Verdict, info: CloseInfo) -> Verdict:
+        # another dialect's close before any reply, unless the table says
+        # it is this dialect's own timeout
+        if info.code in self.state.config.timeout_close_codes:
+            return verdict
+        return foreign_close(verdict, info, self.name)
 
     # -- the handshake -----------------------------------------------------------------
 
@@ -193,9 +201,7 @@ class Custom(HeartbeatProtocol):
         raw = self._raw
         if raw is not None:
             return OP_BINARY, raw
-        parts = self._bound
-        text = "".join(p if isinstance(p, str) else str(now_ms if p else seq) for p in parts)
-        return self.state.opcode, text.encode()
+        return self.state.opcode, self._format.format(seq, now_ms).encode()
 
     def answer(self) -> tuple[int, bytes]:
         return self.state.opcode, self._answer

@@ -16,9 +16,10 @@ from typing import ClassVar
 
 from wsproto.events import Event, TextMessage
 
+from soak.classify import CloseInfo, Verdict
 from soak.errors import ProtocolError
 from soak.protocols.base import HeartbeatProtocol
-from soak.protocols.sniff import SNIFFED, sniff
+from soak.protocols.sniff import SNIFFED, foreign_close, sniff
 from soak.wsframe import OP_TEXT
 
 # The reference gateway's pong, exactly: for text that matches, json.loads
@@ -45,6 +46,10 @@ class JsonPing(HeartbeatProtocol):
 
     def opened(self) -> None:
         self._unplaced = SNIFFED  # the first messages that are not pongs are sniffed
+
+    def judge(self, verdict: Verdict, info: CloseInfo) -> Verdict:
+        # a close with another dialect's signature before any pong says so
+        return foreign_close(verdict, info, self.name)
 
     def _text(self, seq: int, now_ms: int) -> str:
         return '{"type":"ping","timestamp":' + str(now_ms) + self._tail + str(seq) + "}"

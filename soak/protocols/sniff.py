@@ -9,6 +9,10 @@ recognises the message, the handshake failure (or the close) says what was
 seen and which ``protocol`` would speak it, instead of a bare timeout.
 
 Only the first messages of a connection are sniffed: never on the hot path.
+A close of the server before any heartbeat was answered is compared with
+the close signatures of well-known servers too (:func:`foreign_close`, for
+the verdict's ``why``): graphql-ws closes 4406 "Subprotocol not acceptable"
+at once when its subprotocol was not offered.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from soak.classify import SERVER, CloseInfo, Verdict
 from soak.config.patterns import excerpt
 
 # how many first messages of a connection a dialect without a handshake
@@ -130,3 +135,39 @@ def _binary(data: bytes) -> Sniffed | None:
     except UnicodeDecodeError:
         return None
     return sniff(text)
+
+
+# Close signatures of well-known servers, seen when a client speaks another
+# dialect to them: (code, reason pattern, dialect, soak protocol).
+_CLOSES: tuple[tuple[int, re.Pattern[str], str, str | None], ...] = (
+    (4406, re.compile(r"subprotocol not acceptable", re.I), "graphql-ws", "graphql-ws"),
+    (4408, re.compile(r"connection initiali[sz]ation timeout", re.I), "graphql-ws", "graphql-ws"),
+    (4400, re.compile(r"invalid message", re.I), "graphql-ws", "graphql-ws"),
+    (4429, re.compile(r"too many initiali[sz]ation requests", re.I), "graphql-ws", "graphql-ws"),
+    (3012, re.compile(r"no pong", re.I), "Centrifugo", None),
+    (1000, re.compile(r"^MQTT died$"), "MQTT (RabbitMQ web-mqtt)", "mqtt"),
+    (1000, re.compile(r"^STOMP died$"), "STOMP (RabbitMQ web-stomp)", None),
+)
+
+
+def sniff_close(code: int | None, reason: str) -> Sniffed | None:
+    """The dialect whose server closes with this code and reason, or None."""
+    for known, pattern, dialect, protocol in _CLOSES:
+        if code == known and pattern.search(reason):
+            shown = f'close {code} "{reason}"'
+            return Sniffed(dialect, f"a close of {dialect}'s", protocol, shown)
+    return None
+
+
+def foreign_close(verdict: Verdict, info: CloseInfo, protocol: str) -> Verdict:
+    """A server close before any heartbeat was answered, with the signature
+    of another dialect's server: the verdict says so (its ``why``)."""
+    if verdict.why or info.initiator != SERVER:
+        return verdict
+    evidence = info.evidence
+    if evidence is not None and evidence.last_pong_age is not None:
+        return verdict  # heartbeats were answered: the dialect is right
+    seen = sniff_close(info.code, info.reason)
+    if seen is None or seen.protocol == protocol:
+        return verdict
+    return Verdict(verdict.key, verdict.category, seen.explain(protocol))

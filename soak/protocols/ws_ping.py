@@ -10,9 +10,10 @@ from typing import ClassVar
 
 from wsproto.events import Event, Ping
 
+from soak.classify import CloseInfo, Verdict
 from soak.errors import ProtocolError
 from soak.protocols.base import HeartbeatProtocol
-from soak.protocols.sniff import SNIFFED, sniff
+from soak.protocols.sniff import SNIFFED, foreign_close, sniff
 from soak.wsframe import OP_PING
 
 
@@ -26,6 +27,10 @@ class WsPing(HeartbeatProtocol):
 
     def opened(self) -> None:
         self._unplaced = SNIFFED  # the first text or binary messages are sniffed
+
+    def judge(self, verdict: Verdict, info: CloseInfo) -> Verdict:
+        # a close with another dialect's signature before any pong says so
+        return foreign_close(verdict, info, self.name)
 
     # the heartbeat is in control frames: a message is the application's,
     # or, among the first of a connection, another dialect's greeting
