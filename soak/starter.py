@@ -125,6 +125,7 @@ def render(s: Starter) -> str:
         _c('phase = "spread"', "spread, aligned, random or connect"),
         "",
         "[reconnect]",
+        _c('# preset = "mqtt.js"', "an official client's policy; the fields below win"),
         'initial_delay = "1s"',
         "base = 2.0",
         'max_delay = "60s"',
