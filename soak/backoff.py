@@ -1,16 +1,32 @@
 """Pure reconnect policies: exponential backoff with a choice of jitter.
 
 Jitter variants follow the AWS Architecture Blog post "Exponential Backoff
-And Jitter" (Brooker, 2015):
+And Jitter" (Brooker, 2015), plus the official WebSocket clients' own:
 
 - ``none``:         d = min(cap, initial * base ** (attempt - 1))
 - ``full``:         uniform(0, d)
 - ``equal``:        d / 2 + uniform(0, d / 2)
 - ``decorrelated``: min(cap, uniform(initial, previous * 3))
+- ``proportional``: min(cap, raw * (1 + uniform(lo, hi))), ``spread = [lo,
+  hi]`` (socket.io-client's randomizationFactor 0.5 is [-0.5, 0.5]; the cap
+  comes after the jitter, as backo2 does it; ``first_spread`` for the first
+  retry, ActionCable's [0, 1])
+
+then ``add = [lo, hi]`` seconds at random on top (graphql-ws's 300-3000 ms),
+capped again. ``delays`` replaces initial * base ** n by a table (Phoenix,
+SignalR; the last entry repeats). A preset ([reconnect] preset) is these
+fields as an official client sets them (soak.config.heartbeat.PRESETS).
 
 Without jitter, clients that lost their connections together retry together
 at 1, 2, 4, 8 s: the reconnect storm returns at every retry. The random
 source is passed in, so a seeded run is reproducible.
+
+A server's restart hint (Retry-After, retryAfterMs, restartExpectedMs) is
+honoured either way: the client never retries sooner. ``hint = "floor"``
+makes it the delay's floor, so every draw shorter than the hint becomes the
+hint itself and a full-jitter policy retries all at once, exactly then;
+``hint = "jitter"`` (the default) waits the hint and then the policy's own
+delay, so the retries spread over the policy's jitter after the hint.
 """
 
 from __future__ import annotations
@@ -20,17 +36,45 @@ import random
 from soak.config.heartbeat import ReconnectConfig
 
 
-def exponential(cfg: ReconnectConfig, attempt: int) -> float:
-    """The un-jittered delay before reconnect attempt ``attempt`` (1-based)."""
+def _raw(cfg: ReconnectConfig, attempt: int) -> float:
+    """The delay before jitter and cap: the table's, or initial * base ** n."""
     if attempt < 1:
         raise ValueError(f"attempt must be >= 1, got {attempt}")
+    if cfg.delays:
+        return cfg.delays[min(attempt, len(cfg.delays)) - 1]
     # cap the exponent first: base ** 1000 overflows a float
     exp = min(attempt - 1, 1000)
     try:
-        raw = cfg.initial_delay * cfg.base**exp
+        return float(cfg.initial_delay * cfg.base**exp)
     except OverflowError:
-        raw = cfg.max_delay
-    return min(cfg.max_delay, raw)
+        return float("inf")
+
+
+def exponential(cfg: ReconnectConfig, attempt: int) -> float:
+    """The un-jittered delay before reconnect attempt ``attempt`` (1-based)."""
+    return min(cfg.max_delay, _raw(cfg, attempt))
+
+
+def policy_delay(cfg: ReconnectConfig, attempt: int, previous: float, rng: random.Random) -> float:
+    """The policy's own delay before attempt ``attempt``, jitter included."""
+    d = exponential(cfg, attempt)
+    jitter = cfg.jitter
+    if jitter == "full":
+        d = rng.uniform(0.0, d)
+    elif jitter == "equal":
+        d = d / 2 + rng.uniform(0.0, d / 2)
+    elif jitter == "decorrelated":
+        low = cfg.initial_delay
+        high = max(low, (previous or low) * 3)
+        d = min(cfg.max_delay, rng.uniform(low, high))
+    elif jitter == "proportional":
+        lo, hi = cfg.first_spread if attempt == 1 and cfg.first_spread else cfg.spread
+        raw = _raw(cfg, attempt)
+        d = min(cfg.max_delay, raw * (1.0 + rng.uniform(lo, hi))) if raw < float("inf") else d
+    lo, hi = cfg.add
+    if hi > 0:
+        d = min(cfg.max_delay, d + (lo if lo == hi else rng.uniform(lo, hi)))
+    return d
 
 
 def next_delay(
@@ -42,18 +86,12 @@ def next_delay(
 ) -> float:
     """Seconds to wait before attempt ``attempt``. ``previous`` is the last
     delay used (decorrelated jitter needs it). A server hint (Retry-After,
-    retryAfterMs) is a floor: the client never retries sooner than asked."""
-    d = exponential(cfg, attempt)
-    if cfg.jitter == "full":
-        d = rng.uniform(0.0, d)
-    elif cfg.jitter == "equal":
-        d = d / 2 + rng.uniform(0.0, d / 2)
-    elif cfg.jitter == "decorrelated":
-        low = cfg.initial_delay
-        high = max(low, (previous or low) * 3)
-        d = min(cfg.max_delay, rng.uniform(low, high))
+    retryAfterMs) is honoured as ``cfg.hint`` says (see the module)."""
+    d = policy_delay(cfg, attempt, previous, rng)
     if server_hint is not None:
-        d = max(d, server_hint)
+        if cfg.hint == "floor":
+            return max(d, server_hint)
+        return server_hint + d
     return d
 
 

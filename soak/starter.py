@@ -45,19 +45,22 @@ def toml_value(value: Any) -> str:
 
 
 def _protocol_table(protocol: str) -> list[str]:
-    table = PROTOCOL_TABLES.get(protocol)
-    if table is None:
+    named = [(n, t) for n, t in PROTOCOL_TABLES.items() if t.protocol == protocol]
+    if not named:
         return []
-    defaults = table.parse(Section(Loader("soak init"), f"target.{protocol}", {}))
+    ((name, table),) = named
+    defaults = table.parse(Section(Loader("soak init"), f"target.{name}", {}))
     assert dataclasses.is_dataclass(defaults)
     assert not isinstance(defaults, type)
     lines = [
         "",
-        f"# who the client says it is to the {protocol} server: the defaults",
-        f"[target.{protocol}]",
+        f"# the {protocol} dialect's own table, with its defaults",
+        f"[target.{name}]",
     ]
     for f in dataclasses.fields(defaults):
-        lines.append(f"{f.name} = {toml_value(getattr(defaults, f.name))}")
+        value = getattr(defaults, f.name)
+        if value is not None:  # unset by default: left out
+            lines.append(f"{f.name} = {toml_value(value)}")
     return lines
 
 
@@ -122,6 +125,7 @@ def render(s: Starter) -> str:
         _c('phase = "spread"', "spread, aligned, random or connect"),
         "",
         "[reconnect]",
+        _c('# preset = "mqtt.js"', "an official client's policy; the fields below win"),
         'initial_delay = "1s"',
         "base = 2.0",
         'max_delay = "60s"',

@@ -19,8 +19,10 @@ def config(
     base: float = 2.0,
     max_delay: float = 60.0,
     max_attempts: int = 5,
+    hint: str = "jitter",
 ) -> ReconnectConfig:
     return ReconnectConfig(
+        hint=hint,
         initial_delay=initial_delay,
         base=base,
         max_delay=max_delay,
@@ -173,7 +175,7 @@ def test_seeded_draws_are_reproducible(jitter: str) -> None:
 
 
 def test_server_hint_is_a_floor_without_jitter() -> None:
-    cfg = config("none")
+    cfg = config("none", hint="floor")
     rng = random.Random(0)
     assert next_delay(cfg, 1, 0.0, rng, server_hint=5.0) == 5.0
     assert next_delay(cfg, 4, 0.0, rng, server_hint=5.0) == 8.0  # already longer
@@ -183,13 +185,13 @@ def test_server_hint_is_a_floor_without_jitter() -> None:
 
 def test_server_hint_beyond_the_cap_wins() -> None:
     # never retry sooner than the server asked, even past max_delay
-    cfg = config("none", max_delay=60.0)
+    cfg = config("none", max_delay=60.0, hint="floor")
     assert next_delay(cfg, 10, 0.0, random.Random(0), server_hint=120.0) == 120.0
 
 
 @pytest.mark.parametrize("jitter", ["full", "equal", "decorrelated"])
 def test_server_hint_is_a_floor_with_jitter(jitter: str) -> None:
-    cfg = config(jitter)
+    cfg = config(jitter, hint="floor")
     rng = random.Random(7)
     draws = [next_delay(cfg, 3, 2.0, rng, server_hint=3.5) for _ in range(DRAWS)]
     assert all(d >= 3.5 for d in draws)

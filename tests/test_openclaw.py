@@ -51,6 +51,12 @@ MODES = ("webchat", "cli", "ui", "backend", "node", "worker", "probe", "test")
 ROLES = ("operator", "node", "worker")
 
 
+def floor(body: str) -> str:
+    """A profile whose server hints are a floor of the backoff ([reconnect]
+    hint = "floor"), so a retry comes exactly at the hint."""
+    return body.replace("[reconnect]\n", '[reconnect]\nhint = "floor"\n')
+
+
 @dataclass
 class FakeOpenClaw:
     """One gateway: its settings, and what it saw."""
@@ -535,7 +541,7 @@ async def test_gateway_starting_honours_retry_after(
     # UNAVAILABLE until 3 s, retryAfterMs 2500: the 1 s and 2 s of the
     # policy are raised to 2.5 s each, so the tries are at 0, 2.5 and 5 s
     server = FakeOpenClaw(starting_until=3.0, retry_after_ms=2500, tick_interval=30.0)
-    summary, _ = await run_oc(one_client(hold="8s"), tmp_path, server)
+    summary, _ = await run_oc(floor(one_client(hold="8s")), tmp_path, server)
     tot = summary["totals"]
     assert tot["handshake_failures"] == {"unavailable": 2}
     fails = [e for e in events(tmp_path) if e["event"] == "handshake_failure"]
@@ -617,7 +623,7 @@ async def test_restart_honours_restart_expected(
     # at 3 s: shutdown with restartExpectedMs 1500, then close 1012; the
     # policy's first delay (1 s) is raised to 1.5 s
     server = FakeOpenClaw(shutdown_at=3.0, restart_expected_ms=1500)
-    summary, _ = await run_oc(one_client(hold="6s"), tmp_path, server)
+    summary, _ = await run_oc(floor(one_client(hold="6s")), tmp_path, server)
     tot = summary["totals"]
     assert tot["closes"] == {"server_1012_restart": 1, "client_shutdown": 1}
     (restart,) = [e for e in events(tmp_path) if e.get("code") == 1012]
@@ -648,7 +654,9 @@ async def test_close_during_the_handshake_is_a_failure(
         await stream.send_all(ws.send(CloseConnection(1013, reason)))
         await trio.sleep_forever()
 
-    profile = make_profile(one_client(hold="5s", attempts=1), results=tmp_path, protocol="openclaw")
+    profile = make_profile(
+        floor(one_client(hold="5s", attempts=1)), results=tmp_path, protocol="openclaw"
+    )
     outcome, _ = await run_in_memory(profile, tmp_path, serving(closing))
     fails = [e for e in events(tmp_path) if e["event"] == "handshake_failure"]
     assert [(e["t"], e["cause"]) for e in fails] == [(0.5, "close_1013"), (4.0, "close_1013")]

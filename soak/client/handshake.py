@@ -40,6 +40,7 @@ from soak.wsframe import slim
 async def open_connection(sh: Shared, proto: HeartbeatProtocol) -> _Conn:
     """The upgrade, then the protocol's own handshake if it has one."""
     conn = await _upgrade(sh, proto, server_header=not proto.has_handshake)
+    proto.opened()
     if not proto.has_handshake:
         return conn
     url = sh.config.shown_url

@@ -8,6 +8,7 @@ accepts any name listed here.
 from __future__ import annotations
 
 from soak.protocols.base import HeartbeatProtocol
+from soak.protocols.custom import Custom
 from soak.protocols.json_ping import JsonPing
 from soak.protocols.openclaw import OpenClaw
 from soak.protocols.ws_ping import WsPing
@@ -16,6 +17,7 @@ PROTOCOLS: dict[str, type[HeartbeatProtocol]] = {
     JsonPing.name: JsonPing,
     WsPing.name: WsPing,
     OpenClaw.name: OpenClaw,
+    Custom.name: Custom,
 }
 
-__all__ = ["PROTOCOLS", "HeartbeatProtocol", "JsonPing", "OpenClaw", "WsPing"]
+__all__ = ["PROTOCOLS", "Custom", "HeartbeatProtocol", "JsonPing", "OpenClaw", "WsPing"]

@@ -150,6 +150,11 @@ class HeartbeatProtocol:
         announced restart, a slow consumer, an auth decision apart)."""
         return verdict
 
+    def opened(self) -> None:
+        """A new connection was upgraded and is about to be used (before
+        the handshake): reset what is per connection (e.g. how many first
+        messages are still sniffed for another dialect's greeting)."""
+
     async def handshake(self, io: HandshakeIO) -> None:
         """Speak the dialect's own handshake after the upgrade. Called
         only when ``has_handshake`` is true."""

@@ -45,6 +45,7 @@ from soak.config.target import TargetConfig
 from soak.errors import HandshakeError, ProtocolError
 from soak.metrics import new_histogram, percentiles_ms
 from soak.protocols.base import HandshakeIO
+from soak.protocols.sniff import sniff
 from soak.protocols.ws_ping import WsPing
 
 PROTOCOL_VERSION = 4
@@ -333,4 +334,7 @@ def _parse(text: str, url: str, max_frame: int) -> dict[str, Any]:
     try:
         return frame(text, max_frame)
     except ValueError as exc:
+        seen = sniff(text)  # another dialect's greeting says more than "malformed"
+        if seen is not None:
+            raise HandshakeError("protocol", f"{url}: {seen.explain('openclaw')}") from None
         raise HandshakeError("protocol", f"{url}: {exc} in the handshake") from None

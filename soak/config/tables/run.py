@@ -7,8 +7,11 @@ import re
 from typing import Any
 
 from soak.config.heartbeat import (
+    HINTS,
     JITTERS,
     PHASES,
+    PRESET_NAMES,
+    PRESETS,
     HeartbeatConfig,
     ReconnectConfig,
     StormConfig,
@@ -79,9 +82,44 @@ def parse_storms(s: Section) -> StormConfig:
     return cfg
 
 
+def _range(ld: Loader, what: str, parse: Any) -> Any:
+    """A [low, high] pair, each read by ``parse``, low <= high."""
+
+    def read(where: str, raw: Any) -> tuple[float, float]:
+        if not isinstance(raw, list) or len(raw) != 2:
+            ld.fail(where, f"expected [low, high], like {what}", raw)
+        lo, hi = parse(where, raw[0]), parse(where, raw[1])
+        if lo > hi:
+            ld.fail(where, f"expected low <= high, like {what}", raw)
+        return (lo, hi)
+
+    return read
+
+
+def _fraction(ld: Loader) -> Any:
+    def read(where: str, raw: Any) -> float:
+        value = ld.number(where, raw, -1.0) if isinstance(raw, int | float) else None
+        if value is None or value <= -1.0:
+            ld.fail(where, "expected fractions above -1, like [-0.5, 0.5]", raw)
+        return value
+
+    return read
+
+
+def _delays(ld: Loader) -> Any:
+    def read(where: str, raw: Any) -> tuple[float, ...]:
+        if not isinstance(raw, list) or not raw:
+            ld.fail(where, 'expected a list of durations like ["0s", "2s", "10s"]', raw)
+        return tuple(ld.duration(where, item) for item in raw)
+
+    return read
+
+
 def parse_reconnect(s: Section) -> ReconnectConfig:
+    """[reconnect]; a ``preset`` fills the fields the profile leaves out."""
     ld = s.loader
-    d = ReconnectConfig()
+    preset = s.get("preset", ld.choice(PRESET_NAMES), None)
+    d = ReconnectConfig() if preset is None else ReconnectConfig(**PRESETS[preset])  # type: ignore[arg-type]
     rc = ReconnectConfig(
         enabled=s.get("enabled", ld.boolean, d.enabled),
         initial_delay=s.get("initial_delay", ld.duration, d.initial_delay),
@@ -89,6 +127,12 @@ def parse_reconnect(s: Section) -> ReconnectConfig:
         max_delay=s.get("max_delay", ld.duration, d.max_delay),
         max_attempts=s.get("max_attempts", ld.integer, d.max_attempts),
         jitter=s.get("jitter", ld.choice(JITTERS), d.jitter),
+        preset=preset,
+        spread=s.get("spread", _range(ld, "[-0.5, 0.5]", _fraction(ld)), d.spread),
+        first_spread=s.get("first_spread", _range(ld, "[0, 1.0]", _fraction(ld)), d.first_spread),
+        add=s.get("add", _range(ld, '["300ms", "3s"]', ld.duration), d.add),
+        delays=s.get("delays", _delays(ld), d.delays),
+        hint=s.get("hint", ld.choice(HINTS), d.hint),
     )
     if rc.max_delay < rc.initial_delay:
         ld.fail(

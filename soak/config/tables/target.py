@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from soak.addresses import family_of, parse_host_port, parse_source_ips
+from soak.config.dialect import implied_heartbeat, parse_dialect
 from soak.config.heartbeat import ServerHeartbeat
 from soak.config.openclaw import OPENCLAW_SERVER_HEARTBEAT, parse_openclaw
 from soak.config.target import PROTOCOLS, Secret, StatsConfig, TargetConfig
@@ -28,10 +29,13 @@ class ProtocolTable:
     parse: Callable[[Section], object]
     # the server heartbeat the protocol implies when the profile gives none
     server_heartbeat: ServerHeartbeat | None = None
+    # or the one the table itself implies (a custom dialect's timeout signature)
+    implies: Callable[[object], ServerHeartbeat | None] | None = None
 
 
 PROTOCOL_TABLES: dict[str, ProtocolTable] = {
     "openclaw": ProtocolTable("openclaw", parse_openclaw, OPENCLAW_SERVER_HEARTBEAT),
+    "dialect": ProtocolTable("custom", parse_dialect, implies=implied_heartbeat),
 }
 
 
@@ -86,6 +90,8 @@ def parse_target(s: Section, environ: Mapping[str, str]) -> TargetConfig:
         if fields[name] is not None and protocol != table.protocol:
             ld.fail(s.where(name), f'is only used with protocol = "{table.protocol}"', protocol)
         implied = table.server_heartbeat
+        if implied is None and table.implies is not None and fields[name] is not None:
+            implied = table.implies(fields[name])
         if protocol == table.protocol and target.server_heartbeat is None and implied:
             target = dataclasses.replace(target, server_heartbeat=implied)
     check_families(ld, s.where("source_ips"), target)
