@@ -57,7 +57,9 @@ def _protocol_table(protocol: str) -> list[str]:
         f"[target.{protocol}]",
     ]
     for f in dataclasses.fields(defaults):
-        lines.append(f"{f.name} = {toml_value(getattr(defaults, f.name))}")
+        value = getattr(defaults, f.name)
+        if value is not None:  # None: not set (TOML has no null)
+            lines.append(f"{f.name} = {toml_value(value)}")
     return lines
 
 

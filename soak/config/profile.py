@@ -78,6 +78,11 @@ class Profile:
         d["target"].pop("token", None)
         if d["target"].get("openclaw") is None:
             d["target"].pop("openclaw", None)  # only OpenClaw profiles show it
+        if d["target"].get("mqtt") is None:
+            d["target"].pop("mqtt", None)
+        else:
+            for derived in ("password", "heartbeat_interval"):  # not the profile's to say
+                d["target"]["mqtt"].pop(derived, None)
         for spread in ("source_ips", "connect_to"):  # only shown when used
             if not d["target"].get(spread):
                 d["target"].pop(spread, None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from soak.protocols.base import HeartbeatProtocol
 from soak.protocols.json_ping import JsonPing
+from soak.protocols.mqtt import Mqtt
 from soak.protocols.openclaw import OpenClaw
 from soak.protocols.ws_ping import WsPing
 
@@ -16,6 +17,7 @@ PROTOCOLS: dict[str, type[HeartbeatProtocol]] = {
     JsonPing.name: JsonPing,
     WsPing.name: WsPing,
     OpenClaw.name: OpenClaw,
+    Mqtt.name: Mqtt,
 }
 
-__all__ = ["PROTOCOLS", "HeartbeatProtocol", "JsonPing", "OpenClaw", "WsPing"]
+__all__ = ["PROTOCOLS", "HeartbeatProtocol", "JsonPing", "Mqtt", "OpenClaw", "WsPing"]

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from soak.addresses import family_of, parse_host_port, parse_source_ips
 from soak.config.heartbeat import ServerHeartbeat
+from soak.config.mqtt import parse_mqtt
 from soak.config.openclaw import OPENCLAW_SERVER_HEARTBEAT, parse_openclaw
 from soak.config.target import PROTOCOLS, Secret, StatsConfig, TargetConfig
 from soak.config.validation import Loader, Parser, Section
@@ -32,6 +33,7 @@ class ProtocolTable:
 
 PROTOCOL_TABLES: dict[str, ProtocolTable] = {
     "openclaw": ProtocolTable("openclaw", parse_openclaw, OPENCLAW_SERVER_HEARTBEAT),
+    "mqtt": ProtocolTable("mqtt", parse_mqtt),  # its server heartbeat: resolve_mqtt
 }
 
 
