@@ -425,6 +425,8 @@ def test_a_profile_with_its_own_server_heartbeat_keeps_its_rules() -> None:
     proto = Mqtt("c", Mqtt.shared_state(p.target))
     assert not proto.state.implied
     assert proto.judge(EOF, eof(4.0)) == EOF
+    proto.farewell = (0x8D, "keep alive timeout")  # named, not judged
+    assert proto.judge(EOF, eof(4.0)).key == "server_mqtt_keep_alive_timeout"
     assert Mqtt("c", MqttState(profile().target)).state.implied
 
 

@@ -239,9 +239,9 @@ class Mqtt(HeartbeatProtocol):
     # -- closes ------------------------------------------------------------------------
 
     def judge(self, verdict: Verdict, info: CloseInfo) -> Verdict:
-        if not self.state.implied:
-            return verdict  # the profile's own [target.server_heartbeat] decides
-        return mqtt_verdict(verdict, info, self.keepalive, self.farewell, self.server_keep_alive)
+        # a profile's own [target.server_heartbeat] decides heartbeat timeouts
+        keepalive = self.keepalive if self.state.implied else 0
+        return mqtt_verdict(verdict, info, keepalive, self.farewell, self.server_keep_alive)
 
 
 def mqtt_verdict(
@@ -252,16 +252,17 @@ def mqtt_verdict(
     imposed: int | None = None,
 ) -> Verdict:
     """An MQTT broker's close. Its keepalive timeout (DISCONNECT 0x8D,
-    "MQTT died", or no close frame 1.25 to 1.5 x keepalive + LATE_CLOSE
+    "MQTT died", or no close frame between :func:`early` and :func:`late`
     after the last PINGRESP) is a heartbeat timeout: false when a PINGRESP
     came within the keepalive (the server had a packet from the client in
-    time), else justified (see :func:`early` and :func:`late`). Another
-    DISCONNECT is counted by its reason.
-    ``imposed``: the keepalive came from the server (Server Keep Alive)."""
+    time), else justified. Another DISCONNECT is counted by its reason.
+    ``imposed``: the keepalive came from the server (Server Keep Alive);
+    ``keepalive`` 0: no keepalive timeout to judge (none declared, or the
+    profile's own ``[target.server_heartbeat]`` judges them)."""
     if info.initiator == CLIENT:
         return verdict
     code = None if farewell is None else farewell[0]
-    if code == mp.KEEP_ALIVE_TIMEOUT:
+    if code == mp.KEEP_ALIVE_TIMEOUT and keepalive > 0:
         said = "DISCONNECT 0x8D keep alive timeout"
     elif info.initiator == SERVER and MQTT_DIED_RE.search(info.reason):
         said = f'close {info.code} "{info.reason}"'
