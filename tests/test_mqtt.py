@@ -443,3 +443,48 @@ def test_the_summary_is_the_brokers_answers(tmp_path: Path) -> None:
         "disconnects": {},
         "protocol_errors": 0,
     }
+
+
+def test_the_proxy_drops_a_masked_pingreq_and_passes_the_rest() -> None:
+    import random
+
+    from soak.proxy.frames import DropHeartbeat, Dropper, FrameFilter
+    from soak.wsframe import client_frame
+
+    flt = FrameFilter(Dropper(DropHeartbeat(nth=1), random.Random(1)), kinds_of("mqtt"))
+    flt.in_http = False
+    connect = client_frame(OP_BINARY, mp.connect(version=4, client_id="c", keepalive=2))
+    ping = client_frame(OP_BINARY, mp.PINGREQ_BYTES)
+    assert flt.feed(connect + ping[:3]) == connect  # a frame goes once complete
+    assert flt.feed(ping[3:]) == b""  # the first heartbeat: dropped
+    assert flt.feed(ping) == ping
+    assert flt.dropped == [("ping", 1)]
+
+
+def test_the_mosquitto_recipe_listens_on_loopback_only(tmp_path: Path) -> None:
+    from soak.servers import RECIPES
+    from soak.servers.mqtt import mosquitto_config
+
+    assert RECIPES["mosquitto"].dialect == "mqtt"
+    text = mosquitto_config(9001, 1883, {"max_keepalive": "10"}, None)
+    lines = text.splitlines()
+    # a plain listener too (websockets alone: "Unable to start any listening
+    # sockets"), and socket_domain ipv4 after each, or it binds every interface
+    assert lines.index("listener 1883 127.0.0.1") < lines.index("listener 9001 127.0.0.1")
+    assert lines.count("socket_domain ipv4") == 2
+    assert "protocol websockets" in lines
+    assert "max_keepalive 10" in lines
+    assert "allow_anonymous true" in lines
+    locked = mosquitto_config(9001, 1883, {}, tmp_path / "passwd")
+    assert "allow_anonymous false" in locked
+    assert f"password_file {tmp_path / 'passwd'}" in locked
+    with pytest.raises(ValueError, match="max_keepalive=ten: expected whole seconds"):
+        mosquitto_config(9001, 1883, {"max_keepalive": "ten"}, None)
+
+
+def test_username_and_password_go_together_for_the_recipe(tmp_path: Path) -> None:
+    from soak.servers.mqtt import _password_file
+
+    assert _password_file(tmp_path, {}) is None
+    with pytest.raises(ValueError, match="username and password go together"):
+        _password_file(tmp_path, {"username": "u"})
