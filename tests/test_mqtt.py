@@ -5,6 +5,7 @@ answers, its verdicts with plain numbers, and its profile table's bad input."""
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,8 +29,10 @@ from soak.protocols import PROTOCOLS
 from soak.protocols import mqtt_packets as mp
 from soak.protocols.base import OLDEST
 from soak.protocols.mqtt import Mqtt, MqttState, early, late, mqtt_verdict
-from soak.proxy.frames import kinds_of
-from soak.wsframe import OP_BINARY
+from soak.proxy.frames import DropHeartbeat, Dropper, FrameFilter, kinds_of
+from soak.servers import RECIPES
+from soak.servers.mqtt import _password_file, mosquitto_config
+from soak.wsframe import OP_BINARY, client_frame
 
 HEAD = '[target]\nurl = "ws://127.0.0.1:9/"\nprotocol = "mqtt"\n'
 BODY = """
@@ -446,10 +449,6 @@ def test_the_summary_is_the_brokers_answers(tmp_path: Path) -> None:
 
 
 def test_the_proxy_drops_a_masked_pingreq_and_passes_the_rest() -> None:
-    import random
-
-    from soak.proxy.frames import DropHeartbeat, Dropper, FrameFilter
-    from soak.wsframe import client_frame
 
     flt = FrameFilter(Dropper(DropHeartbeat(nth=1), random.Random(1)), kinds_of("mqtt"))
     flt.in_http = False
@@ -462,8 +461,6 @@ def test_the_proxy_drops_a_masked_pingreq_and_passes_the_rest() -> None:
 
 
 def test_the_mosquitto_recipe_listens_on_loopback_only(tmp_path: Path) -> None:
-    from soak.servers import RECIPES
-    from soak.servers.mqtt import mosquitto_config
 
     assert RECIPES["mosquitto"].dialect == "mqtt"
     text = mosquitto_config(9001, 1883, {"max_keepalive": "10"}, None)
@@ -483,7 +480,6 @@ def test_the_mosquitto_recipe_listens_on_loopback_only(tmp_path: Path) -> None:
 
 
 def test_username_and_password_go_together_for_the_recipe(tmp_path: Path) -> None:
-    from soak.servers.mqtt import _password_file
 
     assert _password_file(tmp_path, {}) is None
     with pytest.raises(ValueError, match="username and password go together"):
