@@ -310,7 +310,8 @@ class Connection:
         a reply without an id, or the server's heartbeat; the bytes of the
         answer to write, if it asks for one."""
         if what == OLDEST:
-            self.pong(0, now, oldest=True)
+            for _ in range(self.protocol.replies):  # one message, several replies
+                self.pong(0, now, oldest=True)
             return None
         if what == SERVER_PING:
             self.server_beat(now)

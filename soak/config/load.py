@@ -9,6 +9,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
+from soak.config.mqtt import resolve_mqtt
 from soak.config.profile import Profile
 from soak.config.tables.clients import parse_clients
 from soak.config.tables.impairment import parse_impairment
@@ -49,6 +50,9 @@ def parse_profile(text: str, name: str, environ: Mapping[str, str]) -> Profile:
         # source address its upgrades get HTTP 503
         clients = dataclasses.replace(clients, max_connecting=openclaw_connecting(target))
     hb = parse_heartbeat(top.table("heartbeat"))
+    if target.protocol == "mqtt":  # the keepalive against [heartbeat], the password
+        mqtt, sh = resolve_mqtt(ld, target.mqtt, target.server_heartbeat, hb, environ)
+        target = dataclasses.replace(target, mqtt=mqtt, server_heartbeat=sh)
     rc = parse_reconnect(top.table("reconnect"))
     impairment = top.get("impairment", lambda w, v: parse_impairment(ld.section(w, v)), None)
     th_table = top.table("thresholds")

@@ -78,9 +78,12 @@ class Profile:
         d["clients"]["stages"] = [stage_record(s) for s in self.clients.stages]
         d["impairment"] = None if self.impairment is None else self.impairment.record()
         d["target"].pop("token", None)
-        for table in ("openclaw", "dialect"):  # only the dialect's own profiles show it
+        for table in ("openclaw", "dialect", "mqtt"):  # only the dialect's own profiles show it
             if d["target"].get(table) is None:
                 d["target"].pop(table, None)
+        if d["target"].get("mqtt") is not None:
+            for derived in ("password", "heartbeat_interval"):  # not the profile's to say
+                d["target"]["mqtt"].pop(derived, None)
         for spread in ("source_ips", "connect_to"):  # only shown when used
             if not d["target"].get(spread):
                 d["target"].pop(spread, None)

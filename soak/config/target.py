@@ -9,9 +9,10 @@ from typing import Annotated
 from soak.config.dialect import DialectConfig
 from soak.config.heartbeat import ServerHeartbeat
 from soak.config.kinds import NOT_IN_PROFILE, Duration, Toml, at_least, one_of, string_table
+from soak.config.mqtt import MqttConfig
 from soak.config.openclaw import OPENCLAW_PREAUTH_BUDGET, OpenClawConfig
 
-PROTOCOLS = ("json", "ws-ping", "openclaw", "custom")  # must match soak.protocols.PROTOCOLS
+PROTOCOLS = ("json", "ws-ping", "openclaw", "custom", "mqtt")  # must match soak.protocols.PROTOCOLS
 
 WS_URL = Toml({"type": "string", "pattern": "^wss?://[^/]"}, required=True)
 HTTP_URL = Toml({"type": "string", "pattern": "^http://[^/]"}, required=True)
@@ -63,6 +64,7 @@ class TargetConfig:
     )
     openclaw: OpenClawConfig | None = None  # [target.openclaw]; defaults when None
     dialect: DialectConfig | None = None  # [target.dialect] (protocol = "custom")
+    mqtt: MqttConfig | None = None  # [target.mqtt]; resolved by load_profile
     # source addresses, used round-robin (see soak.addresses); () lets the kernel pick
     source_ips: Annotated[tuple[str, ...], SOURCE_IPS] = ()
     # TCP goes to these host:port pairs, round-robin, instead of the URL's

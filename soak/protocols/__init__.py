@@ -10,6 +10,7 @@ from __future__ import annotations
 from soak.protocols.base import HeartbeatProtocol
 from soak.protocols.custom import Custom
 from soak.protocols.json_ping import JsonPing
+from soak.protocols.mqtt import Mqtt
 from soak.protocols.openclaw import OpenClaw
 from soak.protocols.ws_ping import WsPing
 
@@ -18,6 +19,7 @@ PROTOCOLS: dict[str, type[HeartbeatProtocol]] = {
     WsPing.name: WsPing,
     OpenClaw.name: OpenClaw,
     Custom.name: Custom,
+    Mqtt.name: Mqtt,
 }
 
-__all__ = ["PROTOCOLS", "Custom", "HeartbeatProtocol", "JsonPing", "OpenClaw", "WsPing"]
+__all__ = ["PROTOCOLS", "Custom", "HeartbeatProtocol", "JsonPing", "Mqtt", "OpenClaw", "WsPing"]

@@ -96,6 +96,7 @@ class HeartbeatProtocol:
         "expects_reply",
         "farewell",
         "max_in_flight",
+        "replies",
         "server_interval",
         "server_timeout",
         "server_version",
@@ -116,6 +117,10 @@ class HeartbeatProtocol:
         self.client_pings = True
         self.expects_reply = True
         self.max_in_flight: int | None = None
+        # how many replies the last OLDEST stands for: one message may hold
+        # several (MQTT packets); a recogniser that returns OLDEST for more
+        # than one sets it each time
+        self.replies = 1
         # the server's own heartbeat, when the dialect knows it (shape 3):
         # seconds between its pings and how long it waits for the answer
         self.server_interval: float | None = None

@@ -58,9 +58,20 @@ def heartbeat_kind(opcode: int, fin: bool, payload: bytes) -> str | None:
 # (opcode, fin, unmasked payload) -> "ping", "pong" or None
 HeartbeatKind = Callable[[int, bool, bytes], "str | None"]
 
+# MQTT over WebSocket: PINGREQ and PINGRESP, each alone in a binary frame
+MQTT_HEARTBEATS = {b"\xc0\x00": "ping", b"\xd0\x00": "pong"}
+
+
+def mqtt_heartbeat_kind(opcode: int, fin: bool, payload: bytes) -> str | None:
+    return MQTT_HEARTBEATS.get(payload) if opcode == 0x2 and fin else None
+
+
 # each dialect's heartbeats as the proxy sees them; a dialect not listed
 # here has the default (RFC 6455 control frames and JSON ping/pong)
-DIALECT_HEARTBEATS: dict[str, HeartbeatKind] = {"json": heartbeat_kind}
+DIALECT_HEARTBEATS: dict[str, HeartbeatKind] = {
+    "json": heartbeat_kind,
+    "mqtt": mqtt_heartbeat_kind,
+}
 
 
 def kinds_of(dialect: str) -> HeartbeatKind:

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from soak.addresses import family_of, parse_host_port, parse_source_ips
 from soak.config.dialect import implied_heartbeat, parse_dialect
 from soak.config.heartbeat import ServerHeartbeat
+from soak.config.mqtt import parse_mqtt
 from soak.config.openclaw import OPENCLAW_SERVER_HEARTBEAT, parse_openclaw
 from soak.config.target import PROTOCOLS, Secret, StatsConfig, TargetConfig
 from soak.config.validation import Loader, Parser, Section
@@ -36,6 +37,7 @@ class ProtocolTable:
 PROTOCOL_TABLES: dict[str, ProtocolTable] = {
     "openclaw": ProtocolTable("openclaw", parse_openclaw, OPENCLAW_SERVER_HEARTBEAT),
     "dialect": ProtocolTable("custom", parse_dialect, implies=implied_heartbeat),
+    "mqtt": ProtocolTable("mqtt", parse_mqtt),  # its server heartbeat: resolve_mqtt
 }
 
 
