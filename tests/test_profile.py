@@ -17,7 +17,7 @@ from soak.config.overrides import override
 from soak.config.profile import Profile, RunConfig
 from soak.config.stages import Churn, ClientsConfig, Hold, Ramp, Spike, Storm
 from soak.config.tables.thresholds import parse_threshold_option
-from soak.config.target import Secret, TargetConfig
+from soak.config.target import PROTOCOLS, Secret, TargetConfig
 from soak.config.thresholds import Threshold, percentile_of
 from soak.config.units import format_duration, parse_duration
 from soak.errors import ProfileError
@@ -529,9 +529,11 @@ def test_missing_url(tmp_path: Path) -> None:
 def test_bad_protocol(tmp_path: Path) -> None:
     text = MINIMAL.replace("[target]\n", '[target]\nprotocol = "jsn"\n')
     message = load_error(tmp_path, text)
-    assert (
-        ": target.protocol: expected one of json, ws-ping, openclaw (did you mean 'json'?), "
-        'got "jsn"' in (message)
+    # every known dialect is listed
+    known = ", ".join(PROTOCOLS)
+    assert known.startswith("json, ws-ping, openclaw")
+    assert f": target.protocol: expected one of {known} (did you mean 'json'?), got \"jsn\"" in (
+        message
     )
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -66,6 +67,8 @@ def server(name: str | None, port: int, settings: tuple[str, ...], workdir: Path
             with start(chosen, where, port=port, options=options) as srv:
                 click.echo(f"{chosen.name} (pid {srv.pid}) on {srv.url}; log {srv.log}")
                 click.echo(f'profile: [target] url = "{srv.url}", protocol = "{chosen.dialect}"')
+                # SIGTERM stops the server too, as Ctrl-C does (not an orphan)
+                signal.signal(signal.SIGTERM, _interrupt)
                 try:
                     while srv.proc.poll() is None:
                         time.sleep(0.5)
@@ -78,3 +81,7 @@ def server(name: str | None, port: int, settings: tuple[str, ...], workdir: Path
             fail(str(exc))
         except ServerUnavailable as exc:
             fail(str(exc), EXIT_TARGET)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

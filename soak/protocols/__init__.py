@@ -8,6 +8,7 @@ accepts any name listed here.
 from __future__ import annotations
 
 from soak.protocols.base import HeartbeatProtocol
+from soak.protocols.graphql_ws import GraphqlWs
 from soak.protocols.json_ping import JsonPing
 from soak.protocols.openclaw import OpenClaw
 from soak.protocols.ws_ping import WsPing
@@ -16,6 +17,7 @@ PROTOCOLS: dict[str, type[HeartbeatProtocol]] = {
     JsonPing.name: JsonPing,
     WsPing.name: WsPing,
     OpenClaw.name: OpenClaw,
+    GraphqlWs.name: GraphqlWs,
 }
 
-__all__ = ["PROTOCOLS", "HeartbeatProtocol", "JsonPing", "OpenClaw", "WsPing"]
+__all__ = ["PROTOCOLS", "GraphqlWs", "HeartbeatProtocol", "JsonPing", "OpenClaw", "WsPing"]

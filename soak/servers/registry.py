@@ -4,9 +4,10 @@ to ``_MODULES``."""
 
 from __future__ import annotations
 
+from soak.servers import graphql_ws
 from soak.servers.base import Recipe
 
-_MODULES: tuple[tuple[Recipe, ...], ...] = ()
+_MODULES: tuple[tuple[Recipe, ...], ...] = (graphql_ws.RECIPES,)
 
 RECIPES: dict[str, Recipe] = {r.name: r for group in _MODULES for r in group}
 

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from soak.addresses import family_of, parse_host_port, parse_source_ips
+from soak.config.graphql_ws import implied_heartbeat, parse_graphql_ws
 from soak.config.heartbeat import ServerHeartbeat
 from soak.config.openclaw import OPENCLAW_SERVER_HEARTBEAT, parse_openclaw
 from soak.config.target import PROTOCOLS, Secret, StatsConfig, TargetConfig
@@ -26,12 +27,14 @@ class ProtocolTable:
 
     protocol: str
     parse: Callable[[Section], object]
-    # the server heartbeat the protocol implies when the profile gives none
-    server_heartbeat: ServerHeartbeat | None = None
+    # the server heartbeat the protocol implies when the profile gives none:
+    # fixed, or made from the protocol's table (None when the profile has none)
+    server_heartbeat: ServerHeartbeat | Callable[[object], ServerHeartbeat | None] | None = None
 
 
 PROTOCOL_TABLES: dict[str, ProtocolTable] = {
     "openclaw": ProtocolTable("openclaw", parse_openclaw, OPENCLAW_SERVER_HEARTBEAT),
+    "graphql_ws": ProtocolTable("graphql-ws", parse_graphql_ws, implied_heartbeat),
 }
 
 
@@ -85,6 +88,8 @@ def parse_target(s: Section, environ: Mapping[str, str]) -> TargetConfig:
         if fields[name] is not None and protocol != table.protocol:
             ld.fail(s.where(name), f'is only used with protocol = "{table.protocol}"', protocol)
         implied = table.server_heartbeat
+        if callable(implied):
+            implied = implied(fields[name])
         if protocol == table.protocol and target.server_heartbeat is None and implied:
             target = dataclasses.replace(target, server_heartbeat=implied)
     check_families(ld, s.where("source_ips"), target)
