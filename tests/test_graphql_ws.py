@@ -29,6 +29,7 @@ from soak.classify import (
     Verdict,
 )
 from soak.config.graphql_ws import GraphqlWsConfig, keepalive_heartbeat
+from soak.config.heartbeat import ServerHeartbeat
 from soak.config.target import Secret, TargetConfig
 from soak.errors import HandshakeError, ProfileError, ProtocolError
 from soak.protocols import PROTOCOLS
@@ -227,6 +228,41 @@ def test_only_an_abrupt_heartbeat_end_gets_the_keepalive_rule() -> None:
     assert graphql_ws_verdict(classic, abrupt, None) is classic
     plain = Verdict("transport_eof", "transport")
     assert graphql_ws_verdict(plain, abrupt, server) is plain
+    # the profile's own [target.server_heartbeat]: judged as the profile says
+    assert graphql_ws_verdict(classic, abrupt, server, adapter=False) is classic
+
+
+def test_an_end_on_the_ping_timer_but_not_on_a_pong_wait_is_a_transport_loss() -> None:
+    # the adapter terminates when the wait for its last ping runs out, just
+    # before its next ping: that ping came ~keepalive before the end. A
+    # restart that falls on the timer comes at any time after a ping.
+    server = keepalive_heartbeat(2.0)
+    assert server is not None
+    tolerance = server.abrupt_tolerance
+    classic = Verdict("false_timeout", CATEGORY_HEARTBEAT, "classic")
+    for beat, key in (
+        (2.0, "false_timeout"),
+        (2.0 - tolerance, "false_timeout"),
+        (2.0 + tolerance, "false_timeout"),
+        (None, "false_timeout"),  # its ping never came: lost on the way
+        (2.0 - tolerance - 0.01, "transport_eof"),
+        (0.3, "transport_eof"),
+    ):
+        info = CloseInfo(TRANSPORT, 1006, "", "eof", evidence=ev(0.3, beat=beat))
+        assert graphql_ws_verdict(classic, info, server).key == key, beat
+    reset = CloseInfo(TRANSPORT, 1006, "", "reset", evidence=ev(0.3, beat=0.3))
+    assert graphql_ws_verdict(classic, reset, server) == Verdict("transport_reset", "transport")
+
+
+def test_the_state_knows_whose_server_heartbeat_it_judges_by() -> None:
+    assert GraphqlWsState(TargetConfig(server_heartbeat=keepalive_heartbeat(12.0))).adapter
+    cfg = GraphqlWsConfig(keepalive=1.0)
+    target = TargetConfig(graphql_ws=cfg, server_heartbeat=keepalive_heartbeat(1.0))
+    assert GraphqlWsState(target).adapter
+    assert not GraphqlWsState(
+        TargetConfig(graphql_ws=cfg, server_heartbeat=ServerHeartbeat())
+    ).adapter
+    assert not GraphqlWsState(TargetConfig(graphql_ws=cfg)).adapter
 
 
 # -- the profile ------------------------------------------------------------------------
@@ -261,7 +297,8 @@ def test_the_table_and_its_implied_server_heartbeat() -> None:
     sh = t.server_heartbeat
     assert sh is not None
     assert (sh.interval, sh.timeout, sh.abrupt_period, sh.close_codes) == (1.5, 1.5, 1.5, ())
-    assert sh.abrupt_tolerance == 0.375
+    assert sh.abrupt_tolerance == 0.375  # a quarter of keepalive, at most 1 s
+    assert keepalive_heartbeat(12.0).abrupt_tolerance == 1.0  # type: ignore[union-attr]
     # no table: the ws adapter's defaults; keepalive 0: no heartbeat to judge
     plain = make_profile(BODY, protocol="graphql-ws").target
     assert plain.server_heartbeat == keepalive_heartbeat(12.0)

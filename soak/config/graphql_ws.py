@@ -57,7 +57,7 @@ def keepalive_heartbeat(keepalive: float) -> ServerHeartbeat | None:
         max_missed=1,
         close_codes=(),
         reason_pattern="heartbeat",
-        abrupt_tolerance=min(2.0, keepalive / 4),
+        abrupt_tolerance=min(1.0, keepalive / 4),
         abrupt_period=keepalive,
     )
 

@@ -39,6 +39,7 @@ from soak.classify import (
     ABRUPT_SLACK,
     CATEGORY_HEARTBEAT,
     CATEGORY_SERVER,
+    CATEGORY_TRANSPORT,
     FALSE_TIMEOUT,
     JUSTIFIED_TIMEOUT,
     SERVER,
@@ -47,7 +48,7 @@ from soak.classify import (
     Evidence,
     Verdict,
 )
-from soak.config.graphql_ws import GraphqlWsConfig
+from soak.config.graphql_ws import GraphqlWsConfig, implied_heartbeat
 from soak.config.heartbeat import ServerHeartbeat
 from soak.config.target import TargetConfig
 from soak.errors import HandshakeError, ProtocolError
@@ -114,6 +115,8 @@ class GraphqlWsState:
         cfg = target.graphql_ws or GraphqlWsConfig()
         self.config = cfg
         self.server: ServerHeartbeat | None = target.server_heartbeat
+        # is it the ws adapter's, from the keepalive (not the profile's own)?
+        self.adapter = self.server is not None and self.server == implied_heartbeat(cfg)
         payload: dict[str, Any] | None = None if cfg.payload is None else dict(cfg.payload)
         if cfg.token_field is not None and target.token is not None:
             payload = payload or {}
@@ -194,21 +197,31 @@ def keepalive_verdict(ev: Evidence, wait: float) -> Verdict:
 
 
 def graphql_ws_verdict(
-    verdict: Verdict, info: CloseInfo, server: ServerHeartbeat | None
+    verdict: Verdict, info: CloseInfo, server: ServerHeartbeat | None, *, adapter: bool = True
 ) -> Verdict:
-    """graphql-ws's closes: its close codes by name, and an abrupt end that
-    carries the keep-alive's signature judged by :func:`keepalive_verdict`."""
+    """graphql-ws's closes: its close codes by name, and an abrupt end with
+    the ws adapter's signature (``adapter``: the server heartbeat is the
+    one its keepalive implies, not the profile's own) judged by
+    :func:`keepalive_verdict`. The adapter terminates a client when the
+    pong wait for its last ping runs out, before its next ping: an end
+    whose last server ping is not ``keepalive`` old (a restart, say, that
+    fell on the ping timer) is a plain transport loss."""
     if info.initiator == SERVER and verdict.category == CATEGORY_SERVER:
         key = close_key(info.code)
         return verdict if key is None else Verdict(key, CATEGORY_SERVER, info.reason)
+    ev = info.evidence
     if (
-        verdict.category == CATEGORY_HEARTBEAT
-        and info.initiator == TRANSPORT
-        and info.evidence is not None
-        and server is not None
+        not adapter
+        or verdict.category != CATEGORY_HEARTBEAT
+        or info.initiator != TRANSPORT
+        or ev is None
+        or server is None
     ):
-        return keepalive_verdict(info.evidence, server.timeout)
-    return verdict
+        return verdict
+    beat = ev.server_beat_age
+    if beat is not None and abs(beat - server.timeout) > server.abrupt_tolerance:
+        return Verdict(f"transport_{info.transport}", CATEGORY_TRANSPORT)
+    return keepalive_verdict(ev, server.timeout)
 
 
 class GraphqlWs(HeartbeatProtocol):
@@ -276,7 +289,8 @@ class GraphqlWs(HeartbeatProtocol):
             await io.send_text(PONG)
 
     def judge(self, verdict: Verdict, info: CloseInfo) -> Verdict:
-        return graphql_ws_verdict(verdict, info, self.state.server)
+        state = self.state
+        return graphql_ws_verdict(verdict, info, state.server, adapter=state.adapter)
 
     # -- the heartbeat -----------------------------------------------------------------
 
