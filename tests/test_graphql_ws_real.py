@@ -1,8 +1,10 @@
 """``protocol = "graphql-ws"`` against the real server: the reference
 implementation (npm graphql-ws 6.4.2, ws, graphql) and its ``ws`` adapter,
 on 127.0.0.1 (soak.servers, recipe "graphql-ws"), with its keepAlive at
-1 s so that its heartbeat timeout comes within seconds. Skipped, naming
-what is missing, where node, npm or the registry cannot be had."""
+1 s so that its heartbeat timeout comes within seconds; and the old
+protocol's (npm subscriptions-transport-ws, recipe "graphql-ws-legacy").
+Skipped, naming what is missing, where node, npm or the registry cannot be
+had."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from soak.cli import cli
 from soak.recorder import Recorder, now_wall
 from soak.run.runner import Runner
 from soak.servers import RealServer, ServerUnavailable, start
-from soak.servers.graphql_ws import GRAPHQL_WS
+from soak.servers.graphql_ws import GRAPHQL_WS, GRAPHQL_WS_LEGACY
 from tests.support.runs import make_profile
 
 pytestmark = pytest.mark.process
@@ -243,3 +245,73 @@ def test_two_workers(tmp_path: Path) -> None:
     assert tot["closes"] == {"client_shutdown": 10}
     assert tot["pongs"] == tot["pings"] > 0
     assert tot["server_pings"] >= 10 * 2
+
+
+# -- the old protocol: subscriptions-transport-ws -----------------------------------------
+
+
+@contextlib.contextmanager
+def legacy_server(where: Path, **options: str) -> Iterator[RealServer]:
+    try:
+        with start(GRAPHQL_WS_LEGACY, where, options=options) as srv:
+            yield srv
+    except ServerUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+async def run_legacy(
+    text: str, url: str, results: Path, table: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    profile = make_profile(
+        text,
+        url=url,
+        results=results,
+        protocol="graphql-ws-legacy",
+        target_extra="[target.graphql_ws_legacy]\n" + table,
+    )
+    recorder = Recorder(results, profile.run.label, now_wall())
+    with trio.fail_after(60):
+        outcome = await Runner(profile, recorder, manage_gc=False).run()
+    lines = (recorder.path / "events.jsonl").read_text().splitlines()
+    return outcome.summary, [json.loads(x) for x in lines]
+
+
+LEGACY_TABLE = 'keepalive = "500ms"\nka_timeout = "1500ms"\n'
+
+
+async def test_legacy_clients_are_held_and_its_ka_recorded(tmp_path: Path) -> None:
+    with legacy_server(tmp_path / "srv", keepalive="500") as srv:
+        summary, _ = await run_legacy(
+            body(clients=10, hold="2500ms"), srv.url, tmp_path / "r", LEGACY_TABLE
+        )
+    tot = summary["totals"]
+    assert tot["connects"] == 10
+    assert tot["closes"] == {"client_shutdown": 10}
+    assert tot["pings"] == 0  # the protocol has no client heartbeat
+    assert tot["server_missed"] == 0
+    assert tot["server_pings"] >= 10 * 5  # one with the ack, then every 500 ms
+    assert summary["latency_ms"]["server_gap"]["p50"] == pytest.approx(500, abs=50)
+
+
+async def test_legacy_ka_dropped_is_a_zombie_as_its_client_says(tmp_path: Path) -> None:
+    impair = '[impairment.drop_heartbeat]\np = 1.0\ndirection = "down"\n'
+    text = body(clients=3, hold="2500ms", delay="5s", max_delay="5s", extra=impair)
+    with legacy_server(tmp_path / "srv", keepalive="500") as srv:
+        summary, evs = await run_legacy(text, srv.url, tmp_path / "r", LEGACY_TABLE)
+    tot = summary["totals"]
+    assert tot["server_pings"] == 0
+    assert tot["closes"]["client_zombie"] == 3
+    assert tot["server_missed"] == 3
+    for zombie in [e for e in evs if e.get("reason") == "client_zombie"]:
+        assert zombie["evidence"]["age_s"] == pytest.approx(1.5, abs=0.1)
+        assert zombie["text"] == "zombie: server heartbeats stopped"
+
+
+async def test_legacy_connection_error(tmp_path: Path) -> None:
+    with legacy_server(tmp_path / "srv", token="s3cret") as srv:
+        summary, evs = await run_legacy(
+            body(hold="1s", attempts=1), srv.url, tmp_path / "r", 'payload = { token = "no" }\n'
+        )
+    assert summary["totals"]["handshake_failures"] == {"connection_error": 2}
+    fail = next(e for e in evs if e["event"] == "handshake_failure")
+    assert fail["error"].endswith(": connection_error: Prohibited connection!")

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 from soak.config.heartbeat import ServerHeartbeat
 from soak.config.kinds import Duration, Toml
+from soak.config.units import format_duration
 from soak.config.validation import Section
 
 # the ws adapter's default keepAlive, seconds
@@ -72,29 +73,80 @@ def implied_heartbeat(table: object) -> ServerHeartbeat | None:
 def parse_graphql_ws(s: Section) -> GraphqlWsConfig:
     ld = s.loader
     d = GraphqlWsConfig()
-    payload = s.get("payload", lambda w, v: v, d.payload)
-    if payload is not None:
-        if not isinstance(payload, dict):
-            ld.fail(s.where("payload"), "expected a table (connection_init's payload)", payload)
-        try:
-            json.dumps(payload, allow_nan=False)
-        except (TypeError, ValueError):
-            ld.fail(
-                s.where("payload"),
-                "expected a table of JSON values (strings, numbers, booleans, arrays, "
-                "tables; no dates or times)",
-                payload,
-            )
-        payload = json.loads(json.dumps(payload))  # plain JSON values, the run's own copy
-    token_field = s.get("token_field", ld.string, d.token_field)
-    if token_field is not None and not token_field:
-        ld.fail(s.where("token_field"), 'expected a payload key like "authorization"', "")
     cfg = GraphqlWsConfig(
-        payload=payload,
-        token_field=token_field,
+        payload=_payload(s),
+        token_field=_token_field(s),
         keepalive=s.get("keepalive", ld.duration, d.keepalive),
         ack_timeout=s.get("ack_timeout", ld.positive_duration, d.ack_timeout),
         init_delay=s.get("init_delay", ld.duration, d.init_delay),
     )
+    s.finish()
+    return cfg
+
+
+def _payload(s: Section) -> dict[str, Any] | None:
+    ld = s.loader
+    payload = s.get("payload", lambda w, v: v, None)
+    if payload is None:
+        return None
+    if not isinstance(payload, dict):
+        ld.fail(s.where("payload"), "expected a table (connection_init's payload)", payload)
+    try:
+        text = json.dumps(payload, allow_nan=False)
+    except (TypeError, ValueError):
+        ld.fail(
+            s.where("payload"),
+            "expected a table of JSON values (strings, numbers, booleans, arrays, "
+            "tables; no dates or times)",
+            payload,
+        )
+    copy: dict[str, Any] = json.loads(text)  # plain JSON values, the run's own copy
+    return copy
+
+
+def _token_field(s: Section) -> str | None:
+    token_field = s.get("token_field", s.loader.string, None)
+    if token_field is not None and not token_field:
+        s.loader.fail(s.where("token_field"), 'expected a payload key like "authorization"', "")
+    return token_field
+
+
+# subscriptions-transport-ws's client gives a connection up when no ka came
+# for this long (its WS_TIMEOUT)
+LEGACY_KA_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class GraphqlWsLegacyConfig:
+    """``[target.graphql_ws_legacy]``: subscriptions-transport-ws (the old
+    protocol whose subprotocol is ``graphql-ws``)."""
+
+    payload: Annotated[dict[str, Any] | None, PAYLOAD] = None
+    token_field: Annotated[str | None, FIELD] = None
+    # the server's keepAlive: it sends {"type":"ka"} this often; "0s": none
+    # (its default), and then nothing is expected of it
+    keepalive: Duration = 0.0
+    # as the official client: no ka for this long closes the connection as a zombie
+    ka_timeout: Duration = LEGACY_KA_TIMEOUT
+    ack_timeout: Duration = 10.0
+
+
+def parse_graphql_ws_legacy(s: Section) -> GraphqlWsLegacyConfig:
+    ld = s.loader
+    d = GraphqlWsLegacyConfig()
+    cfg = GraphqlWsLegacyConfig(
+        payload=_payload(s),
+        token_field=_token_field(s),
+        keepalive=s.get("keepalive", ld.duration, d.keepalive),
+        ka_timeout=s.get("ka_timeout", ld.positive_duration, d.ka_timeout),
+        ack_timeout=s.get("ack_timeout", ld.positive_duration, d.ack_timeout),
+    )
+    if cfg.keepalive > 0 and cfg.ka_timeout <= cfg.keepalive:
+        ld.fail(
+            s.where("ka_timeout"),
+            f"expected more than keepalive ({format_duration(cfg.keepalive)}): "
+            "every connection would be closed between two ka",
+            s.data["ka_timeout"] if "ka_timeout" in s.data else format_duration(cfg.ka_timeout),
+        )
     s.finish()
     return cfg

@@ -6,12 +6,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated
 
-from soak.config.graphql_ws import GraphqlWsConfig
+from soak.config.graphql_ws import GraphqlWsConfig, GraphqlWsLegacyConfig
 from soak.config.heartbeat import ServerHeartbeat
 from soak.config.kinds import NOT_IN_PROFILE, Duration, Toml, one_of, string_table
 from soak.config.openclaw import OPENCLAW_PREAUTH_BUDGET, OpenClawConfig
 
-PROTOCOLS = ("json", "ws-ping", "openclaw", "graphql-ws")  # must match soak.protocols.PROTOCOLS
+PROTOCOLS = (
+    "json",
+    "ws-ping",
+    "openclaw",
+    "graphql-ws",
+    "graphql-ws-legacy",
+)  # must match soak.protocols.PROTOCOLS
 
 WS_URL = Toml({"type": "string", "pattern": "^wss?://[^/]"}, required=True)
 HTTP_URL = Toml({"type": "string", "pattern": "^http://[^/]"}, required=True)
@@ -60,6 +66,7 @@ class TargetConfig:
     )
     openclaw: OpenClawConfig | None = None  # [target.openclaw]; defaults when None
     graphql_ws: GraphqlWsConfig | None = None  # [target.graphql_ws]; defaults when None
+    graphql_ws_legacy: GraphqlWsLegacyConfig | None = None  # [target.graphql_ws_legacy]
     # source addresses, used round-robin (see soak.addresses); () lets the kernel pick
     source_ips: Annotated[tuple[str, ...], SOURCE_IPS] = ()
     # TCP goes to these host:port pairs, round-robin, instead of the URL's

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from soak.protocols.base import HeartbeatProtocol
 from soak.protocols.graphql_ws import GraphqlWs
+from soak.protocols.graphql_ws_legacy import GraphqlWsLegacy
 from soak.protocols.json_ping import JsonPing
 from soak.protocols.openclaw import OpenClaw
 from soak.protocols.ws_ping import WsPing
@@ -18,6 +19,15 @@ PROTOCOLS: dict[str, type[HeartbeatProtocol]] = {
     WsPing.name: WsPing,
     OpenClaw.name: OpenClaw,
     GraphqlWs.name: GraphqlWs,
+    GraphqlWsLegacy.name: GraphqlWsLegacy,
 }
 
-__all__ = ["PROTOCOLS", "GraphqlWs", "HeartbeatProtocol", "JsonPing", "OpenClaw", "WsPing"]
+__all__ = [
+    "PROTOCOLS",
+    "GraphqlWs",
+    "GraphqlWsLegacy",
+    "HeartbeatProtocol",
+    "JsonPing",
+    "OpenClaw",
+    "WsPing",
+]

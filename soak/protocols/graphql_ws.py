@@ -117,14 +117,22 @@ class GraphqlWsState:
         self.server: ServerHeartbeat | None = target.server_heartbeat
         # is it the ws adapter's, from the keepalive (not the profile's own)?
         self.adapter = self.server is not None and self.server == implied_heartbeat(cfg)
-        payload: dict[str, Any] | None = None if cfg.payload is None else dict(cfg.payload)
-        if cfg.token_field is not None and target.token is not None:
-            payload = payload or {}
-            payload[cfg.token_field] = target.token_prefix + target.token.value
-        message: dict[str, Any] = {"type": "connection_init"}
-        if payload is not None:
-            message["payload"] = payload
-        self.init_text = json.dumps(message, separators=(",", ":"), allow_nan=False)
+        self.init_text = init_message(cfg.payload, cfg.token_field, target)
+
+
+def init_message(
+    payload: dict[str, Any] | None, token_field: str | None, target: TargetConfig
+) -> str:
+    """``connection_init`` with the profile's payload, and the token of
+    ``target.token_env`` in it under ``token_field`` (when both are set)."""
+    body = None if payload is None else dict(payload)
+    if token_field is not None and target.token is not None:
+        body = body or {}
+        body[token_field] = target.token_prefix + target.token.value
+    message: dict[str, Any] = {"type": "connection_init"}
+    if body is not None:
+        message["payload"] = body
+    return json.dumps(message, separators=(",", ":"), allow_nan=False)
 
 
 def message_type(text: str) -> tuple[str, Any]:

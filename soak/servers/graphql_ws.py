@@ -1,6 +1,8 @@
-"""The real graphql-ws server: the reference implementation (npm
+"""The real graphql-ws servers: the reference implementation (npm
 ``graphql-ws`` with ``ws`` and ``graphql``) and its ``ws`` adapter, the
-script soak/servers/files/graphql-ws-server.mjs.
+script soak/servers/files/graphql-ws-server.mjs; and the old protocol's,
+npm ``subscriptions-transport-ws`` ("graphql-ws-legacy": options
+``keepalive``, its ka interval in ms, default none, and ``token``).
 
 Options (``soak server graphql-ws --set KEY=VALUE``, ``start(options=...)``):
 
@@ -64,4 +66,35 @@ GRAPHQL_WS = Recipe(
     options=("keepalive", "init_wait", "token", "pick_subprotocol"),
 )
 
-RECIPES: tuple[Recipe, ...] = (GRAPHQL_WS,)
+LEGACY_NPM = ("subscriptions-transport-ws@0.11.0", "graphql@16.15.0")
+LEGACY_SCRIPT = PACKAGE_DATA / "graphql-ws-legacy-server.mjs"
+
+
+def _legacy_argv(
+    installed: Path | None, workdir: Path, port: int, opts: Mapping[str, str]
+) -> list[str]:
+    return ["node", str(LEGACY_SCRIPT)]
+
+
+def _legacy_env(opts: Mapping[str, str]) -> dict[str, str]:
+    env: dict[str, str] = {"WS_PATH": "/graphql"}
+    if "keepalive" in opts:
+        env["KEEPALIVE"] = _ms("keepalive", opts["keepalive"])
+    if "token" in opts:
+        env["TOKEN"] = opts["token"]
+    return env
+
+
+# the old protocol (subprotocol graphql-ws): keepalive is its ka interval
+GRAPHQL_WS_LEGACY = Recipe(
+    name="graphql-ws-legacy",
+    dialect="graphql-ws-legacy",
+    summary="subscriptions-transport-ws 0.11.0 (the old graphql-ws subprotocol), npm",
+    argv=_legacy_argv,
+    path="/graphql",
+    npm=LEGACY_NPM,
+    env=_legacy_env,
+    options=("keepalive", "token"),
+)
+
+RECIPES: tuple[Recipe, ...] = (GRAPHQL_WS, GRAPHQL_WS_LEGACY)

@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from soak.addresses import family_of, parse_host_port, parse_source_ips
-from soak.config.graphql_ws import implied_heartbeat, parse_graphql_ws
+from soak.config.graphql_ws import implied_heartbeat, parse_graphql_ws, parse_graphql_ws_legacy
 from soak.config.heartbeat import ServerHeartbeat
 from soak.config.openclaw import OPENCLAW_SERVER_HEARTBEAT, parse_openclaw
 from soak.config.target import PROTOCOLS, Secret, StatsConfig, TargetConfig
@@ -35,6 +35,7 @@ class ProtocolTable:
 PROTOCOL_TABLES: dict[str, ProtocolTable] = {
     "openclaw": ProtocolTable("openclaw", parse_openclaw, OPENCLAW_SERVER_HEARTBEAT),
     "graphql_ws": ProtocolTable("graphql-ws", parse_graphql_ws, implied_heartbeat),
+    "graphql_ws_legacy": ProtocolTable("graphql-ws-legacy", parse_graphql_ws_legacy),
 }
 
 
