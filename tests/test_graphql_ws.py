@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from click.testing import CliRunner
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
 from wsproto.events import AcceptConnection, CloseConnection, Ping, Pong, Request, TextMessage
@@ -28,6 +29,7 @@ from soak.classify import (
     Evidence,
     Verdict,
 )
+from soak.cli import cli
 from soak.config.graphql_ws import GraphqlWsConfig, keepalive_heartbeat
 from soak.config.heartbeat import ServerHeartbeat
 from soak.config.target import Secret, TargetConfig
@@ -680,3 +682,18 @@ async def test_live_closes_by_name_and_a_bad_message(
     closes = [e for e in events(tmp_path / "b") if e["event"] == "close"]
     assert closes[0]["reason"] == "client_protocol_error"
     assert closes[0]["code"] == 4004
+
+
+def test_soak_server_lists_the_recipes_and_refuses_an_unknown_option() -> None:
+    listed = CliRunner().invoke(cli, ["server"])
+    assert listed.exit_code == 0
+    lines = {line.split()[0]: line for line in listed.output.splitlines()}
+    assert "options: keepalive, init_wait, token, pick_subprotocol" in lines["graphql-ws"]
+    assert "graphql-ws-legacy" in lines
+    res = CliRunner().invoke(cli, ["server", "graphql-ws", "--set", "keep_alive=1000"])
+    assert res.exit_code == 2
+    assert (
+        "graphql-ws: unknown option 'keep_alive' (known: keepalive, init_wait, token, "
+        "pick_subprotocol)" in res.output
+    )
+    assert "Traceback" not in res.output

@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -315,3 +320,46 @@ async def test_legacy_connection_error(tmp_path: Path) -> None:
     assert summary["totals"]["handshake_failures"] == {"connection_error": 2}
     fail = next(e for e in evs if e["event"] == "handshake_failure")
     assert fail["error"].endswith(": connection_error: Prohibited connection!")
+
+
+def test_soak_server_stops_its_server_on_sigterm(tmp_path: Path) -> None:
+    """``soak server graphql-ws`` prints the node server's pid; SIGTERM to
+    soak stops that server too (it is not left behind as an orphan)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "soak", "server", "graphql-ws", "--dir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    node = 0
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # bounded: the install and start are (soak.servers)
+        if "(pid " not in first:
+            proc.wait(timeout=30)
+            if proc.returncode == 3:
+                pytest.skip(first.strip())
+            raise AssertionError(first)
+        node = int(first.split("(pid ", 1)[1].split(")", 1)[0])
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+        deadline = time.monotonic() + 10
+        while _alive(node) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(node), f"node server {node} outlived soak server"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        if node and _alive(node):  # an orphan after a failure: stopped by its pid
+            os.kill(node, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie child of nobody we know is gone as far as serving goes
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().rsplit(")", 1)[-1].split()[0] != "Z"
