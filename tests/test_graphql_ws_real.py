@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -115,7 +116,9 @@ async def test_clients_are_held_with_no_close_and_no_miss(tmp_path: Path) -> Non
     assert tot["closes"] == {"client_shutdown": 20}
     assert tot["missed"] == 0
     assert tot["late"] == 0
-    assert tot["pings"] == tot["pongs"] >= 20 * 6
+    # every ping answered, but for one still in flight when the run closed it
+    assert tot["pongs"] + tot.get("abandoned", 0) == tot["pings"]
+    assert tot["pongs"] >= 20 * 6
     assert summary["latency_ms"]["rtt"]["count"] == tot["pongs"]
     # its RFC 6455 pings, once a second on each connection, all answered
     assert tot["server_pings"] >= 20 * 3
@@ -141,7 +144,10 @@ async def test_dropped_answers_are_its_justified_heartbeat_timeout(tmp_path: Pat
         assert close["category"] == "heartbeat_timeout"
         assert close["evidence"]["age_s"] == pytest.approx(2.0, abs=0.25)
         assert close["why"].startswith("no pong to our heartbeats for the whole connection")
-        assert "its last ping came 1.0" in close["why"] or "its last ping came 0.9" in close["why"]
+        # the adapter's last ping came one keepAlive before it terminated
+        came = re.search(r"its last ping came ([0-9.]+)s before and was answered", close["why"])
+        assert came is not None, close["why"]
+        assert float(came.group(1)) == pytest.approx(1.0, abs=0.25)
 
 
 async def test_a_late_connection_init_is_closed_4408(tmp_path: Path) -> None:
@@ -198,7 +204,8 @@ async def test_a_restart_is_a_storm_every_client_survives(tmp_path: Path) -> Non
             lambda: again.enter_context(start(GRAPHQL_WS, tmp_path / "b", port=srv.port))
         )
 
-    text = body(clients=clients, hold="6s", attempts=20)
+    # the hold leaves time for node to start again on a busy machine
+    text = body(clients=clients, hold="10s", attempts=30)
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(restart)
@@ -248,7 +255,8 @@ def test_two_workers(tmp_path: Path) -> None:
     assert tot["connects"] == 10
     assert tot["missed"] == 0
     assert tot["closes"] == {"client_shutdown": 10}
-    assert tot["pongs"] == tot["pings"] > 0
+    assert tot["pongs"] + tot.get("abandoned", 0) == tot["pings"]
+    assert tot["pongs"] >= 10 * 5
     assert tot["server_pings"] >= 10 * 2
 
 
