@@ -76,11 +76,8 @@ class Profile:
         d["clients"]["stages"] = [stage_record(s) for s in self.clients.stages]
         d["impairment"] = None if self.impairment is None else self.impairment.record()
         d["target"].pop("token", None)
-        for table in (
-            "openclaw",
-            "graphql_ws",
-            "graphql_ws_legacy",
-        ):  # only the dialect's profiles show its table
+        # a dialect's own table shows only in that dialect's profiles
+        for table in ("openclaw", "graphql_ws", "graphql_ws_legacy"):
             if d["target"].get(table) is None:
                 d["target"].pop(table, None)
         for spread in ("source_ips", "connect_to"):  # only shown when used
