@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 from dataclasses import dataclass
 from typing import Any
 
+from soak.config.kinds import DURATION
 from soak.config.tables.target import PROTOCOL_TABLES
 from soak.config.target import PROTOCOLS
 from soak.config.units import format_duration
@@ -57,9 +59,14 @@ def _protocol_table(protocol: str) -> list[str]:
         f"# the {protocol} dialect's own table, with its defaults",
         f"[target.{name}]",
     ]
+    hints = typing.get_type_hints(type(defaults), include_extras=True)
     for f in dataclasses.fields(defaults):
         value = getattr(defaults, f.name)
-        if value is not None:  # unset by default: left out
+        if value is None:  # unset by default: left out
+            continue
+        if DURATION in getattr(hints.get(f.name), "__metadata__", ()):
+            lines.append(f"{f.name} = {_d(value)}")  # durations carry their unit
+        else:
             lines.append(f"{f.name} = {toml_value(value)}")
     return lines
 

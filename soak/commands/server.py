@@ -3,14 +3,19 @@
 
 from __future__ import annotations
 
+import signal
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from soak.commands.common import fail
 from soak.summary import EXIT_TARGET
+
+if TYPE_CHECKING:
+    from soak.servers import Recipe
 
 
 @click.command()
@@ -42,7 +47,7 @@ def server(name: str | None, port: int, settings: tuple[str, ...], workdir: Path
 
     Exit codes: 0 stopped by Ctrl-C, 2 unknown server or option, 3 it cannot
     be installed or did not start."""
-    from soak.servers import RECIPES, ServerUnavailable, recipe, start
+    from soak.servers import RECIPES, recipe
 
     if name is None:
         width = max((len(n) for n in RECIPES), default=0)
@@ -60,6 +65,19 @@ def server(name: str | None, port: int, settings: tuple[str, ...], workdir: Path
         if not eq or not key:
             fail(f"--set {item}: expected KEY=VALUE")
         options[key] = value
+    # SIGTERM stops the server too, as Ctrl-C does (not an orphan), from
+    # before it starts: a pid printed is a pid that will be stopped
+    before = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        _serve(chosen, port, options, workdir)
+    finally:
+        if before is not None:  # None: a handler not set from Python
+            signal.signal(signal.SIGTERM, before)
+
+
+def _serve(chosen: Recipe, port: int, options: dict[str, str], workdir: Path | None) -> None:
+    from soak.servers import ServerUnavailable, start
+
     with tempfile.TemporaryDirectory(prefix="soak-server-") as tmp:
         where = workdir or Path(tmp)
         try:
@@ -78,3 +96,7 @@ def server(name: str | None, port: int, settings: tuple[str, ...], workdir: Path
             fail(str(exc))
         except ServerUnavailable as exc:
             fail(str(exc), EXIT_TARGET)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

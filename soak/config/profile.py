@@ -78,7 +78,13 @@ class Profile:
         d["clients"]["stages"] = [stage_record(s) for s in self.clients.stages]
         d["impairment"] = None if self.impairment is None else self.impairment.record()
         d["target"].pop("token", None)
-        for table in ("openclaw", "dialect", "mqtt"):  # only the dialect's own profiles show it
+        for table in (
+            "openclaw",
+            "dialect",
+            "mqtt",
+            "graphql_ws",
+            "graphql_ws_legacy",
+        ):  # only the dialect's own profiles show it
             if d["target"].get(table) is None:
                 d["target"].pop(table, None)
         if d["target"].get("mqtt") is not None:

@@ -7,12 +7,21 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from soak.config.dialect import DialectConfig
+from soak.config.graphql_ws import GraphqlWsConfig, GraphqlWsLegacyConfig
 from soak.config.heartbeat import ServerHeartbeat
 from soak.config.kinds import NOT_IN_PROFILE, Duration, Toml, at_least, one_of, string_table
 from soak.config.mqtt import MqttConfig
 from soak.config.openclaw import OPENCLAW_PREAUTH_BUDGET, OpenClawConfig
 
-PROTOCOLS = ("json", "ws-ping", "openclaw", "custom", "mqtt")  # must match soak.protocols.PROTOCOLS
+PROTOCOLS = (
+    "json",
+    "ws-ping",
+    "openclaw",
+    "custom",
+    "mqtt",
+    "graphql-ws",
+    "graphql-ws-legacy",
+)  # must match soak.protocols.PROTOCOLS
 
 WS_URL = Toml({"type": "string", "pattern": "^wss?://[^/]"}, required=True)
 HTTP_URL = Toml({"type": "string", "pattern": "^http://[^/]"}, required=True)
@@ -65,6 +74,8 @@ class TargetConfig:
     openclaw: OpenClawConfig | None = None  # [target.openclaw]; defaults when None
     dialect: DialectConfig | None = None  # [target.dialect] (protocol = "custom")
     mqtt: MqttConfig | None = None  # [target.mqtt]; resolved by load_profile
+    graphql_ws: GraphqlWsConfig | None = None  # [target.graphql_ws]; defaults when None
+    graphql_ws_legacy: GraphqlWsLegacyConfig | None = None  # [target.graphql_ws_legacy]
     # source addresses, used round-robin (see soak.addresses); () lets the kernel pick
     source_ips: Annotated[tuple[str, ...], SOURCE_IPS] = ()
     # TCP goes to these host:port pairs, round-robin, instead of the URL's

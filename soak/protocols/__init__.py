@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from soak.protocols.base import HeartbeatProtocol
 from soak.protocols.custom import Custom
+from soak.protocols.graphql_ws import GraphqlWs
+from soak.protocols.graphql_ws_legacy import GraphqlWsLegacy
 from soak.protocols.json_ping import JsonPing
 from soak.protocols.mqtt import Mqtt
 from soak.protocols.openclaw import OpenClaw
@@ -20,6 +22,18 @@ PROTOCOLS: dict[str, type[HeartbeatProtocol]] = {
     OpenClaw.name: OpenClaw,
     Custom.name: Custom,
     Mqtt.name: Mqtt,
+    GraphqlWs.name: GraphqlWs,
+    GraphqlWsLegacy.name: GraphqlWsLegacy,
 }
 
-__all__ = ["PROTOCOLS", "Custom", "HeartbeatProtocol", "JsonPing", "Mqtt", "OpenClaw", "WsPing"]
+__all__ = [
+    "PROTOCOLS",
+    "Custom",
+    "GraphqlWs",
+    "GraphqlWsLegacy",
+    "HeartbeatProtocol",
+    "JsonPing",
+    "Mqtt",
+    "OpenClaw",
+    "WsPing",
+]

@@ -66,11 +66,20 @@ def mqtt_heartbeat_kind(opcode: int, fin: bool, payload: bytes) -> str | None:
     return MQTT_HEARTBEATS.get(payload) if opcode == 0x2 and fin else None
 
 
+def ka_kind(opcode: int, fin: bool, payload: bytes) -> str | None:
+    """subscriptions-transport-ws: the server's one-way ``{"type":"ka"}``
+    is its heartbeat (a "ping" nobody answers), besides the default's."""
+    if opcode == 0x1 and fin and payload == b'{"type":"ka"}':
+        return "ping"
+    return heartbeat_kind(opcode, fin, payload)
+
+
 # each dialect's heartbeats as the proxy sees them; a dialect not listed
 # here has the default (RFC 6455 control frames and JSON ping/pong)
 DIALECT_HEARTBEATS: dict[str, HeartbeatKind] = {
     "json": heartbeat_kind,
     "mqtt": mqtt_heartbeat_kind,
+    "graphql-ws-legacy": ka_kind,
 }
 
 

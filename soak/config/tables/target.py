@@ -13,7 +13,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from soak.addresses import family_of, parse_host_port, parse_source_ips
-from soak.config.dialect import implied_heartbeat, parse_dialect
+from soak.config.dialect import implied_heartbeat as dialect_heartbeat
+from soak.config.dialect import parse_dialect
+from soak.config.graphql_ws import implied_heartbeat, parse_graphql_ws, parse_graphql_ws_legacy
 from soak.config.heartbeat import ServerHeartbeat
 from soak.config.mqtt import parse_mqtt
 from soak.config.openclaw import OPENCLAW_SERVER_HEARTBEAT, parse_openclaw
@@ -28,16 +30,17 @@ class ProtocolTable:
 
     protocol: str
     parse: Callable[[Section], object]
-    # the server heartbeat the protocol implies when the profile gives none
-    server_heartbeat: ServerHeartbeat | None = None
-    # or the one the table itself implies (a custom dialect's timeout signature)
-    implies: Callable[[object], ServerHeartbeat | None] | None = None
+    # the server heartbeat the protocol implies when the profile gives none:
+    # fixed, or made from the protocol's table (None when the profile has none)
+    server_heartbeat: ServerHeartbeat | Callable[[object], ServerHeartbeat | None] | None = None
 
 
 PROTOCOL_TABLES: dict[str, ProtocolTable] = {
     "openclaw": ProtocolTable("openclaw", parse_openclaw, OPENCLAW_SERVER_HEARTBEAT),
-    "dialect": ProtocolTable("custom", parse_dialect, implies=implied_heartbeat),
+    "dialect": ProtocolTable("custom", parse_dialect, dialect_heartbeat),
     "mqtt": ProtocolTable("mqtt", parse_mqtt),  # its server heartbeat: resolve_mqtt
+    "graphql_ws": ProtocolTable("graphql-ws", parse_graphql_ws, implied_heartbeat),
+    "graphql_ws_legacy": ProtocolTable("graphql-ws-legacy", parse_graphql_ws_legacy),
 }
 
 
@@ -92,8 +95,8 @@ def parse_target(s: Section, environ: Mapping[str, str]) -> TargetConfig:
         if fields[name] is not None and protocol != table.protocol:
             ld.fail(s.where(name), f'is only used with protocol = "{table.protocol}"', protocol)
         implied = table.server_heartbeat
-        if implied is None and table.implies is not None and fields[name] is not None:
-            implied = table.implies(fields[name])
+        if callable(implied):
+            implied = implied(fields[name])
         if protocol == table.protocol and target.server_heartbeat is None and implied:
             target = dataclasses.replace(target, server_heartbeat=implied)
     check_families(ld, s.where("source_ips"), target)
