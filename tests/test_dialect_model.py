@@ -499,3 +499,13 @@ def test_max_message_is_a_profile_field_with_a_floor() -> None:
     assert p.target.max_message == 4096
     with pytest.raises(ProfileError, match=r"target\.max_message.*1024"):
         make_profile(one_client(), target_extra="max_message = 10\n")
+
+
+def test_a_json_pong_whose_seq_looks_like_a_sentinel_is_an_unknown_pong() -> None:
+    from soak.protocols import JsonPing
+
+    conn, m = live(JsonPing("c"))
+    for seq in (-2, -1, 0):
+        text = '{"type":"pong","seq":' + str(seq) + "}"
+        assert react(conn, from_server(TextMessage(data=text)), 100.1) == []  # nothing answered
+    assert counts(m) == {"unknown_pongs": 3}

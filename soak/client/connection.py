@@ -39,7 +39,7 @@ from soak.classify import CLIENT, SERVER, STORM_RESET, TRANSPORT, ZOMBIE, CloseI
 from soak.config.target import TargetConfig
 from soak.errors import ProtocolError
 from soak.metrics import Metrics
-from soak.protocols.base import OLDEST, SERVER_BEAT, SERVER_PING, HeartbeatProtocol
+from soak.protocols.base import NO_HEARTBEAT, OLDEST, SERVER_BEAT, SERVER_PING, HeartbeatProtocol
 from soak.wire import WireClock
 from soak.wsframe import client_frame, single_text_frame, wsproto_idle
 
@@ -320,6 +320,8 @@ class Connection:
             return client_frame(opcode, payload)
         if what == SERVER_BEAT:
             self.server_beat(now)
+        elif what == NO_HEARTBEAT:
+            self.metrics.count("unknown_pongs")
         return None
 
     def server_beat(self, now: float) -> None:

@@ -55,6 +55,7 @@ from soak.wsframe import OP_BINARY, OP_PING, OP_TEXT
 
 # What a recogniser returns besides a seq (seqs are >= 1) and None (the
 # message is not about the heartbeat):
+NO_HEARTBEAT = 0  # a reply whose seq no heartbeat can have (< 1): counted unknown
 OLDEST = -1  # a reply without an id: it answers the oldest outstanding heartbeat
 SERVER_PING = -2  # the server's heartbeat: write answer() now
 SERVER_BEAT = -3  # the server's one-way beat: proof of life, nothing to answer

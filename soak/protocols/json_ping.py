@@ -18,7 +18,7 @@ from wsproto.events import Event, TextMessage
 
 from soak.classify import CloseInfo, Verdict
 from soak.errors import ProtocolError
-from soak.protocols.base import HeartbeatProtocol
+from soak.protocols.base import NO_HEARTBEAT, HeartbeatProtocol
 from soak.protocols.sniff import SNIFFED, foreign_close, sniff
 from soak.wsframe import OP_TEXT
 
@@ -80,5 +80,6 @@ class JsonPing(HeartbeatProtocol):
             return None
         seq = obj.get("seq")
         if isinstance(seq, int) and not isinstance(seq, bool):
-            return seq
+            # a seq no heartbeat has (0, negative) must not read as a sentinel
+            return seq if seq >= 1 else NO_HEARTBEAT
         return None
