@@ -131,3 +131,23 @@ def test_a_threshold_may_name_rtt_wire() -> None:
     names = [t.name for t in make_profile(body).thresholds]
     assert "rtt_wire_p99" in names
     assert "rx_delay_p99" in names
+
+
+def test_compare_shows_rtt_wire_beside_rtt_when_a_run_measured_it() -> None:
+    from types import SimpleNamespace
+    from typing import Any, cast
+
+    from soak.report.compare_rows import wire_rows
+
+    def data(wire: dict[str, Any] | None) -> Any:
+        latency = {} if wire is None else {"rtt_wire": wire}
+        return SimpleNamespace(run=SimpleNamespace(summary={"latency_ms": latency}))
+
+    with_wire = data({"count": 10, "p50": 0.4, "p99": 2.0})
+    without = data(None)
+    rows = wire_rows(cast(Any, [with_wire, without]))
+    assert [(r.key, r.values) for r in rows] == [
+        ("rtt_wire_p50", [0.4, None]),
+        ("rtt_wire_p99", [2.0, None]),
+    ]
+    assert wire_rows(cast(Any, [without, without])) == []

@@ -56,6 +56,7 @@ def table(datas: Sequence[RunData]) -> list[Row]:
         for k, q in LATENCY_QS.items()
     ]
     rows.append(Row("rtt_max", "RTT max", "ms", [_ms(d.merged.max) for d in datas]))
+    rows += wire_rows(datas)
     hb: list[float | None] = []
     for d in datas:
         v = d.totals.get("heartbeat_success")
@@ -95,6 +96,20 @@ def table(datas: Sequence[RunData]) -> list[Row]:
     rows += storm_rows(datas)
     rows += intermediary_rows(datas)
     return rows
+
+
+def wire_rows(datas: Sequence[RunData]) -> list[Row]:
+    """rtt_wire (kernel timestamps: the gateway and the network without the
+    tester) beside RTT, when a run measured it; from summary.json."""
+    figures: dict[str, list[float | None]] = {"p50": [], "p99": []}
+    for d in datas:
+        h = ((d.run.summary or {}).get("latency_ms") or {}).get("rtt_wire") or {}
+        for k in figures:
+            v = h.get(k) if h.get("count") else None
+            figures[k].append(float(v) if isinstance(v, int | float) else None)
+    if all(v is None for v in figures["p50"]):
+        return []
+    return [Row(f"rtt_wire_{k}", f"RTT wire {k}", "ms", v) for k, v in figures.items()]
 
 
 def per_hour(datas: Sequence[RunData]) -> bool:

@@ -104,6 +104,17 @@ def _workers(summary: dict[str, Any]) -> str:
     return f"{w.get('count')} workers" + (f" ({gone})" if gone else "")
 
 
+# shown beside rtt (from the scheduled slot: what a user's client lives
+# through) when they have samples; a threshold names the one it judges
+OTHER_LATENCIES = (
+    ("rtt_service", "from the real send"),
+    ("rtt_wire", "kernel to kernel: the gateway and the network alone"),
+    ("rx_delay", "the tester, on the way in"),
+    ("tx_delay", "the tester, on the way out"),
+    ("server_gap", "between the server's heartbeats"),
+)
+
+
 def summary_table(report: Report) -> str:
     s = report.summary
     t = s.get("totals") or {}
@@ -121,6 +132,12 @@ def summary_table(report: Report) -> str:
     ]
     for k in ("min", "p50", "p90", "p99", "p99.9", "p99.99", "max"):
         rows.append((f"RTT {k}", _fmt(rtt.get(k), " ms")))
+    lat = s.get("latency_ms") or {}
+    for name, what in OTHER_LATENCIES:
+        h = lat.get(name) or {}
+        if h.get("count"):  # rtt_wire and its delays only with kernel timestamps
+            figures = f"{_fmt(h.get('p50'), ' ms')} / {_fmt(h.get('p99'), ' ms')}"
+            rows.append((f"{name} p50 / p99 ({what})", figures))
     rows += [
         ("connect p99", _fmt(conn.get("p99"), " ms")),
         ("peak connected", _fmt(peak)),
