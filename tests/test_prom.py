@@ -4,13 +4,17 @@ the server's answers, and one real socket on 127.0.0.1."""
 
 from __future__ import annotations
 
+import itertools
 import random
 import socket
+from pathlib import Path
 
 import pytest
 import trio
+from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
+from soak.cli import cli
 from soak.httpd import HttpServer, Request, Response, serving
 from soak.metrics import Interval, new_histogram
 from soak.prom import LiveMetrics, buckets, cumulative
@@ -33,7 +37,7 @@ def test_buckets_are_geometric_with_the_thresholds_as_bounds() -> None:
     b = buckets()
     assert b[0] == 0.001
     assert b[-1] >= 120.0
-    assert all(1.24 < y / x < 1.26 for x, y in zip(b, b[1:], strict=False))
+    assert all(1.24 < y / x < 1.26 for x, y in itertools.pairwise(b))
     assert len(b) == 54
     with_th = buckets([0.25, 3.0])
     assert 0.25 in with_th
@@ -105,12 +109,14 @@ def test_the_exposition_adds_up_intervals_and_follows_the_conventions() -> None:
     info = f["soak_run_info"][0]
     assert info[1]["shards"] == "4"
     assert info[1]["profile"] == "test.toml"
-    rtt = {s[1].get("le"): s[2] for s in f["soak_heartbeat_rtt_seconds"] if s[0].endswith("_bucket")}
+    rtt = {
+        s[1].get("le"): s[2] for s in f["soak_heartbeat_rtt_seconds"] if s[0].endswith("_bucket")
+    }
     assert rtt["0.25"] == 3.0  # the threshold is a bound of its own: exact
     assert rtt["+Inf"] == 4.0
     count = [s for s in f["soak_heartbeat_rtt_seconds"] if s[0].endswith("_count")]
     assert count[0][2] == 4.0
-    total = [s for s in f["soak_heartbeat_rtt_seconds"] if s[0].endswith("_sum")][0][2]
+    total = next(s for s in f["soak_heartbeat_rtt_seconds"] if s[0].endswith("_sum"))[2]
     assert total == pytest.approx(0.345, rel=2e-3)
     assert "soak_connection_gap" not in f  # no [target.stats]: no series
     assert all(name.startswith("soak_") for name in f)
@@ -148,15 +154,26 @@ def test_the_server_answers_routes_and_refuses_the_rest() -> None:
         server.route("metrics", lambda r: Response())
 
 
-def test_a_port_in_use_fails_at_bind() -> None:
+def test_a_port_in_use_is_one_line_of_bad_input(tmp_path: Path) -> None:
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
     taken.listen()
+    port = taken.getsockname()[1]
     try:
-        with pytest.raises(OSError):
-            HttpServer("127.0.0.1", taken.getsockname()[1]).bind()
+        with pytest.raises(OSError, match="in use"):
+            HttpServer("127.0.0.1", port).bind()
+        path = tmp_path / "p.toml"
+        path.write_text('[target]\nurl = "ws://127.0.0.1:9/ws"\n' + PROFILE)
+        res = CliRunner().invoke(
+            cli, ["run", str(path), f"--metrics-port={port}", "--results-dir", str(tmp_path / "r")]
+        )
     finally:
         taken.close()
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines() == [
+        f"Error: --metrics-port {port}: cannot listen on 127.0.0.1:{port}: Address already in use"
+    ]
+    assert not (tmp_path / "r").exists()
 
 
 @pytest.mark.process
