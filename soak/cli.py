@@ -10,6 +10,7 @@ from soak.commands.common import BadInput, TargetFailure, errors_as_exit_codes, 
 from soak.commands.doctor import doctor
 from soak.commands.gateway import gateway
 from soak.commands.init import init
+from soak.commands.k8s import k8s
 from soak.commands.merge import merge
 from soak.commands.plan import plan
 from soak.commands.profiles import profiles, schema
@@ -66,6 +67,7 @@ cli.add_command(gateway)
 cli.add_command(report)
 cli.add_command(compare)
 cli.add_command(merge)
+cli.add_command(k8s)
 cli.add_command(doctor)
 cli.add_command(proxy)
 cli.add_command(plan)

@@ -217,6 +217,7 @@ class LiveMetrics(Collector):
         info = GaugeMetricFamily("soak_run_info", "The run (value 1).", labels=list(self.info))
         info.add_metric(list(self.info.values()), 1)
         yield info
+        yield self._gauge("soak_run_shards", "Shards the run has.", float(self.info["shards"]))
         yield self._gauge("soak_run_planned_duration_seconds", "Planned.", self.planned_duration)
         if self.start_time is not None:
             yield self._gauge("soak_run_start_time_seconds", "Epoch.", self.start_time)
