@@ -314,14 +314,19 @@ class ShardStream:
             ev["shard"] = self.shard.index
             yield float(ev.get("t", 0.0)), self.shard.index, ev
 
-    def storm_inputs(self, problems: Problems) -> Iterator[tuple[float, int, list[Any]]]:
+    def storm_inputs(
+        self, problems: Problems
+    ) -> Iterator[tuple[float, int, tuple[int, list[Any]]]]:
+        """``(t, n, (shard, input))``: at one instant, the shards' inputs are
+        taken in turn (the n-th of each, then the n+1-th), as they happened
+        at once: not all of one shard's first."""
         path = self.shard.path / STORM_INPUTS
         if not path.exists():
             problems.file_missing(path)
             return
         for n, op in jsonl.read_lines(path, problems):
             if isinstance(op, list) and len(op) >= 2 and isinstance(op[1], int | float):
-                yield float(op[1]), self.shard.index, op
+                yield float(op[1]), n, (self.shard.index, op)
             else:
                 problems.skip(path, n, "not a storm input")
 
@@ -346,5 +351,5 @@ def wire_of(rec: dict[str, Any], payloads: dict[str, str]) -> dict[str, Any]:
 def by_time(
     streams: list[Iterator[tuple[float, int, Any]]],
 ) -> Iterator[tuple[float, int, Any]]:
-    """Several time-ordered streams as one (ties: the lower shard first)."""
+    """Several time-ordered streams as one (ties: by the second item)."""
     return heapq.merge(*streams, key=lambda x: (x[0], x[1]))

@@ -80,7 +80,7 @@ def merge(plan: Plan, root: Path, argv: list[str] | None = None) -> Merged:
     reconciled = False
     first = min(s.index for s in plan.shards)
     pending_event: tuple[float, int, dict[str, Any]] | None = next(events, None)
-    pending_input: tuple[float, int, list[Any]] | None = next(inputs, None)
+    pending_input: tuple[float, int, tuple[int, list[Any]]] | None = next(inputs, None)
     end = 0.0
     index = 0
     while any(s.next is not None for s in streams):
@@ -106,7 +106,7 @@ def merge(plan: Plan, root: Path, argv: list[str] | None = None) -> Merged:
         last = all(s.next is None for s in streams)
         # the storm inputs and events of this interval, in time order
         while pending_input is not None and (last or pending_input[0] <= end):
-            _t, shard, op = pending_input
+            _t, _n, (shard, op) = pending_input
             replay.add(shard, [op])
             pending_input = next(inputs, None)
         replay.replay(end if not last else float("inf"))

@@ -434,3 +434,56 @@ async def test_merge_bad_input(tmp_path: Path, autojump_clock: trio.testing.Mock
     res = runner.invoke(cli, ["merge", str(broken)])
     assert res.exit_code == 2
     assert "shard.json: unreadable" in res.output
+
+
+STORM = """
+[run]
+label = "storm"
+report_interval = "1s"
+seed = 5
+[clients]
+max_connecting = 100
+[[clients.stages]]
+kind = "ramp"
+to = 12
+duration = "0s"
+[[clients.stages]]
+kind = "hold"
+duration = "2s"
+[[clients.stages]]
+kind = "storm"
+drop = "100%"
+duration = "4s"
+[heartbeat]
+interval = "1s"
+timeout = "2s"
+phase = "aligned"
+[reconnect]
+jitter = "none"
+initial_delay = "200ms"
+[storms]
+min_losses = 10
+window = "1s"
+"""
+
+
+async def test_a_storm_of_three_losses_per_shard_on_four_shards_is_one_storm(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    profile = make_profile(STORM)
+    one = await run_one(profile, tmp_path)
+    shards = await run_shards(profile, 4, tmp_path / "shards")
+    for path in shards:
+        inputs = (path / STORM_INPUTS).read_text().splitlines()
+        assert sum(json.loads(x)[0] == "lost" for x in inputs) == 3  # each below min_losses
+    merged = merge(plan([str(shards[0].parent)]), tmp_path / "merged")
+    (storm,) = merged.summary["storms"]
+    (want,) = json.loads((one / "summary.json").read_text())["storms"]
+    assert want["lost"] == 12
+    # detected and measured as the unsharded run's (times to float rounding)
+    assert storm.pop("recovery_s") == pytest.approx(want.pop("recovery_s"))
+    assert storm == want
+    events = [json.loads(x) for x in (merged.path / "events.jsonl").read_text().splitlines()]
+    assert [e["event"] for e in events].count("storm_start") == 1
+    assert [e["event"] for e in events].count("storm_stage") == 1  # once, not per shard
+    assert (merged.path / "storms.jsonl").exists()
