@@ -11,7 +11,7 @@ Prometheus text by soak.httpd at ``/metrics`` from the run's own loop.
 - Latencies are classic histograms in seconds (``_bucket{le}``, ``_sum``,
   ``_count``), never percentiles, so ``histogram_quantile`` over
   ``sum by (le)`` aggregates shards and workers correctly. The buckets
-  (:func:`buckets`) are geometric, x1.25 from 1 ms to 120 s, plus every
+  (:func:`buckets`) are geometric, x1.25 from 0.1 ms to 120 s, plus every
   latency threshold of the profile as its own bound, so "the share under
   250 ms" is a ratio of two counts, not an interpolation. The counts come
   from the HdrHistograms at their resolution (3 significant digits): a
@@ -52,7 +52,7 @@ from soak.run.source import Sink
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_LABEL_VALUES = 50
 FACTOR = 1.25
-LOWEST_S = 0.001
+LOWEST_S = 0.0001
 HIGHEST_S = 120.0
 
 # HdrHistogram name -> (metric name, help)
@@ -91,7 +91,7 @@ FAMILIES = {
 
 
 def buckets(extra: Iterable[float] = ()) -> list[float]:
-    """The upper bounds in seconds: x1.25 from 1 ms to 120 s, plus ``extra``."""
+    """The upper bounds in seconds: x1.25 from 0.1 ms to 120 s, plus ``extra``."""
     out = []
     n = math.ceil(math.log(HIGHEST_S / LOWEST_S) / math.log(FACTOR))
     for i in range(n + 1):

@@ -1,0 +1,91 @@
+"""How far a p99 computed by Prometheus from soak's live histogram buckets
+(``histogram_quantile`` over ``soak_heartbeat_rtt_seconds_bucket``) can be
+from the HdrHistogram's own p99, with soak's bucket layout (soak.prom:
+x1.25 geometric from 0.1 ms to 120 s, plus the profile's latency thresholds).
+
+Samples from a few RTT shapes go into one HdrHistogram, the buckets are
+derived exactly as ``/metrics`` derives them (soak.prom.cumulative), and
+the quantile is computed as Prometheus computes it (linear interpolation
+inside the bucket that holds the rank; promql/quantile.go)::
+
+    .venv/bin/python benchmarks/prom_buckets.py          # ~10 s, one core
+
+Pure computation, no sockets. The error is bounded by the bucket width: at
+most +25% or -20% of the bucket that holds the quantile, whatever the shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+from collections.abc import Callable
+
+from soak.metrics import new_histogram
+from soak.prom import LOWEST_S, buckets, cumulative
+
+
+def histogram_quantile(q: float, bounds: list[float], below: list[int], total: int) -> float:
+    """Prometheus' histogram_quantile for classic buckets (upper bounds
+    ``bounds`` in seconds, cumulative counts ``below``, ``total`` in +Inf)."""
+    rank = q * total
+    prev_bound, prev_count = 0.0, 0
+    for bound, count in zip(bounds, below, strict=True):
+        if count >= rank:
+            inside = count - prev_count
+            if inside == 0:
+                return bound
+            return prev_bound + (bound - prev_bound) * (rank - prev_count) / inside
+        prev_bound, prev_count = bound, count
+    return bounds[-1]  # the rank is in +Inf: Prometheus returns the last bound
+
+
+SHAPES: dict[str, Callable[[random.Random], float]] = {
+    # a healthy gateway: median ~20 ms, long right tail
+    "lognormal 20ms s=0.6": lambda r: r.lognormvariate(math.log(0.020), 0.6),
+    # the DISTRIBUTED.md shape: exact p99 ~73 ms
+    "lognormal 20ms s=0.55+": lambda r: r.lognormvariate(math.log(0.02), 0.555),
+    # a wide tail
+    "lognormal 5ms s=1.2": lambda r: r.lognormvariate(math.log(0.005), 1.2),
+    # loopback: sub-millisecond with rare GC pauses
+    "loopback 0.3ms + 1% 40ms": lambda r: (
+        r.expovariate(1 / 0.0003) if r.random() > 0.01 else 0.04 + r.random() * 0.01
+    ),
+    # two paths: 90% at 15 ms, 10% through a slow region at 180 ms
+    "bimodal 15/180ms": lambda r: (
+        r.gauss(0.015, 0.002) if r.random() < 0.9 else r.gauss(0.18, 0.02)
+    ),
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--samples", type=int, default=100_000)
+    ap.add_argument("--seed", type=int, default=17)
+    ap.add_argument("--threshold", type=float, default=0.25, help="seconds (a bucket bound)")
+    args = ap.parse_args()
+    bounds = buckets([args.threshold])
+    print(
+        f"{len(bounds)} bounds and +Inf: x1.25 from {LOWEST_S * 1000:g} ms, "
+        f"plus {args.threshold:g} s"
+    )
+    print(f"{'shape':28} {'q':>6} {'HdrHistogram':>13} {'Prometheus':>11} {'error':>7}")
+    worst = 0.0
+    for name, draw in SHAPES.items():
+        rng = random.Random(args.seed)
+        h = new_histogram()
+        for _ in range(args.samples):
+            h.record_value(max(0, int(draw(rng) * 1_000_000 + 0.5)))
+        below, _sum = cumulative(h, bounds)
+        total = h.get_total_count()
+        for q in (0.5, 0.99, 0.999):
+            exact = h.get_value_at_percentile(q * 100) / 1e6
+            prom = histogram_quantile(q, bounds, below, total)
+            err = (prom - exact) / exact
+            worst = max(worst, abs(err))
+            print(f"{name:28} {q:>6g} {exact * 1000:>10.3f} ms {prom * 1000:>8.3f} ms {err:>+7.1%}")
+    print(f"worst |error|: {worst:.1%}")
+
+
+if __name__ == "__main__":
+    main()
