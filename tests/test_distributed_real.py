@@ -211,8 +211,9 @@ def test_a_real_prometheus_scrapes_a_running_soak(tmp_path: Path) -> None:
             + "))",
         )
         prom_p99 = float(p99[0]["value"][1])
-        info = query(prom_port, "soak_run_info")
-        up = query(prom_port, 'up{job="soak"}')
+        # the run is over: its series are stale now, so look back
+        info = query(prom_port, last.format("soak_run_info"))
+        up = query(prom_port, 'max_over_time(up{job="soak"}[5m]) == 1')
     finally:
         stop(prometheus)
     assert info
