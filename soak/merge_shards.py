@@ -210,20 +210,33 @@ class Plan:
         return out
 
     def checks(self) -> list[dict[str, Any]]:
+        """The run's own checks: shards lost, and workers lost inside them."""
+        out = []
         lost = self.lost()
-        if not lost and not self.rejected:
-            return []
-        shown = "; ".join(lost + [f"rejected {r}" for r in self.rejected])
-        return [
-            {
-                "name": "shards_lost",
-                "limit": "0",
-                "value": str(len(lost)),
-                "ok": False,
-                "op": "==",
-                "text": f"FAIL shards_lost == 0: {shown}",
-            }
-        ]
+        if lost or self.rejected:
+            shown = "; ".join(lost + [f"rejected {r}" for r in self.rejected])
+            out.append(_failed("shards_lost", len(lost), shown))
+        workers = []
+        for s in self.shards:
+            for check in (s.summary or {}).get("thresholds") or []:
+                if check.get("name") == "workers_lost" and not check.get("ok", True):
+                    text = str(check.get("text", "")).removeprefix("FAIL workers_lost == 0: ")
+                    workers.append((int(check.get("value") or 1), f"shard {s.index}: {text}"))
+        if workers:
+            count = sum(n for n, _ in workers)
+            out.append(_failed("workers_lost", count, "; ".join(t for _, t in workers)))
+        return out
+
+
+def _failed(name: str, value: int, shown: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "limit": "0",
+        "value": str(value),
+        "ok": False,
+        "op": "==",
+        "text": f"FAIL {name} == 0: {shown}",
+    }
 
 
 def plan(paths: list[str]) -> Plan:

@@ -181,10 +181,13 @@ def _manifest(plan: Plan, argv: list[str] | None) -> dict[str, Any]:
     ref = plan.reference
     m = dict(ref.manifest)
     m.pop("shard", None)
+    profile = ref.info.get("profile")
+    if isinstance(profile, dict) and isinstance(profile.get("run"), dict):
+        profile = {**profile, "run": {**profile["run"], "shard": None}}  # the whole run's
     m.update(
         {
             "label": ref.info["whole"]["label"],
-            "profile": ref.info.get("profile", m.get("profile")),
+            "profile": profile or m.get("profile"),
             "hosts": sorted({str(s.info.get("host")) for s in plan.shards}),
             "shards": {
                 "count": plan.count,

@@ -236,3 +236,45 @@ def test_a_real_prometheus_scrapes_a_running_soak(tmp_path: Path) -> None:
     lower = bounds[bounds.index(upper) - 1]
     assert lower <= prom_p99 <= upper, (prom_p99, hdr_p99)
     print(f"p99: Prometheus {prom_p99 * 1000:.3f} ms, HdrHistogram {hdr_p99 * 1000:.3f} ms")
+
+
+@pytest.mark.process
+def test_a_shard_killed_mid_run_is_named_by_the_merge(tmp_path: Path) -> None:
+    with reference_gateway([]) as port:
+        profile = tmp_path / "p.toml"
+        profile.write_text(PROFILE.format(port=port, label="kill", clients=10, hold="4s"))
+        start = datetime.fromtimestamp(time.time() + 3, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        common = ["run", str(profile), f"--start-at={start}", "--results-dir", str(tmp_path)]
+        survivor = soak(*common, "--shard=0/2", "--quiet")
+        victim = soak(*common, "--shard=1/2", "--quiet")
+        try:
+            # SIGKILL shard 1 once it has written two intervals
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                found = list(tmp_path.glob("*-kill/*-shard-1-of-2/intervals.jsonl"))
+                if found and len(found[0].read_text().splitlines()) >= 2:
+                    break
+                assert victim.poll() is None
+                time.sleep(0.1)
+            victim.kill()
+            victim.wait(timeout=10)
+            out, err = survivor.communicate(timeout=60)
+        finally:
+            stop(survivor)
+            stop(victim)
+    assert survivor.returncode == 0, out + err
+    (run_dir,) = tmp_path.glob("*-kill")
+    merged = subprocess.run(
+        [sys.executable, "-m", "soak", "merge", str(run_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert merged.returncode == 1, merged.stdout + merged.stderr
+    assert "soak: shard 1: partial (no summary.json (killed?))" in merged.stderr
+    assert "FAIL shards_lost == 0: shard 1: partial" in merged.stdout
+    (out_dir,) = run_dir.glob("*-merged")
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary["partial"] is True
+    intervals = [json.loads(x) for x in (out_dir / "intervals.jsonl").read_text().splitlines()]
+    assert max(iv["connected"] for iv in intervals) == 10  # both shards, while both ran

@@ -209,6 +209,7 @@ async def test_merged_shards_equal_the_unsharded_run_exactly(
     assert manifest["label"] == "sharded"
     assert manifest["status"] == "completed"
     assert manifest["profile"]["clients"]["stages"][0]["to"] == 7  # the whole profile
+    assert manifest["profile"]["run"]["shard"] is None
 
     # each shard deferred its verdict and ran its share, with its own ids
     for i, path in enumerate(sorted(shards)):
@@ -487,3 +488,30 @@ async def test_a_storm_of_three_losses_per_shard_on_four_shards_is_one_storm(
     assert [e["event"] for e in events].count("storm_start") == 1
     assert [e["event"] for e in events].count("storm_stage") == 1  # once, not per shard
     assert (merged.path / "storms.jsonl").exists()
+
+
+async def test_a_worker_lost_inside_a_shard_fails_the_merged_run(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    profile = make_profile(BODY.replace('rtt_p99 = "5ms"', 'rtt_p99 = "1s"'))
+    shards = await run_shards(profile, 2, tmp_path / "shards")
+    path = sorted(shards)[1]
+    summary = json.loads((path / "summary.json").read_text())
+    assert summary["exit_code"] == 0  # a shard defers its verdict
+    summary["thresholds"].append(
+        {
+            "name": "workers_lost",
+            "limit": "0",
+            "value": "1",
+            "ok": False,
+            "op": "==",
+            "text": "FAIL workers_lost == 0: worker 1 exited with code -9 before its last report",
+        }
+    )
+    (path / "summary.json").write_text(json.dumps(summary))
+    merged = merge(plan([str(path.parent)]), tmp_path / "merged")
+    failed = [c for c in merged.summary["thresholds"] if not c["ok"]]
+    assert [c["text"] for c in failed] == [
+        "FAIL workers_lost == 0: shard 1: worker 1 exited with code -9 before its last report"
+    ]
+    assert merged.summary["exit_code"] == 1
