@@ -515,3 +515,45 @@ async def test_a_worker_lost_inside_a_shard_fails_the_merged_run(
         "FAIL workers_lost == 0: shard 1: worker 1 exited with code -9 before its last report"
     ]
     assert merged.summary["exit_code"] == 1
+
+
+async def test_the_server_count_gap_is_against_every_shards_clients(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    profile = make_profile(BODY)
+    shards = sorted(await run_shards(profile, 2, tmp_path / "shards"))
+    # as if shard 0 had polled a server that counts 7 (shard 0: 4 clients, shard 1: 3)
+    path = shards[0] / "intervals.jsonl"
+    recs = [json.loads(x) for x in path.read_text().splitlines()]
+    for r in recs:
+        r.update(
+            server_connections=7,
+            client_connections=r["connected"],
+            connection_gap=7 - r["connected"],
+            stats_warning=None,
+        )
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    merged = merge(plan([str(shards[0].parent)]), tmp_path / "merged")
+    got = records(merged.path)
+    assert [r["client_connections"] for r in got[:5]] == [7] * 5
+    assert [r["connection_gap"] for r in got[:5]] == [0] * 5  # not 3: shard 1's count too
+    assert got[5]["connection_gap"] == 7  # the end: every client closed, the server says 7
+    assert merged.summary["reconcile"]["max_gap"] == 7
+
+
+def test_shard_and_start_at_in_the_profile() -> None:
+    p = make_profile(
+        BODY.replace("[run]\n", '[run]\nshard = "1/3"\nstart_at = 2026-12-03T12:05:00Z\n')
+    )
+    assert p.run.shard == "1/3"
+    assert p.run.start_at == 1796299500.0
+    same = make_profile(BODY.replace("[run]\n", '[run]\nstart_at = "2026-12-03T13:05:00+01:00"\n'))
+    assert same.run.start_at == 1796299500.0
+    with pytest.raises(ProfileError) as err:
+        make_profile(BODY.replace("[run]\n", "[run]\nstart_at = 2026-12-03T12:05:00\n"))
+    assert str(err.value) == (
+        "test.toml: run.start_at: expected a UTC instant with its offset, like "
+        '2026-12-03T12:05:00Z, got "2026-12-03 12:05:00"'
+    )
+    with pytest.raises(ProfileError, match=r'run\.shard: expected "I/N"'):
+        make_profile(BODY.replace("[run]\n", "[run]\nshard = 3\n"))

@@ -34,6 +34,7 @@ import hashlib
 import json
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -46,7 +47,7 @@ from soak.recorder import Recorder
 from soak.results.names import iso, run_dir_name
 from soak.run.shard_clock import ClockState, clock_warning
 from soak.run.split import slice_profile
-from soak.storm import StormLog
+from soak.storm import StormInputs, StormLog
 from soak.summary import EXIT_OK, EXIT_THRESHOLDS
 
 SHARD_JSON = "shard.json"
@@ -262,7 +263,7 @@ class Start:
     warning: str | None = None  # the clock's, for the shard's output
 
     @property
-    def storm_inputs(self) -> Any:
+    def storm_inputs(self) -> Callable[[float], StormInputs] | None:
         """The Runner's ``storm_inputs``: a shard's log, else None (detect here)."""
         return self.sink.storm_log if isinstance(self.sink, ShardSink) else None
 
