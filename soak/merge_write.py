@@ -84,7 +84,8 @@ def merge(plan: Plan, root: Path, argv: list[str] | None = None) -> Merged:
     end = 0.0
     index = 0
     while any(s.next is not None for s in streams):
-        parts = [(s, got) for s in streams if (got := s.take(index)) is not None]
+        k = index
+        parts = [(s, got) for s in streams if (got := s.take(k)) is not None]
         index += 1
         if not parts:
             continue
@@ -92,6 +93,7 @@ def merge(plan: Plan, root: Path, argv: list[str] | None = None) -> Merged:
         extra: dict[str, Any] = {"gave_up": 0}
         dropped = 0
         connected = 0
+        cur.target_s += _missed(plan, k, parts)
         for _s, (rec, payloads) in parts:
             cur.absorb(wire_of(rec, payloads))
             cur.connected += int(rec.get("connected") or 0)
@@ -174,6 +176,27 @@ def merge(plan: Plan, root: Path, argv: list[str] | None = None) -> Merged:
     )
     sink.write_json("run.json", manifest)
     return Merged(recorder.path, summary, problems.lines)
+
+
+Part = tuple[ShardStream, tuple[dict[str, Any], dict[str, str]]]
+
+
+def _missed(plan: Plan, k: int, parts: list[Part]) -> float:
+    """Planned client-seconds of interval ``k`` that a shard joined too late
+    for (shard.json's ``missed_target_s``). Per shard: the most any one
+    attempt planned (what it ran plus what it missed), less what all its
+    attempts ran, so a replacement that joins late does not plan again the
+    time its first attempt ran."""
+    ran = {id(s.shard): float(rec.get("target_s") or 0.0) for s, (rec, _p) in parts}
+    planned: dict[int, float] = {}
+    ran_total: dict[int, float] = {}
+    for sd in plan.shards:
+        missed = sd.info.get("missed_target_s") or []
+        mine = ran.get(id(sd), 0.0)
+        here = mine + (float(missed[k]) if k < len(missed) else 0.0)
+        planned[sd.index] = max(planned.get(sd.index, 0.0), here)
+        ran_total[sd.index] = ran_total.get(sd.index, 0.0) + mine
+    return sum(max(0.0, planned[i] - ran_total[i]) for i in planned)
 
 
 def _manifest(plan: Plan, argv: list[str] | None) -> dict[str, Any]:

@@ -37,11 +37,13 @@ from soak.run.shard import (
     Shard,
     begin,
     late_by,
+    missed_planned,
     origin_monotonic,
     shard_profile,
     start_problem,
 )
 from soak.run.shard_clock import ClockState, clock_state, clock_warning
+from soak.schedule import Schedule
 from tests.support.runs import WALL0, make_profile, serving
 
 SYNCED = ClockState(True, 0.002, 0.001, 0)
@@ -289,6 +291,31 @@ async def test_a_late_shard_joins_where_the_schedule_is(
     assert sum(r["pongs"] for r in got) == 3 * 3  # heartbeats at 3, 4, 5 s
     summary = json.loads((start.recorder.path / "summary.json").read_text())
     assert summary["shard"]["late_join_s"] == 2.5
+    assert info["missed_target_s"] == [3.0, 3.0, 1.5]  # its 3 clients, 2.5 s
+
+    # merged with an on-time shard 0, the run planned what an unsharded run
+    # plans, and the late shard's missed time counts against availability
+    await run_shards(profile, 2, tmp_path, only=0)
+    one = await run_one(profile, tmp_path)
+    merged = merge(plan([str(start.recorder.path.parent)]), tmp_path / "merged")
+    want, got = records(one), records(merged.path)
+    assert [r["target_s"] for r in got] == [r["target_s"] for r in want]
+    assert got[0]["connected_s"] == 4.0
+    assert got[0]["availability"] == pytest.approx(4 / 7)
+    assert merged.summary["availability"]["availability"] < 0.9
+
+
+def test_missed_planned_client_seconds_are_pure() -> None:
+    ramp = make_profile(BODY.replace('duration = "0s"', 'duration = "2s"'))
+    schedule = Schedule(ramp.clients.stages)
+    # 0 -> 7 clients over 2 s, then 7: joined 3.5 s late, intervals of 1 s
+    got = missed_planned(schedule, 3.5, 1.0, ramp.duration)
+    assert len(got) == 4
+    assert got[2] == 7.0
+    assert got[3] == 3.5
+    assert 0 < got[0] < got[1] < 7.0
+    assert missed_planned(schedule, 0.0, 1.0, ramp.duration) == []
+    assert len(missed_planned(schedule, 1e9, 1.0, ramp.duration)) == 8  # never past the end
 
 
 def test_start_times_are_pure() -> None:
@@ -557,3 +584,46 @@ def test_shard_and_start_at_in_the_profile() -> None:
     )
     with pytest.raises(ProfileError, match=r'run\.shard: expected "I/N"'):
         make_profile(BODY.replace("[run]\n", "[run]\nshard = 3\n"))
+
+
+async def test_a_replacement_shard_adds_to_the_first_attempt_without_planning_twice(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    profile = make_profile(BODY)
+    root = tmp_path / "shards"
+    await run_shards(profile, 2, root, only=0)
+    (first,) = await run_shards(profile, 2, root, only=1)
+    # the first attempt of shard 1 died after 3 intervals
+    (first / "summary.json").unlink()
+    lines = (first / "intervals.jsonl").read_text().splitlines()
+    (first / "intervals.jsonl").write_text("\n".join(lines[:3]) + "\n")
+    # its replacement starts 3.5 s into the run, in a directory of its own
+    start = begin(
+        override(sharded(profile, 1, 2), results_dir=str(root)),
+        wall_now=WALL0 + 3.5,
+        mono_now=0.0,
+        clock=SYNCED,
+    )
+    assert start.recorder.path.name == first.name + ".2"
+    async with trio.open_nursery() as servers:
+        runner = Runner(
+            start.profile,
+            start.sink,
+            open_stream=serving(seq_server)(servers),
+            storm_inputs=start.storm_inputs,
+            lag_probe=None,
+            manage_gc=False,
+        )
+        runner._origin = lambda: trio.current_time() - 3.5  # type: ignore[method-assign]
+        await runner.run()
+        servers.cancel_scope.cancel()
+    one = await run_one(profile, tmp_path)
+    p = plan([str(root / first.parent.name)])
+    assert p.lost() == []  # the replacement completed shard 1
+    assert p.record()["attempts"] == {"0": 1, "1": 2}
+    merged = merge(p, tmp_path / "merged")
+    want, got = records(one), records(merged.path)
+    assert [r["target_s"] for r in got] == [r["target_s"] for r in want]
+    # shard 1 was gone from 3 s to 3.5 s: half of its 3 clients' planned second
+    assert [r["connected_s"] for r in got][:5] == [7.0, 7.0, 7.0, 5.5, 7.0]
+    assert merged.summary["status"] == "completed"

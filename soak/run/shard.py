@@ -47,6 +47,7 @@ from soak.recorder import Recorder
 from soak.results.names import iso, run_dir_name
 from soak.run.shard_clock import ClockState, clock_warning
 from soak.run.split import slice_profile
+from soak.schedule import Schedule
 from soak.storm import StormInputs, StormLog
 from soak.summary import EXIT_OK, EXIT_THRESHOLDS
 
@@ -146,6 +147,27 @@ def late_by(start_at: float, wall_now: float) -> float:
     return max(0.0, wall_now - start_at)
 
 
+def missed_planned(schedule: Schedule, late: float, every: float, duration: float) -> list[float]:
+    """The planned client-seconds of each interval (``every`` seconds) in
+    the first ``late`` seconds of a run: what a shard that joined that late
+    never ran. Integrated in steps of at most a second (and a tenth of an
+    interval), from the schedule's own count at each step's middle."""
+    late = min(late, duration)
+    out: list[float] = []
+    step = min(1.0, every / 10)
+    k = 0
+    while k * every < late:
+        lo, hi = k * every, min((k + 1) * every, late)
+        total, t = 0.0, lo
+        while t < hi:
+            dt = min(step, hi - t)
+            total += schedule.target(t + dt / 2) * dt
+            t += dt
+        out.append(round(total, 3))
+        k += 1
+    return out
+
+
 def run_root(results_dir: str | Path, label: str, start_at: float) -> Path:
     """The directory every shard of a run writes its own directory into."""
     return Path(results_dir) / run_dir_name(label, start_at)
@@ -159,6 +181,7 @@ def shard_record(
     wall_now: float,
     clock: ClockState,
     planned: int,
+    missed: list[float] | None = None,
 ) -> dict[str, Any]:
     """shard.json (also ``shard`` in run.json and summary.json)."""
     late = late_by(start_at, wall_now)
@@ -172,6 +195,9 @@ def shard_record(
         "host": socket.gethostname(),
         "pod": os.environ.get("POD_NAME") or os.environ.get("HOSTNAME"),
         "planned_clients": planned,
+        # planned client-seconds of each interval it joined too late for:
+        # soak merge counts them as planned and not connected
+        "missed_target_s": missed or [],
         "clock": clock.record(),
         "clock_warning": clock_warning(clock),
         "profile_digest": profile_digest(whole),
@@ -313,7 +339,18 @@ def begin(
     root = run_root(whole.run.results_dir, whole.run.label, start_at)
     recorder = Recorder(root, shard.name, start_at)
     record = shard_record(
-        whole, shard, start_at=start_at, wall_now=wall_now, clock=clock, planned=part.peak_clients
+        whole,
+        shard,
+        start_at=start_at,
+        wall_now=wall_now,
+        clock=clock,
+        planned=part.peak_clients,
+        missed=missed_planned(
+            Schedule(part.clients.stages),
+            late_by(start_at, wall_now),
+            part.run.report_interval,
+            part.duration,
+        ),
     )
     sink = ShardSink(recorder, record)
     origin = origin_monotonic(start_at, wall_now, mono_now)
