@@ -243,19 +243,22 @@ def test_a_shard_killed_mid_run_is_named_by_the_merge(tmp_path: Path) -> None:
     with reference_gateway([]) as port:
         profile = tmp_path / "p.toml"
         profile.write_text(PROFILE.format(port=port, label="kill", clients=10, hold="4s"))
-        start = datetime.fromtimestamp(time.time() + 3, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        start = datetime.fromtimestamp(time.time() + 5, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         common = ["run", str(profile), f"--start-at={start}", "--results-dir", str(tmp_path)]
         survivor = soak(*common, "--shard=0/2", "--quiet")
         victim = soak(*common, "--shard=1/2", "--quiet")
         try:
-            # SIGKILL shard 1 once it has written two intervals
+            # SIGKILL shard 1 once an interval of it had all its 5 clients
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
                 found = list(tmp_path.glob("*-kill/*-shard-1-of-2/intervals.jsonl"))
-                if found and len(found[0].read_text().splitlines()) >= 2:
+                lines = found[0].read_text().splitlines() if found else []
+                if any(json.loads(x)["connected"] == 5 for x in lines if x.endswith("}")):
                     break
                 assert victim.poll() is None
                 time.sleep(0.1)
+            else:
+                raise AssertionError("shard 1 never had its 5 clients within 30 s")
             victim.kill()
             victim.wait(timeout=10)
             out, err = survivor.communicate(timeout=60)
@@ -277,4 +280,8 @@ def test_a_shard_killed_mid_run_is_named_by_the_merge(tmp_path: Path) -> None:
     summary = json.loads((out_dir / "summary.json").read_text())
     assert summary["partial"] is True
     intervals = [json.loads(x) for x in (out_dir / "intervals.jsonl").read_text().splitlines()]
-    assert max(iv["connected"] for iv in intervals) == 10  # both shards, while both ran
+    # both shards' clients while both ran, only shard 0's after the kill
+    assert max(iv["connected"] for iv in intervals) == 10
+    (victim_dir,) = run_dir.glob("*-shard-1-of-2")
+    ran = len((victim_dir / "intervals.jsonl").read_text().splitlines())
+    assert all(iv["connected"] <= 5 for iv in intervals[ran:])
