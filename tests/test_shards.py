@@ -27,6 +27,7 @@ from soak.errors import ProfileError
 from soak.merge_shards import MergeError, plan
 from soak.merge_write import merge
 from soak.metrics import HISTOGRAMS
+from soak.prom import recorded
 from soak.recorder import Recorder
 from soak.results.hlog import read
 from soak.results.problems import Problems
@@ -165,12 +166,12 @@ def records(path: Path) -> list[dict[str, Any]]:
 
 
 def histograms(path: Path, name: str) -> list[tuple[float, float, list[tuple[int, int]]]]:
+    """Each interval's (value, count) pairs: every sub-bucket, every count
+    (hdrh's own iterator is pure Python and slow, so soak.prom's numpy one)."""
     out = []
     for iv in read(path / f"{name}.hlog", Problems()):
-        values = [
-            (x.value_iterated_to, x.count_at_value_iterated_to)
-            for x in iv.hist.get_recorded_iterator()
-        ]
+        highest, _middle, counts = recorded(iv.hist)
+        values = [(int(v), int(c)) for v, c in zip(highest, counts, strict=True)]
         out.append((iv.start, iv.length, values))
     return out
 
@@ -178,6 +179,8 @@ def histograms(path: Path, name: str) -> list[tuple[float, float, list[tuple[int
 VARYING = {"rss_bytes"}
 
 
+# slow: each run's summary.json takes hdrh ~0.3 s (soak.metrics.percentiles_ms)
+@pytest.mark.slow
 @pytest.mark.parametrize("count", [2, 3])
 async def test_merged_shards_equal_the_unsharded_run_exactly(
     tmp_path: Path, autojump_clock: trio.testing.MockClock, count: int
@@ -253,6 +256,8 @@ async def test_a_killed_shard_is_named_and_the_merge_goes_on(
     assert any("intervals.jsonl: line 4" in x for x in merged.problems)
 
 
+# slow: each run's summary.json takes hdrh ~0.3 s (soak.metrics.percentiles_ms)
+@pytest.mark.slow
 async def test_a_late_shard_joins_where_the_schedule_is(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -423,6 +428,8 @@ def test_cli_shard_bad_input(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*/"))
 
 
+# slow: each run's summary.json takes hdrh ~0.3 s (soak.metrics.percentiles_ms)
+@pytest.mark.slow
 async def test_merge_bad_input(tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
     with pytest.raises(MergeError, match="not a directory"):
         plan([str(tmp_path / "nope")])
@@ -495,6 +502,8 @@ window = "1s"
 """
 
 
+# slow: each run's summary.json takes hdrh ~0.3 s (soak.metrics.percentiles_ms)
+@pytest.mark.slow
 async def test_a_storm_of_three_losses_per_shard_on_four_shards_is_one_storm(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -517,6 +526,8 @@ async def test_a_storm_of_three_losses_per_shard_on_four_shards_is_one_storm(
     assert (merged.path / "storms.jsonl").exists()
 
 
+# slow: each run's summary.json takes hdrh ~0.3 s (soak.metrics.percentiles_ms)
+@pytest.mark.slow
 async def test_a_worker_lost_inside_a_shard_fails_the_merged_run(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -544,6 +555,8 @@ async def test_a_worker_lost_inside_a_shard_fails_the_merged_run(
     assert merged.summary["exit_code"] == 1
 
 
+# slow: each run's summary.json takes hdrh ~0.3 s (soak.metrics.percentiles_ms)
+@pytest.mark.slow
 async def test_the_server_count_gap_is_against_every_shards_clients(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -586,6 +599,8 @@ def test_shard_and_start_at_in_the_profile() -> None:
         make_profile(BODY.replace("[run]\n", "[run]\nshard = 3\n"))
 
 
+# slow: each run's summary.json takes hdrh ~0.3 s (soak.metrics.percentiles_ms)
+@pytest.mark.slow
 async def test_a_replacement_shard_adds_to_the_first_attempt_without_planning_twice(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
