@@ -48,6 +48,7 @@ interval = "250ms"
 rtt_p99 = "250ms"
 """
 
+ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS = shutil.which("prometheus") or (
     "/usr/bin/prometheus" if os.path.exists("/usr/bin/prometheus") else None
 )
@@ -78,19 +79,24 @@ def test_two_shards_on_loopback_merge_into_one_run(tmp_path: Path) -> None:
     with reference_gateway([]) as port:
         profile = tmp_path / "p.toml"
         profile.write_text(PROFILE.format(port=port, label="two", clients=21, hold="3s"))
-        start = datetime.fromtimestamp(time.time() + 4, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        start = datetime.fromtimestamp(time.time() + 6, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         common = ["run", str(profile), f"--start-at={start}", "--results-dir", str(tmp_path)]
+        metrics = free_port()
         shards = [
             soak(*common, "--shard=0/2", "--quiet"),
-            soak(*common, "--shard=1/2", "--quiet", "--workers=2"),
+            soak(*common, "--shard=1/2", "--quiet", "--workers=2", f"--metrics-port={metrics}"),
         ]
         try:
+            # shard 1's live metrics: its two workers' clients, merged by its parent
+            live = scrape_until(metrics, "soak_clients_connected{", 10.0, shards[1])
             outs = [p.communicate(timeout=60) for p in shards]
         finally:
             for p in shards:
                 stop(p)
     assert [p.returncode for p in shards] == [0, 0], outs
     (run_dir,) = tmp_path.glob("*-two")
+    assert f'run="{run_dir.name}"' in live
+    assert 'shard="1"' in live
     merged = subprocess.run(
         [sys.executable, "-m", "soak", "merge", str(run_dir)],
         capture_output=True,
@@ -122,6 +128,24 @@ def test_two_shards_on_loopback_merge_into_one_run(tmp_path: Path) -> None:
         [sys.executable, "-m", "soak", "report", str(out)], capture_output=True, timeout=120
     )
     assert report.returncode == 0, report.stderr
+
+
+def scrape_until(port: int, prefix: str, value: float, proc: subprocess.Popen[str]) -> str:
+    """/metrics of a running soak, once a series starting with ``prefix``
+    has ``value`` (polled every 0.2 s for at most 30 s)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                text = str(r.read().decode())
+        except OSError:
+            text = ""
+        for line in text.splitlines():
+            if line.startswith(prefix) and float(line.rsplit(" ", 1)[1]) == value:
+                return text
+        time.sleep(0.2)
+    raise AssertionError(f"no {prefix}... {value:g} at :{port}/metrics within 30 s")
 
 
 def free_port() -> int:
@@ -211,6 +235,12 @@ def test_a_real_prometheus_scrapes_a_running_soak(tmp_path: Path) -> None:
             + "))",
         )
         prom_p99 = float(p99[0]["value"][1])
+        # every dashboard query evaluates (Grafana's macros filled in)
+        dashboard = json.loads((ROOT / "deploy" / "grafana" / "soak-dashboard.json").read_text())
+        for panel in dashboard["panels"]:
+            for target in panel["targets"]:
+                expr = target["expr"].replace("$__rate_interval", "1m").replace("$run", ".*")
+                query(prom_port, expr)
         # the run is over: its series are stale now, so look back
         info = query(prom_port, last.format("soak_run_info"))
         up = query(prom_port, 'max_over_time(up{job="soak"}[5m]) == 1')

@@ -95,9 +95,9 @@ def execute(profile: Profile, *, quiet: bool = False, metrics_addr: str = "127.0
     workers = check_capacity(part)
     check_ports(part)
     server = _metrics_server(profile, metrics_addr)
-    start = _begin(profile, LEAD if workers > 1 else 0.0)
     if workers > 1:
-        return execute_workers(start, workers, quiet=quiet, server=server)
+        return execute_workers(profile, workers, quiet=quiet, server=server)
+    start = _begin(profile, 0.0)
     view = LiveView()
     sink, on_status = _with_metrics(start, server, None if quiet else view.status)
     with errors_as_exit_codes():
@@ -209,15 +209,25 @@ def _starting(start: Start, how: str, server: HttpServer | None = None) -> None:
 
 
 def execute_workers(
-    start: Start, count: int, *, quiet: bool = False, server: HttpServer | None = None
+    whole: Profile, count: int, *, quiet: bool = False, server: HttpServer | None = None
 ) -> int:
-    """Run a profile in ``count`` worker processes, merged into one results
-    directory (soak.run.processes)."""
-    profile = start.profile
+    """Run a profile (a shard's part, when it is one) in ``count`` worker
+    processes, merged into one results directory (soak.run.processes)."""
+    shard = shard_of(whole)
+    profile = shard_profile(whole, shard) if shard else whole
     try:
         workers = start_workers(profile, count)
     except (WorkerError, OSError) as exc:
         fail(f"--workers {count}: {exc}", EXIT_TARGET)
+    try:
+        # once the workers are ready: the run starts LEAD seconds from now
+        # (or at --start-at), and a shard's lateness counts their start-up
+        start = _begin(whole, LEAD)
+    except BaseException:
+        for w in workers:
+            w.proc.kill()
+            w.proc.wait()
+        raise
     origin = start.origin_monotonic
     assert origin is not None  # begin() was given the lead
     go(workers, origin, start.sink.wall0)
