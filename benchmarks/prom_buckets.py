@@ -10,7 +10,8 @@ inside the bucket that holds the rank; promql/quantile.go)::
 
     .venv/bin/python benchmarks/prom_buckets.py          # ~10 s, one core
 
-Pure computation, no sockets. The error is bounded by the bucket width: at
+It also times what ``/metrics`` costs the run (one interval's update, one
+scrape). Pure computation, no sockets. The error is bounded by the bucket width: at
 most +25% or -20% of the bucket that holds the quantile, whatever the shape.
 """
 
@@ -19,10 +20,12 @@ from __future__ import annotations
 import argparse
 import math
 import random
+import time
 from collections.abc import Callable
 
-from soak.metrics import new_histogram
-from soak.prom import LOWEST_S, buckets, cumulative
+from soak.config.load import parse_profile
+from soak.metrics import Interval, new_histogram
+from soak.prom import LOWEST_S, LiveMetrics, buckets, cumulative
 
 
 def histogram_quantile(q: float, bounds: list[float], below: list[int], total: int) -> float:
@@ -92,6 +95,40 @@ def main() -> None:
             worst = max(worst, abs(err))
             print(f"{name:28} {q:>6g} {exact * 1000:>10.3f} ms {prom * 1000:>8.3f} ms {err:>+7.1%}")
     print(f"worst |error|: {worst:.1%}")
+    cost(args.seed)
+
+
+def cost(seed: int) -> None:
+    """What /metrics costs the run: one interval of six histograms of 5,000
+    samples each (median of 20), and one scrape."""
+    live = LiveMetrics(parse_profile(COST_PROFILE, "cost.toml", {}), run="r")
+    rng = random.Random(seed)
+    took = []
+    for k in range(20):
+        iv = Interval(k, float(k))
+        for h in iv.hist.values():
+            for _ in range(5000):
+                h.record_value(int(rng.lognormvariate(9, 1.5)))
+        t = time.perf_counter()
+        live.interval(iv, {})
+        took.append(time.perf_counter() - t)
+    took.sort()
+    t = time.perf_counter()
+    text = live.render()
+    scrape = time.perf_counter() - t
+    print(
+        f"LiveMetrics.interval: median {took[10] * 1000:.2f} ms, max {took[-1] * 1000:.2f} ms; "
+        f"a scrape: {scrape * 1000:.2f} ms, {len(text):,} bytes"
+    )
+
+
+COST_PROFILE = """
+[target]
+url = "ws://127.0.0.1:9/ws"
+[[clients.stages]]
+kind = "hold"
+duration = "1s"
+"""
 
 
 if __name__ == "__main__":
