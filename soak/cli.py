@@ -10,6 +10,8 @@ from soak.commands.common import BadInput, TargetFailure, errors_as_exit_codes, 
 from soak.commands.doctor import doctor
 from soak.commands.gateway import gateway
 from soak.commands.init import init
+from soak.commands.k8s import k8s
+from soak.commands.merge import merge
 from soak.commands.plan import plan
 from soak.commands.profiles import profiles, schema
 from soak.commands.proxy import proxy
@@ -41,6 +43,7 @@ __all__ = [
     "fail",
     "gateway",
     "main",
+    "merge",
     "proxy",
     "reference_gateway",
     "report",
@@ -64,6 +67,8 @@ cli.add_command(demo)
 cli.add_command(gateway)
 cli.add_command(report)
 cli.add_command(compare)
+cli.add_command(merge)
+cli.add_command(k8s)
 cli.add_command(doctor)
 cli.add_command(proxy)
 cli.add_command(plan)

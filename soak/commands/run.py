@@ -8,9 +8,9 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import click
@@ -23,16 +23,23 @@ from soak.config.load import load_profile
 from soak.config.overrides import override
 from soak.config.profile import Profile
 from soak.config.stages import Storm
+from soak.httpd import HttpServer, serving
 from soak.limits import memory_available, port_range, raise_fd_limit
 from soak.live import LiveView, print_summary
 from soak.plan import Machine, capacity_problem, make_plan, ports_problem, render, shown_dials
-from soak.recorder import Recorder, now_wall
+from soak.prom import LiveMetrics, MetricsSink
+from soak.recorder import now_wall
 from soak.run.processes import Coordinator
 from soak.run.runner import Runner
+from soak.run.shard import Start, begin, shard_of, shard_profile
+from soak.run.shard_clock import read_clock
+from soak.run.source import Sink
 from soak.run.spawn import LEAD, WorkerError, go, start_workers
 from soak.shipped import DEFAULT_DEMO
 from soak.summary import EXIT_TARGET
 from soak.urls import without_userinfo
+
+T = TypeVar("T")
 
 
 def this_machine() -> Machine:
@@ -81,29 +88,88 @@ def load_with_overrides(path: str, **overrides: Any) -> Profile:
         return override(load_profile(path), **overrides)
 
 
-def execute(profile: Profile, *, quiet: bool = False) -> int:
-    """Run a loaded profile with the live view; return the exit code."""
-    workers = check_capacity(profile)
-    check_ports(profile)
+def execute(profile: Profile, *, quiet: bool = False, metrics_addr: str = "127.0.0.1") -> int:
+    """Run a loaded profile with the live view; return the exit code. A
+    shard (``[run] shard``) runs its part of the profile (soak.run.shard)."""
+    part = shard_profile(profile, shard) if (shard := shard_of(profile)) else profile
+    workers = check_capacity(part)
+    check_ports(part)
+    server = _metrics_server(profile, metrics_addr)
     if workers > 1:
-        return execute_workers(profile, workers, quiet=quiet)
-    with errors_as_exit_codes():
-        recorder = Recorder(profile.run.results_dir, profile.run.label, now_wall())
+        return execute_workers(profile, workers, quiet=quiet, server=server)
+    start = _begin(profile, 0.0)
     view = LiveView()
+    sink, on_status = _with_metrics(start, server, None if quiet else view.status)
     with errors_as_exit_codes():
         runner = Runner(
-            profile,
-            recorder,
-            on_status=None if quiet else view.status,
+            start.profile,
+            sink,
+            on_status=on_status,
             on_interval=None if quiet else view.interval,
             signals=True,
             argv=sys.argv[1:],
+            storm_inputs=start.storm_inputs,
+            origin_monotonic=start.origin_monotonic,
         )
-    _starting(profile, recorder, "")
+    _starting(start, "", server)
     with errors_as_exit_codes():
-        outcome = trio.run(runner.run)
-    print_summary(outcome.summary, str(recorder.path), sys.stdout)
+        outcome = trio.run(_serve_beside, server, runner.run)
+    print_summary(outcome.summary, str(start.recorder.path), sys.stdout)
     return outcome.exit_code
+
+
+def _begin(profile: Profile, lead: float) -> Start:
+    """The run's results directory and origin (a shard's, or a plain run's)."""
+    try:
+        with errors_as_exit_codes():
+            return begin(
+                profile,
+                wall_now=now_wall(),
+                mono_now=time.monotonic(),
+                clock=read_clock(),
+                default_lead=lead,
+            )
+    except ValueError as exc:
+        fail(str(exc))
+
+
+def _metrics_server(profile: Profile, addr: str) -> HttpServer | None:
+    """``--metrics-port``'s server, bound now: a port in use is bad input."""
+    port = profile.run.metrics_port
+    if port is None:
+        return None
+    server = HttpServer(addr, port)
+    try:
+        server.bind()
+    except OSError as exc:
+        fail(f"--metrics-port {port}: cannot listen on {addr}:{port}: {exc.strerror or exc}")
+    return server
+
+
+def _with_metrics(
+    start: Start, server: HttpServer | None, on_status: Callable[[dict[str, Any]], None] | None
+) -> tuple[Sink, Callable[[dict[str, Any]], None] | None]:
+    """The run's sink and status callback, with live metrics when asked."""
+    if server is None:
+        return start.sink, on_status
+    index, count = (start.shard.index, start.shard.count) if start.shard else (0, 1)
+    run = start.recorder.path.parent.name if start.shard else start.recorder.path.name
+    live = LiveMetrics(start.profile, run=run, shard=index, shards=count)
+    server.route("/metrics", live.handler)
+    if on_status is None:
+        return MetricsSink(start.sink, live), live.status
+
+    def both(status: dict[str, Any]) -> None:
+        on_status(status)
+        live.status(status)
+
+    return MetricsSink(start.sink, live), both
+
+
+async def _serve_beside(server: HttpServer | None, main: Callable[[], Awaitable[T]]) -> T:
+    if server is None:
+        return await main()
+    return await serving(server, main)
 
 
 _run_options = [
@@ -137,41 +203,60 @@ strict_option = click.option(
 )
 
 
-def _starting(profile: Profile, recorder: Recorder, how: str) -> None:
+def _starting(start: Start, how: str, server: HttpServer | None = None) -> None:
+    profile = start.profile
     click.echo(
         f"soak: running '{profile.run.label}' against {without_userinfo(profile.target.url)} for "
-        f"{profile.duration:g}s{how}, results in {recorder.path}",
+        f"{profile.duration:g}s{how}{start.how()}, results in {start.recorder.path}",
         err=True,
     )
+    if start.warning:
+        click.echo(f"soak: warning: {start.warning}", err=True)
+    if server is not None:
+        click.echo(f"soak: Prometheus metrics at {server.url}/metrics", err=True)
 
 
-def execute_workers(profile: Profile, count: int, *, quiet: bool = False) -> int:
-    """Run a profile in ``count`` worker processes, merged into one results
-    directory (soak.run.processes)."""
+def execute_workers(
+    whole: Profile, count: int, *, quiet: bool = False, server: HttpServer | None = None
+) -> int:
+    """Run a profile (a shard's part, when it is one) in ``count`` worker
+    processes, merged into one results directory (soak.run.processes)."""
+    shard = shard_of(whole)
+    profile = shard_profile(whole, shard) if shard else whole
     try:
         workers = start_workers(profile, count)
     except (WorkerError, OSError) as exc:
         fail(f"--workers {count}: {exc}", EXIT_TARGET)
-    origin = time.monotonic() + LEAD
-    wall0 = now_wall() + LEAD
-    with errors_as_exit_codes():
-        recorder = Recorder(profile.run.results_dir, profile.run.label, wall0)
-    go(workers, origin, wall0)
+    try:
+        # once the workers are ready: the run starts LEAD seconds from now
+        # (or at --start-at), and a shard's lateness counts their start-up
+        start = _begin(whole, LEAD)
+    except BaseException:
+        for w in workers:
+            w.proc.kill()
+            w.proc.wait()
+        raise
+    origin = start.origin_monotonic
+    assert origin is not None  # begin() was given the lead
+    go(workers, origin, start.sink.wall0)
     view = LiveView()
+    sink, on_status = _with_metrics(start, server, None if quiet else view.status)
     runner = Coordinator(
         profile,
-        recorder,
+        start.recorder,
         workers,
+        sink=sink,
         origin_monotonic=origin,
-        on_status=None if quiet else view.status,
+        on_status=on_status,
         on_interval=None if quiet else view.interval,
         signals=True,
         argv=sys.argv[1:],
+        storm_inputs=start.storm_inputs,
     )
-    _starting(profile, recorder, f" in {count} worker processes")
+    _starting(start, f" in {count} worker processes", server)
     with errors_as_exit_codes():
-        outcome = trio.run(runner.run)
-    print_summary(outcome.summary, str(recorder.path), sys.stdout)
+        outcome = trio.run(_serve_beside, server, runner.run)
+    print_summary(outcome.summary, str(start.recorder.path), sys.stdout)
     return outcome.exit_code
 
 
@@ -201,6 +286,31 @@ def run_options(f: Any) -> Any:
     help="Print the plan (as soak plan does) and exit without connecting.",
 )
 @source_ip_option
+@click.option(
+    "--shard",
+    metavar="I/N",
+    help="Run shard I of N of a run over N machines (overrides run.shard; needs --start-at). "
+    "Merge the shards' results with soak merge.",
+)
+@click.option(
+    "--start-at",
+    metavar="TIME",
+    help="Start at this UTC instant, e.g. 2026-12-03T12:05:00Z (overrides run.start_at): "
+    "the same in every shard.",
+)
+@click.option(
+    "--metrics-port",
+    metavar="PORT",
+    help="Serve live Prometheus metrics at http://ADDR:PORT/metrics (overrides "
+    "run.metrics_port; 0: any free port).",
+)
+@click.option(
+    "--metrics-addr",
+    default="127.0.0.1",
+    show_default=True,
+    metavar="ADDR",
+    help="The address --metrics-port listens on (0.0.0.0 in a pod).",
+)
 def run(
     profile: str,
     url: str | None,
@@ -213,12 +323,17 @@ def run(
     strict: bool,
     dry_run: bool,
     source_ip: str | None,
+    shard: str | None,
+    start_at: str | None,
+    metrics_port: str | None,
+    metrics_addr: str,
 ) -> None:
     """Run PROFILE (a TOML file, or a shipped profile by name) against its target.
 
     Exit codes: 0 passed, 1 a threshold failed (or, with --strict, a finding of
     error severity), 2 bad input, 3 the target was never reachable, 130/143
-    interrupted by SIGINT/SIGTERM.
+    interrupted by SIGINT/SIGTERM. A shard (--shard) leaves the thresholds to
+    soak merge: 0 once it ran and wrote its results.
     """
     p = load_with_overrides(
         profile,
@@ -230,8 +345,11 @@ def run(
         workers=workers,
         source_ip=source_ip,
         strict=strict,
+        shard=shard,
+        start_at=start_at,
+        metrics_port=metrics_port,
     )
-    sys.exit(print_plan(p) if dry_run else execute(p, quiet=quiet))
+    sys.exit(print_plan(p) if dry_run else execute(p, quiet=quiet, metrics_addr=metrics_addr))
 
 
 @click.command()

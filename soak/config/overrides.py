@@ -7,6 +7,9 @@ import dataclasses
 
 from soak.config.profile import Profile
 from soak.config.tables.run import label as parse_label
+from soak.config.tables.run import port as parse_port
+from soak.config.tables.run import shard as parse_shard
+from soak.config.tables.run import start_at as parse_start_at
 from soak.config.tables.run import workers as parse_workers
 from soak.config.tables.target import check_families, source_ips
 from soak.config.tables.thresholds import parse_threshold_option
@@ -25,6 +28,9 @@ def override(
     workers: str | None = None,
     source_ip: str | None = None,
     strict: bool = False,
+    shard: str | None = None,
+    start_at: str | None = None,
+    metrics_port: str | None = None,
 ) -> Profile:
     """Apply CLI overrides, validated with the same parsers as the file. A
     ``--threshold`` replaces the profile's threshold of the same name;
@@ -51,6 +57,12 @@ def override(
         run = dataclasses.replace(run, results_dir=results_dir)
     if workers is not None:
         run = dataclasses.replace(run, workers=parse_workers(ld, "--workers", workers))
+    if shard is not None:
+        run = dataclasses.replace(run, shard=parse_shard(ld, "--shard", shard))
+    if start_at is not None:
+        run = dataclasses.replace(run, start_at=parse_start_at(ld, "--start-at", start_at))
+    if metrics_port is not None:
+        run = dataclasses.replace(run, metrics_port=parse_port(ld, "--metrics-port", metrics_port))
     checks = list(profile.thresholds)
     for text in thresholds:
         th = parse_threshold_option(text)

@@ -28,6 +28,21 @@ WORKERS = Toml(
         ]
     }
 )
+SHARD = Toml(
+    {
+        "type": "string",
+        "pattern": "^[0-9]+/[0-9]+$",
+        "description": 'this machine\'s part of a run over several: "I/N", I from 0 to N-1',
+    }
+)
+START_AT = Toml(
+    {
+        "type": "string",
+        "description": "the run's start as a UTC instant, e.g. 2026-12-03T12:05:00Z "
+        "(a TOML date-time or a string)",
+    }
+)
+PORT = Toml({"type": "integer", "minimum": 0, "maximum": 65535})
 
 
 @dataclass(frozen=True)
@@ -42,6 +57,13 @@ class RunConfig:
     workers: Annotated[int, WORKERS] = (
         1  # client processes; WORKERS_AUTO: as many as the load needs
     )
+    # a run over several machines (soak.run.shard): this one's index and the
+    # count, written "I/N"; None: the whole run is here
+    shard: Annotated[str | None, SHARD] = None
+    # the run's start, epoch seconds (every shard's intervals line up); None: now
+    start_at: Annotated[float | None, START_AT] = None
+    # serve live Prometheus metrics on 127.0.0.1:PORT (0: any free port); None: off
+    metrics_port: Annotated[int | None, PORT] = None
 
 
 @dataclass(frozen=True)

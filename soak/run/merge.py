@@ -16,10 +16,21 @@ from __future__ import annotations
 
 import heapq
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
-from soak.client import Services
 from soak.metrics import Interval, decode_histogram, new_histogram
+from soak.storm import StormInputs
+
+
+class ReplayTarget(Protocol):
+    """Where :class:`StormReplay` replays to: a run's
+    :class:`~soak.client.Services`, or soak merge's (soak.merge_shards)."""
+
+    storms: StormInputs
+    emit: Callable[[dict[str, Any]], None]
+
+    def storm_tick(self, now: float) -> None: ...
 
 
 def encode_interval(iv: Interval, gave_up: int) -> dict[str, Any]:
@@ -48,7 +59,7 @@ class StormReplay:
     applied to one tracker in time order, never past the time every live
     worker has reported up to (so no input can arrive out of order)."""
 
-    def __init__(self, services: Services, t0: float) -> None:
+    def __init__(self, services: ReplayTarget, t0: float) -> None:
         self.services = services
         self.t0 = t0
         self._heap: list[tuple[float, int, int, list[Any]]] = []

@@ -44,7 +44,7 @@ from soak.metrics import Interval
 from soak.recorder import Recorder, rss_bytes
 from soak.run.merge import StormReplay, absorb, merge_status
 from soak.run.runner import Runner
-from soak.run.source import RunContext
+from soak.run.source import RunContext, Sink
 from soak.run.spawn import Worker
 
 # how long the parent waits, past an interval's end, for the workers' reports
@@ -60,11 +60,14 @@ def Coordinator(
     workers: list[Worker],
     *,
     origin_monotonic: float,
+    sink: Sink | None = None,
     **kw: Any,
 ) -> Runner:
     """The Runner of a multi-process run's parent: the workers' merged
     measurements, the run's schedule, storm commands, server stats and
-    verdicts in one place. (Named as the class it replaces.)"""
+    verdicts in one place. (Named as the class it replaces.) ``sink``: the
+    results' way to ``recorder`` when something stands between them (a
+    shard's files, live metrics)."""
     # The parent writes the events; the workers measure. A stall while it
     # writes a mass disconnect's evidence delays no sample, so it keeps
     # one event per planned client per interval (a 50,000-client
@@ -72,7 +75,7 @@ def Coordinator(
     recorder.max_events = max(recorder.max_events, 2 * profile.peak_clients)
     return Runner(
         profile,
-        recorder,
+        recorder if sink is None else sink,
         source=WorkerProcesses(workers),
         origin_monotonic=origin_monotonic,
         lag_probe=None,  # the workers measure their own loops

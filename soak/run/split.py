@@ -26,11 +26,12 @@ def share(total: int, index: int, count: int) -> int:
     return total // count + (1 if index < total % count else 0)
 
 
-def slice_profile(profile: Profile, index: int, count: int) -> Profile:
+def slice_profile(profile: Profile, index: int, count: int, tag: str = "w") -> Profile:
     """The profile worker ``index`` of ``count`` runs: its share of every
-    stage's clients, its own seed and client ids, and none of what only the
-    parent does (storm commands and restarts, polling the server's stats,
-    judging thresholds)."""
+    stage's clients, its own seed and client ids (``<prefix>-<tag><index>``),
+    and none of what only the parent does (storm commands and restarts,
+    polling the server's stats, judging thresholds). A shard of a run over
+    several machines is sliced the same way (soak.run.shard, tag ``s``)."""
     stages: list[Stage] = []
     for st in profile.clients.stages:
         match st:
@@ -47,7 +48,7 @@ def slice_profile(profile: Profile, index: int, count: int) -> Profile:
         profile.clients,
         stages=tuple(stages),
         max_connecting=max(1, share(profile.clients.max_connecting, index, count)),
-        client_id_prefix=f"{profile.clients.client_id_prefix}-w{index}",
+        client_id_prefix=f"{profile.clients.client_id_prefix}-{tag}{index}",
     )
     run = dataclasses.replace(profile.run, seed=profile.run.seed * 1000 + index, workers=1)
     target = dataclasses.replace(profile.target, stats=None)

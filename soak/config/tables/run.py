@@ -4,6 +4,7 @@ and ``[storms]``."""
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 from soak.config.heartbeat import (
@@ -41,6 +42,46 @@ def workers(ld: Loader, where: str, raw: Any) -> int:
     ld.fail(where, f'expected a number of worker processes from 1 to {MAX_WORKERS}, or "auto"', raw)
 
 
+MAX_SHARDS = 10_000
+SHARD_EXPECTED = (
+    f'expected "I/N": shard I of N, I from 0 to N-1, N from 1 to {MAX_SHARDS} (e.g. "0/4")'
+)
+START_AT_EXPECTED = "expected a UTC instant with its offset, like 2026-12-03T12:05:00Z"
+
+
+def shard(ld: Loader, where: str, raw: Any) -> str:
+    """A shard, ``"I/N"``, written back in that form."""
+    text = raw.strip() if isinstance(raw, str) else None
+    m = re.fullmatch(r"([0-9]+)/([0-9]+)", text or "")
+    if m is None:
+        ld.fail(where, SHARD_EXPECTED, raw)
+    index, count = int(m.group(1)), int(m.group(2))
+    if not 1 <= count <= MAX_SHARDS or index >= count:
+        ld.fail(where, SHARD_EXPECTED, raw)
+    return f"{index}/{count}"
+
+
+def start_at(ld: Loader, where: str, raw: Any) -> float:
+    """A wall-clock instant (a TOML offset date-time, or ISO 8601 text with
+    ``Z`` or an offset), as epoch seconds."""
+    when = raw
+    if isinstance(raw, str):
+        try:
+            when = datetime.fromisoformat(raw.strip().replace("z", "Z"))
+        except ValueError:
+            ld.fail(where, START_AT_EXPECTED, raw)
+    if not isinstance(when, datetime) or when.tzinfo is None:
+        ld.fail(where, START_AT_EXPECTED, raw if isinstance(raw, str) else str(raw))
+    return when.timestamp()
+
+
+def port(ld: Loader, where: str, raw: Any) -> int:
+    value = int(raw) if isinstance(raw, str) and raw.strip().isdigit() else raw
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 65535:
+        return value
+    ld.fail(where, "expected a TCP port from 0 to 65535 (0: any free port)", raw)
+
+
 def parse_run(s: Section) -> RunConfig:
     ld = s.loader
     d = RunConfig()
@@ -51,6 +92,9 @@ def parse_run(s: Section) -> RunConfig:
         seed=s.get("seed", ld.integer, d.seed),
         results_dir=s.get("results_dir", ld.string, d.results_dir),
         workers=s.get("workers", lambda w, v: workers(ld, w, v), d.workers),
+        shard=s.get("shard", lambda w, v: shard(ld, w, v), d.shard),
+        start_at=s.get("start_at", lambda w, v: start_at(ld, w, v), d.start_at),
+        metrics_port=s.get("metrics_port", lambda w, v: port(ld, w, v), d.metrics_port),
     )
     s.finish()
     return run
