@@ -78,7 +78,7 @@ class Profile:
         d["target"].pop("token", None)
         if d["target"].get("openclaw") is None:
             d["target"].pop("openclaw", None)  # only OpenClaw profiles show it
-        for spread in ("source_ips", "connect_to"):  # only shown when used
+        for spread in ("source_ips", "connect_to", "hops"):  # only shown when used
             if not d["target"].get(spread):
                 d["target"].pop(spread, None)
         # credentials in URLs (ws://user:secret@host) never reach the results

@@ -29,11 +29,11 @@ from typing import Any
 import trio
 
 from soak.availability import share
+from soak.chain import ChainCloses
 from soak.client import OpenStream, Shared, url_opener
 from soak.config.profile import Profile
 from soak.config.stages import Churn, Ramp, Storm
 from soak.gcctl import GcControl, GrowthFreezer
-from soak.intermediary import CloseSilences
 from soak.metrics import Interval, Metrics
 from soak.reconcile import Drift, Poller
 from soak.recorder import iso
@@ -82,9 +82,9 @@ class Runner:
         origin_monotonic: float | None = None,
     ) -> None:
         self.profile = profile
-        # the closes without a close frame, by silence length: the
-        # intermediary idle timeouts in summary.json (soak.intermediary)
-        self.closes = CloseSilences()
+        # the closes without a close frame, judged against the profile's
+        # hops and by silence length: summary.json's intermediaries (soak.chain)
+        self.closes = ChainCloses(profile.target.hops)
         self.sink: Sink = ObservedSink(recorder, self.closes.observe)
         self.source: LoadSource = source or LocalClients(real_sockets=open_stream is None)
         self.open_stream = open_stream or url_opener(profile.target)
