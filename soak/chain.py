@@ -115,19 +115,24 @@ class ChainCloses:
             return
         if kind != "close":
             return
-        self.silences.observe(ev)
-        if not self.hops or not is_unexplained_abrupt(ev):
-            return
         evidence = ev.get("evidence")
         t = _number(ev.get("t"))
-        if not isinstance(evidence, Mapping) or t is None:
+        if (
+            not self.hops
+            or not is_unexplained_abrupt(ev)
+            or not isinstance(evidence, Mapping)
+            or t is None
+        ):
+            self.silences.observe(ev)
             return
         reason = str(ev.get("reason"))
         for hop in self.hops:
             if self._is_reload(hop, t):
+                # explained by the reload: not a silence to look for timeouts in
                 age = silence(evidence, EITHER)
                 self.reload[hop.label()].add(0.0 if age is None else age, t, reason)
                 return
+        self.silences.observe(ev)
         best: tuple[float, Hop, float] | None = None
         for hop in self.hops:
             s = silence(evidence, hop.resets)
