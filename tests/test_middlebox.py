@@ -7,11 +7,14 @@ Skips, naming what is missing, where nginx or haproxy is not installed
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import subprocess
 import sys
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -397,3 +400,85 @@ async def test_a_reload_closes_the_old_workers_connections_and_is_named(
     ]
     (cmd,) = [e for e in events if e["event"] == "storm_command"]
     assert cmd["exit_code"] == 0
+
+
+UPGRADE = (
+    b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+@contextmanager
+def silent_upstream() -> Iterator[int]:
+    """A TCP server on 127.0.0.1 that answers one upgrade with 101 and then
+    sends nothing, reading until the peer closes; yields its port."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    srv.settimeout(10)
+
+    def serve() -> None:
+        try:
+            conn, _ = srv.accept()
+        except OSError:
+            return
+        with conn:
+            conn.settimeout(30)
+            head = b""
+            while b"\r\n\r\n" not in head and len(head) < 65536:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                head += chunk
+            conn.sendall(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+            )
+            with contextlib.suppress(OSError):
+                while conn.recv(4096):
+                    pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield srv.getsockname()[1]
+    finally:
+        srv.close()
+        thread.join(timeout=35)
+
+
+@pytest.mark.parametrize(
+    ("kind", "factory"),
+    [
+        (middlebox.NGINX, lambda d, up: middlebox.nginx(d, up, read_timeout="1s")),
+        (middlebox.HAPROXY, lambda d, up: middlebox.haproxy(d, up, tunnel="1s")),
+    ],
+)
+def test_frames_from_the_client_alone_reset_the_idle_timeout(
+    tmp_path: Path, kind: str, factory: Factory
+) -> None:
+    """Why hops of kind nginx and haproxy default to resets_on = "either":
+    with a 1 s idle timeout (nginx proxy_read_timeout, HAProxy timeout
+    tunnel) and an upstream that never sends a byte after the upgrade, a
+    client that sends a frame every 200 ms keeps its connection for 3 s;
+    once it stops, the connection is closed."""
+    need(kind)
+    box = tmp_path / "box"
+    box.mkdir()
+    with (
+        silent_upstream() as port,
+        factory(box, f"127.0.0.1:{port}") as mb,
+        socket.create_connection(("127.0.0.1", mb.port), timeout=5) as c,
+    ):
+        c.sendall(UPGRADE)
+        assert c.recv(4096).startswith(b"HTTP/1.1 101")
+        c.settimeout(0.2)
+        for _ in range(15):  # 3 s of frames from the client only
+            c.sendall(b"\x81\x80\x00\x00\x00\x00")  # a masked, empty text frame
+            try:
+                data = c.recv(4096)
+            except TimeoutError:
+                continue
+            raise AssertionError(f"{kind} sent {data!r}: closed while the client talked")
+        c.settimeout(10)  # silence now: the idle timeout closes it
+        assert c.recv(4096) == b""
