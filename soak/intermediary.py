@@ -5,8 +5,10 @@ connections does not send a WebSocket close frame: the client sees the TCP
 connection end (EOF or RST, 1006), which soak counts as ``transport_eof`` or
 ``transport_reset``. What gives the intermediary away is *when*: every such
 close comes the same number of seconds after the connection went silent.
-nginx's ``proxy_read_timeout`` counts from the last byte the gateway sent;
-HAProxy's ``timeout tunnel`` from the last byte in either direction.
+On an upgraded connection, nginx's ``proxy_read_timeout`` and HAProxy's
+``timeout tunnel`` both count from the last byte in either direction
+(measured: docs/intermediaries.md); CloudFront's from the last byte the
+origin sent.
 
 :class:`CloseSilences` takes the run's ``close`` events (as they go to
 ``events.jsonl``, or as they are read back) and keeps, for each close
