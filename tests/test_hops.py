@@ -4,8 +4,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from click.testing import CliRunner
@@ -17,6 +18,9 @@ from soak.config.hops import KINDS
 from soak.config.load import parse_profile
 from soak.doctor.chain import check_chain
 from soak.errors import ProfileError
+from soak.report.chain_html import chain_section
+from soak.report.report import Report
+from soak.results.reader import Run
 
 HEAD = '[target]\nurl = "ws://127.0.0.1:9/ws"\n'
 TAIL = '[heartbeat]\ninterval = "10s"\n[[clients.stages]]\nkind = "hold"\nduration = "60s"\n'
@@ -289,3 +293,25 @@ def test_predict_is_per_hop_against_the_interval() -> None:
     a, b = predict(p.target.hops, 10.0)
     assert (a.closes, b.closes) == (True, False)  # equal to the interval: a race it loses
     assert b.margin == pytest.approx(0.5)
+
+
+def test_the_reports_chain_table_shows_prediction_and_observation() -> None:
+    p = profile('[[target.hops]]\nkind = "nginx"\nidle_timeout = "7s"\nname = "edge <1>"\n')
+    events = [close(10.0 + i, 7.0) for i in range(6)]
+    _, chain = summarize(
+        ChainCloses(p.target.hops).observe_all(events), 10.0, totals(6), duration=60.0
+    )
+    report = Report(
+        run=cast(Run, None),
+        summary={"chain": chain},
+        computed=False,
+        charts=[],
+        false_timeouts=[],
+        false_timeouts_total=0,
+    )
+    html = chain_section(report)
+    assert html.startswith("<h2>The chain: predicted and observed</h2>")
+    assert "edge &lt;1&gt;" in html  # escaped
+    assert "<td>closes</td><td class='num'>6</td><td class='num'>7</td>" in html
+    assert "<td>agrees</td>" in html
+    assert chain_section(dataclasses.replace(report, summary={})) == ""

@@ -10,6 +10,7 @@ from typing import Any
 
 from soak.availability import storm_line
 from soak.report import page
+from soak.report.chain_html import chain_section
 from soak.report.report import Report
 
 CHART_ORDER = (
@@ -218,47 +219,6 @@ def intermediaries_section(report: Report) -> str:
         ]
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return note + page.table(INTERMEDIARY_COLUMNS, rows, "intermediaries")
-
-
-CHAIN_COLUMNS = (
-    "hop",
-    "kind",
-    "idle timeout (s)",
-    "reset by",
-    "predicted",
-    "closes seen",
-    "seen timeout (s)",
-    "reload closes",
-    "verdict",
-    "what it means",
-)
-
-
-def chain_section(report: Report) -> str:
-    """summary.json's ``chain``: each hop's prediction next to what the run
-    saw (soak.chain_summary); empty when the profile has no hops."""
-    chain = report.summary.get("chain")
-    if not isinstance(chain, dict):
-        return ""
-    rows = []
-    for h in chain.get("hops") or []:
-        pred, seen = h.get("predicted") or {}, h.get("observed") or {}
-        cells = [
-            f"<td>{_e(h.get('name'))}</td>",
-            f"<td>{_e(h.get('kind'))}</td>",
-            f"<td class='num'>{_fmt(h.get('idle_timeout_s'))}</td>",
-            f"<td>{_e(h.get('resets_on'))}</td>",
-            f"<td>{'closes' if pred.get('closes') else 'keeps'}</td>",
-            f"<td class='num'>{_fmt(seen.get('closes'))}</td>",
-            f"<td class='num'>{_fmt(seen.get('timeout_s'))}</td>",
-            f"<td class='num'>{_fmt(seen.get('reload_closes'))}</td>",
-            f"<td>{_e(h.get('verdict'))}</td>",
-            f"<td>{_e(h.get('text'))}</td>",
-        ]
-        rows.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<h2>The chain: predicted and observed</h2><p>{_e(chain.get('text'))}</p>" + page.table(
-        CHAIN_COLUMNS, rows, "chain"
-    )
 
 
 EVIDENCE_FIELDS = (
