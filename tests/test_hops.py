@@ -315,3 +315,17 @@ def test_the_reports_chain_table_shows_prediction_and_observation() -> None:
     assert "<td>closes</td><td class='num'>6</td><td class='num'>7</td>" in html
     assert "<td>agrees</td>" in html
     assert chain_section(dataclasses.replace(report, summary={})) == ""
+
+
+def test_an_haproxy_config_without_an_idle_timeout_is_refused(tmp_path: Path) -> None:
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text(
+        "defaults\n    mode http\nfrontend f\n    bind 127.0.0.1:8080\n    default_backend b\n"
+        "backend b\n    server gw 127.0.0.1:8765\n"
+    )
+    msg = refused(f'[[target.hops]]\nkind = "haproxy"\nconfig = "{cfg}"\n')
+    assert msg.startswith("p.toml: target.hops[0].config: sets no timeout that cuts an idle")
+    (hop,) = profile(
+        f'[[target.hops]]\nkind = "haproxy"\nconfig = "{cfg}"\nidle_timeout = "1h"\n'
+    ).target.hops
+    assert hop.timeout == 3600.0

@@ -55,6 +55,13 @@ def parse_hop(s: Section) -> Hop:
     chosen = idle
     if chosen is None and from_file is not None:
         chosen, source = from_file, line
+    if chosen is None and config is not None and kind == "haproxy":
+        ld.fail(
+            s.where("config"),
+            "sets no timeout that cuts an idle WebSocket (timeout tunnel, client or server): "
+            "HAProxy holds them forever; give idle_timeout to judge closes against one",
+            config,
+        )
     if chosen is None and known.idle_timeout is not None:
         chosen, source = known.idle_timeout, f"{kind} default ({known.what})"
     if chosen is None:
