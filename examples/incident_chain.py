@@ -5,6 +5,12 @@ through nginx, then ``soak report``. Both servers listen on 127.0.0.1 only
 and are stopped by their PIDs at the end; nginx's config lives in a
 temporary directory.
 
+The profile run is a copy of ``--profile`` with nginx's address and the
+chain added: one ``[[target.hops]]`` entry, kind nginx, whose idle timeout
+soak reads from the nginx.conf that nginx runs. ``soak doctor --profile``
+prints its prediction first (which hop closes idle connections, and when);
+``soak run`` then says whether the run agreed.
+
     .venv/bin/python examples/incident_chain.py [--read-timeout 7s]
         [--profile profiles/incident-chain.toml] [--results-dir results]
 
@@ -27,6 +33,14 @@ from soak.childproc import gateway_process
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def with_chain(text: str, url: str, nginx_conf: Path) -> str:
+    """The profile's text with ``url`` as the target and nginx as its one hop
+    (its idle timeout read from ``nginx_conf``)."""
+    lines = [f'url = "{url}"' if line.startswith("url = ") else line for line in text.splitlines()]
+    hop = ["", "[[target.hops]]", 'kind = "nginx"', f'config = "{nginx_conf}"']
+    return "\n".join(lines + hop) + "\n"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--read-timeout", default="7s", help="nginx's proxy_read_timeout")
@@ -47,19 +61,13 @@ def main() -> int:
             f"{mb.pid} on 127.0.0.1:{mb.port} (proxy_read_timeout {args.read_timeout})",
             flush=True,
         )
+        profile = Path(tmp) / "incident-chain.toml"
+        profile.write_text(with_chain(Path(args.profile).read_text(), mb.url(), mb.config))
+        soak = [sys.executable, "-m", "soak"]
+        # the prediction (doctor exits 2 on the short timeout: that is the point)
+        subprocess.run([*soak, "doctor", "--profile", str(profile)], check=False)
         run = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "soak",
-                "run",
-                args.profile,
-                "--url",
-                mb.url(),
-                "--results-dir",
-                args.results_dir,
-            ],
-            check=False,
+            [*soak, "run", str(profile), "--results-dir", args.results_dir], check=False
         )
     runs = sorted(Path(args.results_dir).glob("*-incident-chain"), key=lambda p: p.stat().st_mtime)
     if runs:

@@ -191,6 +191,9 @@ class Facts:
 
     settings: Settings = field(default_factory=Settings)
     closes: CloseSilences = field(default_factory=CloseSilences)
+    # False: someone else feeds ``closes`` (the runner's chain, soak.chain,
+    # which keeps there only the closes no hop explains)
+    feed_closes: bool = True
     # from the interval records: the counts
     counts: Counter[str] = field(default_factory=Counter)
     handshake_causes: Counter[str] = field(default_factory=Counter)
@@ -219,7 +222,8 @@ class Facts:
 
     def observe(self, ev: Mapping[str, Any]) -> None:
         """One event of the run (others than those used are ignored)."""
-        self.closes.observe(ev)
+        if self.feed_closes:
+            self.closes.observe(ev)
         kind = ev.get("event")
         t = number(ev.get("t")) or 0.0
         if kind == "close":

@@ -5,8 +5,10 @@ connections does not send a WebSocket close frame: the client sees the TCP
 connection end (EOF or RST, 1006), which soak counts as ``transport_eof`` or
 ``transport_reset``. What gives the intermediary away is *when*: every such
 close comes the same number of seconds after the connection went silent.
-nginx's ``proxy_read_timeout`` counts from the last byte the gateway sent;
-HAProxy's ``timeout tunnel`` from the last byte in either direction.
+On an upgraded connection, nginx's ``proxy_read_timeout`` and HAProxy's
+``timeout tunnel`` both count from the last byte in either direction
+(measured: docs/intermediaries.md); CloudFront's from the last byte the
+origin sent.
 
 :class:`CloseSilences` takes the run's ``close`` events (as they go to
 ``events.jsonl``, or as they are read back) and keeps, for each close
@@ -53,6 +55,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from soak.closes_named import reattribute
 from soak.config.thresholds import Threshold
 
 REASON = "intermediary_idle_timeout"
@@ -62,6 +65,7 @@ COUNT = "intermediary_closes"  # the threshold's and the totals' name
 SERVER = "server"
 EITHER = "either"
 SERVER_OR_EITHER = "server_or_either"
+CLIENT = "client"  # a declared hop reset only by the clients' frames (soak.chain)
 
 MIN_CLOSES = 5
 ALPHA = 1e-6
@@ -83,6 +87,7 @@ _DIRECTION_MARGIN = 1.1
 _DIRECTION_TEXT = {
     SERVER: "silence from the server (no frame from it)",
     EITHER: "silence in both directions (no frame either way)",
+    CLIENT: "silence from the clients (no frame from them)",
     SERVER_OR_EITHER: (
         "silence from the server (the run's heartbeats cannot tell that apart "
         "from silence in both directions)"
@@ -304,6 +309,7 @@ class IdleTimeout:
             "first_t_s": round(self.t_first, 3),
             "last_t_s": round(self.t_last, 3),
             "reasons": dict(self.reasons),
+            "hop": None,
             "heartbeat_interval_s": self.heartbeat_interval,
             "below_heartbeat": self.below_heartbeat,
             "text": self.text(),
@@ -405,10 +411,12 @@ def intermediary_summary(
     closes: CloseSilences, heartbeat_interval: float, tot: dict[str, Any]
 ) -> list[dict[str, Any]]:
     """summary.json's ``intermediaries`` list; sets ``tot["intermediary_closes"]``
-    (what the ``intermediary_closes`` threshold judges)."""
-    found = find_idle_timeouts(closes, heartbeat_interval)
-    tot[COUNT] = sum(x.closes for x in found)
-    return [x.record() for x in found]
+    (what the ``intermediary_closes`` threshold judges) and moves the closes
+    to their own reason in ``tot`` (soak.closes_named)."""
+    found = [x.record() for x in find_idle_timeouts(closes, heartbeat_interval)]
+    tot[COUNT] = sum(int(x["closes"]) for x in found)
+    reattribute(tot, found)
+    return found
 
 
 def intermediary_checks(
@@ -417,6 +425,7 @@ def intermediary_checks(
     """The default check: a run in which an intermediary closed connections
     does not pass, unless the profile judges ``intermediary_closes`` itself
     (then its threshold decides, like any other). Nothing when none was found."""
+    found = [x for x in found if x.get("reason") == REASON]  # not a reload's
     if not found or any(th.name == COUNT for th in thresholds):
         return []
     n = sum(int(x["closes"]) for x in found)

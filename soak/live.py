@@ -113,6 +113,9 @@ def print_summary(summary: dict[str, Any], path: str, out: TextIO) -> None:
     for x in summary.get("intermediaries", []):
         # an intermediary idle timeout named from the closes (soak.intermediary)
         w(f"  intermediary {x['text']}\n")
+    if isinstance(summary.get("chain"), dict):
+        # the hops' prediction next to what the run saw (soak.chain_summary)
+        w(f"  chain        {summary['chain']['text']}\n")
     if t["dropped_samples_total"] or t["skipped"]:
         w(
             f"  tester       {t['dropped_samples_total']} samples out of range, "

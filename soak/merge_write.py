@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from soak.intermediary import CloseSilences
+from soak.chain import ChainCloses
+from soak.facts import Facts, Settings
+from soak.findings import settle
 from soak.merge_shards import Plan, ShardStream, by_time, merge_profile, wire_of
 from soak.metrics import Metrics
 from soak.provenance import redact_argv
@@ -56,8 +58,20 @@ def merge(plan: Plan, root: Path, argv: list[str] | None = None) -> Merged:
     recorder = Recorder(root, MERGED_LABEL, start_at)
     # every shard could fill its own cap in one interval
     recorder.max_events = MAX_EVENTS_PER_INTERVAL * max(1, len(plan.shards))
-    closes = CloseSilences()
-    sink = ObservedSink(recorder, closes.observe)
+    # as soak run does: closes judged against the profile's hops, and the
+    # facts the merged run's findings are made of
+    closes = ChainCloses(profile.target.hops)
+    facts_seen = Facts(
+        Settings.from_profile_record(profile.redacted()),
+        closes=closes.silences,
+        feed_closes=False,
+    )
+
+    def observe(ev: dict[str, Any]) -> None:
+        closes.observe(ev)
+        facts_seen.observe(ev)
+
+    sink = ObservedSink(recorder, observe)
     manifest = _manifest(plan, argv)
     sink.write_json("run.json", manifest)
 
@@ -139,7 +153,7 @@ def merge(plan: Plan, root: Path, argv: list[str] | None = None) -> Merged:
                 )
         done = metrics.rotate(end)
         recorder.events_dropped = dropped
-        sink.write_interval(done, extra)
+        facts_seen.interval(sink.write_interval(done, extra))
     storm_events.storm_tick(float("inf"))
     for sd in plan.shards:
         pf = ((sd.summary or {}).get("totals") or {}).get("permanent_failure")
@@ -166,6 +180,7 @@ def merge(plan: Plan, root: Path, argv: list[str] | None = None) -> Merged:
     series = tracker.series()
     if series:
         sink.write_lines("storms.jsonl", series)
+    settle(summary, facts_seen, thresholds_set=bool(profile.thresholds), strict=profile.strict)
     sink.write_json("summary.json", summary)
     manifest.update(
         {

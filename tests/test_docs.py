@@ -186,7 +186,7 @@ def test_the_profile_reference_loads(tmp_path: Path) -> None:
     # docs/profiles.md: the full reference as shown (its CA file made real, its
     # token variable set), and each partial table on top of the README's profile
     (minimal,) = _toml_blocks(README)
-    full, impairment_tables, openclaw_table = _toml_blocks(DOCS / "profiles.md")
+    full, impairment_tables, openclaw_table, hops_tables = _toml_blocks(DOCS / "profiles.md")
     ca = tmp_path / "ca.pem"
     ca.write_text("", encoding="utf-8")
     cases = {
@@ -194,6 +194,7 @@ def test_the_profile_reference_loads(tmp_path: Path) -> None:
         "impairment.toml": minimal + impairment_tables,
         "openclaw.toml": minimal.replace('protocol = "json"', 'protocol = "openclaw"')
         + openclaw_table,
+        "hops.toml": minimal + hops_tables,
     }
     for name, text in cases.items():
         path = tmp_path / name

@@ -9,6 +9,7 @@ random moment, like a gateway that drops connections for no reason."""
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -115,16 +116,23 @@ async def test_an_idle_relay_shorter_than_the_heartbeat_is_named(
     profile = make_profile(BODY.format(interval="2s"), results=tmp_path)
     outcome, _ = await run_in_memory(profile, tmp_path, relay(Gateway(GatewayConfig()), idle=1.5))
     s = outcome.summary
-    closes = s["totals"]["closes"]
-    assert set(closes) == {"transport_eof", "client_shutdown"}, closes
+    tot = s["totals"]
+    closes = tot["closes"]
+    # counted under their own reason and category in the totals
+    assert set(closes) == {"intermediary_idle_timeout", "client_shutdown"}, closes
     (found,) = s["intermediaries"]
-    assert found["closes"] == closes["transport_eof"] >= 100
+    assert found["closes"] == closes["intermediary_idle_timeout"] >= 100
+    assert found["hop"] is None  # the profile has no hops
+    assert tot["closes_by_category"]["intermediary"] == found["closes"]
+    assert "transport" not in tot["closes_by_category"]
+    assert tot["closes_named"] == {"intermediary_idle_timeout": {"transport_eof": found["closes"]}}
     assert abs(found["timeout_s"] - 1.5) < 0.01
     assert found["direction"] == "server_or_either"
-    assert s["totals"]["intermediary_closes"] == found["closes"]
+    assert tot["intermediary_closes"] == found["closes"]
     assert outcome.exit_code == 1
     assert s["verdict"] == "thresholds failed: intermediary_closes"
     assert s["thresholds"][-1]["default"] is True
+    assert "chain" not in s
 
 
 async def test_an_idle_relay_longer_than_the_heartbeat_closes_nothing(
@@ -163,4 +171,113 @@ async def test_a_profile_threshold_decides_instead_of_the_default(
     check = checks["intermediary_closes"]
     assert check["ok"] is True
     assert "default" not in check
+    assert outcome.exit_code == 0
+
+
+def hops(*entries: str) -> str:
+    """``[[target.hops]]`` tables, one per ``key = value, ...`` string."""
+    return "".join(
+        "[[target.hops]]\n" + "".join(f"{kv.strip()}\n" for kv in e.split(",")) for e in entries
+    )
+
+
+def interval_sums(path: Path) -> tuple[dict[str, int], dict[str, int]]:
+    """intervals.jsonl's closes and categories, added up."""
+    reasons: dict[str, int] = {}
+    cats: dict[str, int] = {}
+    for line in (path / "intervals.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        for k, v in rec["closes"].items():
+            reasons[k] = reasons.get(k, 0) + v
+        for k, v in rec["closes_by_category"].items():
+            cats[k] = cats.get(k, 0) + v
+    return reasons, cats
+
+
+async def test_a_declared_hop_is_named_and_its_prediction_agrees(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    extra = hops('kind = "nginx", idle_timeout = "1500ms"', 'kind = "nat", idle_timeout = "350s"')
+    profile = make_profile(BODY.format(interval="2s"), results=tmp_path, target_extra=extra)
+    outcome, path = await run_in_memory(
+        profile, tmp_path, relay(Gateway(GatewayConfig()), idle=1.5)
+    )
+    s = outcome.summary
+    tot = s["totals"]
+    (found,) = s["intermediaries"]
+    assert found["hop"] == "nginx"
+    assert found["closes"] == tot["closes"]["intermediary_idle_timeout"] >= 100
+    assert found["text"].startswith("hop 'nginx' (nginx): an idle timeout of 1.5 s")
+    # the intervals keep the reasons as counted; moved back, they are the totals
+    reasons, cats = interval_sums(path)
+    moved = tot["closes_named"]["intermediary_idle_timeout"]["transport_eof"]
+    assert reasons["transport_eof"] == moved == found["closes"]
+    assert cats["transport"] == moved
+    assert reasons["client_shutdown"] == tot["closes"]["client_shutdown"]
+    chain = s["chain"]
+    nginx, nat = chain["hops"]
+    assert nginx["predicted"]["closes"] is True
+    assert nginx["observed"]["named"] is True
+    assert nginx["verdict"] == "agrees"
+    assert nat["predicted"]["closes"] is False
+    assert nat["verdict"] == "agrees"
+    assert chain["predicted_first"]["hop"] == "nginx"
+    assert chain["observed_first"] == {"hop": "nginx", "timeout_s": found["timeout_s"]}
+    assert chain["agrees"] is True
+    assert chain["text"].endswith(": agrees")
+    assert outcome.exit_code == 1
+
+
+async def test_a_timeout_no_hop_has_contradicts_the_chain(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The profile says nginx keeps idle connections 5 s; something closes
+    them after 1.5 s: named, with no hop, and the prediction is contradicted."""
+    extra = hops('kind = "nginx", idle_timeout = "5s"')
+    profile = make_profile(BODY.format(interval="2s"), results=tmp_path, target_extra=extra)
+    outcome, _ = await run_in_memory(profile, tmp_path, relay(Gateway(GatewayConfig()), idle=1.5))
+    s = outcome.summary
+    (found,) = s["intermediaries"]
+    assert found["hop"] is None
+    chain = s["chain"]
+    (nginx,) = chain["hops"]
+    assert nginx["predicted"]["closes"] is False
+    assert nginx["verdict"] == "agrees"  # nginx itself closed nothing
+    (unlisted,) = chain["unlisted"]
+    assert unlisted["timeout_s"] == found["timeout_s"]
+    assert unlisted["closes"] == found["closes"]
+    assert chain["agrees"] is False
+    assert "CONTRADICTED" in chain["text"]
+    assert "no hop has" in chain["text"]
+
+
+async def test_a_predicted_close_that_never_comes_is_contradicted(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The profile says a load balancer cuts after 1.5 s; nothing does."""
+    extra = hops('kind = "load_balancer", idle_timeout = "1500ms"')
+    profile = make_profile(BODY.format(interval="2s"), results=tmp_path, target_extra=extra)
+    outcome, _ = await run_in_memory(profile, tmp_path, relay(Gateway(GatewayConfig())))
+    s = outcome.summary
+    assert s["intermediaries"] == []
+    (lb,) = s["chain"]["hops"]
+    assert lb["predicted"]["closes"] is True
+    assert lb["verdict"] == "contradicted"
+    assert "the run saw 0 closes at that silence" in lb["text"]
+    assert s["chain"]["agrees"] is False
+    assert outcome.exit_code == 0  # a contradiction is reported, not judged
+
+
+async def test_heartbeats_inside_every_hop_timeout_agree_with_no_close(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    extra = hops('kind = "haproxy", idle_timeout = "1500ms"')
+    profile = make_profile(BODY.format(interval="500ms"), results=tmp_path, target_extra=extra)
+    outcome, _ = await run_in_memory(profile, tmp_path, relay(Gateway(GatewayConfig()), idle=1.5))
+    s = outcome.summary
+    assert s["intermediaries"] == []
+    (h,) = s["chain"]["hops"]
+    assert h["verdict"] == "agrees"
+    assert s["chain"]["predicted_first"] is None
+    assert s["chain"]["agrees"] is True
     assert outcome.exit_code == 0

@@ -7,11 +7,14 @@ Skips, naming what is missing, where nginx or haproxy is not installed
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import subprocess
 import sys
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +56,7 @@ max_delay = "300ms"
 
 TIMEOUT = 1.5  # the middlebox's idle timeout, seconds
 ABRUPT = ("transport_eof", "transport_reset")
+NAMED = "intermediary_idle_timeout"
 
 Factory = Callable[[Path, str], AbstractContextManager[Middlebox]]
 
@@ -103,10 +107,13 @@ async def run_through(factory: Factory, profile_body: str, tmp_path: Path) -> Ou
 
 def assert_named(summary: dict[str, Any], directions: set[str]) -> dict[str, Any]:
     closes = summary["totals"]["closes"]
-    abrupt = sum(closes.get(k, 0) for k in ABRUPT)
-    # every close is the middlebox's, but the clients' own at the end
-    assert set(closes) <= {*ABRUPT, "client_shutdown"}, closes
+    abrupt = closes.get(NAMED, 0)
+    # every close is the middlebox's, named so, but the clients' own at the end
+    assert set(closes) <= {NAMED, "client_shutdown"}, closes
     assert abrupt >= 10, closes
+    moved = summary["totals"]["closes_named"][NAMED]
+    assert set(moved) <= set(ABRUPT)
+    assert sum(moved.values()) == abrupt
     (found,) = summary["intermediaries"]
     assert found["closes"] == abrupt, (found, closes)
     assert abs(found["timeout_s"] - TIMEOUT) <= 0.5, found
@@ -166,12 +173,25 @@ def test_soak_run_through_nginx_names_it_in_the_terminal_and_the_report(
     ``soak run`` and ``soak report`` from the command line."""
     need(middlebox.NGINX)
     profile = tmp_path / "profile.toml"
-    profile.write_text('[target]\nurl = "ws://127.0.0.1:9/ws"\n' + body("cli", "2s", clients=10))
     box = tmp_path / "nginx"
     box.mkdir()
+    # the chain: the nginx in front, its idle timeout read from its own config
+    hop = f'[[target.hops]]\nkind = "nginx"\nconfig = "{box / "nginx.conf"}"\n'
     results = tmp_path / "results"
     with gateway_process() as gw, nginx_short(box, f"127.0.0.1:{gw.port}") as mb:
         loopback_only(mb)
+        profile.write_text(f'[target]\nurl = "{mb.url()}"\n' + hop + body("cli", "2s", clients=10))
+        doctor = subprocess.run(
+            [sys.executable, "-m", "soak", "doctor", "--profile", str(profile)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert "[hop-timeout-short]" in doctor.stdout, doctor.stdout + doctor.stderr
+        assert (
+            "prediction: hop 'nginx' closes idle connections first, 1.5 s after their last frame"
+            in doctor.stdout
+        )
         run = subprocess.run(
             [
                 sys.executable,
@@ -189,11 +209,18 @@ def test_soak_run_through_nginx_names_it_in_the_terminal_and_the_report(
             timeout=60,
         )
     assert run.returncode == 1, run.stdout + run.stderr
-    assert "  intermediary an idle timeout of 1." in run.stdout, run.stdout
+    assert "  intermediary hop 'nginx' (nginx): an idle timeout of 1." in run.stdout, run.stdout
+    assert "  closes       intermediary_idle_timeout " in run.stdout
+    assert (
+        "  chain        predicted: hop 'nginx' closes idle connections first, after 1.5 s; "
+        "observed: hop 'nginx' closed them first, after 1.5 s: agrees"
+    ) in run.stdout
     assert "FAIL intermediary_closes <= 0 (default)" in run.stdout
     (run_dir,) = results.iterdir()
     summary = json.loads((run_dir / "summary.json").read_text())
-    found = assert_named(summary, {"server", "server_or_either"})
+    found = assert_named(summary, {"either"})  # the hop's: nginx is reset either way
+    assert found["hop"] == "nginx"
+    assert summary["chain"]["agrees"] is True
     report = subprocess.run(
         [sys.executable, "-m", "soak", "report", str(run_dir)],
         capture_output=True,
@@ -204,6 +231,29 @@ def test_soak_run_through_nginx_names_it_in_the_terminal_and_the_report(
     html = (run_dir / "report.html").read_text()
     assert "Intermediary idle timeouts (1)" in html
     assert f"closed {found['closes']} connections" in html
+    assert "The chain: predicted and observed" in html
+    assert "intermediary_idle_timeout" in html  # the top close reasons
+    compare = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "soak",
+            "compare",
+            str(run_dir),
+            str(run_dir),
+            "--resamples",
+            "100",
+            "--out",
+            str(tmp_path / "compare"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert compare.returncode in (0, 1), compare.stderr
+    # the named closes are their own category in the comparison's table
+    rows = {line.split("  ")[0]: line.split() for line in compare.stdout.splitlines()}
+    assert rows["closes intermediary"][2:4] == [str(found["closes"])] * 2, compare.stdout
 
 
 async def test_haproxy_without_tunnel_the_server_timeout_cuts_idle_websockets(
@@ -270,48 +320,165 @@ def haproxy_reloading(d: Path, upstream: str) -> AbstractContextManager[Middlebo
     return middlebox.haproxy(d, upstream, tunnel="30s", global_="    hard-stop-after 1s")
 
 
+RELOAD_BODY = """
+[run]
+label = "{label}"
+report_interval = "1s"
+seed = 3
+[clients]
+max_connecting = 20
+[[clients.stages]]
+kind = "ramp"
+to = 20
+duration = "500ms"
+[[clients.stages]]
+kind = "hold"
+duration = "2s"
+[[clients.stages]]
+kind = "storm"
+duration = "4s"
+command = "{command}"
+[heartbeat]
+interval = "500ms"
+timeout = "1s"
+[reconnect]
+initial_delay = "100ms"
+max_delay = "300ms"
+"""
+
+
 @pytest.mark.parametrize(
-    ("kind", "factory"),
-    [(middlebox.NGINX, nginx_reloading), (middlebox.HAPROXY, haproxy_reloading)],
+    ("kind", "factory", "signal_name"),
+    [(middlebox.NGINX, nginx_reloading, "HUP"), (middlebox.HAPROXY, haproxy_reloading, "USR2")],
 )
-async def test_a_reload_closes_the_old_workers_connections_at_once(
-    tmp_path: Path, kind: str, factory: Factory
+async def test_a_reload_closes_the_old_workers_connections_and_is_named(
+    tmp_path: Path, kind: str, factory: Factory, signal_name: str
 ) -> None:
     """``nginx -s reload`` (SIGHUP) with ``worker_shutdown_timeout 1s``, and
-    HAProxy's reload (SIGUSR2 to the master) with ``hard-stop-after 1s``:
-    the old workers close every connection they hold, at once and without a
-    close frame, and the clients storm back to the new ones. That is measured
-    (the closes and the storm) and, rightly, not named an idle timeout: the
-    closes came at one moment, not after one silence."""
+    HAProxy's reload (SIGUSR2 to the master) with ``hard-stop-after 1s``,
+    sent by a storm stage's command as a user would: the old workers close
+    every connection they hold 1 s later, at once and without a close
+    frame, and the clients storm back to the new ones. The hop in the
+    profile has that shutdown_timeout, so the closes are named its reload
+    (``intermediary_reload``), not the gateway's doing and not an idle
+    timeout (they came at one moment, not after one silence)."""
     need(kind)
     gateway = Gateway(GatewayConfig(host="127.0.0.1", port=0))
     box = tmp_path / "middlebox"
     box.mkdir()
     results = tmp_path / "results"
+    hop = f'[[target.hops]]\nkind = "{kind}"\nidle_timeout = "30s"\nshutdown_timeout = "1s"\n'
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
             port = await nursery.start(gateway.serve)
             with factory(box, f"127.0.0.1:{port}") as mb:
-                profile = make_profile(
-                    body(f"{kind}-reload", "500ms", hold="6s"), url=mb.url(), results=results
+                body = RELOAD_BODY.format(
+                    label=f"{kind}-reload", command=f"kill -{signal_name} {mb.pid}"
                 )
+                profile = make_profile(body, url=mb.url(), results=results, target_extra=hop)
                 recorder = Recorder(results, profile.run.label, now_wall())
-                runner = Runner(profile, recorder, manage_gc=False)
-
-                async def reload_once() -> None:
-                    await trio.sleep(2.5)  # a trigger, not a measurement
-                    mb.reload()
-
-                nursery.start_soon(reload_once)
-                outcome = await runner.run()
-                assert mb.reloads == 1
+                outcome = await Runner(profile, recorder, manage_gc=False).run()
                 loopback_only(mb)  # the new workers listen on loopback only too
             nursery.cancel_scope.cancel()
     s = outcome.summary
     closes = s["totals"]["closes"]
-    assert closes.get("transport_eof", 0) + closes.get("transport_reset", 0) == 20, closes
+    assert closes.get("intermediary_reload") == 20, closes
+    assert not set(closes) & set(ABRUPT), closes
+    assert s["totals"]["closes_by_category"]["intermediary"] == 20
+    (reload,) = s["intermediaries"]
+    assert (reload["reason"], reload["hop"], reload["closes"]) == ("intermediary_reload", kind, 20)
+    assert 0.75 <= reload["after_reload_s"] <= 2.0, reload
+    assert f"closed by the {kind}, not by the gateway" in reload["text"]
     (storm,) = s["storms"]
     assert storm["lost"] == 20
     assert storm["recovered"] == 20
-    assert s["intermediaries"] == []
-    assert s["exit_code"] == 0
+    assert reload["storm"] == storm["index"]
+    assert s["chain"]["hops"][0]["observed"]["reload_closes"] == 20
+    assert s["exit_code"] == 0  # a reload is reported, not judged
+    events = [
+        json.loads(line) for line in (recorder.path / "events.jsonl").read_text().splitlines()
+    ]
+    (cmd,) = [e for e in events if e["event"] == "storm_command"]
+    assert cmd["exit_code"] == 0
+
+
+UPGRADE = (
+    b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+@contextmanager
+def silent_upstream() -> Iterator[int]:
+    """A TCP server on 127.0.0.1 that answers one upgrade with 101 and then
+    sends nothing, reading until the peer closes; yields its port."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    srv.settimeout(10)
+
+    def serve() -> None:
+        try:
+            conn, _ = srv.accept()
+        except OSError:
+            return
+        with conn:
+            conn.settimeout(30)
+            head = b""
+            while b"\r\n\r\n" not in head and len(head) < 65536:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                head += chunk
+            conn.sendall(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+            )
+            with contextlib.suppress(OSError):
+                while conn.recv(4096):
+                    pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield srv.getsockname()[1]
+    finally:
+        srv.close()
+        thread.join(timeout=35)
+
+
+@pytest.mark.parametrize(
+    ("kind", "factory"),
+    [
+        (middlebox.NGINX, lambda d, up: middlebox.nginx(d, up, read_timeout="1s")),
+        (middlebox.HAPROXY, lambda d, up: middlebox.haproxy(d, up, tunnel="1s")),
+    ],
+)
+def test_frames_from_the_client_alone_reset_the_idle_timeout(
+    tmp_path: Path, kind: str, factory: Factory
+) -> None:
+    """Why hops of kind nginx and haproxy default to resets_on = "either":
+    with a 1 s idle timeout (nginx proxy_read_timeout, HAProxy timeout
+    tunnel) and an upstream that never sends a byte after the upgrade, a
+    client that sends a frame every 200 ms keeps its connection for 3 s;
+    once it stops, the connection is closed."""
+    need(kind)
+    box = tmp_path / "box"
+    box.mkdir()
+    with (
+        silent_upstream() as port,
+        factory(box, f"127.0.0.1:{port}") as mb,
+        socket.create_connection(("127.0.0.1", mb.port), timeout=5) as c,
+    ):
+        c.sendall(UPGRADE)
+        assert c.recv(4096).startswith(b"HTTP/1.1 101")
+        c.settimeout(0.2)
+        for _ in range(15):  # 3 s of frames from the client only
+            c.sendall(b"\x81\x80\x00\x00\x00\x00")  # a masked, empty text frame
+            try:
+                data = c.recv(4096)
+            except TimeoutError:
+                continue
+            raise AssertionError(f"{kind} sent {data!r}: closed while the client talked")
+        c.settimeout(10)  # silence now: the idle timeout closes it
+        assert c.recv(4096) == b""

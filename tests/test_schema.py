@@ -40,13 +40,14 @@ def _blocks(page: Path) -> list[str]:
 def documented() -> dict[str, str]:
     """The README's profile, and those of docs/profiles.md, as test_docs composes them."""
     (minimal,) = _blocks(ROOT / "README.md")
-    full, impairment, openclaw = _blocks(ROOT / "docs/profiles.md")
+    full, impairment, openclaw, hops = _blocks(ROOT / "docs/profiles.md")
     return {
         "README minimal": minimal,
         "docs/profiles.md full": full,
         "docs/profiles.md impairment": minimal + impairment,
         "docs/profiles.md openclaw": minimal.replace('protocol = "json"', 'protocol = "openclaw"')
         + openclaw,
+        "docs/profiles.md hops": minimal + hops,
     }
 
 

@@ -112,7 +112,7 @@ class Profile:
         if d["target"].get("mqtt") is not None:
             for derived in ("password", "heartbeat_interval"):  # not the profile's to say
                 d["target"]["mqtt"].pop(derived, None)
-        for spread in ("source_ips", "connect_to"):  # only shown when used
+        for spread in ("source_ips", "connect_to", "hops"):  # only shown when used
             if not d["target"].get(spread):
                 d["target"].pop(spread, None)
         # credentials in URLs (ws://user:secret@host) never reach the results

@@ -9,6 +9,7 @@ from typing import Annotated
 from soak.config.dialect import DialectConfig
 from soak.config.graphql_ws import GraphqlWsConfig, GraphqlWsLegacyConfig
 from soak.config.heartbeat import ServerHeartbeat
+from soak.config.hops import Hop
 from soak.config.kinds import NOT_IN_PROFILE, Duration, Toml, at_least, one_of, string_table
 from soak.config.mqtt import MqttConfig
 from soak.config.openclaw import OPENCLAW_PREAUTH_BUDGET, OpenClawConfig
@@ -80,6 +81,7 @@ class TargetConfig:
     source_ips: Annotated[tuple[str, ...], SOURCE_IPS] = ()
     # TCP goes to these host:port pairs, round-robin, instead of the URL's
     connect_to: Annotated[tuple[tuple[str, int], ...], HOST_PORTS] = ()
+    hops: tuple[Hop, ...] = ()  # [[target.hops]]: what stands in between (soak.config.hops)
 
     @property
     def secure(self) -> bool:

@@ -7,6 +7,7 @@ import trio
 
 from soak.config.load import load_profile
 from soak.config.profile import Profile
+from soak.doctor.chain import check_chain
 from soak.doctor.consistency import check_consistency
 from soak.doctor.environment import Host, read_host, run_environment
 from soak.doctor.findings import ERROR, INPUT, Finding
@@ -47,6 +48,14 @@ def load_inputs(
             out.append(
                 _unusable("gateway-config", exc, exc.unreadable, "the gateway's heartbeat config")
             )
+    given = {str(path) for _kind, path in proxy_paths}
+    if profile is not None:
+        # the hops' own config files, read as their kind (soak.doctor.chain)
+        proxy_paths = proxy_paths + [
+            (h.kind, h.config)
+            for h in profile.target.hops
+            if h.config is not None and h.config not in given
+        ]
     for kind, path in proxy_paths:
         try:
             proxies.append(load_proxy_config(path, kind))
@@ -73,6 +82,8 @@ def diagnose(
         paths.append((HAPROXY, haproxy_path))
     profile, gateway, proxies, out = load_inputs(profile_path, gateway_path, paths)
     out += check_consistency(gateway=gateway, proxies=proxies, profile=profile, latency=latency)
+    if profile is not None:
+        out += check_chain(profile)
     if profile is not None:
         facts = host if host is not None else read_host()
         out += trio.run(lambda: run_environment(profile, facts, target_timeout=target_timeout))

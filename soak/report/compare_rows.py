@@ -174,7 +174,11 @@ def intermediary_rows(datas: Sequence[RunData]) -> list[Row]:
     for d in datas:
         found = (d.run.summary or {}).get("intermediaries")
         per_run.append(
-            [x for x in found if isinstance(x, dict)] if isinstance(found, list) else None
+            # idle timeouts only: a hop's reload (intermediary_reload) is in
+            # the "closes intermediary" row, not here
+            [x for x in found if isinstance(x, dict) and x.get("reason") != "intermediary_reload"]
+            if isinstance(found, list)
+            else None
         )
     if not any(per_run):
         return []

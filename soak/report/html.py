@@ -10,6 +10,7 @@ from typing import Any
 
 from soak.availability import storm_line
 from soak.report import page
+from soak.report.chain_html import chain_section
 from soak.report.lead import (
     findings_section,
     handshake_section,
@@ -456,6 +457,7 @@ def render(report: Report) -> str:
             f"<h2 id='intermediaries'>Intermediary idle timeouts "
             f"({len(report.intermediaries):,})</h2>",
             intermediaries_section(report),
+            chain_section(report),
             f"<h2 id='evidence'>False-timeout evidence ({report.false_timeouts_total:,})</h2>",
             evidence_table(report),
             "<h2 id='problems'>Problems reading the results</h2>",

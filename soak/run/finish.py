@@ -12,8 +12,10 @@ from typing import Any
 import trio
 
 from soak import __version__, availability
+from soak.chain import ChainCloses
+from soak.chain_summary import summarize as chain_summary
 from soak.config.profile import Profile
-from soak.intermediary import CloseSilences, intermediary_checks, intermediary_summary
+from soak.intermediary import intermediary_checks
 from soak.metrics import Metrics
 from soak.provenance import git_commit, os_version, redact_argv
 from soak.recorder import iso
@@ -61,15 +63,21 @@ def summary(
     peak: int,
     extra_checks: list[dict[str, Any]],
     storms: list[dict[str, Any]],
-    closes: CloseSilences | None = None,
+    closes: ChainCloses | None = None,
 ) -> dict[str, Any]:
     """summary.json's common part: totals, latencies, verdicts, exit code.
     The caller adds ``protocol``, the source's own keys and ``reconcile``.
-    ``closes``: the run's closes without a close frame, from which the
-    intermediary idle timeouts are named (soak.intermediary)."""
+    ``closes``: the run's closes without a close frame, judged against the
+    profile's hops and searched for idle timeouts (soak.chain_summary)."""
     tot = totals(metrics)
     avail = availability.summarize(metrics.availability, storms)
-    found = intermediary_summary(closes or CloseSilences(), profile.heartbeat.interval, tot)
+    found, chain = chain_summary(
+        closes or ChainCloses(profile.target.hops),
+        profile.heartbeat.interval,
+        tot,
+        duration=duration,
+        storms=storms,
+    )
     checks = verdicts(profile, metrics, tot, avail) + extra_checks
     checks += intermediary_checks(found, profile.thresholds)
     code, verdict = exit_code(status, tot, checks, profile)
@@ -96,6 +104,7 @@ def summary(
         "availability": avail,
         "intermediaries": found,
         "wire": wire_summary(profile, tot),
+        **({"chain": chain} if chain is not None else {}),
     }
 
 

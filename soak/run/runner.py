@@ -29,13 +29,13 @@ from typing import Any
 import trio
 
 from soak.availability import share
+from soak.chain import ChainCloses
 from soak.client import OpenStream, Shared, url_opener
 from soak.config.profile import Profile
 from soak.config.stages import Churn, Ramp, Storm
 from soak.facts import Facts, Finding, Settings
 from soak.findings import findings, settle
 from soak.gcctl import GcControl, GrowthFreezer
-from soak.intermediary import CloseSilences
 from soak.metrics import Interval, Metrics
 from soak.reconcile import Drift, Poller
 from soak.recorder import iso
@@ -84,12 +84,17 @@ class Runner:
         origin_monotonic: float | None = None,
     ) -> None:
         self.profile = profile
-        # what the run's findings are made of (soak.findings), among them the
-        # closes without a close frame, by silence length: the intermediary
-        # idle timeouts in summary.json (soak.intermediary)
-        self.facts = Facts(Settings.from_profile_record(profile.redacted()))
-        self.closes: CloseSilences = self.facts.closes
-        self.sink: Sink = ObservedSink(recorder, self.facts.observe)
+        # the closes without a close frame, judged against the profile's
+        # hops and by silence length: summary.json's intermediaries
+        # (soak.chain); and what the run's findings are made of
+        # (soak.findings), whose idle timeouts are the closes no hop explains
+        self.closes = ChainCloses(profile.target.hops)
+        self.facts = Facts(
+            Settings.from_profile_record(profile.redacted()),
+            closes=self.closes.silences,
+            feed_closes=False,
+        )
+        self.sink: Sink = ObservedSink(recorder, self._observe)
         self.source: LoadSource = source or LocalClients(real_sockets=open_stream is None)
         self.open_stream = open_stream or url_opener(profile.target)
         self.storm_inputs = storm_inputs
@@ -128,6 +133,12 @@ class Runner:
         self._final_stats: dict[str, Any] | None = None
 
     # -- control from outside ------------------------------------------------------
+
+    def _observe(self, ev: dict[str, Any]) -> None:
+        """Every event, as it goes to events.jsonl: the chain's closes, then
+        the findings' facts."""
+        self.closes.observe(ev)
+        self.facts.observe(ev)
 
     def findings_so_far(self) -> list[Finding]:
         """The run's findings on what it has seen so far (soak.findings):

@@ -19,6 +19,7 @@ from soak.config.graphql_ws import implied_heartbeat, parse_graphql_ws, parse_gr
 from soak.config.heartbeat import ServerHeartbeat
 from soak.config.mqtt import parse_mqtt
 from soak.config.openclaw import OPENCLAW_SERVER_HEARTBEAT, parse_openclaw
+from soak.config.tables.hops import NO_HOPS, parse_hops
 from soak.config.target import PROTOCOLS, Secret, StatsConfig, TargetConfig
 from soak.config.validation import Loader, Parser, Section
 
@@ -89,6 +90,7 @@ def parse_target(s: Section, environ: Mapping[str, str]) -> TargetConfig:
     no_hosts: tuple[tuple[str, int], ...] = ()
     fields["source_ips"] = s.get("source_ips", source_ips(ld), no_ips)
     fields["connect_to"] = s.get("connect_to", _connect_to(ld), no_hosts)
+    fields["hops"] = s.get("hops", lambda w, v: parse_hops(ld, w, v), NO_HOPS)
     target = TargetConfig(**fields)
     s.finish()
     for name, table in PROTOCOL_TABLES.items():
