@@ -45,19 +45,25 @@ def toml_value(value: Any) -> str:
 
 
 def _protocol_table(protocol: str) -> list[str]:
-    table = PROTOCOL_TABLES.get(protocol)
-    if table is None:
+    # the table of this protocol (its name may differ: socket.io's is socketio)
+    named = [(n, t) for n, t in PROTOCOL_TABLES.items() if t.protocol == protocol]
+    if not named:
         return []
-    defaults = table.parse(Section(Loader("soak init"), f"target.{protocol}", {}))
+    name, table = named[0]
+    defaults = table.parse(Section(Loader("soak init"), f"target.{name}", {}))
     assert dataclasses.is_dataclass(defaults)
     assert not isinstance(defaults, type)
     lines = [
         "",
         f"# who the client says it is to the {protocol} server: the defaults",
-        f"[target.{protocol}]",
+        f"[target.{name}]",
     ]
     for f in dataclasses.fields(defaults):
-        lines.append(f"{f.name} = {toml_value(getattr(defaults, f.name))}")
+        value = getattr(defaults, f.name)
+        if value is None:  # no default value: left to the server or the URL
+            lines.append(f"# {f.name} = ...")
+        else:
+            lines.append(f"{f.name} = {toml_value(value)}")
     return lines
 
 

@@ -76,8 +76,9 @@ class Profile:
         d["clients"]["stages"] = [stage_record(s) for s in self.clients.stages]
         d["impairment"] = None if self.impairment is None else self.impairment.record()
         d["target"].pop("token", None)
-        if d["target"].get("openclaw") is None:
-            d["target"].pop("openclaw", None)  # only OpenClaw profiles show it
+        for table in ("openclaw", "socketio"):  # a dialect's table: only its profiles show it
+            if d["target"].get(table) is None:
+                d["target"].pop(table, None)
         for spread in ("source_ips", "connect_to"):  # only shown when used
             if not d["target"].get(spread):
                 d["target"].pop(spread, None)

@@ -9,8 +9,9 @@ from typing import Annotated
 from soak.config.heartbeat import ServerHeartbeat
 from soak.config.kinds import NOT_IN_PROFILE, Duration, Toml, one_of, string_table
 from soak.config.openclaw import OPENCLAW_PREAUTH_BUDGET, OpenClawConfig
+from soak.config.socketio import SocketIOConfig
 
-PROTOCOLS = ("json", "ws-ping", "openclaw")  # must match soak.protocols.PROTOCOLS
+PROTOCOLS = ("json", "ws-ping", "openclaw", "socket.io")  # must match soak.protocols.PROTOCOLS
 
 WS_URL = Toml({"type": "string", "pattern": "^wss?://[^/]"}, required=True)
 HTTP_URL = Toml({"type": "string", "pattern": "^http://[^/]"}, required=True)
@@ -58,6 +59,7 @@ class TargetConfig:
         None  # resolved from token_env by load_profile
     )
     openclaw: OpenClawConfig | None = None  # [target.openclaw]; defaults when None
+    socketio: SocketIOConfig | None = None  # [target.socketio]; defaults when None
     # source addresses, used round-robin (see soak.addresses); () lets the kernel pick
     source_ips: Annotated[tuple[str, ...], SOURCE_IPS] = ()
     # TCP goes to these host:port pairs, round-robin, instead of the URL's

@@ -10,12 +10,14 @@ from __future__ import annotations
 from soak.protocols.base import HeartbeatProtocol
 from soak.protocols.json_ping import JsonPing
 from soak.protocols.openclaw import OpenClaw
+from soak.protocols.socketio import SocketIO
 from soak.protocols.ws_ping import WsPing
 
 PROTOCOLS: dict[str, type[HeartbeatProtocol]] = {
     JsonPing.name: JsonPing,
     WsPing.name: WsPing,
     OpenClaw.name: OpenClaw,
+    SocketIO.name: SocketIO,
 }
 
-__all__ = ["PROTOCOLS", "HeartbeatProtocol", "JsonPing", "OpenClaw", "WsPing"]
+__all__ = ["PROTOCOLS", "HeartbeatProtocol", "JsonPing", "OpenClaw", "SocketIO", "WsPing"]

@@ -4,9 +4,10 @@ to ``_MODULES``."""
 
 from __future__ import annotations
 
+from soak.servers import socketio
 from soak.servers.base import Recipe
 
-_MODULES: tuple[tuple[Recipe, ...], ...] = ()
+_MODULES: tuple[tuple[Recipe, ...], ...] = (socketio.RECIPES,)
 
 RECIPES: dict[str, Recipe] = {r.name: r for group in _MODULES for r in group}
 

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from soak.addresses import family_of, parse_host_port, parse_source_ips
 from soak.config.heartbeat import ServerHeartbeat
 from soak.config.openclaw import OPENCLAW_SERVER_HEARTBEAT, parse_openclaw
+from soak.config.socketio import SOCKETIO_SERVER_HEARTBEAT, check_socketio, parse_socketio
 from soak.config.target import PROTOCOLS, Secret, StatsConfig, TargetConfig
 from soak.config.validation import Loader, Parser, Section
 
@@ -28,10 +29,16 @@ class ProtocolTable:
     parse: Callable[[Section], object]
     # the server heartbeat the protocol implies when the profile gives none
     server_heartbeat: ServerHeartbeat | None = None
+    # checks of the whole [target] for this protocol (its URL against the
+    # table): (loader, where, target), failing through the loader
+    check: Callable[[Loader, str, TargetConfig], None] | None = None
 
 
 PROTOCOL_TABLES: dict[str, ProtocolTable] = {
     "openclaw": ProtocolTable("openclaw", parse_openclaw, OPENCLAW_SERVER_HEARTBEAT),
+    "socketio": ProtocolTable(
+        "socket.io", parse_socketio, SOCKETIO_SERVER_HEARTBEAT, check_socketio
+    ),
 }
 
 
@@ -87,6 +94,8 @@ def parse_target(s: Section, environ: Mapping[str, str]) -> TargetConfig:
         implied = table.server_heartbeat
         if protocol == table.protocol and target.server_heartbeat is None and implied:
             target = dataclasses.replace(target, server_heartbeat=implied)
+        if protocol == table.protocol and table.check is not None:
+            table.check(ld, s.where(name) if fields[name] is not None else s.where("url"), target)
     check_families(ld, s.where("source_ips"), target)
     return target
 
