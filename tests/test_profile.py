@@ -17,7 +17,7 @@ from soak.config.overrides import override
 from soak.config.profile import Profile, RunConfig
 from soak.config.stages import Churn, ClientsConfig, Hold, Ramp, Spike, Storm
 from soak.config.tables.thresholds import parse_threshold_option
-from soak.config.target import Secret, TargetConfig
+from soak.config.target import PROTOCOLS, Secret, TargetConfig
 from soak.config.thresholds import Threshold, percentile_of
 from soak.config.units import format_duration, parse_duration
 from soak.errors import ProfileError
@@ -530,7 +530,7 @@ def test_bad_protocol(tmp_path: Path) -> None:
     text = MINIMAL.replace("[target]\n", '[target]\nprotocol = "jsn"\n')
     message = load_error(tmp_path, text)
     assert (
-        ": target.protocol: expected one of json, ws-ping, openclaw (did you mean 'json'?), "
+        f": target.protocol: expected one of {', '.join(PROTOCOLS)} (did you mean 'json'?), "
         'got "jsn"' in (message)
     )
 
