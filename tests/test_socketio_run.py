@@ -11,7 +11,6 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import trio
@@ -181,13 +180,16 @@ async def run_sio(
     url: str = "ws://127.0.0.1:9/socket.io/",
     environ: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    body = BODY.format(
-        clients=clients,
-        hold=hold,
-        attempts=attempts,
-        reconnect=str(reconnect).lower(),
-        hb_timeout=hb_timeout,
-    ) + extra
+    body = (
+        BODY.format(
+            clients=clients,
+            hold=hold,
+            attempts=attempts,
+            reconnect=str(reconnect).lower(),
+            hb_timeout=hb_timeout,
+        )
+        + extra
+    )
     target_extra = keys + (f"[target.socketio]\n{table}\n" if table else "")
     profile = make_profile(
         body,
