@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import signal
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -60,6 +62,9 @@ def server(name: str | None, port: int, settings: tuple[str, ...], workdir: Path
         if not eq or not key:
             fail(f"--set {item}: expected KEY=VALUE")
         options[key] = value
+    # SIGTERM ends the command as Ctrl-C does: the server is stopped by its
+    # PID on the way out (Python's default would leave it running)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     with tempfile.TemporaryDirectory(prefix="soak-server-") as tmp:
         where = workdir or Path(tmp)
         try:
