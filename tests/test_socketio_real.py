@@ -204,9 +204,10 @@ def test_two_workers(tmp_path: Path, server: RealServer) -> None:
     profile = tmp_path / "sio.toml"
     head = f'[target]\nurl = "{server.url}"\nprotocol = "socket.io"\n'
     profile.write_text(head + body(20, "4s"), encoding="utf-8")
+    argv = [sys.executable, "-m", "soak", "run", str(profile), "--workers", "2", "--quiet"]
+    argv += ["--results-dir", str(tmp_path / "results")]
     done = subprocess.run(
-        [sys.executable, "-m", "soak", "run", str(profile), "--workers", "2"]
-        + ["--results-dir", str(tmp_path / "results"), "--quiet"],
+        argv,
         capture_output=True,
         timeout=120,
         check=False,
