@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import trio
 
+from soak.doctor.target import check_target
 from soak.recorder import Recorder, now_wall
 from soak.run.runner import Runner
 from soak.servers import RealServer, ServerUnavailable, recipe, start
@@ -223,3 +224,11 @@ def test_two_workers(tmp_path: Path, server: RealServer) -> None:
     proto = summary["protocol"]
     assert proto["sessions"] == 20  # counts add up across workers
     assert len(proto["workers"]) == 2
+
+
+async def test_doctor_upgrades_as_the_dialect_asks(tmp_path: Path, server: RealServer) -> None:
+    profile = make_profile(body(1, "1s"), url=server.url, protocol="socket.io")
+    findings = await check_target(profile)
+    codes = [f.code for f in findings]
+    assert "target-handshake-ok" in codes, [f.message for f in findings]
+    assert "target-heartbeat-skipped" in codes

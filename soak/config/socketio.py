@@ -32,11 +32,13 @@ PATH = Toml({"type": "string", "pattern": "^/"})
 # The Engine.IO server's heartbeat with its defaults (pingInterval 25 s,
 # pingTimeout 20 s), used for protocol = "socket.io" when the profile has no
 # [target.server_heartbeat]: a client that does not answer a ping within
-# pingTimeout gets a close frame without a status code (1005). Each
-# connection's own timings come from its open packet (soak.protocols.socketio).
+# pingTimeout gets a close frame without a status code (1005), so it lives
+# at most pingInterval + pingTimeout after its last answer (the timeout, in
+# the reference gateway's terms). Each connection is judged with the
+# timings of its own open packet (soak.protocols.socketio).
 SOCKETIO_SERVER_HEARTBEAT = ServerHeartbeat(
     interval=25.0,
-    timeout=20.0,
+    timeout=45.0,
     max_missed=1,
     close_codes=(1005,),
     reason_pattern="ping timeout",
