@@ -151,7 +151,7 @@ def test_connect_error_messages(data: str, message: str) -> None:
     assert error_message(data) == message
 
 
-def test_engine_io_4_the_server_pings_and_the_client_only_answers() -> None:
+async def test_engine_io_4_the_server_pings_and_the_client_only_answers() -> None:
     p = client()
     assert (p.client_pings, p.max_in_flight) == (False, None)
     assert p.pong_text("2") == SERVER_PING
@@ -314,22 +314,58 @@ async def opened(p: SocketIO) -> SocketIO:
 
 
 async def test_1005_after_ping_timeout_is_justified_before_it_a_server_close() -> None:
-    p = await opened(client())
-    late = CloseInfo(SERVER, 1005, "", evidence=evidence(server_beat_age=2.0, last_sent_age=2.0))
+    p = await opened(client())  # pingInterval 1 s, pingTimeout 2 s
+    # the first ping at 1 s, unanswered as far as the server knows: closed at 3 s
+    late = CloseInfo(
+        SERVER, 1005, "", evidence=evidence(age=3.0, server_beat_age=2.0, last_sent_age=2.0)
+    )
     v = judged(p, late)
     assert (v.key, v.category) == ("justified_timeout", "heartbeat_timeout")
     assert v.why == (
-        "the server's ping timeout: closed without a status 2.000s after the server's last "
-        "ping >= its pingTimeout 2s (open packet); our last answer sent 2.000s ago"
+        "the server's ping timeout: closed without a status 2.000s after the server's first "
+        "ping, 3.000s after the open (open packet: pingInterval 1s, pingTimeout 2s); our last "
+        "answer sent 2.000s ago"
     )
     # 50 ms + 2 % of the timeout early still counts as the timer
-    assert judged(p, dataclasses.replace(late, evidence=evidence(server_beat_age=1.92))).key == (
-        "justified_timeout"
-    )
-    early = CloseInfo(SERVER, 1005, "", evidence=evidence(server_beat_age=1.5))
+    soon = evidence(age=2.92, server_beat_age=1.92)
+    assert judged(p, dataclasses.replace(late, evidence=soon)).key == "justified_timeout"
+    early = CloseInfo(SERVER, 1005, "", evidence=evidence(age=2.5, server_beat_age=1.5))
     v = judged(p, early)
     assert (v.key, v.category) == ("server_1005", "server")
-    assert "before its pingTimeout 2s (open packet) could end" in v.why
+    assert v.why == (
+        "closed without a status 1.500s after the server's first ping, 2.500s after the "
+        "open: sooner than the server's ping timer can fire (open packet: pingInterval 1s, "
+        "pingTimeout 2s)"
+    )
+
+
+async def test_a_ping_we_read_late_does_not_hide_the_timer() -> None:
+    """The server's timer runs from when it sent the ping; a tester busy
+    elsewhere reads the ping late, so the time since it looks short. The
+    time since the ping before it (the server sends each pingInterval after
+    our answer) still shows the timer."""
+    p = await opened(client())
+    first = CloseInfo(SERVER, 1005, "", evidence=evidence(age=3.0, server_beat_age=1.8))
+    assert judged(p, first).key == "justified_timeout"
+    p.last_gap = 1.2  # the last ping read 0.2 s late
+    later = CloseInfo(SERVER, 1005, "", evidence=evidence(age=30.0, server_beat_age=1.8))
+    v = judged(p, later)
+    assert v.key == "justified_timeout"
+    assert "1.800s after the server's last ping, 3.000s after the ping before it" in v.why
+    p.last_gap = 1.0
+    shutdown = CloseInfo(SERVER, 1005, "", evidence=evidence(age=30.0, server_beat_age=1.5))
+    assert judged(p, shutdown).key == "server_1005"
+
+
+async def test_server_pings_are_timed_on_the_session() -> None:
+    p = await opened(client())
+    assert p.pong_text("2") == SERVER_PING
+    assert p.last_gap is None
+    assert p.pong_text("2") == SERVER_PING
+    assert p.last_gap is not None
+    assert p.last_gap >= 0
+    await opened(p)
+    assert (p.last_gap, p.last_ping_at) == (None, None)
 
 
 async def test_without_a_ping_yet_the_timer_can_fire_only_after_interval_plus_timeout() -> None:
@@ -339,7 +375,7 @@ async def test_without_a_ping_yet_the_timer_can_fire_only_after_interval_plus_ti
     info = CloseInfo(SERVER, 1005, "", evidence=evidence(age=3.0, server_beat_age=None))
     v = judged(p, info)
     assert v.key == "justified_timeout"
-    assert "3.000s after the open >= its pingInterval + pingTimeout 3s" in v.why
+    assert "3.000s after the open, before any ping (open packet: pingInterval 1s" in v.why
 
 
 async def test_engine_io_3_is_judged_by_our_last_answered_ping() -> None:

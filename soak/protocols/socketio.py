@@ -34,6 +34,8 @@ import re
 from typing import Any, ClassVar
 from urllib.parse import urlencode
 
+import trio
+
 from soak.classify import (
     ABRUPT_SLACK,
     CATEGORY_HEARTBEAT,
@@ -110,7 +112,15 @@ class SocketIOState:
 class SocketIO(HeartbeatProtocol):
     name: ClassVar[str] = "socket.io"
     has_handshake: ClassVar[bool] = True
-    __slots__ = ("eio", "goodbye", "ping_interval", "ping_timeout", "state")
+    __slots__ = (
+        "eio",
+        "goodbye",
+        "last_gap",
+        "last_ping_at",
+        "ping_interval",
+        "ping_timeout",
+        "state",
+    )
 
     def __init__(self, client_id: str, state: Any = None) -> None:
         super().__init__(client_id, state)
@@ -126,6 +136,10 @@ class SocketIO(HeartbeatProtocol):
         self.ping_interval: float | None = None
         self.ping_timeout: float | None = None
         self.goodbye: str | None = None  # the reason key of the goodbye seen
+        # this session's server pings (Engine.IO 4): when the last came, and
+        # the gap before it (None: fewer than two came)
+        self.last_ping_at: float | None = None
+        self.last_gap: float | None = None
 
     @classmethod
     def shared_state(cls, target: Any) -> SocketIOState:
@@ -139,6 +153,7 @@ class SocketIO(HeartbeatProtocol):
     async def handshake(self, io: HandshakeIO) -> None:
         state = self.state
         self.farewell = self.goodbye = None
+        self.last_ping_at = self.last_gap = None
         self.ping_interval = self.ping_timeout = None
         opened = open_packet(await io.receive_text(), io.url)
         state.sessions += 1
@@ -211,7 +226,13 @@ class SocketIO(HeartbeatProtocol):
 
     def pong_text(self, text: str) -> int | None:
         if text == "2":
-            return SERVER_PING if self.eio == 4 else None
+            if self.eio != 4:
+                return None
+            now = trio.current_time()
+            if self.last_ping_at is not None:
+                self.last_gap = now - self.last_ping_at
+            self.last_ping_at = now
+            return SERVER_PING
         if text == "3":
             return OLDEST if self.eio == 3 else None
         if not text or text == "6":
@@ -248,34 +269,50 @@ class SocketIO(HeartbeatProtocol):
 
     def judge_no_status(self, info: CloseInfo) -> Verdict:
         """A close without a status code: Engine.IO's ping timer, if it
-        comes no sooner than that timer can fire (pingTimeout after an
-        unanswered ping on Engine.IO 4; pingInterval + pingTimeout after
-        the last ping it received on Engine.IO 3); else some other end
-        (a shutdown, ``io.close()``, a transport error), never a timeout."""
+        comes no sooner than that timer can fire; else some other end (a
+        shutdown, ``io.close()``, a transport error), never a timeout.
+
+        Engine.IO 4's timer fires pingTimeout after a ping, and a ping goes
+        out pingInterval after the answer before it reached the server (the
+        first, pingInterval after the open). Either measure shows the
+        timer: a ping we read late (the tester was busy) shortens the first
+        but not the second. Engine.IO 3's timer fires pingInterval +
+        pingTimeout after the last ping of ours it received."""
         ev = info.evidence
         interval, timeout = self.ping_interval, self.ping_timeout
         if ev is None or interval is None or timeout is None:
             return Verdict(JUSTIFIED_TIMEOUT, CATEGORY_HEARTBEAT, "no client evidence")
-        since, last = ev.server_beat_age, "the server's last ping"
-        if self.eio == 3:
-            since, last = ev.last_pong_age, "our last answered ping"
-        if since is None:
-            since, last = ev.age, "the open"
-        # Engine.IO 4's timer runs from each ping (the first comes
-        # pingInterval after the open); Engine.IO 3's from each ping it
-        # received, for pingInterval + pingTimeout
-        if self.eio == 4 and ev.server_beat_age is not None:
-            limit, what = timeout, f"its pingTimeout {timeout:g}s"
+        cycle = interval + timeout
+        timings = f"open packet: pingInterval {interval:g}s, pingTimeout {timeout:g}s"
+        if self.eio == 4:
+            since = ev.server_beat_age
+            if since is None:  # no ping yet: the first comes pingInterval after the open
+                anchor, shown = ev.age, f"{ev.age:.3f}s after the open, before any ping"
+            elif self.last_gap is None:
+                anchor = ev.age
+                shown = f"{since:.3f}s after the server's first ping, {anchor:.3f}s after the open"
+            else:
+                anchor = self.last_gap + since
+                shown = (
+                    f"{since:.3f}s after the server's last ping, "
+                    f"{anchor:.3f}s after the ping before it"
+                )
+            timer = (since is not None and since >= timeout - _slack(timeout)) or (
+                anchor >= cycle - _slack(cycle)
+            )
         else:
-            limit = interval + timeout
-            what = f"its pingInterval + pingTimeout {limit:g}s"
-        shown = f"{since:.3f}s after {last}"
-        if since < limit - (ABRUPT_SLACK + 0.02 * limit):
+            since = ev.last_pong_age
+            if since is None:
+                shown = f"{ev.age:.3f}s after the open, with no answered ping"
+            else:
+                shown = f"{since:.3f}s after our last answered ping"
+            timer = (ev.age if since is None else since) >= cycle - _slack(cycle)
+        if not timer:
             return Verdict(
                 NOT_PING_TIMER,
                 CATEGORY_SERVER,
-                f"closed without a status {shown}, before {what} (open packet) could end: "
-                "not the server's ping timer",
+                f"closed without a status {shown}: sooner than the server's ping timer "
+                f"can fire ({timings})",
             )
         sent = "never" if ev.last_sent_age is None else f"{ev.last_sent_age:.3f}s ago"
         if self.eio == 4:
@@ -286,9 +323,14 @@ class SocketIO(HeartbeatProtocol):
         return Verdict(
             JUSTIFIED_TIMEOUT,
             CATEGORY_HEARTBEAT,
-            f"the server's ping timeout: closed without a status {shown} >= {what} "
-            f"(open packet); {ours}",
+            f"the server's ping timeout: closed without a status {shown} ({timings}); {ours}",
         )
+
+
+def _slack(limit: float) -> float:
+    """How much sooner than ``limit`` a server's timer may seem to fire, as
+    the client sees it (timer granularity, the network's jitter)."""
+    return ABRUPT_SLACK + 0.02 * limit
 
 
 # -- packets, pure ---------------------------------------------------------------------
