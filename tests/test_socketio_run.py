@@ -6,6 +6,7 @@ pingTimeout after an unanswered ping, Engine.IO 3's client pings."""
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from wsproto.connection import ConnectionState
 from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
 from wsproto.frame_protocol import CloseReason
 
+from soak.live import print_summary
 from tests.support.runs import events, make_profile, run_in_memory, serving
 
 
@@ -228,6 +230,11 @@ async def test_clients_answer_every_server_ping_and_never_ping(
     assert gap["count"] == 40
     assert gap["min"] == pytest.approx(1000.0, rel=1e-3)
     assert gap["max"] == pytest.approx(1000.0, rel=1e-3)
+    out = io.StringIO()
+    print_summary(summary, "results/x", out)
+    text = out.getvalue()
+    assert "  server pings 45, missed 0\n" in text
+    assert "  server_gap   p50 1000." in text
     proto = summary["protocol"]
     assert proto["name"] == "socket.io"
     assert proto["sessions"] == 5
