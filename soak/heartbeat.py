@@ -145,7 +145,7 @@ class HeartbeatEngine:
             # the dialect allows no more in flight: this slot is held (not
             # sent), the next one is the next chance
             nxt = self._slot_at_or_after(now)
-            if nxt <= now:
+            if nxt <= now or nxt <= self.next_send:  # (``early``: now is just before it)
                 nxt += self.interval
             self.held += round((nxt - self.next_send) / self.interval)
             self.next_send = nxt

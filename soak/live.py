@@ -92,7 +92,9 @@ def print_summary(summary: dict[str, Any], path: str, out: TextIO) -> None:
         f"(late {t['late']}), success "
         f"{'-' if success is None else f'{success * 100:.3f}%'}\n"
     )
-    for name in ("rtt", "rtt_service", "lag", "connect"):
+    if t.get("server_pings"):  # the server's own heartbeats (answered where the dialect asks)
+        w(f"  server pings {t['server_pings']}, missed {t.get('server_missed', 0)}\n")
+    for name in ("rtt", "rtt_service", "lag", "connect", "server_gap"):
         h = lat[name]
         if h.get("count"):
             w(

@@ -47,10 +47,11 @@ def toml_value(value: Any) -> str:
 
 
 def _protocol_table(protocol: str) -> list[str]:
+    # the table of this protocol (its name may differ: socket.io's is socketio)
     named = [(n, t) for n, t in PROTOCOL_TABLES.items() if t.protocol == protocol]
     if not named:
         return []
-    ((name, table),) = named
+    name, table = named[0]
     defaults = table.parse(Section(Loader("soak init"), f"target.{name}", {}))
     assert dataclasses.is_dataclass(defaults)
     assert not isinstance(defaults, type)
@@ -62,7 +63,8 @@ def _protocol_table(protocol: str) -> list[str]:
     hints = typing.get_type_hints(type(defaults), include_extras=True)
     for f in dataclasses.fields(defaults):
         value = getattr(defaults, f.name)
-        if value is None:  # unset by default: left out
+        if value is None:  # no default value: left to the server or the URL
+            lines.append(f"# {f.name} = ...")
             continue
         if DURATION in getattr(hints.get(f.name), "__metadata__", ()):
             lines.append(f"{f.name} = {_d(value)}")  # durations carry their unit

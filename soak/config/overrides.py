@@ -11,7 +11,7 @@ from soak.config.tables.run import port as parse_port
 from soak.config.tables.run import shard as parse_shard
 from soak.config.tables.run import start_at as parse_start_at
 from soak.config.tables.run import workers as parse_workers
-from soak.config.tables.target import check_families, source_ips
+from soak.config.tables.target import PROTOCOL_TABLES, check_families, source_ips
 from soak.config.tables.thresholds import parse_threshold_option
 from soak.config.target import openclaw_connecting
 from soak.config.validation import Loader
@@ -40,6 +40,9 @@ def override(
     target = profile.target
     if url is not None:
         target = dataclasses.replace(target, url=ld.url("--url", url))
+        for table in PROTOCOL_TABLES.values():
+            if table.protocol == target.protocol and table.check is not None:
+                table.check(ld, "--url", target)
     clients = profile.clients
     if source_ip is not None:
         before = target

@@ -13,6 +13,7 @@ from soak.config.hops import Hop
 from soak.config.kinds import NOT_IN_PROFILE, Duration, Toml, at_least, one_of, string_table
 from soak.config.mqtt import MqttConfig
 from soak.config.openclaw import OPENCLAW_PREAUTH_BUDGET, OpenClawConfig
+from soak.config.socketio import SocketIOConfig
 
 PROTOCOLS = (
     "json",
@@ -22,6 +23,7 @@ PROTOCOLS = (
     "mqtt",
     "graphql-ws",
     "graphql-ws-legacy",
+    "socket.io",
 )  # must match soak.protocols.PROTOCOLS
 
 WS_URL = Toml({"type": "string", "pattern": "^wss?://[^/]"}, required=True)
@@ -77,6 +79,7 @@ class TargetConfig:
     mqtt: MqttConfig | None = None  # [target.mqtt]; resolved by load_profile
     graphql_ws: GraphqlWsConfig | None = None  # [target.graphql_ws]; defaults when None
     graphql_ws_legacy: GraphqlWsLegacyConfig | None = None  # [target.graphql_ws_legacy]
+    socketio: SocketIOConfig | None = None  # [target.socketio]; defaults when None
     # source addresses, used round-robin (see soak.addresses); () lets the kernel pick
     source_ips: Annotated[tuple[str, ...], SOURCE_IPS] = ()
     # TCP goes to these host:port pairs, round-robin, instead of the URL's

@@ -70,6 +70,9 @@ async def check_target(profile: Profile, step_limit: float = TARGET_TIMEOUT) -> 
             value = target.token_prefix + target.token.value
             headers.append((target.token_header.encode(), value.encode()))
         resource_ = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        proto_cls = PROTOCOLS[target.protocol]
+        # the upgrade as the dialect asks for it (Engine.IO: ?EIO=4&transport=websocket)
+        resource_ = proto_cls("soak-doctor", proto_cls.shared_state(target)).resource(resource_)
         host = authority(target.url)
         t0 = time.perf_counter()
         try:
@@ -114,7 +117,6 @@ async def check_target(profile: Profile, step_limit: float = TARGET_TIMEOUT) -> 
                 f"{url}: WebSocket handshake in {(time.perf_counter() - t0) * 1000:.1f} ms",
             )
         )
-        proto_cls = PROTOCOLS[target.protocol]
         if getattr(proto_cls, "has_handshake", False):
             # a protocol that speaks first after the upgrade (e.g. a login):
             # not replayed here, so no heartbeat is tried

@@ -14,6 +14,7 @@ from soak.protocols.graphql_ws_legacy import GraphqlWsLegacy
 from soak.protocols.json_ping import JsonPing
 from soak.protocols.mqtt import Mqtt
 from soak.protocols.openclaw import OpenClaw
+from soak.protocols.socketio import SocketIO
 from soak.protocols.ws_ping import WsPing
 
 PROTOCOLS: dict[str, type[HeartbeatProtocol]] = {
@@ -24,6 +25,7 @@ PROTOCOLS: dict[str, type[HeartbeatProtocol]] = {
     Mqtt.name: Mqtt,
     GraphqlWs.name: GraphqlWs,
     GraphqlWsLegacy.name: GraphqlWsLegacy,
+    SocketIO.name: SocketIO,
 }
 
 __all__ = [
@@ -35,5 +37,6 @@ __all__ = [
     "JsonPing",
     "Mqtt",
     "OpenClaw",
+    "SocketIO",
     "WsPing",
 ]

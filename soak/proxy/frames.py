@@ -74,12 +74,22 @@ def ka_kind(opcode: int, fin: bool, payload: bytes) -> str | None:
     return heartbeat_kind(opcode, fin, payload)
 
 
+def engineio_kind(opcode: int, fin: bool, payload: bytes) -> str | None:
+    """Engine.IO's heartbeat (Socket.IO): a text frame ``2`` (ping) or ``3``
+    (pong), whichever side sends it (Engine.IO 4: the server pings; 3: the
+    client)."""
+    if opcode != 0x1 or not fin:
+        return None
+    return "ping" if payload == b"2" else "pong" if payload == b"3" else None
+
+
 # each dialect's heartbeats as the proxy sees them; a dialect not listed
 # here has the default (RFC 6455 control frames and JSON ping/pong)
 DIALECT_HEARTBEATS: dict[str, HeartbeatKind] = {
     "json": heartbeat_kind,
     "mqtt": mqtt_heartbeat_kind,
     "graphql-ws-legacy": ka_kind,
+    "socket.io": engineio_kind,
 }
 
 

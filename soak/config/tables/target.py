@@ -19,6 +19,7 @@ from soak.config.graphql_ws import implied_heartbeat, parse_graphql_ws, parse_gr
 from soak.config.heartbeat import ServerHeartbeat
 from soak.config.mqtt import parse_mqtt
 from soak.config.openclaw import OPENCLAW_SERVER_HEARTBEAT, parse_openclaw
+from soak.config.socketio import SOCKETIO_SERVER_HEARTBEAT, check_socketio, parse_socketio
 from soak.config.tables.hops import NO_HOPS, parse_hops
 from soak.config.target import PROTOCOLS, Secret, StatsConfig, TargetConfig
 from soak.config.validation import Loader, Parser, Section
@@ -34,6 +35,9 @@ class ProtocolTable:
     # the server heartbeat the protocol implies when the profile gives none:
     # fixed, or made from the protocol's table (None when the profile has none)
     server_heartbeat: ServerHeartbeat | Callable[[object], ServerHeartbeat | None] | None = None
+    # checks of the whole [target] for this protocol (its URL against the
+    # table): (loader, where, target), failing through the loader
+    check: Callable[[Loader, str, TargetConfig], None] | None = None
 
 
 PROTOCOL_TABLES: dict[str, ProtocolTable] = {
@@ -42,6 +46,9 @@ PROTOCOL_TABLES: dict[str, ProtocolTable] = {
     "mqtt": ProtocolTable("mqtt", parse_mqtt),  # its server heartbeat: resolve_mqtt
     "graphql_ws": ProtocolTable("graphql-ws", parse_graphql_ws, implied_heartbeat),
     "graphql_ws_legacy": ProtocolTable("graphql-ws-legacy", parse_graphql_ws_legacy),
+    "socketio": ProtocolTable(
+        "socket.io", parse_socketio, SOCKETIO_SERVER_HEARTBEAT, check_socketio
+    ),
 }
 
 
@@ -101,6 +108,8 @@ def parse_target(s: Section, environ: Mapping[str, str]) -> TargetConfig:
             implied = implied(fields[name])
         if protocol == table.protocol and target.server_heartbeat is None and implied:
             target = dataclasses.replace(target, server_heartbeat=implied)
+        if protocol == table.protocol and table.check is not None:
+            table.check(ld, s.where(name) if fields[name] is not None else s.where("url"), target)
     check_families(ld, s.where("source_ips"), target)
     return target
 
