@@ -31,7 +31,7 @@ from soak.run.processes import Coordinator
 from soak.run.runner import Runner
 from soak.run.spawn import LEAD, WorkerError, go, start_workers
 from soak.shipped import DEFAULT_DEMO
-from soak.summary import EXIT_TARGET
+from soak.summary import EXIT_RESULTS, EXIT_TARGET
 from soak.urls import without_userinfo
 
 
@@ -89,7 +89,7 @@ def execute(profile: Profile, *, quiet: bool = False) -> int:
         return execute_workers(profile, workers, quiet=quiet)
     with errors_as_exit_codes():
         recorder = Recorder(profile.run.results_dir, profile.run.label, now_wall())
-    view = LiveView()
+    view = LiveView(results=recorder.health)
     with errors_as_exit_codes():
         runner = Runner(
             profile,
@@ -103,7 +103,7 @@ def execute(profile: Profile, *, quiet: bool = False) -> int:
     with errors_as_exit_codes():
         outcome = trio.run(runner.run)
     print_summary(outcome.summary, str(recorder.path), sys.stdout)
-    return outcome.exit_code
+    return results_complete(recorder, outcome.exit_code)
 
 
 _run_options = [
@@ -129,6 +129,15 @@ _run_options = [
 ]
 
 
+def results_complete(recorder: Recorder, code: int) -> int:
+    """The run's exit code, or EXIT_RESULTS with one line per thing its
+    results directory does not hold (a disk that stayed full)."""
+    missing = recorder.missing()
+    for line in missing:
+        click.echo(f"soak: missing from {recorder.path}: {line}", err=True)
+    return EXIT_RESULTS if missing else code
+
+
 def _starting(profile: Profile, recorder: Recorder, how: str) -> None:
     click.echo(
         f"soak: running '{profile.run.label}' against {without_userinfo(profile.target.url)} for "
@@ -149,7 +158,7 @@ def execute_workers(profile: Profile, count: int, *, quiet: bool = False) -> int
     with errors_as_exit_codes():
         recorder = Recorder(profile.run.results_dir, profile.run.label, wall0)
     go(workers, origin, wall0)
-    view = LiveView()
+    view = LiveView(results=recorder.health)
     runner = Coordinator(
         profile,
         recorder,
@@ -164,7 +173,7 @@ def execute_workers(profile: Profile, count: int, *, quiet: bool = False) -> int
     with errors_as_exit_codes():
         outcome = trio.run(runner.run)
     print_summary(outcome.summary, str(recorder.path), sys.stdout)
-    return outcome.exit_code
+    return results_complete(recorder, outcome.exit_code)
 
 
 # soak run's and soak plan's (soak demo has none: its gateway is on 127.0.0.1)
