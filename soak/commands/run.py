@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import click
 import trio
 
+from soak import consent
 from soak.client import target_address
 from soak.commands.common import errors_as_exit_codes, fail
 from soak.commands.complete import PROFILE
@@ -81,8 +82,26 @@ def load_with_overrides(path: str, **overrides: Any) -> Profile:
         return override(load_profile(path), **overrides)
 
 
-def execute(profile: Profile, *, quiet: bool = False) -> int:
+def ask_consent(profile: Profile, allowed: bool) -> None:
+    """Print the profile's shell commands (and off-machine restart URLs)
+    and go on only with ``--allow-commands`` or a yes on a terminal
+    (soak.consent); else fail with one line showing them."""
+    terminal = sys.stdin.isatty() and sys.stderr.isatty()
+
+    def ask(question: str) -> bool:
+        return click.confirm(question, default=False, err=True)
+
+    def say(line: str) -> None:
+        click.echo(line, err=True)
+
+    refused = consent.check(profile, allowed, say=say, ask=ask if terminal else None)
+    if refused is not None:
+        fail(refused)
+
+
+def execute(profile: Profile, *, quiet: bool = False, allow_commands: bool = False) -> int:
     """Run a loaded profile with the live view; return the exit code."""
+    ask_consent(profile, allow_commands)
     workers = check_capacity(profile)
     check_ports(profile)
     if workers > 1:
@@ -186,6 +205,15 @@ source_ip_option = click.option(
 )
 
 
+allow_commands_option = click.option(
+    consent.FLAG,
+    "allow_commands",
+    is_flag=True,
+    help="Run the profile's storm commands (/bin/sh -c) and POST restart URLs off this "
+    "machine without asking; without it soak asks on a terminal and refuses elsewhere.",
+)
+
+
 def run_options(f: Any) -> Any:
     for option in reversed(_run_options):
         f = option(f)
@@ -201,6 +229,7 @@ def run_options(f: Any) -> Any:
     help="Print the plan (as soak plan does) and exit without connecting.",
 )
 @source_ip_option
+@allow_commands_option
 def run(
     profile: str,
     url: str | None,
@@ -212,11 +241,14 @@ def run(
     thresholds: tuple[str, ...],
     dry_run: bool,
     source_ip: str | None,
+    allow_commands: bool,
 ) -> None:
     """Run PROFILE (a TOML file, or a shipped profile by name) against its target.
 
-    Exit codes: 0 passed, 1 a threshold failed, 2 bad input, 3 the target was
-    never reachable, 130/143 interrupted by SIGINT/SIGTERM.
+    Exit codes: 0 passed, 1 a threshold failed, 2 bad input (a profile's
+    command without --allow-commands too), 3 the target was never reachable,
+    4 the results are not all on disk (a full disk: soak says what is
+    missing), 130/143 interrupted by SIGINT/SIGTERM.
     """
     p = load_with_overrides(
         profile,
@@ -228,13 +260,14 @@ def run(
         workers=workers,
         source_ip=source_ip,
     )
-    sys.exit(print_plan(p) if dry_run else execute(p, quiet=quiet))
+    sys.exit(print_plan(p) if dry_run else execute(p, quiet=quiet, allow_commands=allow_commands))
 
 
 @click.command()
 @click.argument("profile", type=PROFILE, default=DEFAULT_DEMO)
 @run_options
 @click.option("--gateway-arg", multiple=True, help="Extra option for the reference gateway.")
+@allow_commands_option
 def demo(
     profile: str,
     url: str | None,
@@ -245,6 +278,7 @@ def demo(
     workers: str | None,
     thresholds: tuple[str, ...],
     gateway_arg: tuple[str, ...],
+    allow_commands: bool,
 ) -> None:
     """Start the reference gateway on 127.0.0.1 and run PROFILE against it
     (a file or a shipped profile's name; default: the shipped demo).
@@ -273,7 +307,7 @@ def demo(
             )
             p = dataclasses.replace(p, target=dataclasses.replace(p.target, stats=stats))
         p = _restart_urls_to(p, port)
-        code = execute(p, quiet=quiet)
+        code = execute(p, quiet=quiet, allow_commands=allow_commands)
     sys.exit(code)
 
 
