@@ -28,7 +28,7 @@ from wsproto.connection import ConnectionState
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from soak import heartbeat
-from soak.classify import CLIENT, PROTOCOL_ERROR, SCALE_DOWN, SHUTDOWN, CloseInfo
+from soak.classify import CLIENT, PROTOCOL_ERROR, SCALE_DOWN, SHUTDOWN, ZOMBIE, CloseInfo
 from soak.client.closing import LastClose, client_event, record_close
 from soak.client.connection import Closed, CloseRequest, Closing, Reaction
 from soak.client.shared import Services, Shared
@@ -245,9 +245,16 @@ class Live:
             reset(conn.stream)  # no close frame: the peer sees a reset
             return closing.info
         if closing.frame is not None:
+            # a zombie's server has not answered for max_missed heartbeats:
+            # waiting for its close frame would only keep a dead connection
+            # counted as connected and delay the reconnect (a frozen gateway,
+            # tests/test_frozen_gateway.py); and a full send buffer must not
+            # hold the close forever
+            wait = 0.0 if closing.info.cause == ZOMBIE else CLOSE_WAIT
             try:
-                await conn.write(closing.frame)
                 with trio.move_on_after(CLOSE_WAIT):
+                    await conn.write(closing.frame)
+                with trio.move_on_after(wait):
                     while conn.ws.state is not ConnectionState.CLOSED:
                         data = await conn.stream.receive_some(RECEIVE_SIZE)
                         if not data:
