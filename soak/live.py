@@ -21,7 +21,8 @@ def _pct(v: float | None) -> str:
 
 class LiveView:
     """``results``: asked each refresh; a line while the results are not
-    being written (soak.recorder.Recorder.health), else None."""
+    being written or the tester's memory is near its budget
+    (soak.recorder.Recorder.health), else None."""
 
     def __init__(
         self,
@@ -57,7 +58,7 @@ class LiveView:
         ]
         trouble = self._results()
         if trouble is not None:
-            lines.append(f"  RESULTS    {trouble}")
+            lines.append(f"  WARNING    {trouble}")
         up = f"\x1b[{self._lines}F" if self._lines else ""
         self.out.write(up + "".join(f"\x1b[2K{line}\n" for line in lines))
         self.out.flush()
@@ -85,7 +86,7 @@ class LiveView:
         )
         trouble = self._results()
         if trouble is not None:
-            self.out.write(f"[{r['t'] + r['dt']:9.1f}s] RESULTS {trouble}\n")
+            self.out.write(f"[{r['t'] + r['dt']:9.1f}s] WARNING {trouble}\n")
         self.out.flush()
 
 

@@ -26,8 +26,9 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from soak.limits import memory_available
 from soak.metrics import (
     HISTOGRAMS,
     Interval,
@@ -37,6 +38,7 @@ from soak.results.backlog import Backlog, Failure, describe, plural
 from soak.results.disk import Disk
 from soak.results.names import EVENTS, RESULTS_FORMAT, SUMMARY, iso, run_dir_name
 from soak.results.writer import RunWriter
+from soak.run.memory import MemoryWatch, default_budget
 from soak.summary import EXIT_RESULTS
 
 __all__ = [
@@ -71,7 +73,9 @@ class Recorder:
     """A new results directory under ``root`` for the run ``label`` started
     at ``wall0``. Raises ResultsError when the directory cannot be made;
     later failures to write are held and retried, never raised.
-    ``disk``: the file operations (a test's can fail)."""
+    ``disk``: the file operations (a test's can fail). ``memory_budget``:
+    bytes the tester may hold before it warns (soak.run.memory), by default
+    from what the machine has; None: no watch."""
 
     def __init__(
         self,
@@ -81,6 +85,7 @@ class Recorder:
         *,
         disk: Disk | None = None,
         max_held_bytes: int = MAX_HELD_BYTES,
+        memory_budget: int | Literal["machine"] | None = "machine",
     ) -> None:
         self.wall0 = wall0
         self._files = RunWriter(root, label, wall0, HISTOGRAMS, disk)
@@ -95,6 +100,9 @@ class Recorder:
         self._closed = False
         self._last_t = 0.0
         self._amended: str | None = None  # the run's own verdict, once summary.json is amended
+        if memory_budget == "machine":
+            memory_budget = default_budget(rss_bytes(), memory_available())
+        self.memory = MemoryWatch(memory_budget)
 
     # -- the manifest and the summary ---------------------------------------------
 
@@ -144,6 +152,9 @@ class Recorder:
         that fails, with those before it that failed). Returns the
         intervals.jsonl record."""
         record = interval_record(iv, extra)
+        warning = self.memory.observe(int(record.get("rss_bytes") or 0), iv.end)
+        if warning is not None:
+            self.event(warning)
         record["events_dropped"] = self.events_dropped
         events, self._pending_events = self._pending_events, []
         self.events_dropped = 0
@@ -219,8 +230,10 @@ class Recorder:
 
     def health(self) -> str | None:
         """One line for the live view while results are not being written
-        (or were lost), else None."""
-        return self.backlog.health()
+        (or were lost), or the tester's memory is near its budget; else
+        None."""
+        lines = [x for x in (self.backlog.health(), self.memory.health()) if x]
+        return "; ".join(lines) or None
 
     def missing(self) -> list[str]:
         """What of this run is not on disk, one line each; empty when the
@@ -246,6 +259,9 @@ class Recorder:
             "missing": missing,
             **self.backlog.counts(),
         }
+        tester = summary.get("tester")
+        if isinstance(tester, dict):
+            tester.update(self.memory.summary())
         if missing:
             summary["exit_code"] = EXIT_RESULTS
             more = (

@@ -294,11 +294,11 @@ def test_the_live_view_shows_the_failure(tmp_path: Path) -> None:
         "reconnects": 0, "handshake_failures": {},
     }  # fmt: skip
     view.interval(record)
-    assert "RESULTS" not in out.getvalue()
+    assert "WARNING" not in out.getvalue()
     disk.full()
     rec.write_json("run.json", {"status": "running"})
     view.interval(record)
-    assert "RESULTS results NOT WRITTEN since 0s: No space left on device (ENOSPC)" in (
+    assert "WARNING results NOT WRITTEN since 0s: No space left on device (ENOSPC)" in (
         out.getvalue()
     )
     rec.close()
