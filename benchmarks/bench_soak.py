@@ -165,21 +165,32 @@ def rtt_windows(path: Path, window: float) -> list[tuple[float, float, int]]:
 
 
 class Tracer:
-    """tracemalloc from the end of the ramp to the end of the hold."""
+    """tracemalloc from the end of the ramp to the end of the hold. The
+    first snapshot is taken one interval after tracing starts, so that what
+    every interval makes anew (its histograms, each client's current wait)
+    is in both snapshots and only growth shows in the difference."""
 
     def __init__(self, top: int) -> None:
         self.top = top
+        self.tracing = False
         self.start: tracemalloc.Snapshot | None = None
         self.end: tracemalloc.Snapshot | None = None
 
-    def begin(self) -> None:
-        if self.top and self.start is None:
-            tracemalloc.start(10)
+    def interval(self, t: float, steady: bool, last: bool) -> None:
+        """At each interval's end, ``t`` seconds into the run."""
+        if not self.top or self.end is not None:
+            return
+        if self.tracing and self.start is None:
             self.start = tracemalloc.take_snapshot()
+        elif steady and not self.tracing:
+            tracemalloc.start(10)
+            self.tracing = True
+        if last and self.start is not None:
+            self.end = tracemalloc.take_snapshot()
+            tracemalloc.stop()
 
     def finish(self) -> None:
-        if self.start is not None and self.end is None:
-            self.end = tracemalloc.take_snapshot()
+        if self.tracing and self.end is None:
             tracemalloc.stop()
 
     def report(self) -> None:
@@ -271,10 +282,9 @@ def main(argv: list[str] | None = None) -> int:
                         f"{sample.gateway_fds}, connected {record['connected']}, "
                         f"rtt p99 {record.get('rtt_p99_ms')} ms"
                     )
-                if t >= ramp + settle:
-                    tracer.begin()
-                if t >= duration - record["dt"] / 2:
-                    tracer.finish()
+                # the last whole interval of the hold (not the run's last,
+                # written while every client is being closed)
+                tracer.interval(t, t >= ramp + settle, t >= duration - 1.5 * record["dt"])
 
             recorder = Recorder(tmp, "bench-soak", time.time())
             runner = Runner(profile, recorder, on_interval=on_interval, manage_gc=True)
