@@ -35,6 +35,7 @@ It uses the whole machine for its duration: take the BENCH lock first
 from __future__ import annotations
 
 import argparse
+import gc
 import math
 import os
 import shutil
@@ -168,7 +169,8 @@ class Tracer:
     """tracemalloc from the end of the ramp to the end of the hold. The
     first snapshot is taken one interval after tracing starts, so that what
     every interval makes anew (its histograms, each client's current wait)
-    is in both snapshots and only growth shows in the difference."""
+    is in both snapshots and only growth shows in the difference; a full
+    collection before each keeps cyclic garbage out of it."""
 
     def __init__(self, top: int) -> None:
         self.top = top
@@ -181,11 +183,13 @@ class Tracer:
         if not self.top or self.end is not None:
             return
         if self.tracing and self.start is None:
+            gc.collect()  # cyclic garbage is not growth
             self.start = tracemalloc.take_snapshot()
         elif steady and not self.tracing:
             tracemalloc.start(10)
             self.tracing = True
         if last and self.start is not None:
+            gc.collect()
             self.end = tracemalloc.take_snapshot()
             tracemalloc.stop()
 
