@@ -202,7 +202,12 @@ async def test_a_removed_results_directory_is_made_again_with_everything(
     assert "removed" in restored["why"]
 
 
-def test_an_interval_is_written_to_every_file_or_to_none(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("error", "says"), [(errno.ENOSPC, "No space left"), (errno.EIO, "Input/output error")]
+)
+def test_an_interval_is_written_to_every_file_or_to_none(
+    tmp_path: Path, error: int, says: str
+) -> None:
     disk = FailingDisk()
     w = RunWriter(tmp_path, "x", WALL0, ("rtt", "lag"), disk)
     h = new_histogram()
@@ -210,11 +215,11 @@ def test_an_interval_is_written_to_every_file_or_to_none(tmp_path: Path) -> None
     hists = {"rtt": h, "lag": h}
     w.append_interval(0.0, 1.0, hists, ['{"event":"a"}'], {"i": 0})
     before = {p.name: p.read_bytes() for p in w.path.iterdir()}
-    disk.full()
+    disk.error = error
     for _ in range(3):  # the first write lands half its bytes, the next fails
-        with pytest.raises(OSError, match="No space left") as caught:
+        with pytest.raises(OSError, match=says) as caught:
             w.append_interval(1.0, 2.0, hists, ['{"event":"b"}'], {"i": 1})
-        assert caught.value.errno == errno.ENOSPC
+        assert caught.value.errno == error
         assert {p.name: p.read_bytes() for p in w.path.iterdir()} == before
     disk.free()
     w.append_interval(1.0, 2.0, hists, ['{"event":"b"}'], {"i": 1})
