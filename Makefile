@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint typecheck unit bench bench-cpu bench-proxy bench-scale clean test-openclaw incident-chain mutate
+.PHONY: demo test test-fast lint typecheck unit bench bench-cpu bench-proxy bench-scale bench-soak clean test-openclaw incident-chain mutate
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,10 @@ bench-cpu: $(STAMP)
 
 bench-proxy: $(STAMP)
 	$(BIN)/python benchmarks/proxy.py
+
+# 10,000 clients for an hour (docs/benchmarks.md); e.g. make bench-soak ARGS="--duration 2h"
+bench-soak: $(STAMP)
+	$(BIN)/python benchmarks/bench_soak.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache mutants

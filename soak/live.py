@@ -4,6 +4,7 @@ log line per interval when the output is not a terminal (CI, ``| tee``)."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from soak.availability import describe
@@ -19,10 +20,24 @@ def _pct(v: float | None) -> str:
 
 
 class LiveView:
-    def __init__(self, out: TextIO | None = None, *, tty: bool | None = None) -> None:
+    """``results``: asked each refresh; a line while the results are not
+    being written or the tester's memory is near its budget
+    (soak.recorder.Recorder.health), else None."""
+
+    def __init__(
+        self,
+        out: TextIO | None = None,
+        *,
+        tty: bool | None = None,
+        results: Callable[[], str | None] | None = None,
+    ) -> None:
         self.out = out or sys.stderr
         self.tty = self.out.isatty() if tty is None else tty
+        self.results = results
         self._lines = 0
+
+    def _results(self) -> str | None:
+        return None if self.results is None else self.results()
 
     def status(self, s: dict[str, Any]) -> None:
         """Called about once a second; draws only on a terminal."""
@@ -41,6 +56,9 @@ class LiveView:
             f"  reconnect  {s['reconnects']:>7}     handshake failures {s['handshake_failures']}",
             f"  tester     loop lag max {s['loop_lag_max_ms']:.1f}ms (this interval)",
         ]
+        trouble = self._results()
+        if trouble is not None:
+            lines.append(f"  WARNING    {trouble}")
         up = f"\x1b[{self._lines}F" if self._lines else ""
         self.out.write(up + "".join(f"\x1b[2K{line}\n" for line in lines))
         self.out.flush()
@@ -66,6 +84,9 @@ class LiveView:
             f"lag_p99={_ms(r.get('lag_p99_ms'))} loop_lag_max={_ms(r.get('loop_lag_max_ms'))} "
             f"availability={_pct(r.get('availability'))}\n"
         )
+        trouble = self._results()
+        if trouble is not None:
+            self.out.write(f"[{r['t'] + r['dt']:9.1f}s] WARNING {trouble}\n")
         self.out.flush()
 
 

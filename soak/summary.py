@@ -23,6 +23,8 @@ EXIT_OK = 0
 EXIT_THRESHOLDS = 1
 EXIT_USAGE = 2
 EXIT_TARGET = 3  # the target was never reachable, or the run could not proceed
+# the run's results are not all on disk (a full disk): soak.recorder says what is missing
+EXIT_RESULTS = 4
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
 

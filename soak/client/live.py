@@ -29,7 +29,7 @@ from wsproto.connection import ConnectionState
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from soak import heartbeat
-from soak.classify import CLIENT, PROTOCOL_ERROR, SCALE_DOWN, SHUTDOWN, CloseInfo
+from soak.classify import CLIENT, PROTOCOL_ERROR, SCALE_DOWN, SHUTDOWN, ZOMBIE, CloseInfo
 from soak.client.closing import LastClose, client_event, record_close
 from soak.client.connection import Closed, CloseRequest, Closing, Reaction
 from soak.client.shared import Services, Shared
@@ -40,6 +40,8 @@ from soak.protocols.base import HeartbeatProtocol
 # How long a client that closes waits for the server's close frame
 # (RFC 6455 7.1.1: the client should wait for the server to close TCP).
 CLOSE_WAIT = 2.0
+# bytes handed to a connection between checkpoints (see Live._received)
+RECEIVE_SLICE = 2048
 
 # Wake this much before a ping's slot: timers fire up to 1 ms late (epoll's
 # resolution), and a ping sent late would count that against the tester.
@@ -214,11 +216,26 @@ class Live:
                 now = trio.current_time()
                 if not data:
                     return conn.lost("eof", now)
-                reaction = conn.on_data(cast(bytes, data), now)
-                if reaction is not None:
-                    info = await self._carry_out(conn, reaction)
-                    if info is not None:
-                        return info
+                info = await self._received(conn, cast(bytes, data), now)
+                if info is not None:
+                    return info
+
+    async def _received(self, conn: _Conn, data: bytes, now: float) -> CloseInfo | None:
+        """Hand what arrived at ``now`` to the connection a slice at a time,
+        with a checkpoint between slices: a burst (a server's ping flood, a
+        huge frame) must not hold the event loop, and every other
+        connection's heartbeat with it, for the whole burst
+        (tests/test_hostile.py). Every slice keeps ``now``: that is when
+        its bytes arrived."""
+        for start in range(0, len(data), RECEIVE_SLICE):
+            if start:
+                await trio.lowlevel.checkpoint()
+            reaction = conn.on_data(data[start : start + RECEIVE_SLICE], now)
+            if reaction is not None:
+                info = await self._carry_out(conn, reaction)
+                if info is not None:
+                    return info
+        return None
 
     def _can_pace(self) -> bool:
         return type(self.protocol).ping_frame is not HeartbeatProtocol.ping_frame
@@ -250,11 +267,19 @@ class Live:
         self.services.pacer.add(hb.next_send - hb.early, self, conn)
 
     async def _carry_out(self, conn: _Conn, reaction: Reaction) -> CloseInfo | None:
-        """Do what a reaction asks, one action at a time."""
+        """Do what a reaction asks, in order; the bytes it asks to send
+        (answers to the server's pings, say) go out in one write, not one
+        write each: a ping flood's thousands of pongs cost one write per
+        slice (tests/test_hostile.py)."""
+        out = b""
         for action in reaction:
             if isinstance(action, Closed):
+                if out:
+                    await conn.write(out)
                 return await self._closed(conn, action)
-            await conn.write(action)
+            out += action
+        if out:
+            await conn.write(out)
         return None
 
     async def _closed(self, conn: _Conn, closed: Closed) -> CloseInfo:
@@ -272,9 +297,16 @@ class Live:
             reset(conn.stream)  # no close frame: the peer sees a reset
             return closing.info
         if closing.frame is not None:
+            # a zombie's server has not answered for max_missed heartbeats:
+            # waiting for its close frame would only keep a dead connection
+            # counted as connected and delay the reconnect (a frozen gateway,
+            # tests/test_frozen_gateway.py); and a full send buffer must not
+            # hold the close forever
+            wait = 0.0 if closing.info.cause == ZOMBIE else CLOSE_WAIT
             try:
-                await conn.write(closing.frame)
                 with trio.move_on_after(CLOSE_WAIT):
+                    await conn.write(closing.frame)
+                with trio.move_on_after(wait):
                     while conn.ws.state is not ConnectionState.CLOSED:
                         data = await conn.stream.receive_some(RECEIVE_SIZE)
                         if not data:

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import click
 import trio
 
+from soak import consent
 from soak.client import target_address
 from soak.commands.common import errors_as_exit_codes, fail
 from soak.commands.complete import PROFILE
@@ -28,7 +29,7 @@ from soak.limits import memory_available, port_range, raise_fd_limit
 from soak.live import LiveView, print_summary
 from soak.plan import Machine, capacity_problem, make_plan, ports_problem, render, shown_dials
 from soak.prom import LiveMetrics, MetricsSink
-from soak.recorder import now_wall
+from soak.recorder import Recorder, now_wall
 from soak.run.processes import Coordinator
 from soak.run.runner import Runner
 from soak.run.shard import Start, begin, shard_of, shard_profile
@@ -36,7 +37,7 @@ from soak.run.shard_clock import read_clock
 from soak.run.source import Sink
 from soak.run.spawn import LEAD, WorkerError, go, start_workers
 from soak.shipped import DEFAULT_DEMO
-from soak.summary import EXIT_TARGET
+from soak.summary import EXIT_RESULTS, EXIT_TARGET
 from soak.urls import without_userinfo
 
 T = TypeVar("T")
@@ -88,9 +89,33 @@ def load_with_overrides(path: str, **overrides: Any) -> Profile:
         return override(load_profile(path), **overrides)
 
 
-def execute(profile: Profile, *, quiet: bool = False, metrics_addr: str = "127.0.0.1") -> int:
+def ask_consent(profile: Profile, allowed: bool) -> None:
+    """Print the profile's shell commands (and off-machine restart URLs)
+    and go on only with ``--allow-commands`` or a yes on a terminal
+    (soak.consent); else fail with one line showing them."""
+    terminal = sys.stdin.isatty() and sys.stderr.isatty()
+
+    def ask(question: str) -> bool:
+        return click.confirm(question, default=False, err=True)
+
+    def say(line: str) -> None:
+        click.echo(line, err=True)
+
+    refused = consent.check(profile, allowed, say=say, ask=ask if terminal else None)
+    if refused is not None:
+        fail(refused)
+
+
+def execute(
+    profile: Profile,
+    *,
+    quiet: bool = False,
+    metrics_addr: str = "127.0.0.1",
+    allow_commands: bool = False,
+) -> int:
     """Run a loaded profile with the live view; return the exit code. A
     shard (``[run] shard``) runs its part of the profile (soak.run.shard)."""
+    ask_consent(profile, allow_commands)
     part = shard_profile(profile, shard) if (shard := shard_of(profile)) else profile
     workers = check_capacity(part)
     check_ports(part)
@@ -98,7 +123,7 @@ def execute(profile: Profile, *, quiet: bool = False, metrics_addr: str = "127.0
     if workers > 1:
         return execute_workers(profile, workers, quiet=quiet, server=server)
     start = _begin(profile, 0.0)
-    view = LiveView()
+    view = LiveView(results=start.recorder.health)
     sink, on_status = _with_metrics(start, server, None if quiet else view.status)
     with errors_as_exit_codes():
         runner = Runner(
@@ -115,7 +140,7 @@ def execute(profile: Profile, *, quiet: bool = False, metrics_addr: str = "127.0
     with errors_as_exit_codes():
         outcome = trio.run(_serve_beside, server, runner.run)
     print_summary(outcome.summary, str(start.recorder.path), sys.stdout)
-    return outcome.exit_code
+    return results_complete(start.recorder, outcome.exit_code)
 
 
 def _begin(profile: Profile, lead: float) -> Start:
@@ -203,6 +228,15 @@ strict_option = click.option(
 )
 
 
+def results_complete(recorder: Recorder, code: int) -> int:
+    """The run's exit code, or EXIT_RESULTS with one line per thing its
+    results directory does not hold (a disk that stayed full)."""
+    missing = recorder.missing()
+    for line in missing:
+        click.echo(f"soak: missing from {recorder.path}: {line}", err=True)
+    return EXIT_RESULTS if missing else code
+
+
 def _starting(start: Start, how: str, server: HttpServer | None = None) -> None:
     profile = start.profile
     click.echo(
@@ -239,7 +273,7 @@ def execute_workers(
     origin = start.origin_monotonic
     assert origin is not None  # begin() was given the lead
     go(workers, origin, start.sink.wall0)
-    view = LiveView()
+    view = LiveView(results=start.recorder.health)
     sink, on_status = _with_metrics(start, server, None if quiet else view.status)
     runner = Coordinator(
         profile,
@@ -257,7 +291,7 @@ def execute_workers(
     with errors_as_exit_codes():
         outcome = trio.run(_serve_beside, server, runner.run)
     print_summary(outcome.summary, str(start.recorder.path), sys.stdout)
-    return outcome.exit_code
+    return results_complete(start.recorder, outcome.exit_code)
 
 
 # soak run's and soak plan's (soak demo has none: its gateway is on 127.0.0.1)
@@ -267,6 +301,15 @@ source_ip_option = click.option(
     help="Override target.source_ips: source addresses used round-robin, e.g. "
     '"127.0.0.1-127.0.0.20" or "10.0.0.5,10.0.0.6" (each range or list gets its own '
     "~28,000 ephemeral ports per target address).",
+)
+
+
+allow_commands_option = click.option(
+    consent.FLAG,
+    "allow_commands",
+    is_flag=True,
+    help="Run the profile's storm commands (/bin/sh -c) and POST restart URLs off this "
+    "machine without asking; without it soak asks on a terminal and refuses elsewhere.",
 )
 
 
@@ -286,6 +329,7 @@ def run_options(f: Any) -> Any:
     help="Print the plan (as soak plan does) and exit without connecting.",
 )
 @source_ip_option
+@allow_commands_option
 @click.option(
     "--shard",
     metavar="I/N",
@@ -327,12 +371,15 @@ def run(
     start_at: str | None,
     metrics_port: str | None,
     metrics_addr: str,
+    allow_commands: bool,
 ) -> None:
     """Run PROFILE (a TOML file, or a shipped profile by name) against its target.
 
     Exit codes: 0 passed, 1 a threshold failed (or, with --strict, a finding of
-    error severity), 2 bad input, 3 the target was never reachable, 130/143
-    interrupted by SIGINT/SIGTERM. A shard (--shard) leaves the thresholds to
+    error severity), 2 bad input (a profile's command without --allow-commands
+    too), 3 the target was never reachable, 4 the results are not all on disk
+    (a full disk: soak says what is missing), 130/143 interrupted by
+    SIGINT/SIGTERM. A shard (--shard) leaves the thresholds to
     soak merge: 0 once it ran and wrote its results.
     """
     p = load_with_overrides(
@@ -349,7 +396,9 @@ def run(
         start_at=start_at,
         metrics_port=metrics_port,
     )
-    sys.exit(print_plan(p) if dry_run else execute(p, quiet=quiet, metrics_addr=metrics_addr))
+    if dry_run:
+        sys.exit(print_plan(p))
+    sys.exit(execute(p, quiet=quiet, metrics_addr=metrics_addr, allow_commands=allow_commands))
 
 
 @click.command()
@@ -357,6 +406,7 @@ def run(
 @run_options
 @strict_option
 @click.option("--gateway-arg", multiple=True, help="Extra option for the reference gateway.")
+@allow_commands_option
 def demo(
     profile: str,
     url: str | None,
@@ -368,6 +418,7 @@ def demo(
     thresholds: tuple[str, ...],
     strict: bool,
     gateway_arg: tuple[str, ...],
+    allow_commands: bool,
 ) -> None:
     """Start the reference gateway on 127.0.0.1 and run PROFILE against it
     (a file or a shipped profile's name; default: the shipped demo).
@@ -397,7 +448,7 @@ def demo(
             )
             p = dataclasses.replace(p, target=dataclasses.replace(p.target, stats=stats))
         p = _restart_urls_to(p, port)
-        code = execute(p, quiet=quiet)
+        code = execute(p, quiet=quiet, allow_commands=allow_commands)
     sys.exit(code)
 
 

@@ -165,11 +165,28 @@ class Gateway:
             task_status.started(port)
 
     async def run_checker(self) -> None:
-        """Every ``check_every`` seconds, close the connections that expired."""
+        """Every ``check_every`` seconds, close the connections that expired.
+
+        A check that wakes late by more than a period (at most 1 s) is
+        skipped: the gateway itself was stopped (SIGSTOP) or starved, what
+        its clients sent meanwhile is still unread in their sockets, and
+        judging them now would kill them for the gateway's own silence
+        (tests/test_frozen_gateway.py). The next check judges."""
+        every = self.config.check_every
         self._conns.mark_started(trio.current_time())
         while True:
-            await trio.sleep(self.config.check_every)
-            self.check(trio.current_time())
+            due = trio.current_time() + every
+            await trio.sleep_until(due)
+            now = trio.current_time()
+            late = now - due
+            if late > min(every, 1.0):
+                logger.warning(
+                    "gateway: the heartbeat check woke %.1fs late (was this process stopped?): "
+                    "skipped, the next one judges once the connections are read",
+                    late,
+                )
+                continue
+            self.check(now)
 
     def check(self, now: float) -> int:
         """Expire connections at ``now``; returns how many were told to close."""

@@ -90,7 +90,7 @@ fi
 say "running profiles/openclaw-restart.toml (300 clients, 2 minutes, SIGUSR2 at 60 s)"
 set +e
 OPENCLAW_GATEWAY_TOKEN="$TOKEN" OPENCLAW_GATEWAY_PID="$GATEWAY_PID" \
-    "$PYTHON" -m soak run profiles/openclaw-restart.toml --quiet \
+    "$PYTHON" -m soak run profiles/openclaw-restart.toml --quiet --allow-commands \
     --url "ws://127.0.0.1:$PORT/" --results-dir "$WORK/results"
 code=$?
 set -e

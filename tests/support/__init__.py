@@ -6,6 +6,11 @@
 - :mod:`tests.support.wsclient`: a tiny wsproto client for poking the
   reference gateway over memory streams, and the deadlock watchdog.
 - :mod:`tests.support.chromium`: a page opened in headless Chromium.
+- :mod:`tests.support.hostile`: a WebSocket server on loopback that
+  misbehaves on purpose, one behaviour per connection number, in a child
+  process of its own.
+- :mod:`tests.support.disk`: a results disk that fails on demand (a full
+  disk, with half-written writes).
 
 Test modules import from here, never from one another.
 """

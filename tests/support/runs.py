@@ -59,10 +59,13 @@ async def run_in_memory(
     tmp_path: Path,
     make_opener: Callable[[trio.Nursery], Opener],
     during: Callable[[Runner], Awaitable[None]] | None = None,
+    recorder: Recorder | None = None,
 ) -> tuple[Outcome, Path]:
     """Run a profile with no sockets: ``make_opener`` gets the nursery where
-    servers live and returns how each client opens its stream."""
-    recorder = Recorder(tmp_path, profile.run.label, WALL0)
+    servers live and returns how each client opens its stream. ``recorder``:
+    the run's (default: a new one under ``tmp_path``)."""
+    if recorder is None:
+        recorder = Recorder(tmp_path, profile.run.label, WALL0)
     async with trio.open_nursery() as servers:
         runner = Runner(
             profile, recorder, open_stream=make_opener(servers), lag_probe=None, manage_gc=False
