@@ -170,6 +170,10 @@ class StormTracker:
         self.current: Storm | None = None
         self.finished: list[Storm] = []
         self._recent: deque[float] = deque()  # loss times inside the window
+        # connections back before a storm was known: (lost at, ready at,
+        # handshake), for the window; a storm that counts their losses
+        # counts their recoveries too
+        self._early: deque[tuple[float, float, float]] = deque()
         self._ready_before: deque[float] = deque(maxlen=4096)  # for the "before" index
         self._before: dict[int, float | None] = {}
 
@@ -195,6 +199,10 @@ class StormTracker:
         self._before[index] = sync_index(list(self._ready_before), self.interval)
         self._recent.clear()
         self.current = storm
+        early, self._early = self._early, deque()
+        for lost_at, ready_at, handshake in early:
+            if lost_at >= storm.start:
+                self._recovered(storm, ready_at, handshake)
         return storm
 
     def attempt(self, now: float, in_flight: int) -> None:
@@ -217,7 +225,15 @@ class StormTracker:
         storm = self.current
         if storm is None or lost_at is None or lost_at < storm.start:
             self._ready_before.append(now)
+            if storm is None and lost_at is not None:
+                early = self._early
+                early.append((lost_at, now, handshake))
+                while early and early[0][0] < now - self.window:
+                    early.popleft()
             return
+        self._recovered(storm, now, handshake)
+
+    def _recovered(self, storm: Storm, now: float, handshake: float) -> None:
         storm.recovered += 1
         storm.recovery_times.append(now - storm.start)
         storm.recovered_by[storm.bucket(now)] += 1

@@ -133,3 +133,33 @@ def test_first_connections_are_not_recoveries() -> None:
 def test_server_retry_hints(code: int, reason: str, hint: float | None) -> None:
     info = CloseInfo(SERVER, code, reason)
     assert retry_hint(info) == hint
+
+
+def test_a_connection_back_before_the_storm_was_known_counts_as_recovered() -> None:
+    # three losses start a storm; the first client is back before the third
+    # loss (a quick reconnect): its loss is the storm's, so is its recovery
+    t = StormTracker(heartbeat_interval=10.0, min_losses=3, window=1.0)
+    assert t.lost(0.0) is None
+    t.ready(0.2, handshake=0.05, lost_at=0.0)
+    assert t.lost(0.3) is None
+    storm = t.lost(0.4)
+    assert storm is not None
+    assert (storm.lost, storm.recovered) == (3, 1)
+    assert storm.recovery_times == [0.2]
+    t.ready(1.0, handshake=0.05, lost_at=0.3)
+    t.ready(1.1, handshake=0.05, lost_at=0.4)
+    ended = t.tick(2.0)
+    assert ended is storm
+    assert storm.recovery_percentile(1.0) == pytest.approx(1.1)
+    assert storm.recovered == storm.lost
+
+
+def test_an_early_return_outside_the_window_is_not_the_storms() -> None:
+    t = StormTracker(heartbeat_interval=10.0, min_losses=2, window=1.0)
+    t.lost(0.0)
+    t.ready(0.1, handshake=0.01, lost_at=0.0)
+    # 5 s later, a storm of two losses: the early one is long gone
+    t.lost(5.0)
+    storm = t.lost(5.1)
+    assert storm is not None
+    assert (storm.lost, storm.recovered) == (2, 0)
