@@ -6,12 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated
 
+from soak.config.actioncable import ActionCableConfig
 from soak.config.dialect import DialectConfig
 from soak.config.graphql_ws import GraphqlWsConfig, GraphqlWsLegacyConfig
 from soak.config.heartbeat import ServerHeartbeat
 from soak.config.kinds import NOT_IN_PROFILE, Duration, Toml, at_least, one_of, string_table
 from soak.config.mqtt import MqttConfig
 from soak.config.openclaw import OPENCLAW_PREAUTH_BUDGET, OpenClawConfig
+from soak.config.sockjs import SockjsConfig
 
 PROTOCOLS = (
     "json",
@@ -21,6 +23,8 @@ PROTOCOLS = (
     "mqtt",
     "graphql-ws",
     "graphql-ws-legacy",
+    "sockjs",
+    "actioncable",
 )  # must match soak.protocols.PROTOCOLS
 
 WS_URL = Toml({"type": "string", "pattern": "^wss?://[^/]"}, required=True)
@@ -76,6 +80,8 @@ class TargetConfig:
     mqtt: MqttConfig | None = None  # [target.mqtt]; resolved by load_profile
     graphql_ws: GraphqlWsConfig | None = None  # [target.graphql_ws]; defaults when None
     graphql_ws_legacy: GraphqlWsLegacyConfig | None = None  # [target.graphql_ws_legacy]
+    sockjs: SockjsConfig | None = None  # [target.sockjs]; defaults when None
+    actioncable: ActionCableConfig | None = None  # [target.actioncable]; defaults when None
     # source addresses, used round-robin (see soak.addresses); () lets the kernel pick
     source_ips: Annotated[tuple[str, ...], SOURCE_IPS] = ()
     # TCP goes to these host:port pairs, round-robin, instead of the URL's

@@ -7,6 +7,7 @@ accepts any name listed here.
 
 from __future__ import annotations
 
+from soak.protocols.actioncable import ActionCable
 from soak.protocols.base import HeartbeatProtocol
 from soak.protocols.custom import Custom
 from soak.protocols.graphql_ws import GraphqlWs
@@ -14,6 +15,7 @@ from soak.protocols.graphql_ws_legacy import GraphqlWsLegacy
 from soak.protocols.json_ping import JsonPing
 from soak.protocols.mqtt import Mqtt
 from soak.protocols.openclaw import OpenClaw
+from soak.protocols.sockjs import Sockjs
 from soak.protocols.ws_ping import WsPing
 
 PROTOCOLS: dict[str, type[HeartbeatProtocol]] = {
@@ -24,10 +26,13 @@ PROTOCOLS: dict[str, type[HeartbeatProtocol]] = {
     Mqtt.name: Mqtt,
     GraphqlWs.name: GraphqlWs,
     GraphqlWsLegacy.name: GraphqlWsLegacy,
+    Sockjs.name: Sockjs,
+    ActionCable.name: ActionCable,
 }
 
 __all__ = [
     "PROTOCOLS",
+    "ActionCable",
     "Custom",
     "GraphqlWs",
     "GraphqlWsLegacy",
@@ -35,5 +40,6 @@ __all__ = [
     "JsonPing",
     "Mqtt",
     "OpenClaw",
+    "Sockjs",
     "WsPing",
 ]

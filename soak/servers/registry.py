@@ -4,10 +4,15 @@ to ``_MODULES``."""
 
 from __future__ import annotations
 
-from soak.servers import graphql_ws, mqtt
+from soak.servers import actioncable, graphql_ws, mqtt, sockjs
 from soak.servers.base import Recipe
 
-_MODULES: tuple[tuple[Recipe, ...], ...] = (mqtt.RECIPES, graphql_ws.RECIPES)
+_MODULES: tuple[tuple[Recipe, ...], ...] = (
+    mqtt.RECIPES,
+    graphql_ws.RECIPES,
+    sockjs.RECIPES,
+    actioncable.RECIPES,
+)
 
 RECIPES: dict[str, Recipe] = {r.name: r for group in _MODULES for r in group}
 

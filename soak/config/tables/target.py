@@ -13,12 +13,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from soak.addresses import family_of, parse_host_port, parse_source_ips
+from soak.config.actioncable import parse_actioncable
 from soak.config.dialect import implied_heartbeat as dialect_heartbeat
 from soak.config.dialect import parse_dialect
 from soak.config.graphql_ws import implied_heartbeat, parse_graphql_ws, parse_graphql_ws_legacy
 from soak.config.heartbeat import ServerHeartbeat
 from soak.config.mqtt import parse_mqtt
 from soak.config.openclaw import OPENCLAW_SERVER_HEARTBEAT, parse_openclaw
+from soak.config.sockjs import implied_heartbeat as sockjs_heartbeat
+from soak.config.sockjs import parse_sockjs
 from soak.config.target import PROTOCOLS, Secret, StatsConfig, TargetConfig
 from soak.config.validation import Loader, Parser, Section
 
@@ -41,6 +44,8 @@ PROTOCOL_TABLES: dict[str, ProtocolTable] = {
     "mqtt": ProtocolTable("mqtt", parse_mqtt),  # its server heartbeat: resolve_mqtt
     "graphql_ws": ProtocolTable("graphql-ws", parse_graphql_ws, implied_heartbeat),
     "graphql_ws_legacy": ProtocolTable("graphql-ws-legacy", parse_graphql_ws_legacy),
+    "sockjs": ProtocolTable("sockjs", parse_sockjs, sockjs_heartbeat),
+    "actioncable": ProtocolTable("actioncable", parse_actioncable),  # no server timeout
 }
 
 
