@@ -47,8 +47,7 @@ max_attempts = {attempts}
 {extra}
 """
 TABLE = (
-    'identifier = { channel = "HeartbeatChannel" }\n'
-    'beat_interval = "500ms"\nstale_after = "1s"\n'
+    'identifier = { channel = "HeartbeatChannel" }\nbeat_interval = "500ms"\nstale_after = "1s"\n'
 )
 
 
@@ -178,7 +177,7 @@ async def test_a_restart_is_a_storm_every_client_survives(tmp_path: Path) -> Non
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(restart)
-            summary, evs = await run(text, srv.url, tmp_path / "r")
+            summary, _ = await run(text, srv.url, tmp_path / "r")
     finally:
         for stack in reversed(stacks):
             stack.close()
@@ -204,10 +203,10 @@ def test_two_workers(tmp_path: Path) -> None:
         )
         res = CliRunner().invoke(
             cli,
-            ["run", str(profile), "--workers", "2", "--results-dir", str(tmp_path / "r"), "--quiet"],
+            ["run", str(profile), "--workers", "2", "--quiet", "--results-dir", str(tmp_path)],
         )
     assert res.exit_code == 0, res.output
-    (run_dir,) = (tmp_path / "r").iterdir()
+    (run_dir,) = [d for d in tmp_path.iterdir() if (d / "summary.json").exists()]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["workers"]["count"] == 2
     tot = summary["totals"]

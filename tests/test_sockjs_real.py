@@ -190,10 +190,10 @@ def test_two_workers(tmp_path: Path) -> None:
         )
         res = CliRunner().invoke(
             cli,
-            ["run", str(profile), "--workers", "2", "--results-dir", str(tmp_path / "r"), "--quiet"],
+            ["run", str(profile), "--workers", "2", "--quiet", "--results-dir", str(tmp_path)],
         )
     assert res.exit_code == 0, res.output
-    (run_dir,) = (tmp_path / "r").iterdir()
+    (run_dir,) = [d for d in tmp_path.iterdir() if (d / "summary.json").exists()]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["workers"]["count"] == 2
     assert summary["workers"]["planned_clients"] == [5, 5]

@@ -194,10 +194,10 @@ class Sockjs(HeartbeatProtocol):
     def pong_text(self, text: str) -> int | None:
         if text == "h":
             return SERVER_BEAT
-        echo = _ECHO.fullmatch(text)
-        if echo is not None:
-            return int(echo.group(1))
         first = text[:1]
+        if first == "a" and self.client_pings:
+            echo = _ECHO.fullmatch(text)
+            return int(echo.group(1)) if echo is not None else _echoed(text)
         if first == "c":
             try:
                 _kind, body = parse_frame(text)
@@ -205,8 +205,6 @@ class Sockjs(HeartbeatProtocol):
                 return None
             self.farewell = body
             return None
-        if first == "a" and self.client_pings:
-            return _echoed(text)
         return None  # o, messages of the application, or what sockjs-client ignores too
 
 
