@@ -58,7 +58,7 @@ def body(
 
 
 @contextlib.contextmanager
-def server(where: Path, port: int = 0, **options: str) -> Iterator[RealServer]:
+def server(where: Path, *, port: int = 0, **options: str) -> Iterator[RealServer]:
     options.setdefault("beat_interval", "0.5")
     try:
         with start(ACTIONCABLE, where, port=port, options=options) as srv:

@@ -60,7 +60,7 @@ def body(
 
 
 @contextlib.contextmanager
-def server(where: Path, port: int = 0, **options: str) -> Iterator[RealServer]:
+def server(where: Path, *, port: int = 0, **options: str) -> Iterator[RealServer]:
     try:
         with start(SOCKJS, where, port=port, options=options) as srv:
             yield srv
