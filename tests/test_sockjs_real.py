@@ -49,7 +49,6 @@ max_delay = "{delay}"
 max_attempts = {attempts}
 {extra}
 """
-FAST = {"heartbeat_delay": "1000", "pong_wait": "500"}
 TABLE = 'heartbeat_delay = "1s"\nheartbeat_timeout = "500ms"\n'
 
 
@@ -82,7 +81,7 @@ async def run(
 
 
 async def test_clients_are_held_echoed_and_its_pings_answered(tmp_path: Path) -> None:
-    with server(tmp_path / "srv", **FAST) as srv:
+    with server(tmp_path / "srv", heartbeat_delay="1000", pong_wait="500") as srv:
         summary, _ = await run(
             body(clients=20, hold="3500ms"), srv.url, tmp_path / "r", TABLE + "echo = true\n"
         )
@@ -106,7 +105,7 @@ async def test_unanswered_pings_are_its_justified_heartbeat_timeout(tmp_path: Pa
     closes 1000; soak judges it by the c frame: justified."""
     impair = '[impairment.drop_heartbeat]\np = 1.0\ndirection = "up"\n'
     text = body(clients=3, hold="2500ms", delay="5s", extra=impair)
-    with server(tmp_path / "srv", **FAST) as srv:
+    with server(tmp_path / "srv", heartbeat_delay="1000", pong_wait="500") as srv:
         summary, evs = await run(text, srv.url, tmp_path / "r")
     tot = summary["totals"]
     assert tot["closes"]["justified_timeout"] == 3
@@ -182,7 +181,7 @@ async def test_a_restart_is_a_storm_every_client_survives(tmp_path: Path) -> Non
 
 
 def test_two_workers(tmp_path: Path) -> None:
-    with server(tmp_path / "srv", **FAST) as srv:
+    with server(tmp_path / "srv", heartbeat_delay="1000", pong_wait="500") as srv:
         profile = tmp_path / "sockjs.toml"
         profile.write_text(
             f'[target]\nurl = "{srv.url}"\nprotocol = "sockjs"\n'
