@@ -107,6 +107,8 @@ class Profile:
             "graphql_ws",
             "graphql_ws_legacy",
             "socketio",
+            "sockjs",
+            "actioncable",
         ):  # only the dialect's own profiles show it
             if d["target"].get(table) is None:
                 d["target"].pop(table, None)

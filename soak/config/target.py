@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated
 
+from soak.config.actioncable import ActionCableConfig
 from soak.config.dialect import DialectConfig
 from soak.config.graphql_ws import GraphqlWsConfig, GraphqlWsLegacyConfig
 from soak.config.heartbeat import ServerHeartbeat
@@ -14,6 +15,7 @@ from soak.config.kinds import NOT_IN_PROFILE, Duration, Toml, at_least, one_of, 
 from soak.config.mqtt import MqttConfig
 from soak.config.openclaw import OPENCLAW_PREAUTH_BUDGET, OpenClawConfig
 from soak.config.socketio import SocketIOConfig
+from soak.config.sockjs import SockjsConfig
 
 PROTOCOLS = (
     "json",
@@ -24,6 +26,8 @@ PROTOCOLS = (
     "graphql-ws",
     "graphql-ws-legacy",
     "socket.io",
+    "sockjs",
+    "actioncable",
 )  # must match soak.protocols.PROTOCOLS
 
 WS_URL = Toml({"type": "string", "pattern": "^wss?://[^/]"}, required=True)
@@ -80,6 +84,8 @@ class TargetConfig:
     graphql_ws: GraphqlWsConfig | None = None  # [target.graphql_ws]; defaults when None
     graphql_ws_legacy: GraphqlWsLegacyConfig | None = None  # [target.graphql_ws_legacy]
     socketio: SocketIOConfig | None = None  # [target.socketio]; defaults when None
+    sockjs: SockjsConfig | None = None  # [target.sockjs]; defaults when None
+    actioncable: ActionCableConfig | None = None  # [target.actioncable]; defaults when None
     # source addresses, used round-robin (see soak.addresses); () lets the kernel pick
     source_ips: Annotated[tuple[str, ...], SOURCE_IPS] = ()
     # TCP goes to these host:port pairs, round-robin, instead of the URL's

@@ -7,6 +7,7 @@ accepts any name listed here.
 
 from __future__ import annotations
 
+from soak.protocols.actioncable import ActionCable
 from soak.protocols.base import HeartbeatProtocol
 from soak.protocols.custom import Custom
 from soak.protocols.graphql_ws import GraphqlWs
@@ -15,6 +16,7 @@ from soak.protocols.json_ping import JsonPing
 from soak.protocols.mqtt import Mqtt
 from soak.protocols.openclaw import OpenClaw
 from soak.protocols.socketio import SocketIO
+from soak.protocols.sockjs import Sockjs
 from soak.protocols.ws_ping import WsPing
 
 PROTOCOLS: dict[str, type[HeartbeatProtocol]] = {
@@ -26,10 +28,13 @@ PROTOCOLS: dict[str, type[HeartbeatProtocol]] = {
     GraphqlWs.name: GraphqlWs,
     GraphqlWsLegacy.name: GraphqlWsLegacy,
     SocketIO.name: SocketIO,
+    Sockjs.name: Sockjs,
+    ActionCable.name: ActionCable,
 }
 
 __all__ = [
     "PROTOCOLS",
+    "ActionCable",
     "Custom",
     "GraphqlWs",
     "GraphqlWsLegacy",
@@ -38,5 +43,6 @@ __all__ = [
     "Mqtt",
     "OpenClaw",
     "SocketIO",
+    "Sockjs",
     "WsPing",
 ]

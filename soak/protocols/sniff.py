@@ -74,7 +74,7 @@ def sniff(message: str | bytes) -> Sniffed | None:
     if message.endswith("\x1e") and message.startswith("{"):
         return Sniffed("SignalR", "a SignalR message (ends with 0x1e)", None, shown)
     if _SOCKJS.fullmatch(message):
-        return Sniffed("SockJS", "a SockJS frame", None, shown)
+        return Sniffed("SockJS", "a SockJS frame", "sockjs", shown)
     doc = _json(message)
     if isinstance(doc, dict):
         return _json_object(doc, shown)
@@ -113,7 +113,7 @@ def _json_object(doc: dict[str, Any], shown: str) -> Sniffed | None:
     if kind in ("welcome", "confirm_subscription", "disconnect") or (
         kind == "ping" and "message" in doc
     ):
-        return Sniffed("ActionCable", f"an ActionCable {kind}", None, shown)
+        return Sniffed("ActionCable", f"an ActionCable {kind}", "actioncable", shown)
     if isinstance(event, str) and event.startswith("pusher:"):
         return Sniffed("Pusher Channels", f"a {event} event", None, shown)
     if event == "phx_reply" and doc.get("topic") == "phoenix":

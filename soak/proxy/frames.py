@@ -17,6 +17,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from soak.config.sockjs import sockjs_kind
+
 HEARTBEAT_KINDS = ("ping", "pong")
 MAX_JSON_HEARTBEAT = 4096  # larger text messages are data, not heartbeats
 
@@ -90,6 +92,7 @@ DIALECT_HEARTBEATS: dict[str, HeartbeatKind] = {
     "mqtt": mqtt_heartbeat_kind,
     "graphql-ws-legacy": ka_kind,
     "socket.io": engineio_kind,
+    "sockjs": sockjs_kind,
 }
 
 

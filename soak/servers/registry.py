@@ -4,10 +4,16 @@ to ``_MODULES``."""
 
 from __future__ import annotations
 
-from soak.servers import graphql_ws, mqtt, socketio
+from soak.servers import actioncable, graphql_ws, mqtt, socketio, sockjs
 from soak.servers.base import Recipe
 
-_MODULES: tuple[tuple[Recipe, ...], ...] = (mqtt.RECIPES, graphql_ws.RECIPES, socketio.RECIPES)
+_MODULES: tuple[tuple[Recipe, ...], ...] = (
+    mqtt.RECIPES,
+    graphql_ws.RECIPES,
+    socketio.RECIPES,
+    sockjs.RECIPES,
+    actioncable.RECIPES,
+)
 
 RECIPES: dict[str, Recipe] = {r.name: r for group in _MODULES for r in group}
 

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from soak.addresses import family_of, parse_host_port, parse_source_ips
+from soak.config.actioncable import parse_actioncable
 from soak.config.dialect import implied_heartbeat as dialect_heartbeat
 from soak.config.dialect import parse_dialect
 from soak.config.graphql_ws import implied_heartbeat, parse_graphql_ws, parse_graphql_ws_legacy
@@ -20,6 +21,8 @@ from soak.config.heartbeat import ServerHeartbeat
 from soak.config.mqtt import parse_mqtt
 from soak.config.openclaw import OPENCLAW_SERVER_HEARTBEAT, parse_openclaw
 from soak.config.socketio import SOCKETIO_SERVER_HEARTBEAT, check_socketio, parse_socketio
+from soak.config.sockjs import implied_heartbeat as sockjs_heartbeat
+from soak.config.sockjs import parse_sockjs
 from soak.config.tables.hops import NO_HOPS, parse_hops
 from soak.config.target import PROTOCOLS, Secret, StatsConfig, TargetConfig
 from soak.config.validation import Loader, Parser, Section
@@ -49,6 +52,8 @@ PROTOCOL_TABLES: dict[str, ProtocolTable] = {
     "socketio": ProtocolTable(
         "socket.io", parse_socketio, SOCKETIO_SERVER_HEARTBEAT, check_socketio
     ),
+    "sockjs": ProtocolTable("sockjs", parse_sockjs, sockjs_heartbeat),
+    "actioncable": ProtocolTable("actioncable", parse_actioncable),  # no server timeout
 }
 
 
