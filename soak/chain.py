@@ -39,6 +39,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from soak.beats import Beats
 from soak.config.hops import CLIENT, EITHER, SERVER, Hop
 from soak.intermediary import CloseSilences, is_unexplained_abrupt, tolerance, window
 
@@ -181,7 +182,12 @@ class HopPrediction:
         what = {SERVER: "from the server", CLIENT: "from the clients", EITHER: "either way"}
         head = (
             f"hop '{self.hop}' ({self.kind}, idle timeout {self.timeout:g} s, reset by traffic "
-            f"{what[self.resets]}): heartbeats leave {self.silence:g} s of silence"
+            f"{what[self.resets]}): "
+            + (
+                f"heartbeats leave {self.silence:g} s of silence"
+                if math.isfinite(self.silence)
+                else "no heartbeat resets it"
+            )
         )
         if self.closes:
             return (
@@ -191,14 +197,17 @@ class HopPrediction:
         return f"{head}, {self.margin:g} s less than its timeout: it closes none"
 
 
-def predict(hops: Sequence[Hop], interval: float) -> list[HopPrediction]:
-    """Each hop against heartbeats every ``interval`` that the server
-    answers: the silence between frames is the interval in every
-    direction. Frames the server sends on its own only shorten it, so a
-    hop predicted to close may not; one predicted to keep connections does."""
+def predict(hops: Sequence[Hop], interval: float | Beats) -> list[HopPrediction]:
+    """Each hop against the heartbeats: a float is heartbeats every
+    ``interval`` that the server answers (the silence between frames is
+    the interval in every direction); :class:`soak.beats.Beats` says how
+    often each side sends for the profile's dialect, and each hop gets the
+    gap in the direction whose traffic resets it. Frames other than
+    heartbeats only shorten the silence, so a hop predicted to close may
+    not; one predicted to keep connections does."""
     out = []
     for hop in hops:
-        gap = interval
+        gap = interval if isinstance(interval, int | float) else interval.gap(hop.resets)
         closes = hop.timeout <= gap
         out.append(
             HopPrediction(
@@ -208,7 +217,7 @@ def predict(hops: Sequence[Hop], interval: float) -> list[HopPrediction]:
                 resets=hop.resets,
                 silence=gap,
                 closes=closes,
-                within_s=round(interval + hop.timeout, 3),
+                within_s=round((gap if math.isfinite(gap) else 0.0) + hop.timeout, 3),
             )
         )
     return out

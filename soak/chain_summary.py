@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from soak.beats import Beats
 from soak.chain import (
     ALPHA,
     MIN_CLOSES,
@@ -123,6 +124,7 @@ def summarize(
     *,
     duration: float,
     storms: Sequence[Mapping[str, Any]] = (),
+    beats: Beats | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """summary.json's ``intermediaries`` and ``chain`` (None without hops);
     sets ``tot["intermediary_closes"]`` (idle timeouts, what the default
@@ -151,7 +153,7 @@ def summarize(
     if reload_closes:
         tot[RELOAD_COUNT] = reload_closes
     reattribute(tot, entries)
-    chain = chain_record(hops, closes, idle, interval, duration) if hops else None
+    chain = chain_record(hops, closes, idle, beats or interval, duration) if hops else None
     return entries, chain
 
 
@@ -159,7 +161,7 @@ def chain_record(
     hops: Sequence[Hop],
     closes: ChainCloses,
     idle: Sequence[Mapping[str, Any]],
-    interval: float,
+    interval: float | Beats,
     duration: float,
 ) -> dict[str, Any]:
     """Prediction and observation side by side, hop by hop."""

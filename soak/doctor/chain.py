@@ -20,9 +20,40 @@ Findings:
 
 from __future__ import annotations
 
+import math
+
+from soak.beats import beats, race
 from soak.chain import first_to_close, predict
 from soak.config.profile import Profile
 from soak.doctor.findings import CONSISTENCY, ERROR, INFO, WARNING, Finding, fmt_s
+
+
+def check_beats(profile: Profile) -> list[Finding]:
+    """The dialect's gap between frames (soak.beats) against the idle
+    timeouts common hops have by default: a warning per hop it reaches
+    (``dialect-gap-vs-hop``), so a chain nobody described is still checked
+    for the usual suspects (MQTT.js's 60 s keepalive against nginx's and
+    AWS's 60 s, NATS's 2 min server ping). With ``[[target.hops]]`` given,
+    check_chain judges those instead."""
+    if profile.target.hops:
+        return []
+    b = beats(profile)
+    out = []
+    for name, timeout, gap in race(b):
+        shown = "nothing is sent" if math.isinf(gap) else f"a frame every {fmt_s(gap)} at most"
+        out.append(
+            Finding(
+                CONSISTENCY,
+                WARNING,
+                "dialect-gap-vs-hop",
+                f"{profile.path}: {b.why}: {shown}, which reaches the {name} of "
+                f"{fmt_s(timeout)}: such a hop in front of the gateway would close idle "
+                "connections",
+                "heartbeat more often than that, or describe the chain in [[target.hops]] "
+                "so soak checks the hops you really have",
+            )
+        )
+    return out
 
 
 def check_chain(profile: Profile) -> list[Finding]:
@@ -31,7 +62,7 @@ def check_chain(profile: Profile) -> list[Finding]:
         return []
     where = f"{profile.path}: target.hops"
     interval = profile.heartbeat.interval
-    preds = predict(hops, interval)
+    preds = predict(hops, beats(profile))
     out: list[Finding] = []
     for i, (hop, p) in enumerate(zip(hops, preds, strict=True)):
         at = f"{where}[{i}] ({hop.label()})"

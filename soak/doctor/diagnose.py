@@ -7,7 +7,7 @@ import trio
 
 from soak.config.load import load_profile
 from soak.config.profile import Profile
-from soak.doctor.chain import check_chain
+from soak.doctor.chain import check_beats, check_chain
 from soak.doctor.consistency import check_consistency
 from soak.doctor.environment import Host, read_host, run_environment
 from soak.doctor.findings import ERROR, INPUT, Finding
@@ -84,6 +84,7 @@ def diagnose(
     out += check_consistency(gateway=gateway, proxies=proxies, profile=profile, latency=latency)
     if profile is not None:
         out += check_chain(profile)
+        out += check_beats(profile)
     if profile is not None:
         facts = host if host is not None else read_host()
         out += trio.run(lambda: run_environment(profile, facts, target_timeout=target_timeout))

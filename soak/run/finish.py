@@ -12,6 +12,7 @@ from typing import Any
 import trio
 
 from soak import __version__, availability
+from soak.beats import beats
 from soak.chain import ChainCloses
 from soak.chain_summary import summarize as chain_summary
 from soak.config.profile import Profile
@@ -77,6 +78,7 @@ def summary(
         tot,
         duration=duration,
         storms=storms,
+        beats=beats(profile),
     )
     checks = verdicts(profile, metrics, tot, avail) + extra_checks
     checks += intermediary_checks(found, profile.thresholds)
