@@ -76,3 +76,14 @@ def test_doctor_warns_when_a_dialects_gap_reaches_a_common_hops_default() -> Non
         "AWS ALB/ELB idle timeout (default)",
         "Cloudflare proxy",
     ]
+
+
+def test_soak_run_help_lists_every_dialect() -> None:
+    from click.testing import CliRunner
+
+    from soak.cli import cli
+    from soak.protocols import PROTOCOLS
+
+    out = CliRunner().invoke(cli, ["run", "--help"], terminal_width=400).output
+    for name in PROTOCOLS:
+        assert name in out.split("Dialects ([target] protocol): ")[1]

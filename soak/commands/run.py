@@ -24,6 +24,7 @@ from soak.config.load import load_profile
 from soak.config.overrides import override
 from soak.config.profile import Profile
 from soak.config.stages import Storm
+from soak.config.target import PROTOCOLS
 from soak.httpd import HttpServer, serving
 from soak.limits import memory_available, port_range, raise_fd_limit
 from soak.live import LiveView, print_summary
@@ -304,6 +305,13 @@ source_ip_option = click.option(
 )
 
 
+# the dialects a profile's [target] protocol may name, for --help
+DIALECTS_EPILOG = (
+    "Dialects ([target] protocol): "
+    + ", ".join(PROTOCOLS)
+    + ". docs/protocols.md has a page per dialect; soak server NAME starts its real server."
+)
+
 allow_commands_option = click.option(
     consent.FLAG,
     "allow_commands",
@@ -319,7 +327,7 @@ def run_options(f: Any) -> Any:
     return f
 
 
-@click.command()
+@click.command(epilog=DIALECTS_EPILOG)
 @click.argument("profile", type=PROFILE)
 @run_options
 @strict_option
@@ -401,7 +409,7 @@ def run(
     sys.exit(execute(p, quiet=quiet, metrics_addr=metrics_addr, allow_commands=allow_commands))
 
 
-@click.command()
+@click.command(epilog=DIALECTS_EPILOG)
 @click.argument("profile", type=PROFILE, default=DEFAULT_DEMO)
 @run_options
 @strict_option
