@@ -106,6 +106,10 @@ class Profile:
             "mqtt",
             "graphql_ws",
             "graphql_ws_legacy",
+            "phoenix",
+            "signalr",
+            "pusher",
+            "centrifugo",
         ):  # only the dialect's own profiles show it
             if d["target"].get(table) is None:
                 d["target"].pop(table, None)

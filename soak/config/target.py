@@ -6,12 +6,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated
 
+from soak.config.centrifugo import CentrifugoConfig
 from soak.config.dialect import DialectConfig
 from soak.config.graphql_ws import GraphqlWsConfig, GraphqlWsLegacyConfig
 from soak.config.heartbeat import ServerHeartbeat
 from soak.config.kinds import NOT_IN_PROFILE, Duration, Toml, at_least, one_of, string_table
 from soak.config.mqtt import MqttConfig
 from soak.config.openclaw import OPENCLAW_PREAUTH_BUDGET, OpenClawConfig
+from soak.config.phoenix import PhoenixConfig
+from soak.config.pusher import PusherConfig
+from soak.config.signalr import SignalrConfig
 
 PROTOCOLS = (
     "json",
@@ -21,6 +25,10 @@ PROTOCOLS = (
     "mqtt",
     "graphql-ws",
     "graphql-ws-legacy",
+    "phoenix",
+    "signalr",
+    "pusher",
+    "centrifugo",
 )  # must match soak.protocols.PROTOCOLS
 
 WS_URL = Toml({"type": "string", "pattern": "^wss?://[^/]"}, required=True)
@@ -76,6 +84,10 @@ class TargetConfig:
     mqtt: MqttConfig | None = None  # [target.mqtt]; resolved by load_profile
     graphql_ws: GraphqlWsConfig | None = None  # [target.graphql_ws]; defaults when None
     graphql_ws_legacy: GraphqlWsLegacyConfig | None = None  # [target.graphql_ws_legacy]
+    phoenix: PhoenixConfig | None = None  # [target.phoenix]; defaults when None
+    signalr: SignalrConfig | None = None  # [target.signalr]; defaults when None
+    pusher: PusherConfig | None = None  # [target.pusher]; defaults when None
+    centrifugo: CentrifugoConfig | None = None  # [target.centrifugo]; defaults when None
     # source addresses, used round-robin (see soak.addresses); () lets the kernel pick
     source_ips: Annotated[tuple[str, ...], SOURCE_IPS] = ()
     # TCP goes to these host:port pairs, round-robin, instead of the URL's

@@ -8,12 +8,16 @@ accepts any name listed here.
 from __future__ import annotations
 
 from soak.protocols.base import HeartbeatProtocol
+from soak.protocols.centrifugo import Centrifugo
 from soak.protocols.custom import Custom
 from soak.protocols.graphql_ws import GraphqlWs
 from soak.protocols.graphql_ws_legacy import GraphqlWsLegacy
 from soak.protocols.json_ping import JsonPing
 from soak.protocols.mqtt import Mqtt
 from soak.protocols.openclaw import OpenClaw
+from soak.protocols.phoenix import Phoenix
+from soak.protocols.pusher import Pusher
+from soak.protocols.signalr import Signalr
 from soak.protocols.ws_ping import WsPing
 
 PROTOCOLS: dict[str, type[HeartbeatProtocol]] = {
@@ -24,10 +28,15 @@ PROTOCOLS: dict[str, type[HeartbeatProtocol]] = {
     Mqtt.name: Mqtt,
     GraphqlWs.name: GraphqlWs,
     GraphqlWsLegacy.name: GraphqlWsLegacy,
+    Phoenix.name: Phoenix,
+    Signalr.name: Signalr,
+    Pusher.name: Pusher,
+    Centrifugo.name: Centrifugo,
 }
 
 __all__ = [
     "PROTOCOLS",
+    "Centrifugo",
     "Custom",
     "GraphqlWs",
     "GraphqlWsLegacy",
@@ -35,5 +44,8 @@ __all__ = [
     "JsonPing",
     "Mqtt",
     "OpenClaw",
+    "Phoenix",
+    "Pusher",
+    "Signalr",
     "WsPing",
 ]

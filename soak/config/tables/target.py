@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from soak.addresses import family_of, parse_host_port, parse_source_ips
+from soak.config import centrifugo, phoenix, pusher, signalr
 from soak.config.dialect import implied_heartbeat as dialect_heartbeat
 from soak.config.dialect import parse_dialect
 from soak.config.graphql_ws import implied_heartbeat, parse_graphql_ws, parse_graphql_ws_legacy
@@ -41,6 +42,12 @@ PROTOCOL_TABLES: dict[str, ProtocolTable] = {
     "mqtt": ProtocolTable("mqtt", parse_mqtt),  # its server heartbeat: resolve_mqtt
     "graphql_ws": ProtocolTable("graphql-ws", parse_graphql_ws, implied_heartbeat),
     "graphql_ws_legacy": ProtocolTable("graphql-ws-legacy", parse_graphql_ws_legacy),
+    "phoenix": ProtocolTable("phoenix", phoenix.parse_phoenix, phoenix.implied_heartbeat),
+    "signalr": ProtocolTable("signalr", signalr.parse_signalr, signalr.implied_heartbeat),
+    "pusher": ProtocolTable("pusher", pusher.parse_pusher, pusher.implied_heartbeat),
+    "centrifugo": ProtocolTable(
+        "centrifugo", centrifugo.parse_centrifugo, centrifugo.implied_heartbeat
+    ),
 }
 
 
