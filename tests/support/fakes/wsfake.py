@@ -30,12 +30,14 @@ class Conn:
     closed: bool = False
     upgraded: bool = False
     state: dict[str, Any] = field(default_factory=dict)
+    lock: trio.Lock = field(default_factory=trio.Lock)  # one writer at a time
 
     async def send_text(self, text: str) -> None:
         if self.closed:
             return
-        self.last_sent = trio.current_time()
-        await self.stream.send_all(self.ws.send(TextMessage(text)))
+        async with self.lock:
+            self.last_sent = trio.current_time()
+            await self.stream.send_all(self.ws.send(TextMessage(text)))
 
     async def close(self, code: int, reason: str = "") -> None:
         """A close frame, then the end of the connection (as servers do
@@ -45,7 +47,8 @@ class Conn:
         self.closed = True
         self.server.closed.append((round(trio.current_time() - self.opened, 6), code, reason))
         try:
-            await self.stream.send_all(self.ws.send(CloseConnection(code, reason)))
+            async with self.lock:
+                await self.stream.send_all(self.ws.send(CloseConnection(code, reason)))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         self.nursery.cancel_scope.cancel()
@@ -126,17 +129,20 @@ class FakeServer:
                     conn.target = event.target
                     self.targets.append(event.target)
                     chosen = self.subprotocol if self.subprotocol in event.subprotocols else None
-                    await stream.send_all(ws.send(AcceptConnection(subprotocol=chosen)))
+                    async with conn.lock:
+                        await stream.send_all(ws.send(AcceptConnection(subprotocol=chosen)))
                     conn.opened = conn.last_heard = conn.last_sent = trio.current_time()
                     conn.upgraded = True
                     self.accepted += 1
                     self.conns.add(conn)
                     await self.opened(conn)
                 elif isinstance(event, Ping):
-                    await stream.send_all(ws.send(event.response()))
+                    async with conn.lock:
+                        await stream.send_all(ws.send(event.response()))
                 elif isinstance(event, CloseConnection):
                     if ws.state is ConnectionState.REMOTE_CLOSING:
-                        await stream.send_all(ws.send(event.response()))
+                        async with conn.lock:
+                            await stream.send_all(ws.send(event.response()))
                     return
                 elif isinstance(event, TextMessage):
                     conn.last_heard = trio.current_time()
