@@ -57,10 +57,10 @@ class FakePusher(FakeServer):
             if trio.current_time() < due:
                 await trio.sleep_until(due)
                 continue
-            asked = trio.current_time()
+            heard = conn.heard
             await conn.send_text(PING)
             await trio.sleep(self.pong_timeout)
-            if conn.last_heard <= asked:
+            if conn.heard == heard:
                 await conn.close(4201, "Pong reply not received")
                 return
 

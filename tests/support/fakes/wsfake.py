@@ -29,6 +29,7 @@ class Conn:
     last_sent: float = 0.0
     closed: bool = False
     upgraded: bool = False
+    heard: int = 0  # messages received
     state: dict[str, Any] = field(default_factory=dict)
     lock: trio.Lock = field(default_factory=trio.Lock)  # one writer at a time
 
@@ -146,4 +147,5 @@ class FakeServer:
                     return
                 elif isinstance(event, TextMessage):
                     conn.last_heard = trio.current_time()
+                    conn.heard += 1
                     await self.text(conn, event.data)
