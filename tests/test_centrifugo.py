@@ -197,7 +197,7 @@ async def test_a_server_that_stops_pinging_is_a_zombie(
     # it says ping every 1 s but never pings: after 1 + 1 s soak drops it, as
     # centrifuge-js after maxServerPingDelay
     server = FakeCentrifugo(ping_interval=1, pong_timeout=0.5)
-    server._pings = _never  # type: ignore[method-assign,assignment]
+    server._pings = _never  # type: ignore[method-assign]
     summary, evs = await run_fake(
         "centrifugo", server, body(hold="2500ms", attempts=0), tmp_path, table=FAST, url=URL
     )
@@ -256,3 +256,11 @@ async def test_a_restart_is_a_storm_every_client_comes_back_from(
     assert rec["count"] == 20
     assert rec["min"] >= 500 * 0.99
     assert rec["max"] > rec["min"]
+
+
+def test_the_impairment_proxy_knows_its_heartbeats() -> None:
+    from soak.proxy.frames import kinds_of
+
+    kind = kinds_of("centrifugo")
+    assert kind(0x1, True, b"{}") == "ping"
+    assert kind(0x1, True, b'{"id":1,"connect":{}}') is None

@@ -36,7 +36,7 @@ from tests.support.fakes.phoenix import FakePhoenix
 from tests.support.fakes.running import body, closes, run_fake
 from tests.support.runs import make_profile
 
-# the wire examples (PROTOCOLS.md section 3)
+# the wire examples of the specification
 HEARTBEAT = '[null,"12","phoenix","heartbeat",{}]'
 REPLY = '[null,"12","phoenix","phx_reply",{"response":{},"status":"ok"}]'
 REPLY_OTHER_ORDER = '[null,"12","phoenix","phx_reply",{"status":"ok","response":{}}]'
@@ -274,3 +274,13 @@ async def test_a_restart_is_a_storm_every_client_comes_back_from(
     assert server.refused > 0  # the fixed list retried while it was down
     assert summary["latency_ms"]["reconnect"]["count"] == 20
     assert "justified_timeout" not in tot["closes"]
+
+
+def test_the_impairment_proxy_knows_its_heartbeats() -> None:
+    from soak.proxy.frames import kinds_of
+
+    kind = kinds_of("phoenix")
+    assert kind(0x1, True, HEARTBEAT.encode()) == "ping"
+    assert kind(0x1, True, REPLY.encode()) == "pong"
+    assert kind(0x1, True, JOIN_REPLY.encode()) is None
+    assert kind(0x1, False, HEARTBEAT.encode()) is None

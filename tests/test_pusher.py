@@ -260,3 +260,12 @@ async def test_a_restart_is_a_storm_every_client_comes_back_from(
     # pusher-js's 1 s: refused at 4 s (still down), back at 5 s
     assert server.refused == 20
     assert summary["latency_ms"]["reconnect"]["max"] == pytest.approx(2000, rel=0.01)
+
+
+def test_the_impairment_proxy_knows_its_heartbeats() -> None:
+    from soak.proxy.frames import kinds_of
+
+    kind = kinds_of("pusher")
+    assert kind(0x1, True, b'{"event":"pusher:ping","data":{}}') == "ping"
+    assert kind(0x1, True, b'{"event":"pusher:pong","data":{}}') == "pong"
+    assert kind(0x1, True, ESTABLISHED.encode()) is None

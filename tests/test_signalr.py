@@ -255,3 +255,11 @@ async def test_a_restart_is_a_storm_and_the_preset_retries_as_the_js_client(
     assert tot["reconnects"] == 20
     assert server.refused == 20
     assert summary["latency_ms"]["reconnect"]["min"] == pytest.approx(2000, rel=0.01)
+
+
+def test_the_impairment_proxy_knows_its_heartbeats() -> None:
+    from soak.proxy.frames import kinds_of
+
+    kind = kinds_of("signalr")
+    assert kind(0x1, True, b'{"type":6}\x1e') == "ping"
+    assert kind(0x1, True, b'{"type":1,"target":"m","arguments":[]}\x1e') is None

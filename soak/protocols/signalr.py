@@ -1,6 +1,6 @@
 """ASP.NET Core SignalR, the JSON hub protocol over WebSockets, as described
 in docs/dialects/signalr.md. Built from the protocol's specification
-(dotnet/aspnetcore src/SignalR/docs/specs) and its wire examples; no
+(dotnet/aspnetcore src/SignalR/docs/specs, HubProtocol) and its wire examples; no
 SignalR server is installable here, the tests use a faithful fake
 (tests/support/fakes/signalr.py).
 
@@ -52,7 +52,7 @@ RS = "\x1e"
 HANDSHAKE = '{"protocol":"json","version":1}' + RS
 PING = '{"type":6}' + RS
 PING_BYTES = PING.encode()
-# the hub message types (HubProtocol.md): 1 invocation ... 7 close
+# the hub message types (the HubProtocol spec): 1 invocation ... 7 close
 PING_TYPE = 6
 CLOSE_TYPE = 7
 

@@ -1,5 +1,5 @@
-"""A Centrifugo server (bidirectional protocol v2, JSON), as PROTOCOLS.md
-section 8a and centrifugal/centrifuge describe it: the connect command
+"""A Centrifugo server (bidirectional protocol v2, JSON), as
+centrifugal/centrifuge describes it: the connect command
 answered with the client id, version, ``ping`` and ``pong``, an empty
 object every ``ping_interval`` that must come back within ``pong_timeout``
 (else disconnect 3012 "no pong"), refusals as a connect error reply."""

@@ -1,5 +1,5 @@
 """A Phoenix endpoint (V2 JSON serializer, ``vsn=2.0.0``) under Bandit, as
-PROTOCOLS.md section 3 describes it: heartbeats on topic "phoenix" replied
+its specification and Phoenix 1.7.21 with Bandit 1.6.0 behave: heartbeats on topic "phoenix" replied
 on their ref, channel joins replied ok (or refused), and the websocket
 ``timeout``: a connection it received nothing on for that long is closed
 1002 with an empty reason."""

@@ -1,5 +1,5 @@
-"""A Pusher Channels server (protocol 7), as PROTOCOLS.md section 8b and
-the protocol document describe it: ``pusher:connection_established`` with
+"""A Pusher Channels server (protocol 7), as
+the Pusher Channels protocol document describes it: ``pusher:connection_established`` with
 its ``activity_timeout`` (data a JSON string), ``pusher:ping`` answered
 ``pusher:pong``, its own ping after ``activity_timeout`` without a message
 of the client's and close 4201 when no pong came within ``pong_timeout``,

@@ -1,5 +1,5 @@
 """An ASP.NET Core SignalR hub speaking the JSON hub protocol over
-WebSockets, as PROTOCOLS.md section 4 and the specification describe it:
+WebSockets, as the hub protocol specification describes it:
 the ``{"protocol":"json","version":1}`` handshake answered ``{}`` (or an
 error), records ended by 0x1E, a ``{"type":6}`` ping when it has sent
 nothing for ``keep_alive``, and its client timeout: nothing received for
