@@ -263,3 +263,23 @@ def test_the_impairment_proxy_knows_its_heartbeats() -> None:
     kind = kinds_of("signalr")
     assert kind(0x1, True, b'{"type":6}\x1e') == "ping"
     assert kind(0x1, True, b'{"type":1,"target":"m","arguments":[]}\x1e') is None
+
+
+async def test_the_preset_gives_up_after_four_retries_as_the_js_client(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    # the hub goes away for good at 3 s: retries after 0, 2, 10 and 30 s, then none
+    server = FakeSignalr(keep_alive=1.0, client_timeout=2.0)
+
+    async def gone(runner: Runner) -> None:
+        await trio.sleep(3.0)
+        await server.restart(down_for=3600.0)
+
+    text = body(clients=3, hold="60s", reconnect='preset = "signalr"\n')
+    summary, evs = await run_fake("signalr", server, text, tmp_path, table=FAST, during=gone)
+    tot = summary["totals"]
+    assert tot["reconnect_attempts"] == 3 * 4
+    assert tot["reconnect_failed"] == 3
+    assert server.refused == 3 * 4
+    tries = sorted({e["t"] for e in evs if e["event"] == "handshake_failure"})
+    assert tries == pytest.approx([3.0, 5.0, 15.0, 45.0], abs=0.01)
