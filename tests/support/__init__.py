@@ -6,6 +6,8 @@
 - :mod:`tests.support.wsclient`: a tiny wsproto client for poking the
   reference gateway over memory streams, and the deadlock watchdog.
 - :mod:`tests.support.chromium`: a page opened in headless Chromium.
+- :mod:`tests.support.fakes`: servers of dialects with no real server
+  installable here, as their specifications describe them.
 
 Test modules import from here, never from one another.
 """
