@@ -171,7 +171,7 @@ async def test_a_lost_answer_is_3012_no_pong_judged_justified(
     (close, *_) = closes(evs)
     assert (close["code"], close["text"]) == (3012, "no pong")
     assert close["reason"] == JUSTIFIED_TIMEOUT
-    assert close["why"].startswith("no server heartbeat for 0.5")
+    assert close["why"].startswith("no server ping for 0.5")
     assert summary["totals"]["justified_timeouts"] == 1
 
 
@@ -188,7 +188,7 @@ async def test_3012_despite_answers_is_false(
     (close, *_) = closes(evs)
     assert close["code"] == 3012
     assert close["reason"] == FALSE_TIMEOUT
-    assert close["why"].startswith("last server heartbeat 0.500s ago < server timeout 2s")
+    assert close["why"].startswith("last server ping 0.500s ago < its pong timeout 2s")
 
 
 async def test_a_server_that_stops_pinging_is_a_zombie(
@@ -264,3 +264,13 @@ def test_the_impairment_proxy_knows_its_heartbeats() -> None:
     kind = kinds_of("centrifugo")
     assert kind(0x1, True, b"{}") == "ping"
     assert kind(0x1, True, b'{"id":1,"connect":{}}') is None
+
+
+def test_the_shipped_profile_is_consistent_for_soak_doctor() -> None:
+    from soak.config.load import load_profile
+    from soak.doctor.consistency import check_consistency
+    from soak.shipped import shipped
+
+    (path,) = [s.path for s in shipped() if s.name == "centrifugo"]
+    profile = load_profile(str(path), {})
+    assert [f.code for f in check_consistency(profile=profile) if f.severity == "error"] == []

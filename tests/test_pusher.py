@@ -269,3 +269,13 @@ def test_the_impairment_proxy_knows_its_heartbeats() -> None:
     assert kind(0x1, True, b'{"event":"pusher:ping","data":{}}') == "ping"
     assert kind(0x1, True, b'{"event":"pusher:pong","data":{}}') == "pong"
     assert kind(0x1, True, ESTABLISHED.encode()) is None
+
+
+def test_the_shipped_profile_is_consistent_for_soak_doctor() -> None:
+    from soak.config.load import load_profile
+    from soak.doctor.consistency import check_consistency
+    from soak.shipped import shipped
+
+    (path,) = [s.path for s in shipped() if s.name == "pusher"]
+    profile = load_profile(str(path), {})
+    assert [f.code for f in check_consistency(profile=profile) if f.severity == "error"] == []

@@ -283,3 +283,13 @@ async def test_the_preset_gives_up_after_four_retries_as_the_js_client(
     assert server.refused == 3 * 4
     tries = sorted({e["t"] for e in evs if e["event"] == "handshake_failure"})
     assert tries == pytest.approx([3.0, 5.0, 15.0, 45.0], abs=0.01)
+
+
+def test_the_shipped_profile_is_consistent_for_soak_doctor() -> None:
+    from soak.config.load import load_profile
+    from soak.doctor.consistency import check_consistency
+    from soak.shipped import shipped
+
+    (path,) = [s.path for s in shipped() if s.name == "signalr"]
+    profile = load_profile(str(path), {})
+    assert [f.code for f in check_consistency(profile=profile) if f.severity == "error"] == []

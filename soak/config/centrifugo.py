@@ -39,9 +39,13 @@ class CentrifugoConfig:
 
 
 def no_pong_heartbeat(cfg: CentrifugoConfig) -> ServerHeartbeat:
+    """The server's rule in soak's terms: a client that stops answering is
+    closed 3012 at most ``ping_interval`` + ``pong_timeout`` after its last
+    answer (soak.protocols.centrifugo judges 3012 by the pong timeout
+    since the server's last ping)."""
     return ServerHeartbeat(
         interval=cfg.ping_interval,
-        timeout=cfg.pong_timeout,
+        timeout=cfg.ping_interval + cfg.pong_timeout,
         max_missed=1,
         close_codes=(NO_PONG,),
         reason_pattern="no pong",

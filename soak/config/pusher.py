@@ -32,9 +32,12 @@ class PusherConfig:
 
 
 def pong_heartbeat(cfg: PusherConfig) -> ServerHeartbeat:
+    """The server's rule in soak's terms: a client whose frames stop is
+    closed 4201 ``activity_timeout`` + ``pong_timeout`` after its last one
+    (soak.protocols.pusher judges 4201 from the table itself)."""
     return ServerHeartbeat(
         interval=cfg.activity_timeout,
-        timeout=cfg.pong_timeout,
+        timeout=cfg.activity_timeout + cfg.pong_timeout,
         max_missed=1,
         close_codes=(PONG_TIMEOUT_CLOSE,),
         reason_pattern="pong",

@@ -32,8 +32,18 @@ from typing import Any, ClassVar
 
 import trio
 
-from soak.classify import CATEGORY_SERVER, SERVER, CloseInfo, Verdict
-from soak.config.centrifugo import CentrifugoConfig
+from soak.classify import (
+    ABRUPT_SLACK,
+    CATEGORY_HEARTBEAT,
+    CATEGORY_SERVER,
+    FALSE_TIMEOUT,
+    JUSTIFIED_TIMEOUT,
+    SERVER,
+    CloseInfo,
+    Evidence,
+    Verdict,
+)
+from soak.config.centrifugo import NO_PONG, CentrifugoConfig
 from soak.config.target import TargetConfig
 from soak.errors import HandshakeError
 from soak.protocols.base import SERVER_BEAT, SERVER_PING, Frame, HandshakeIO, HeartbeatProtocol
@@ -181,8 +191,10 @@ class Centrifugo(HeartbeatProtocol):
         self.pong = reply.get("pong") is True
 
     def judge(self, verdict: Verdict, info: CloseInfo) -> Verdict:
-        if info.initiator != SERVER or verdict.category != CATEGORY_SERVER:
-            return verdict  # 3012: judged from the implied server heartbeat
+        if info.initiator != SERVER:
+            return verdict
+        if info.code == NO_PONG and info.evidence is not None:
+            return no_pong_verdict(info.evidence, self.state.config.pong_timeout)
         key = close_key(info.code)
         if key is None:
             return verdict
@@ -199,6 +211,31 @@ class Centrifugo(HeartbeatProtocol):
         if text == PING or ("\n" in text and PING in text.split("\n")):
             return SERVER_PING if self.pong else SERVER_BEAT
         return None
+
+
+def no_pong_verdict(ev: Evidence, pong_timeout: float) -> Verdict:
+    """3012 "no pong": the server had no answer ``pong_timeout`` after its
+    ping. A close sooner than that after its last ping is false (it had
+    not waited its own timeout); later, it is justified: our answer did
+    not reach it (written and lost on the way looks the same to us as never
+    written). Pure."""
+    age = ev.server_beat_age if ev.server_beat_age is not None else ev.age
+    since = "since the connection opened" if ev.server_beat_age is None else "ago"
+    if age < pong_timeout - (ABRUPT_SLACK + 0.02 * pong_timeout):
+        return Verdict(
+            FALSE_TIMEOUT,
+            CATEGORY_HEARTBEAT,
+            f"last server ping {age:.3f}s {since} < its pong timeout {pong_timeout:g}s"
+            + ("" if ev.answered else " (one was unanswered)"),
+        )
+    how = "answered" if ev.answered else "not all answered"
+    sent = "never" if ev.last_sent_age is None else f"{ev.last_sent_age:.3f}s ago"
+    return Verdict(
+        JUSTIFIED_TIMEOUT,
+        CATEGORY_HEARTBEAT,
+        f"no server ping for {age:.3f}s >= its pong timeout {pong_timeout:g}s; "
+        f"its pings {how}, the last answer sent {sent}",
+    )
 
 
 def named_refusal(exc: HandshakeError) -> HandshakeError:

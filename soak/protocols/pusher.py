@@ -173,8 +173,7 @@ def pusher_verdict(
 class PusherState:
     def __init__(self, target: TargetConfig) -> None:
         self.config = target.pusher or PusherConfig()
-        sh = target.server_heartbeat
-        self.pong_timeout = self.config.pong_timeout if sh is None else sh.timeout
+        self.pong_timeout = self.config.pong_timeout
 
 
 class Pusher(HeartbeatProtocol):
