@@ -274,3 +274,22 @@ def test_the_shipped_profile_is_consistent_for_soak_doctor() -> None:
     (path,) = [s.path for s in shipped() if s.name == "centrifugo"]
     profile = load_profile(str(path), {})
     assert [f.code for f in check_consistency(profile=profile) if f.severity == "error"] == []
+
+
+async def test_answers_dropped_by_the_impairment_proxy_are_a_justified_3012(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    # the server's {} comes down, our {} is dropped on the way up
+    server = FakeCentrifugo(ping_interval=1, pong_timeout=0.5)
+    text = body(hold="1800ms", attempts=0)
+    text += '[impairment.drop_heartbeat]\np = 1.0\ndirection = "up"\n'
+    summary, evs = await run_fake("centrifugo", server, text, tmp_path, table=FAST, url=URL)
+    assert server.pongs == 0
+    assert server.closed[0] == (1.5, 3012, "no pong")
+    (close, *_) = closes(evs)
+    assert close["reason"] == JUSTIFIED_TIMEOUT
+    assert close["why"] == (
+        "no server ping for 0.500s >= its pong timeout 0.5s; its pings answered by the "
+        "client, the last answer sent 0.500s ago"
+    )
+    assert summary["totals"]["server_pings"] == 1

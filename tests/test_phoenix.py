@@ -294,3 +294,19 @@ def test_the_shipped_profile_is_consistent_for_soak_doctor() -> None:
     (path,) = [s.path for s in shipped() if s.name == "phoenix"]
     profile = load_profile(str(path), {})
     assert [f.code for f in check_consistency(profile=profile) if f.severity == "error"] == []
+
+
+async def test_heartbeats_dropped_by_the_impairment_proxy_are_a_justified_idle_close(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    server = FakePhoenix(idle_timeout=3.0)
+    text = body(hold="3500ms", max_missed=50, attempts=0)
+    text += '[impairment.drop_heartbeat]\np = 1.0\ndirection = "up"\n'
+    _, evs = await run_fake(
+        "phoenix", server, text, tmp_path, table='[target.phoenix]\nidle_timeout = "3s"\n'
+    )
+    assert server.heartbeats == 0  # every one dropped on the way up
+    assert server.closed == [(3.0, 1002, "")]
+    (close, *_) = closes(evs)
+    assert close["reason"] == JUSTIFIED_TIMEOUT
+    assert close["why"].startswith("no heartbeat reply for the whole connection >= ")

@@ -279,3 +279,17 @@ def test_the_shipped_profile_is_consistent_for_soak_doctor() -> None:
     (path,) = [s.path for s in shipped() if s.name == "pusher"]
     profile = load_profile(str(path), {})
     assert [f.code for f in check_consistency(profile=profile) if f.severity == "error"] == []
+
+
+async def test_heartbeats_dropped_by_the_impairment_proxy_are_a_justified_4201(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    server = FakePusher(activity_timeout=2, pong_timeout=1.0)
+    text = body(hold="3500ms", max_missed=50, attempts=0)
+    text += '[impairment.drop_heartbeat]\np = 1.0\ndirection = "up"\n'
+    _, evs = await run_fake("pusher", server, text, tmp_path, table=FAST, url=URL)
+    assert server.pings == 0
+    assert server.closed == [(3.0, 4201, "Pong reply not received")]
+    (close, *_) = closes(evs)
+    assert close["reason"] == JUSTIFIED_TIMEOUT
+    assert close["why"].startswith("no pusher:pong for the whole connection >= ")

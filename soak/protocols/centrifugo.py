@@ -220,7 +220,7 @@ def no_pong_verdict(ev: Evidence, pong_timeout: float) -> Verdict:
     not reach it (written and lost on the way looks the same to us as never
     written). Pure."""
     age = ev.server_beat_age if ev.server_beat_age is not None else ev.age
-    since = "since the connection opened" if ev.server_beat_age is None else "ago"
+    since = "after the connection opened" if ev.server_beat_age is None else "ago"
     if age < pong_timeout - (ABRUPT_SLACK + 0.02 * pong_timeout):
         return Verdict(
             FALSE_TIMEOUT,
@@ -228,13 +228,20 @@ def no_pong_verdict(ev: Evidence, pong_timeout: float) -> Verdict:
             f"last server ping {age:.3f}s {since} < its pong timeout {pong_timeout:g}s"
             + ("" if ev.answered else " (one was unanswered)"),
         )
+    if ev.server_beat_age is None:
+        return Verdict(
+            JUSTIFIED_TIMEOUT,
+            CATEGORY_HEARTBEAT,
+            f"no server ping reached the client in the {age:.3f}s the connection lived "
+            f"(>= its pong timeout {pong_timeout:g}s): none could be answered",
+        )
     how = "answered" if ev.answered else "not all answered"
     sent = "never" if ev.last_sent_age is None else f"{ev.last_sent_age:.3f}s ago"
     return Verdict(
         JUSTIFIED_TIMEOUT,
         CATEGORY_HEARTBEAT,
         f"no server ping for {age:.3f}s >= its pong timeout {pong_timeout:g}s; "
-        f"its pings {how}, the last answer sent {sent}",
+        f"its pings {how} by the client, the last answer sent {sent}",
     )
 
 
