@@ -65,6 +65,7 @@ def test_the_url_gets_protocol_7() -> None:
     assert p.resource("/app/key").startswith("/app/key?protocol=7&client=soak&version=")
     assert p.resource("/app/key?x=1").startswith("/app/key?x=1&protocol=7&")
     assert p.resource("/app/key?protocol=6") == "/app/key?protocol=6"
+    assert p.resource("/app/key?xprotocol=6").startswith("/app/key?xprotocol=6&protocol=7&")
 
 
 def test_close_code_ranges() -> None:

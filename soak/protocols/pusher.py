@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 from typing import Any, ClassVar
+from urllib.parse import parse_qsl
 
 import trio
 
@@ -195,7 +196,8 @@ class Pusher(HeartbeatProtocol):
         return PusherState(target)
 
     def resource(self, resource: str) -> str:
-        if "protocol=" in resource.partition("?")[2]:
+        query = resource.partition("?")[2]
+        if any(k == "protocol" for k, _ in parse_qsl(query, keep_blank_values=True)):
             return resource
         query = f"protocol={PROTOCOL_VERSION}&client=soak&version={soak.__version__}"
         return f"{resource}&{query}" if "?" in resource else f"{resource}?{query}"
