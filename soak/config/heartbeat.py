@@ -97,6 +97,10 @@ PRESETS: dict[str, dict[str, object]] = {
         add=(0.5, 0.5),
         max_attempts=0,
     ),
+    # pusher-js: retryIn(1000) after a lost connection and after a 4100-4199
+    # close, every time, no jitter, forever (4200-4299 and a pong timeout:
+    # retryIn(0); 4000-4099: no retry at all)
+    "pusher-js": dict(initial_delay=1.0, base=1.0, max_delay=1.0, jitter="none", max_attempts=0),
     # the OpenClaw Gateway's own client: 1 s x2, at most 30 s, no jitter
     "openclaw": dict(initial_delay=1.0, base=2.0, max_delay=30.0, jitter="none", max_attempts=0),
 }

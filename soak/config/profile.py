@@ -109,6 +109,10 @@ class Profile:
             "socketio",
             "sockjs",
             "actioncable",
+            "phoenix",
+            "signalr",
+            "pusher",
+            "centrifugo",
         ):  # only the dialect's own profiles show it
             if d["target"].get(table) is None:
                 d["target"].pop(table, None)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from soak.config.actioncable import ActionCableConfig
+from soak.config.centrifugo import CentrifugoConfig
 from soak.config.dialect import DialectConfig
 from soak.config.graphql_ws import GraphqlWsConfig, GraphqlWsLegacyConfig
 from soak.config.heartbeat import ServerHeartbeat
@@ -14,6 +15,9 @@ from soak.config.hops import Hop
 from soak.config.kinds import NOT_IN_PROFILE, Duration, Toml, at_least, one_of, string_table
 from soak.config.mqtt import MqttConfig
 from soak.config.openclaw import OPENCLAW_PREAUTH_BUDGET, OpenClawConfig
+from soak.config.phoenix import PhoenixConfig
+from soak.config.pusher import PusherConfig
+from soak.config.signalr import SignalrConfig
 from soak.config.socketio import SocketIOConfig
 from soak.config.sockjs import SockjsConfig
 
@@ -28,6 +32,10 @@ PROTOCOLS = (
     "socket.io",
     "sockjs",
     "actioncable",
+    "phoenix",
+    "signalr",
+    "pusher",
+    "centrifugo",
 )  # must match soak.protocols.PROTOCOLS
 
 WS_URL = Toml({"type": "string", "pattern": "^wss?://[^/]"}, required=True)
@@ -86,6 +94,10 @@ class TargetConfig:
     socketio: SocketIOConfig | None = None  # [target.socketio]; defaults when None
     sockjs: SockjsConfig | None = None  # [target.sockjs]; defaults when None
     actioncable: ActionCableConfig | None = None  # [target.actioncable]; defaults when None
+    phoenix: PhoenixConfig | None = None  # [target.phoenix]; defaults when None
+    signalr: SignalrConfig | None = None  # [target.signalr]; defaults when None
+    pusher: PusherConfig | None = None  # [target.pusher]; defaults when None
+    centrifugo: CentrifugoConfig | None = None  # [target.centrifugo]; defaults when None
     # source addresses, used round-robin (see soak.addresses); () lets the kernel pick
     source_ips: Annotated[tuple[str, ...], SOURCE_IPS] = ()
     # TCP goes to these host:port pairs, round-robin, instead of the URL's

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from soak.protocols.actioncable import ActionCable
 from soak.protocols.base import HeartbeatProtocol
+from soak.protocols.centrifugo import Centrifugo
 from soak.protocols.custom import Custom
 from soak.protocols.graphql_ws import GraphqlWs
 from soak.protocols.graphql_ws_legacy import GraphqlWsLegacy
 from soak.protocols.json_ping import JsonPing
 from soak.protocols.mqtt import Mqtt
 from soak.protocols.openclaw import OpenClaw
+from soak.protocols.phoenix import Phoenix
+from soak.protocols.pusher import Pusher
+from soak.protocols.signalr import Signalr
 from soak.protocols.socketio import SocketIO
 from soak.protocols.sockjs import Sockjs
 from soak.protocols.ws_ping import WsPing
@@ -30,11 +34,16 @@ PROTOCOLS: dict[str, type[HeartbeatProtocol]] = {
     SocketIO.name: SocketIO,
     Sockjs.name: Sockjs,
     ActionCable.name: ActionCable,
+    Phoenix.name: Phoenix,
+    Signalr.name: Signalr,
+    Pusher.name: Pusher,
+    Centrifugo.name: Centrifugo,
 }
 
 __all__ = [
     "PROTOCOLS",
     "ActionCable",
+    "Centrifugo",
     "Custom",
     "GraphqlWs",
     "GraphqlWsLegacy",
@@ -42,6 +51,9 @@ __all__ = [
     "JsonPing",
     "Mqtt",
     "OpenClaw",
+    "Phoenix",
+    "Pusher",
+    "Signalr",
     "SocketIO",
     "Sockjs",
     "WsPing",

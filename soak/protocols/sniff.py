@@ -72,14 +72,14 @@ def sniff(message: str | bytes) -> Sniffed | None:
     if _STOMP.match(message):
         return Sniffed("STOMP", "a STOMP frame", None, shown)
     if message.endswith("\x1e") and message.startswith("{"):
-        return Sniffed("SignalR", "a SignalR message (ends with 0x1e)", None, shown)
+        return Sniffed("SignalR", "a SignalR message (ends with 0x1e)", "signalr", shown)
     if _SOCKJS.fullmatch(message):
         return Sniffed("SockJS", "a SockJS frame", "sockjs", shown)
     doc = _json(message)
     if isinstance(doc, dict):
         return _json_object(doc, shown)
     if isinstance(doc, list) and len(doc) == 5 and doc[2] == "phoenix":
-        return Sniffed("Phoenix Channels", "a Phoenix message", None, shown)
+        return Sniffed("Phoenix Channels", "a Phoenix message", "phoenix", shown)
     return None
 
 
@@ -115,11 +115,11 @@ def _json_object(doc: dict[str, Any], shown: str) -> Sniffed | None:
     ):
         return Sniffed("ActionCable", f"an ActionCable {kind}", "actioncable", shown)
     if isinstance(event, str) and event.startswith("pusher:"):
-        return Sniffed("Pusher Channels", f"a {event} event", None, shown)
+        return Sniffed("Pusher Channels", f"a {event} event", "pusher", shown)
     if event == "phx_reply" and doc.get("topic") == "phoenix":
-        return Sniffed("Phoenix Channels", "a Phoenix reply", None, shown)
+        return Sniffed("Phoenix Channels", "a Phoenix reply", "phoenix", shown)
     if "connect" in doc and isinstance(doc.get("id"), int) and isinstance(doc["connect"], dict):
-        return Sniffed("Centrifugo", "a Centrifugo connect reply", None, shown)
+        return Sniffed("Centrifugo", "a Centrifugo connect reply", "centrifugo", shown)
     return None
 
 
@@ -144,7 +144,7 @@ _CLOSES: tuple[tuple[int, re.Pattern[str], str, str | None], ...] = (
     (4408, re.compile(r"connection initiali[sz]ation timeout", re.I), "graphql-ws", "graphql-ws"),
     (4400, re.compile(r"invalid message", re.I), "graphql-ws", "graphql-ws"),
     (4429, re.compile(r"too many initiali[sz]ation requests", re.I), "graphql-ws", "graphql-ws"),
-    (3012, re.compile(r"no pong", re.I), "Centrifugo", None),
+    (3012, re.compile(r"no pong", re.I), "Centrifugo", "centrifugo"),
     (1000, re.compile(r"^MQTT died$"), "MQTT (RabbitMQ web-mqtt)", "mqtt"),
     (1000, re.compile(r"^STOMP died$"), "STOMP (RabbitMQ web-stomp)", None),
 )

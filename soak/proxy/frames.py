@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -85,6 +86,30 @@ def engineio_kind(opcode: int, fin: bool, payload: bytes) -> str | None:
     return "ping" if payload == b"2" else "pong" if payload == b"3" else None
 
 
+_PHOENIX = re.compile(rb'\[null,"[0-9]+","phoenix","(heartbeat|phx_reply)",')
+
+
+def phoenix_kind(opcode: int, fin: bool, payload: bytes) -> str | None:
+    """Phoenix: the heartbeat on topic "phoenix" and its reply."""
+    if opcode == 0x1 and fin and len(payload) <= MAX_JSON_HEARTBEAT:
+        m = _PHOENIX.match(payload)
+        if m is not None:
+            return "ping" if m.group(1) == b"heartbeat" else "pong"
+    return heartbeat_kind(opcode, fin, payload) if opcode in (0x9, 0xA) else None
+
+
+def exact_kind(table: dict[bytes, str]) -> HeartbeatKind:
+    """A dialect whose heartbeats are fixed text messages (and RFC 6455
+    control frames)."""
+
+    def kind(opcode: int, fin: bool, payload: bytes) -> str | None:
+        if opcode in (0x9, 0xA):
+            return heartbeat_kind(opcode, fin, payload)
+        return table.get(payload) if opcode == 0x1 and fin else None
+
+    return kind
+
+
 # each dialect's heartbeats as the proxy sees them; a dialect not listed
 # here has the default (RFC 6455 control frames and JSON ping/pong)
 DIALECT_HEARTBEATS: dict[str, HeartbeatKind] = {
@@ -93,6 +118,12 @@ DIALECT_HEARTBEATS: dict[str, HeartbeatKind] = {
     "graphql-ws-legacy": ka_kind,
     "socket.io": engineio_kind,
     "sockjs": sockjs_kind,
+    "phoenix": phoenix_kind,
+    "signalr": exact_kind({b'{"type":6}\x1e': "ping"}),  # one-way, both directions
+    "pusher": exact_kind(
+        {b'{"event":"pusher:ping","data":{}}': "ping", b'{"event":"pusher:pong","data":{}}': "pong"}
+    ),
+    "centrifugo": exact_kind({b"{}": "ping"}),  # the server's ping and our answer alike
 }
 
 

@@ -11,6 +11,8 @@
   process of its own.
 - :mod:`tests.support.disk`: a results disk that fails on demand (a full
   disk, with half-written writes).
+- :mod:`tests.support.fakes`: servers of dialects with no real server
+  installable here, as their specifications describe them.
 
 Test modules import from here, never from one another.
 """

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from soak.addresses import family_of, parse_host_port, parse_source_ips
+from soak.config import centrifugo, phoenix, pusher, signalr
 from soak.config.actioncable import parse_actioncable
 from soak.config.dialect import implied_heartbeat as dialect_heartbeat
 from soak.config.dialect import parse_dialect
@@ -54,6 +55,12 @@ PROTOCOL_TABLES: dict[str, ProtocolTable] = {
     ),
     "sockjs": ProtocolTable("sockjs", parse_sockjs, sockjs_heartbeat),
     "actioncable": ProtocolTable("actioncable", parse_actioncable),  # no server timeout
+    "phoenix": ProtocolTable("phoenix", phoenix.parse_phoenix, phoenix.implied_heartbeat),
+    "signalr": ProtocolTable("signalr", signalr.parse_signalr, signalr.implied_heartbeat),
+    "pusher": ProtocolTable("pusher", pusher.parse_pusher, pusher.implied_heartbeat),
+    "centrifugo": ProtocolTable(
+        "centrifugo", centrifugo.parse_centrifugo, centrifugo.implied_heartbeat
+    ),
 }
 
 
