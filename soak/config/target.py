@@ -11,7 +11,9 @@ from soak.config.graphql_ws import GraphqlWsConfig, GraphqlWsLegacyConfig
 from soak.config.heartbeat import ServerHeartbeat
 from soak.config.kinds import NOT_IN_PROFILE, Duration, Toml, at_least, one_of, string_table
 from soak.config.mqtt import MqttConfig
+from soak.config.nats import NatsConfig
 from soak.config.openclaw import OPENCLAW_PREAUTH_BUDGET, OpenClawConfig
+from soak.config.stomp import StompConfig
 
 PROTOCOLS = (
     "json",
@@ -21,6 +23,8 @@ PROTOCOLS = (
     "mqtt",
     "graphql-ws",
     "graphql-ws-legacy",
+    "stomp",
+    "nats",
 )  # must match soak.protocols.PROTOCOLS
 
 WS_URL = Toml({"type": "string", "pattern": "^wss?://[^/]"}, required=True)
@@ -76,6 +80,8 @@ class TargetConfig:
     mqtt: MqttConfig | None = None  # [target.mqtt]; resolved by load_profile
     graphql_ws: GraphqlWsConfig | None = None  # [target.graphql_ws]; defaults when None
     graphql_ws_legacy: GraphqlWsLegacyConfig | None = None  # [target.graphql_ws_legacy]
+    stomp: StompConfig | None = None  # [target.stomp]; resolved by load_profile
+    nats: NatsConfig | None = None  # [target.nats]; resolved by load_profile
     # source addresses, used round-robin (see soak.addresses); () lets the kernel pick
     source_ips: Annotated[tuple[str, ...], SOURCE_IPS] = ()
     # TCP goes to these host:port pairs, round-robin, instead of the URL's

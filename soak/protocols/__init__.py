@@ -13,7 +13,9 @@ from soak.protocols.graphql_ws import GraphqlWs
 from soak.protocols.graphql_ws_legacy import GraphqlWsLegacy
 from soak.protocols.json_ping import JsonPing
 from soak.protocols.mqtt import Mqtt
+from soak.protocols.nats import Nats
 from soak.protocols.openclaw import OpenClaw
+from soak.protocols.stomp import Stomp
 from soak.protocols.ws_ping import WsPing
 
 PROTOCOLS: dict[str, type[HeartbeatProtocol]] = {
@@ -24,6 +26,8 @@ PROTOCOLS: dict[str, type[HeartbeatProtocol]] = {
     Mqtt.name: Mqtt,
     GraphqlWs.name: GraphqlWs,
     GraphqlWsLegacy.name: GraphqlWsLegacy,
+    Stomp.name: Stomp,
+    Nats.name: Nats,
 }
 
 __all__ = [
@@ -34,6 +38,8 @@ __all__ = [
     "HeartbeatProtocol",
     "JsonPing",
     "Mqtt",
+    "Nats",
     "OpenClaw",
+    "Stomp",
     "WsPing",
 ]

@@ -4,10 +4,15 @@ to ``_MODULES``."""
 
 from __future__ import annotations
 
-from soak.servers import graphql_ws, mqtt
+from soak.servers import graphql_ws, mqtt, nats, rabbitmq
 from soak.servers.base import Recipe
 
-_MODULES: tuple[tuple[Recipe, ...], ...] = (mqtt.RECIPES, graphql_ws.RECIPES)
+_MODULES: tuple[tuple[Recipe, ...], ...] = (
+    mqtt.RECIPES,
+    graphql_ws.RECIPES,
+    nats.RECIPES,
+    rabbitmq.RECIPES,
+)
 
 RECIPES: dict[str, Recipe] = {r.name: r for group in _MODULES for r in group}
 

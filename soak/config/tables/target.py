@@ -18,7 +18,9 @@ from soak.config.dialect import parse_dialect
 from soak.config.graphql_ws import implied_heartbeat, parse_graphql_ws, parse_graphql_ws_legacy
 from soak.config.heartbeat import ServerHeartbeat
 from soak.config.mqtt import parse_mqtt
+from soak.config.nats import nats_server_heartbeat, parse_nats
 from soak.config.openclaw import OPENCLAW_SERVER_HEARTBEAT, parse_openclaw
+from soak.config.stomp import parse_stomp
 from soak.config.target import PROTOCOLS, Secret, StatsConfig, TargetConfig
 from soak.config.validation import Loader, Parser, Section
 
@@ -41,6 +43,8 @@ PROTOCOL_TABLES: dict[str, ProtocolTable] = {
     "mqtt": ProtocolTable("mqtt", parse_mqtt),  # its server heartbeat: resolve_mqtt
     "graphql_ws": ProtocolTable("graphql-ws", parse_graphql_ws, implied_heartbeat),
     "graphql_ws_legacy": ProtocolTable("graphql-ws-legacy", parse_graphql_ws_legacy),
+    "stomp": ProtocolTable("stomp", parse_stomp),  # its server heartbeat: resolve_stomp
+    "nats": ProtocolTable("nats", parse_nats, nats_server_heartbeat),
 }
 
 
