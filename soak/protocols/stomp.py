@@ -291,13 +291,12 @@ def stomp_verdict(
     farewell: tuple[int | None, str] | None,
 ) -> Verdict:
     """A STOMP server's close. RabbitMQ's 1000 "STOMP died" is its timeout
-    of a silent client: false when the connection had not lived 2 x the
-    negotiated client ``interval`` (the server cannot have missed soak's
-    beats that long) or soak wrote a beat within one interval and the close
-    came before 2 x after the open; else justified. What the client cannot
-    see: a beat written but lost on the way looks the same as one the server
-    ignored; both count as justified, with the last write's age.
-    ``interval`` 0: no client beats negotiated, or the profile's own
+    of a silent client: false when the connection had not lived one
+    negotiated client ``interval`` (the server looks once an interval, so
+    it cannot have missed soak's beats yet); else justified. What the
+    client cannot see: a beat written but lost on the way looks the same as
+    one the server ignored; both count as justified, with the last write's
+    age. ``interval`` 0: no client beats negotiated, or the profile's own
     [target.server_heartbeat] judges. An ERROR farewell is the server's
     close with its message."""
     if info.initiator == CLIENT:
@@ -315,7 +314,7 @@ def stomp_verdict(
         return Verdict(
             FALSE_TIMEOUT,
             CATEGORY_HEARTBEAT,
-            f'close {info.code} "{info.reason}" after {ev.age:.3f}s, < 2 x the negotiated '
+            f'close {info.code} "{info.reason}" after {ev.age:.3f}s, < the negotiated '
             f"client heart-beat {interval:g}s: too soon to have missed soak's beats",
         )
     sent = "never" if ev.last_sent_age is None else f"{ev.last_sent_age:.3f}s ago"
@@ -325,8 +324,8 @@ def stomp_verdict(
     return Verdict(
         JUSTIFIED_TIMEOUT,
         CATEGORY_HEARTBEAT,
-        f'close {info.code} "{info.reason}": the server had no beat from soak for 2 x the '
-        f"negotiated {interval:g}s; soak's last beat went {sent}{late}",
+        f'close {info.code} "{info.reason}": no beat from soak reached the server within '
+        f"its check period (the negotiated {interval:g}s); soak's last beat went {sent}{late}",
     )
 
 
