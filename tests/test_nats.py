@@ -22,7 +22,7 @@ from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Requ
 from soak.classify import SERVER, CloseInfo, Evidence, Verdict
 from soak.config.validation import ProfileError
 from soak.protocols.base import OLDEST, SERVER_PING
-from soak.protocols.nats import Nats, NatsState, error_text, info, nats_verdict, operations
+from soak.protocols.nats import Nats, error_text, info, nats_verdict, operations
 from soak.proxy.frames import kinds_of
 from soak.wsframe import reserved_close, tolerate_reserved_close
 from tests.support.runs import events, make_profile, one_client, run_in_memory, serving
@@ -202,7 +202,7 @@ def test_bad_tables_are_refused_naming_the_field(
 
 
 def test_the_table_on_another_protocol_names_both() -> None:
-    with pytest.raises(ProfileError, match='target.nats: is only used with protocol = "nats"'):
+    with pytest.raises(ProfileError, match=r'target\.nats: is only used with protocol = "nats"'):
         make_profile(one_client(), protocol="json", target_extra="[target.nats]\nping_max = 2\n")
 
 
