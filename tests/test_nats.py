@@ -1,5 +1,5 @@
 """The NATS dialect without sockets: its parsing of the wire examples
-(PROTOCOLS.md 8d, captured from nats-server 2.9.10), its verdicts, its
+(captured from nats-server 2.9.10 on loopback), its verdicts, its
 [target.nats] table, wsproto reading NATS's close frame with code 1006, and
 runs under MockClock against an in-memory server that follows the
 protocol: INFO, CONNECT + PING -> PONG, PING/PONG both ways, the server's
@@ -20,7 +20,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Request
 
 from soak.classify import SERVER, CloseInfo, Evidence, Verdict
-from soak.config.validation import ProfileError
+from soak.errors import ProfileError
 from soak.protocols.base import OLDEST, SERVER_PING
 from soak.protocols.nats import Nats, error_text, info, nats_verdict, operations
 from soak.proxy.frames import kinds_of
@@ -156,6 +156,7 @@ def test_wsproto_reads_the_1006_close_frame_as_the_server_sent_it() -> None:
     tolerate_reserved_close(tolerant.connection)
     tolerant.receive_data(STALE_CLOSE)
     (event,) = list(tolerant.events())
+    assert isinstance(event, CloseConnection)
     assert (event.code, event.reason) == (1006, "Stale Connection")
     # the answer goes out as 1000: 1006 is never put on the wire by soak
     frame = tolerant.send(event.response())

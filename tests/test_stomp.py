@@ -1,5 +1,5 @@
-"""The STOMP dialect without sockets: the wire examples (PROTOCOLS.md 6,
-captured from RabbitMQ 3.10.8), the heart-beat negotiation, refusals, its
+"""The STOMP dialect without sockets: the wire examples
+(captured from RabbitMQ 3.10.8), the heart-beat negotiation, refusals, its
 verdicts, [target.stomp], and runs under MockClock against an in-memory
 broker that follows STOMP 1.2: CONNECT -> CONNECTED with heart-beat, EOL
 beats both ways, 1000 "STOMP died" for a silent client."""
@@ -18,8 +18,7 @@ from wsproto.connection import ConnectionState
 from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
 
 from soak.classify import SERVER, CloseInfo, Evidence, Verdict
-from soak.config.validation import ProfileError
-from soak.errors import HandshakeError
+from soak.errors import HandshakeError, ProfileError
 from soak.protocols.base import SERVER_BEAT
 from soak.protocols.stomp import (
     Stomp,
@@ -287,7 +286,7 @@ async def test_a_silent_broker_is_a_zombie_after_tolerance_intervals(
 ) -> None:
     # the server says it beats every second but never does: 2 x 1 s of silence
     broker = FakeBroker(sx=1000)
-    broker._beats = _never  # type: ignore[method-assign]
+    broker._beats = _never  # type: ignore[method-assign, assignment]
     await run_stomp(broker, tmp_path, clients=1, hold="5s")
     first = next(e for e in events(tmp_path) if e.get("event") == "close")
     assert first["reason"] == "client_zombie"

@@ -48,7 +48,7 @@ interval = "1s"
 jitter = "full"
 initial_delay = "200ms"
 max_delay = "1s"
-max_attempts = 20
+max_attempts = {attempts}
 {extra}
 """
 
@@ -98,6 +98,7 @@ def profile(tmp_path: Path, url: str, **kw: Any) -> Path:
         "clients": 50,
         "hold": "4s",
         "extra": "",
+        "attempts": 20,
     }
     values.update(kw)
     path = tmp_path / "stomp.toml"
@@ -191,7 +192,8 @@ def test_web_mqtt_keepalive_timeout_is_mqtt_died(broker: Broker, tmp_path: Path)
 
 def test_a_restart_is_a_storm_every_client_comes_back_from(broker: Broker, tmp_path: Path) -> None:
     # last in the module: it restarts the shared broker (~15 s each way)
-    proc = soak(profile(tmp_path, broker.url, clients=50, hold="40s"))
+    # the broker takes ~10-15 s to come back: attempts enough for a minute
+    proc = soak(profile(tmp_path, broker.url, clients=50, hold="40s", attempts=120))
     wait_connected(tmp_path, 50, proc)
     broker.stop()
     broker.start_again()

@@ -114,7 +114,10 @@ class Profile:
         if d["target"].get("mqtt") is not None:
             for derived in ("password", "heartbeat_interval"):  # not the profile's to say
                 d["target"]["mqtt"].pop(derived, None)
-        for table, secrets in (("stomp", ("passcode",)), ("nats", ("password", "token"))):
+        for table, secrets in (
+            ("stomp", ("passcode", "outgoing")),
+            ("nats", ("password", "token")),
+        ):
             for secret in secrets if d["target"].get(table) is not None else ():
                 d["target"][table].pop(secret, None)  # never in the results
         for spread in ("source_ips", "connect_to"):  # only shown when used

@@ -53,7 +53,7 @@ class StompConfig:
     connect_timeout: Duration = 10.0
     passcode: Annotated[str | None, NOT_IN_PROFILE] = field(default=None, repr=False)
     # cx: [heartbeat] interval (resolve_stomp)
-    outgoing: Annotated[float, NOT_IN_PROFILE] = 0.0
+    outgoing: Annotated[float | None, NOT_IN_PROFILE] = None
 
 
 def parse_stomp(s: Section) -> StompConfig:

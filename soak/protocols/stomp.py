@@ -138,11 +138,11 @@ class StompState:
     """Run-wide: the configuration, CONNECT's text, and what servers said."""
 
     def __init__(self, target: TargetConfig) -> None:
-        cfg = target.stomp or StompConfig(outgoing=30.0)
+        cfg = target.stomp or StompConfig()
         self.config = cfg
         sh = target.server_heartbeat
         self.implied = sh is None or sh.reason_pattern == STOMP_DIED
-        self.cx = round(cfg.outgoing * 1000)
+        self.cx = round((cfg.outgoing or 30.0) * 1000)
         self.cy = round(cfg.incoming * 1000)
         self.connected = 0
         self.refusals: Counter[str] = Counter()
