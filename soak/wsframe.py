@@ -30,6 +30,8 @@ from collections import deque
 from typing import Any
 
 from wsproto.connection import Connection, ConnectionState, ConnectionType
+from wsproto.frame_protocol import LOCAL_ONLY_CLOSE_REASONS
+from wsproto.frame_protocol import Frame as WsFrame
 
 OP_TEXT = 0x1
 OP_BINARY = 0x2
@@ -156,9 +158,47 @@ class _EventQueue(list[Any]):
 def slim(ws: Connection) -> None:
     """Trim what a long-lived wsproto connection keeps (memory per held
     connection, see benchmarks/engine.py); only where wsproto's internals
-    are the ones we know."""
+    are the ones we know. Also: a close frame with a reserved code is
+    read as it was sent (:func:`tolerate_reserved_close`)."""
     if CAN_PEEK and type(ws._events) is deque:
         ws._events = _EventQueue(ws._events)  # type: ignore[assignment]
+    tolerate_reserved_close(ws)
+
+
+# the codes RFC 6455 7.4.1 keeps off the wire (1005, 1006, 1015)
+RESERVED_CLOSE = frozenset(int(c) for c in LOCAL_ONLY_CLOSE_REASONS)
+
+
+def reserved_close(payload: bytes) -> tuple[int, str] | None:
+    """A close frame's (code, reason) when its code is one RFC 6455 keeps
+    off the wire (nats-server sends 1006 "Stale Connection"), else None."""
+    if len(payload) < 2:
+        return None
+    code = int.from_bytes(payload[:2], "big")
+    if code not in RESERVED_CLOSE:
+        return None
+    return code, payload[2:].decode("utf-8", errors="replace")
+
+
+def tolerate_reserved_close(ws: Connection) -> None:
+    """wsproto refuses a close frame carrying 1005, 1006 or 1015 ("remote
+    CLOSE with local-only reason") and reports a 1002 of its own instead:
+    the server's code and reason would be lost. Read such a frame as the
+    server sent it: a ``CloseConnection`` with that code and its reason (a
+    str, never None: wsproto's own 1006 for a lost transport has None).
+    Only where wsproto's internals are the ones we know."""
+    proto = getattr(ws, "_proto", None)
+    parse = getattr(proto, "_process_close", None)
+    if parse is None:
+        return
+
+    def process_close(frame: Any) -> Any:
+        found = reserved_close(bytes(frame.payload or b""))
+        if found is None:
+            return parse(frame)
+        return WsFrame(frame.opcode, found, frame.frame_finished, frame.message_finished)
+
+    proto._process_close = process_close  # type: ignore[union-attr]
 
 
 def wsproto_idle(ws: Connection) -> bool:

@@ -56,8 +56,8 @@ GREETINGS = [
     ('a["hello"]', "SockJS", "sockjs"),
     ("{}\x1e", "SignalR", "signalr"),
     ('{"type":6}\x1e', "SignalR", "signalr"),
-    ("CONNECTED\nversion:1.2\nheart-beat:0,0\n\n\x00", "STOMP", None),
-    ('INFO {"server_id":"x","version":"2.9.10"}\r\n', "NATS", None),
+    ("CONNECTED\nversion:1.2\nheart-beat:0,0\n\n\x00", "STOMP", "stomp"),
+    ('INFO {"server_id":"x","version":"2.9.10"}\r\n', "NATS", "nats"),
 ]
 
 

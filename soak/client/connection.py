@@ -337,7 +337,9 @@ class Connection:
 
     def _server_closed(self, event: CloseConnection, now: float) -> Closed:
         info = CloseInfo(SERVER, event.code, event.reason or "", evidence=self.evidence(now))
-        if event.code == 1006:  # wsproto reports a lost transport this way
+        # wsproto reports a lost transport this way (a server's close frame
+        # with 1006, read by soak.wsframe.tolerate_reserved_close, has a reason)
+        if event.code == 1006 and event.reason is None:
             return Closed(CloseInfo(TRANSPORT, 1006, "", "eof", evidence=info.evidence))
         reply = None
         if self.ws.state is ConnectionState.REMOTE_CLOSING:

@@ -101,6 +101,16 @@ PRESETS: dict[str, dict[str, object]] = {
     # close, every time, no jitter, forever (4200-4299 and a pong timeout:
     # retryIn(0); 4000-4099: no retry at all)
     "pusher-js": dict(initial_delay=1.0, base=1.0, max_delay=1.0, jitter="none", max_attempts=0),
+    # nats.js: reconnectTimeWait 2 s + up to reconnectJitter 100 ms (1 s
+    # with TLS), maxReconnectAttempts 10
+    "nats.js": dict(
+        initial_delay=2.0,
+        base=1.0,
+        max_delay=2.0,
+        jitter="none",
+        add=(0.0, 0.1),
+        max_attempts=10,
+    ),
     # the OpenClaw Gateway's own client: 1 s x2, at most 30 s, no jitter
     "openclaw": dict(initial_delay=1.0, base=2.0, max_delay=30.0, jitter="none", max_attempts=0),
 }

@@ -10,7 +10,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from soak.config.mqtt import resolve_mqtt
+from soak.config.nats import resolve_nats
 from soak.config.profile import Profile
+from soak.config.stomp import resolve_stomp
 from soak.config.tables.clients import parse_clients
 from soak.config.tables.impairment import parse_impairment
 from soak.config.tables.run import parse_heartbeat, parse_reconnect, parse_run, parse_storms
@@ -53,6 +55,10 @@ def parse_profile(text: str, name: str, environ: Mapping[str, str]) -> Profile:
     if target.protocol == "mqtt":  # the keepalive against [heartbeat], the password
         mqtt, sh = resolve_mqtt(ld, target.mqtt, target.server_heartbeat, hb, environ)
         target = dataclasses.replace(target, mqtt=mqtt, server_heartbeat=sh)
+    if target.protocol == "nats":  # the password or token
+        target = resolve_nats(ld, target, environ)
+    if target.protocol == "stomp":  # the heart-beat against [heartbeat], the passcode
+        target = resolve_stomp(ld, target, hb, environ)
     rc = parse_reconnect(top.table("reconnect"))
     impairment = top.get("impairment", lambda w, v: parse_impairment(ld.section(w, v)), None)
     th_table = top.table("thresholds")

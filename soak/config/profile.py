@@ -113,12 +113,20 @@ class Profile:
             "signalr",
             "pusher",
             "centrifugo",
+            "stomp",
+            "nats",
         ):  # only the dialect's own profiles show it
             if d["target"].get(table) is None:
                 d["target"].pop(table, None)
         if d["target"].get("mqtt") is not None:
             for derived in ("password", "heartbeat_interval"):  # not the profile's to say
                 d["target"]["mqtt"].pop(derived, None)
+        for table, secrets in (
+            ("stomp", ("passcode", "outgoing")),
+            ("nats", ("password", "token")),
+        ):
+            for secret in secrets if d["target"].get(table) is not None else ():
+                d["target"][table].pop(secret, None)  # never in the results
         for spread in ("source_ips", "connect_to", "hops"):  # only shown when used
             if not d["target"].get(spread):
                 d["target"].pop(spread, None)

@@ -14,12 +14,14 @@ from soak.config.heartbeat import ServerHeartbeat
 from soak.config.hops import Hop
 from soak.config.kinds import NOT_IN_PROFILE, Duration, Toml, at_least, one_of, string_table
 from soak.config.mqtt import MqttConfig
+from soak.config.nats import NatsConfig
 from soak.config.openclaw import OPENCLAW_PREAUTH_BUDGET, OpenClawConfig
 from soak.config.phoenix import PhoenixConfig
 from soak.config.pusher import PusherConfig
 from soak.config.signalr import SignalrConfig
 from soak.config.socketio import SocketIOConfig
 from soak.config.sockjs import SockjsConfig
+from soak.config.stomp import StompConfig
 
 PROTOCOLS = (
     "json",
@@ -36,6 +38,8 @@ PROTOCOLS = (
     "signalr",
     "pusher",
     "centrifugo",
+    "stomp",
+    "nats",
 )  # must match soak.protocols.PROTOCOLS
 
 WS_URL = Toml({"type": "string", "pattern": "^wss?://[^/]"}, required=True)
@@ -98,6 +102,8 @@ class TargetConfig:
     signalr: SignalrConfig | None = None  # [target.signalr]; defaults when None
     pusher: PusherConfig | None = None  # [target.pusher]; defaults when None
     centrifugo: CentrifugoConfig | None = None  # [target.centrifugo]; defaults when None
+    stomp: StompConfig | None = None  # [target.stomp]; resolved by load_profile
+    nats: NatsConfig | None = None  # [target.nats]; resolved by load_profile
     # source addresses, used round-robin (see soak.addresses); () lets the kernel pick
     source_ips: Annotated[tuple[str, ...], SOURCE_IPS] = ()
     # TCP goes to these host:port pairs, round-robin, instead of the URL's

@@ -15,12 +15,14 @@ from soak.protocols.graphql_ws import GraphqlWs
 from soak.protocols.graphql_ws_legacy import GraphqlWsLegacy
 from soak.protocols.json_ping import JsonPing
 from soak.protocols.mqtt import Mqtt
+from soak.protocols.nats import Nats
 from soak.protocols.openclaw import OpenClaw
 from soak.protocols.phoenix import Phoenix
 from soak.protocols.pusher import Pusher
 from soak.protocols.signalr import Signalr
 from soak.protocols.socketio import SocketIO
 from soak.protocols.sockjs import Sockjs
+from soak.protocols.stomp import Stomp
 from soak.protocols.ws_ping import WsPing
 
 PROTOCOLS: dict[str, type[HeartbeatProtocol]] = {
@@ -38,6 +40,8 @@ PROTOCOLS: dict[str, type[HeartbeatProtocol]] = {
     Signalr.name: Signalr,
     Pusher.name: Pusher,
     Centrifugo.name: Centrifugo,
+    Stomp.name: Stomp,
+    Nats.name: Nats,
 }
 
 __all__ = [
@@ -50,11 +54,13 @@ __all__ = [
     "HeartbeatProtocol",
     "JsonPing",
     "Mqtt",
+    "Nats",
     "OpenClaw",
     "Phoenix",
     "Pusher",
     "Signalr",
     "SocketIO",
     "Sockjs",
+    "Stomp",
     "WsPing",
 ]

@@ -68,9 +68,9 @@ def sniff(message: str | bytes) -> Sniffed | None:
     if _SIO_PACKET.match(message):
         return Sniffed("Socket.IO", "a Socket.IO packet", "socket.io", shown)
     if _NATS.match(message):
-        return Sniffed("NATS", "a NATS greeting", None, shown)
+        return Sniffed("NATS", "a NATS greeting", "nats", shown)
     if _STOMP.match(message):
-        return Sniffed("STOMP", "a STOMP frame", None, shown)
+        return Sniffed("STOMP", "a STOMP frame", "stomp", shown)
     if message.endswith("\x1e") and message.startswith("{"):
         return Sniffed("SignalR", "a SignalR message (ends with 0x1e)", "signalr", shown)
     if _SOCKJS.fullmatch(message):
@@ -146,7 +146,8 @@ _CLOSES: tuple[tuple[int, re.Pattern[str], str, str | None], ...] = (
     (4429, re.compile(r"too many initiali[sz]ation requests", re.I), "graphql-ws", "graphql-ws"),
     (3012, re.compile(r"no pong", re.I), "Centrifugo", "centrifugo"),
     (1000, re.compile(r"^MQTT died$"), "MQTT (RabbitMQ web-mqtt)", "mqtt"),
-    (1000, re.compile(r"^STOMP died$"), "STOMP (RabbitMQ web-stomp)", None),
+    (1000, re.compile(r"^STOMP died$"), "STOMP (RabbitMQ web-stomp)", "stomp"),
+    (1006, re.compile(r"^Stale Connection$"), "NATS", "nats"),
 )
 
 

@@ -69,6 +69,19 @@ def mqtt_heartbeat_kind(opcode: int, fin: bool, payload: bytes) -> str | None:
     return MQTT_HEARTBEATS.get(payload) if opcode == 0x2 and fin else None
 
 
+def stomp_heartbeat_kind(opcode: int, fin: bool, payload: bytes) -> str | None:
+    """STOMP: an EOL alone in a text frame is a heart-beat (either way)."""
+    return "ping" if opcode == 0x1 and fin and payload in (b"\n", b"\r\n") else None
+
+
+# NATS over WebSocket: PING and PONG, each alone in a binary frame
+NATS_HEARTBEATS = {b"PING\r\n": "ping", b"PONG\r\n": "pong"}
+
+
+def nats_heartbeat_kind(opcode: int, fin: bool, payload: bytes) -> str | None:
+    return NATS_HEARTBEATS.get(payload) if opcode in (0x1, 0x2) and fin else None
+
+
 def ka_kind(opcode: int, fin: bool, payload: bytes) -> str | None:
     """subscriptions-transport-ws: the server's one-way ``{"type":"ka"}``
     is its heartbeat (a "ping" nobody answers), besides the default's."""
@@ -124,6 +137,8 @@ DIALECT_HEARTBEATS: dict[str, HeartbeatKind] = {
         {b'{"event":"pusher:ping","data":{}}': "ping", b'{"event":"pusher:pong","data":{}}': "pong"}
     ),
     "centrifugo": exact_kind({b"{}": "ping"}),  # the server's ping and our answer alike
+    "stomp": stomp_heartbeat_kind,
+    "nats": nats_heartbeat_kind,
 }
 
 

@@ -59,6 +59,7 @@ class Recipe:
     debian: str | None = None  # the package that has it
     env: Callable[[Mapping[str, str]], dict[str, str]] = field(default=lambda opts: {})
     options: tuple[str, ...] = ()  # the option names it understands (--set K=V)
+    start_timeout: float = START_TIMEOUT  # seconds until it listens (RabbitMQ: ~15 s)
 
     def url(self, port: int) -> str:
         return f"ws://{LOOPBACK}:{port}{self.path}"
@@ -178,7 +179,7 @@ def start(
     *,
     port: int = 0,
     options: Mapping[str, str] | None = None,
-    start_timeout: float = START_TIMEOUT,
+    start_timeout: float | None = None,
 ) -> Iterator[RealServer]:
     """Start ``recipe`` on 127.0.0.1 (``port`` 0: a free one), wait until it
     accepts connections, check it listens on loopback only, and stop it by
@@ -208,7 +209,7 @@ def start(
         )
     server = RealServer(recipe, proc, port, workdir, log)
     try:
-        _wait_listening(server, start_timeout)
+        _wait_listening(server, start_timeout or recipe.start_timeout)
         check_loopback_only(server)
         yield server
     finally:

@@ -4,7 +4,7 @@ to ``_MODULES``."""
 
 from __future__ import annotations
 
-from soak.servers import actioncable, graphql_ws, mqtt, socketio, sockjs
+from soak.servers import actioncable, graphql_ws, mqtt, nats, rabbitmq, socketio, sockjs
 from soak.servers.base import Recipe
 
 _MODULES: tuple[tuple[Recipe, ...], ...] = (
@@ -13,6 +13,8 @@ _MODULES: tuple[tuple[Recipe, ...], ...] = (
     socketio.RECIPES,
     sockjs.RECIPES,
     actioncable.RECIPES,
+    nats.RECIPES,
+    rabbitmq.RECIPES,
 )
 
 RECIPES: dict[str, Recipe] = {r.name: r for group in _MODULES for r in group}

@@ -20,10 +20,12 @@ from soak.config.dialect import parse_dialect
 from soak.config.graphql_ws import implied_heartbeat, parse_graphql_ws, parse_graphql_ws_legacy
 from soak.config.heartbeat import ServerHeartbeat
 from soak.config.mqtt import parse_mqtt
+from soak.config.nats import nats_server_heartbeat, parse_nats
 from soak.config.openclaw import OPENCLAW_SERVER_HEARTBEAT, parse_openclaw
 from soak.config.socketio import SOCKETIO_SERVER_HEARTBEAT, check_socketio, parse_socketio
 from soak.config.sockjs import implied_heartbeat as sockjs_heartbeat
 from soak.config.sockjs import parse_sockjs
+from soak.config.stomp import parse_stomp
 from soak.config.tables.hops import NO_HOPS, parse_hops
 from soak.config.target import PROTOCOLS, Secret, StatsConfig, TargetConfig
 from soak.config.validation import Loader, Parser, Section
@@ -61,6 +63,8 @@ PROTOCOL_TABLES: dict[str, ProtocolTable] = {
     "centrifugo": ProtocolTable(
         "centrifugo", centrifugo.parse_centrifugo, centrifugo.implied_heartbeat
     ),
+    "stomp": ProtocolTable("stomp", parse_stomp),  # its server heartbeat: resolve_stomp
+    "nats": ProtocolTable("nats", parse_nats, nats_server_heartbeat),
 }
 
 
