@@ -142,10 +142,15 @@ class HeartbeatEngine:
             return False
         cap = self.max_in_flight
         if cap is not None and self.pending >= cap:
-            # the dialect allows no more in flight: this slot is held (not
-            # sent), the next one is the next chance
+            # the dialect allows no more in flight. Just before the slot
+            # (its early window) wait: the ping in flight may yet be answered
+            # or time out before the slot (next_deadline wakes at the first
+            # of the two). From the slot on it is held (not sent), and the
+            # next one is the next chance.
+            if now < self.next_send:
+                return False
             nxt = self._slot_at_or_after(now)
-            if nxt <= now or nxt <= self.next_send:  # (``early``: now is just before it)
+            if nxt <= now:
                 nxt += self.interval
             self.held += round((nxt - self.next_send) / self.interval)
             self.next_send = nxt
@@ -237,8 +242,15 @@ class HeartbeatEngine:
 
     def next_deadline(self) -> float:
         """The next moment something can happen without input: a send is due
-        or an outstanding ping times out."""
-        return min(self.next_send - self.early, self.next_timeout())
+        or an outstanding ping times out. While the in-flight cap is reached
+        the early window does not open (the slot can only be held or sent
+        once a ping is answered or times out), else a pending timeout that
+        falls inside it would have the caller wake again and again."""
+        send = self.next_send - self.early
+        cap = self.max_in_flight
+        if cap is not None and self.pending >= cap:
+            send = self.next_send
+        return min(send, self.next_timeout())
 
     def next_timeout(self) -> float:
         """When the oldest ping still waiting for its pong times out (inf

@@ -509,3 +509,20 @@ def test_a_json_pong_whose_seq_looks_like_a_sentinel_is_an_unknown_pong() -> Non
         text = '{"type":"pong","seq":' + str(seq) + "}"
         assert react(conn, from_server(TextMessage(data=text)), 100.1) == []  # nothing answered
     assert counts(m) == {"unknown_pongs": 3}
+
+
+def test_a_pending_timeout_inside_the_early_window_of_a_held_slot_does_not_spin() -> None:
+    # one in flight; the ping of slot 0 times out 0.2 ms before slot 1,
+    # inside its 1 ms early window: waking early must not find nothing to do
+    hb = HeartbeatEngine(
+        interval=1.0, timeout=0.9998, max_missed=3, origin=0.0, now=0.0, early=0.001,
+        max_in_flight=1,
+    )  # fmt: skip
+    hb.on_send(0.0)
+    now = 0.9995  # in slot 1's early window, before the timeout
+    assert not hb.due(now)
+    wake = hb.next_deadline()
+    assert wake > now  # the next wake is in the future: no busy loop
+    assert wake == pytest.approx(0.9998)
+    assert hb.check(wake) == 1
+    assert hb.due(wake)

@@ -441,15 +441,19 @@ def test_miss_run_since_marks_the_first_unanswered_ping_of_the_run() -> None:
 
 def test_a_capped_slot_woken_a_little_early_is_held_and_the_next_one_comes() -> None:
     """With one heartbeat in flight allowed (Engine.IO 3, MQTT), a slot that
-    comes while one is outstanding is held. The client wakes ``early``
-    before the slot: the next chance must then be the slot after it, not
-    the same slot again (which never moved, and the client spun on it)."""
+    comes while one is outstanding is held. The client may wake ``early``
+    before the slot: it then waits for the slot itself (the ping in flight
+    may be answered first), and from the slot on the next chance is the
+    slot after it, not the same slot again (the client once spun on it)."""
     hb = HeartbeatEngine(
         interval=1.0, timeout=5.0, max_missed=3, origin=0.0, now=0.0, early=0.001, max_in_flight=1
     )
     assert hb.due(0.0)
     hb.on_send(0.0)
     assert not hb.due(0.999)  # 1 ms before the slot of 1 s, one outstanding
+    assert (hb.held, hb.next_send) == (0, 1.0)
+    assert hb.next_deadline() == 1.0  # not the early window again: no spin
+    assert not hb.due(1.0)
     assert (hb.held, hb.next_send) == (1, 2.0)
     assert not hb.due(1.5)
     assert hb.on_pong(1, 1.5).kind == "ok"

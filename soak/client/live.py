@@ -264,7 +264,12 @@ class Live:
                     timeout_at = hb.next_timeout()
                     if timeout_at < wake.deadline:
                         wake.deadline = timeout_at
-        self.services.pacer.add(hb.next_send - hb.early, self, conn)
+        when = hb.next_send - hb.early
+        if when <= now:
+            # not sent in its early window (a dialect's in-flight cap): come
+            # back at the slot itself, never at a time already past
+            when = hb.next_send
+        self.services.pacer.add(when, self, conn)
 
     async def _carry_out(self, conn: _Conn, reaction: Reaction) -> CloseInfo | None:
         """Do what a reaction asks, in order; the bytes it asks to send
