@@ -8,6 +8,7 @@ show as a finding within one interval of the first one."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import select
 import socket
@@ -66,7 +67,9 @@ interval = "1s"
 timeout = "1s"
 max_missed = 3
 """
-PROBE = """JSON.stringify({
+PROBE = """document.getElementById("state") === null ? JSON.stringify({
+  href: location.href, version: null, text: document.body && document.body.innerText.slice(0, 300)
+}) : JSON.stringify({
   title: document.title,
   version: document.body.getAttribute("data-version"),
   elapsed: document.body.getAttribute("data-elapsed"),
@@ -133,40 +136,59 @@ class DevTools:
 
 
 def read_line(proc: subprocess.Popen[str], pattern: str, timeout: float) -> re.Match[str]:
-    """The first line of ``proc``'s stderr matching ``pattern`` (bounded)."""
+    """The first line of ``proc``'s stderr matching ``pattern`` (bounded).
+    Read from the descriptor itself: a buffered readline after select()
+    would keep a second line in its buffer while select() waits for more."""
     assert proc.stderr is not None
+    fd = proc.stderr.fileno()
     deadline = time.monotonic() + timeout
-    seen = []
+    buf = b""
     while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stderr], [], [], 0.2)
-        if not ready:
-            continue
-        line = proc.stderr.readline()
-        if not line:
-            break
-        seen.append(line)
-        m = re.search(pattern, line)
-        if m is not None:
-            return m
-    raise AssertionError(f"no line matching {pattern!r} in {seen}")
+        for line in buf.decode(errors="replace").splitlines():
+            m = re.search(pattern, line)
+            if m is not None:
+                return m
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            buf += chunk
+    raise AssertionError(f"no line matching {pattern!r} in {buf!r}")
 
 
-def chromium(url: str, profile_dir: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [
-            str(CHROMIUM),
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--remote-debugging-port=0",
-            f"--user-data-dir={profile_dir}",
-            url,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def chromium(url: str, profile_dir: Path, log: Path) -> subprocess.Popen[str]:
+    """Chromium with DevTools on a free port; its (chatty) stderr goes to a
+    file: a pipe nobody reads would fill and stall it."""
+    with log.open("w") as err:
+        return subprocess.Popen(
+            [
+                str(CHROMIUM),
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--remote-debugging-port=0",
+                f"--user-data-dir={profile_dir}",
+                url,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            text=True,
+        )
+
+
+def devtools_url(profile_dir: Path, browser: subprocess.Popen[str], timeout: float) -> str:
+    """The browser's DevTools address, from the DevToolsActivePort file
+    Chromium writes in its profile directory once it listens."""
+    deadline = time.monotonic() + timeout
+    port_file = profile_dir / "DevToolsActivePort"
+    while time.monotonic() < deadline and browser.poll() is None:
+        lines = port_file.read_text().split() if port_file.exists() else []
+        if len(lines) >= 2:
+            return f"ws://127.0.0.1:{lines[0]}{lines[1]}"
+        time.sleep(0.1)
+    raise AssertionError(f"Chromium did not start DevTools in {timeout:g} s")
 
 
 def page_target(devtools: str, url: str) -> str:
@@ -185,33 +207,26 @@ def test_the_live_page_shows_the_false_timeouts_as_they_happen(tmp_path: Path) -
     profile = tmp_path / "live.toml"
     profile.write_text(PROFILE)
     samples: list[dict[str, Any]] = []
-    with gateway_process(*GATEWAY) as gw:
-        run = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "soak",
-                "run",
-                str(profile),
-                "--quiet",
-                "--url",
-                gw.url,
-                "--results-dir",
-                str(tmp_path / "results"),
-                "--dashboard",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        browser = None
-        try:
-            m = read_line(run, r"live dashboard at (http://127\.0\.0\.1:\d+/)", 30)
-            url = m.group(1)
-            browser = chromium(url, tmp_path / "chromium")
-            devtools = read_line(browser, r"DevTools listening on (ws://\S+)", 30).group(1)
-            page = DevTools(page_target(devtools, url))
+    # the browser first (on a busy machine it can take seconds to start),
+    # then the run, then the page
+    browser = chromium("about:blank", tmp_path / "chromium", tmp_path / "chromium.log")
+    try:
+        devtools = devtools_url(tmp_path / "chromium", browser, 60)
+        page = DevTools(page_target(devtools, "about:blank"))
+        with gateway_process(*GATEWAY) as gw:
+            run = subprocess.Popen(
+                [
+                    *(sys.executable, "-m", "soak", "run", str(profile), "--quiet"),
+                    *("--url", gw.url, "--results-dir", str(tmp_path / "results")),
+                    "--dashboard",
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             try:
+                url = read_line(run, r"live dashboard at (http://127\.0\.0\.1:\d+/)", 30)[1]
+                page.call("Page.navigate", {"url": url})
                 # while the run lasts, then until the page notices its end
                 deadline, ended = time.monotonic() + 60, None
                 while time.monotonic() < deadline:
@@ -220,19 +235,18 @@ def test_the_live_page_shows_the_false_timeouts_as_they_happen(tmp_path: Path) -
                         samples.append(json.loads(value))
                     if run.poll() is not None:
                         ended = ended or time.monotonic()
-                        if samples and "ended" in samples[-1]["state"]:
+                        if samples and "ended" in samples[-1].get("state", ""):
                             break
                         if time.monotonic() > ended + 5:
                             break
                     time.sleep(0.25)
+                run.communicate(timeout=60)
             finally:
                 page.close()
                 errors = page.errors
-            run.communicate(timeout=60)
-        finally:
-            stop(run)
-            if browser is not None:
-                stop(browser)
+                stop(run)
+    finally:
+        stop(browser)
     drawn = [s for s in samples if s["version"] is not None]
     assert drawn, (samples[:3], errors[:2], errors[-2:], len(errors))
     # it loads: the run's label, the figures, the chart
