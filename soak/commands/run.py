@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -25,7 +25,14 @@ from soak.config.overrides import override
 from soak.config.profile import Profile
 from soak.config.stages import Storm
 from soak.config.target import PROTOCOLS
-from soak.httpd import HttpServer, serving
+from soak.dashboard_run import (
+    DashboardError,
+    dashboard_server,
+    serve_beside,
+    shared_port_problem,
+    with_dashboard,
+)
+from soak.httpd import HttpServer
 from soak.limits import memory_available, port_range, raise_fd_limit
 from soak.live import LiveView, print_summary
 from soak.plan import Machine, capacity_problem, make_plan, ports_problem, render, shown_dials
@@ -120,26 +127,35 @@ def execute(
     part = shard_profile(profile, shard) if (shard := shard_of(profile)) else profile
     workers = check_capacity(part)
     check_ports(part)
+    shared = shared_port_problem(profile, metrics_addr)
+    if shared is not None:
+        fail(shared)
     server = _metrics_server(profile, metrics_addr)
+    board = _dashboard(profile, server, metrics_addr)
     if workers > 1:
-        return execute_workers(profile, workers, quiet=quiet, server=server)
+        return execute_workers(profile, workers, quiet=quiet, server=server, board=board)
     start = _begin(profile, 0.0)
     view = LiveView(results=start.recorder.health)
     sink, on_status = _with_metrics(start, server, None if quiet else view.status)
+    dash, on_status, on_interval = with_dashboard(
+        start, board, 1, on_status, None if quiet else view.interval
+    )
     with errors_as_exit_codes():
         runner = Runner(
             start.profile,
             sink,
             on_status=on_status,
-            on_interval=None if quiet else view.interval,
+            on_interval=on_interval,
             signals=True,
             argv=sys.argv[1:],
             storm_inputs=start.storm_inputs,
             origin_monotonic=start.origin_monotonic,
         )
-    _starting(start, "", server)
+    if dash is not None:
+        dash.watch(runner.findings_so_far, runner.facts.storms)
+    _starting(start, "", server, board)
     with errors_as_exit_codes():
-        outcome = trio.run(_serve_beside, server, runner.run)
+        outcome = trio.run(serve_beside, (server, board), runner.run)
     print_summary(outcome.summary, str(start.recorder.path), sys.stdout)
     return results_complete(start.recorder, outcome.exit_code)
 
@@ -192,10 +208,12 @@ def _with_metrics(
     return MetricsSink(start.sink, live), both
 
 
-async def _serve_beside(server: HttpServer | None, main: Callable[[], Awaitable[T]]) -> T:
-    if server is None:
-        return await main()
-    return await serving(server, main)
+def _dashboard(profile: Profile, metrics: HttpServer | None, addr: str) -> HttpServer | None:
+    """``--dashboard``'s server, bound now (soak.dashboard_run); bad input fails."""
+    try:
+        return dashboard_server(profile, metrics, addr)
+    except DashboardError as exc:
+        fail(str(exc))
 
 
 _run_options = [
@@ -238,7 +256,9 @@ def results_complete(recorder: Recorder, code: int) -> int:
     return EXIT_RESULTS if missing else code
 
 
-def _starting(start: Start, how: str, server: HttpServer | None = None) -> None:
+def _starting(
+    start: Start, how: str, server: HttpServer | None = None, board: HttpServer | None = None
+) -> None:
     profile = start.profile
     click.echo(
         f"soak: running '{profile.run.label}' against {without_userinfo(profile.target.url)} for "
@@ -249,10 +269,17 @@ def _starting(start: Start, how: str, server: HttpServer | None = None) -> None:
         click.echo(f"soak: warning: {start.warning}", err=True)
     if server is not None:
         click.echo(f"soak: Prometheus metrics at {server.url}/metrics", err=True)
+    if board is not None:
+        click.echo(f"soak: live dashboard at {board.url}/", err=True)
 
 
 def execute_workers(
-    whole: Profile, count: int, *, quiet: bool = False, server: HttpServer | None = None
+    whole: Profile,
+    count: int,
+    *,
+    quiet: bool = False,
+    server: HttpServer | None = None,
+    board: HttpServer | None = None,
 ) -> int:
     """Run a profile (a shard's part, when it is one) in ``count`` worker
     processes, merged into one results directory (soak.run.processes)."""
@@ -276,6 +303,9 @@ def execute_workers(
     go(workers, origin, start.sink.wall0)
     view = LiveView(results=start.recorder.health)
     sink, on_status = _with_metrics(start, server, None if quiet else view.status)
+    dash, on_status, on_interval = with_dashboard(
+        start, board, count, on_status, None if quiet else view.interval
+    )
     runner = Coordinator(
         profile,
         start.recorder,
@@ -283,16 +313,31 @@ def execute_workers(
         sink=sink,
         origin_monotonic=origin,
         on_status=on_status,
-        on_interval=None if quiet else view.interval,
+        on_interval=on_interval,
         signals=True,
         argv=sys.argv[1:],
         storm_inputs=start.storm_inputs,
     )
-    _starting(start, f" in {count} worker processes", server)
+    if dash is not None:
+        dash.watch(runner.findings_so_far, runner.facts.storms)
+    _starting(start, f" in {count} worker processes", server, board)
     with errors_as_exit_codes():
-        outcome = trio.run(_serve_beside, server, runner.run)
+        outcome = trio.run(serve_beside, (server, board), runner.run)
     print_summary(outcome.summary, str(start.recorder.path), sys.stdout)
     return results_complete(start.recorder, outcome.exit_code)
+
+
+# soak run's and soak demo's: the live page (soak.dashboard)
+dashboard_option = click.option(
+    "--dashboard",
+    "dashboard_port",
+    is_flag=False,
+    flag_value="0",
+    metavar="[PORT]",
+    help="Serve a live page of the run at http://127.0.0.1:PORT/ (without PORT: any free "
+    "port, printed; overrides run.dashboard_port; the same port as --metrics-port shares "
+    "its server).",
+)
 
 
 # soak run's and soak plan's (soak demo has none: its gateway is on 127.0.0.1)
@@ -363,6 +408,7 @@ def run_options(f: Any) -> Any:
     metavar="ADDR",
     help="The address --metrics-port listens on (0.0.0.0 in a pod).",
 )
+@dashboard_option
 def run(
     profile: str,
     url: str | None,
@@ -380,6 +426,7 @@ def run(
     metrics_port: str | None,
     metrics_addr: str,
     allow_commands: bool,
+    dashboard_port: str | None,
 ) -> None:
     """Run PROFILE (a TOML file, or a shipped profile by name) against its target.
 
@@ -403,6 +450,7 @@ def run(
         shard=shard,
         start_at=start_at,
         metrics_port=metrics_port,
+        dashboard_port=dashboard_port,
     )
     if dry_run:
         sys.exit(print_plan(p))
@@ -415,6 +463,7 @@ def run(
 @strict_option
 @click.option("--gateway-arg", multiple=True, help="Extra option for the reference gateway.")
 @allow_commands_option
+@dashboard_option
 def demo(
     profile: str,
     url: str | None,
@@ -427,6 +476,7 @@ def demo(
     strict: bool,
     gateway_arg: tuple[str, ...],
     allow_commands: bool,
+    dashboard_port: str | None,
 ) -> None:
     """Start the reference gateway on 127.0.0.1 and run PROFILE against it
     (a file or a shipped profile's name; default: the shipped demo).
@@ -444,6 +494,7 @@ def demo(
         thresholds=thresholds,
         workers=workers,
         strict=strict,
+        dashboard_port=dashboard_port,
     )
     with reference_gateway(list(gateway_arg)) as port:
         path = urlsplit(p.target.url).path or "/"

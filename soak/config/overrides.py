@@ -31,6 +31,7 @@ def override(
     shard: str | None = None,
     start_at: str | None = None,
     metrics_port: str | None = None,
+    dashboard_port: str | None = None,
 ) -> Profile:
     """Apply CLI overrides, validated with the same parsers as the file. A
     ``--threshold`` replaces the profile's threshold of the same name;
@@ -66,6 +67,8 @@ def override(
         run = dataclasses.replace(run, start_at=parse_start_at(ld, "--start-at", start_at))
     if metrics_port is not None:
         run = dataclasses.replace(run, metrics_port=parse_port(ld, "--metrics-port", metrics_port))
+    if dashboard_port is not None:
+        run = dataclasses.replace(run, dashboard_port=parse_port(ld, "--dashboard", dashboard_port))
     checks = list(profile.thresholds)
     for text in thresholds:
         th = parse_threshold_option(text)

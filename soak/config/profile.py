@@ -64,6 +64,8 @@ class RunConfig:
     start_at: Annotated[float | None, START_AT] = None
     # serve live Prometheus metrics on 127.0.0.1:PORT (0: any free port); None: off
     metrics_port: Annotated[int | None, PORT] = None
+    # serve the live page (soak.dashboard) on 127.0.0.1:PORT (0: any free port); None: off
+    dashboard_port: Annotated[int | None, PORT] = None
 
 
 @dataclass(frozen=True)

@@ -96,10 +96,10 @@ def shard_profile(profile: Profile, shard: Shard) -> Profile:
 def profile_digest(profile: Profile) -> str:
     """The same for every shard of one run: the whole profile (redacted),
     without what may differ between machines (which shard, where results
-    go, the metrics port, processes per machine, the start, checked apart)."""
+    go, the metrics and dashboard ports, processes per machine, the start, checked apart)."""
     d = profile.redacted()
     d.pop("path", None)
-    for key in ("shard", "start_at", "results_dir", "metrics_port", "workers"):
+    for key in ("shard", "start_at", "results_dir", "metrics_port", "dashboard_port", "workers"):
         d["run"].pop(key, None)
     text = json.dumps(d, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

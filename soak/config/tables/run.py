@@ -95,6 +95,7 @@ def parse_run(s: Section) -> RunConfig:
         shard=s.get("shard", lambda w, v: shard(ld, w, v), d.shard),
         start_at=s.get("start_at", lambda w, v: start_at(ld, w, v), d.start_at),
         metrics_port=s.get("metrics_port", lambda w, v: port(ld, w, v), d.metrics_port),
+        dashboard_port=s.get("dashboard_port", lambda w, v: port(ld, w, v), d.dashboard_port),
     )
     s.finish()
     return run
