@@ -1,4 +1,4 @@
-"""A full disk for real: ``soak demo`` writing its results to a 40 KiB
+"""A full disk for real: ``soak demo`` writing its results to a 64 KiB
 tmpfs, mounted without root in a user and mount namespace of its own
 (``unshare -Urm``). The run fills it, keeps its load, ends with exit code 4
 and says what is missing; what is on disk is whole lines and ``soak
@@ -65,7 +65,7 @@ def test_a_real_full_disk(tmp_path: Path) -> None:
     soak = shlex.join([sys.executable, "-m", "soak", "demo", str(profile), "--quiet"])
     # the tmpfs lives as long as the namespace: copy the results out first
     script = (
-        f"mount -t tmpfs -o size=40k tmpfs {shlex.quote(str(mnt))} || exit 99\n"
+        f"mount -t tmpfs -o size=64k tmpfs {shlex.quote(str(mnt))} || exit 99\n"
         f"{soak} --results-dir {shlex.quote(str(mnt / 'results'))}\n"
         "code=$?\n"
         f"cp -r {shlex.quote(str(mnt / 'results'))} {shlex.quote(str(out))}\n"

@@ -169,6 +169,8 @@ class Live:
             pending = hb.pending
             if pending:
                 services.metrics.count("abandoned", pending)
+            if hb.held:  # slots held since the last ping went out
+                services.metrics.count("held", hb.held)
             self.conn = None
             # shielded: a forceful close takes no time, and a Cancelled raised
             # here would throw away the connection's end (its info), uncounted
