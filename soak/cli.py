@@ -24,8 +24,8 @@ from soak.commands.run import (
     execute_workers,
     reference_gateway,
     run,
-    run_options,
 )
+from soak.commands.run_options import run_options
 from soak.commands.server import server
 
 __all__ = [

@@ -8,7 +8,8 @@ import click
 
 from soak.commands.complete import PROFILE
 from soak.commands.run import load_with_overrides as load
-from soak.commands.run import print_plan, run_options, source_ip_option
+from soak.commands.run import print_plan
+from soak.commands.run_options import run_options, source_ip_option
 
 
 @click.command()
