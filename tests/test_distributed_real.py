@@ -78,7 +78,7 @@ def stop(proc: subprocess.Popen[Any]) -> None:
 def test_two_shards_on_loopback_merge_into_one_run(tmp_path: Path) -> None:
     with reference_gateway([]) as port:
         profile = tmp_path / "p.toml"
-        profile.write_text(PROFILE.format(port=port, label="two", clients=21, hold="3s"))
+        profile.write_text(PROFILE.format(port=port, label="two", clients=21, hold="8s"))
         start = datetime.fromtimestamp(time.time() + 6, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         common = ["run", str(profile), f"--start-at={start}", "--results-dir", str(tmp_path)]
         metrics = free_port()

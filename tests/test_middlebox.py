@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -82,8 +83,16 @@ def body(label: str, interval: str, *, clients: int = 20, hold: str = "5s") -> s
 
 
 def loopback_only(mb: Middlebox) -> None:
-    """``ss -ltnp``: it and its workers listen on 127.0.0.1, on its port, only."""
+    """``ss -ltnp``: it and its workers listen on 127.0.0.1, on its port, only.
+
+    HAProxy's master binds, forks its worker and closes its own copy: for a
+    moment no process of the tree we listed holds the socket, so the tree
+    and ``ss`` are read again until one does (every 50 ms, at most 5 s)."""
+    deadline = time.monotonic() + 5
     addresses = middlebox.listening(middlebox.children(mb.pid))
+    while not addresses and time.monotonic() < deadline:
+        time.sleep(0.05)
+        addresses = middlebox.listening(middlebox.children(mb.pid))
     assert addresses, f"{mb.kind} (pid {mb.pid}) listens nowhere"
     assert set(addresses) == {f"127.0.0.1:{mb.port}"}, addresses
 
