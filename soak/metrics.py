@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import ctypes
+import sys
 import weakref
 import zlib
 from collections import Counter
@@ -151,6 +152,20 @@ def encode_histogram(h: HdrHistogram) -> bytes:
     enc.header.length = len(compressed)
     header = ctypes.string_at(ctypes.addressof(enc.header), codec.ext_header_size)
     return base64.b64encode(header + compressed)
+
+
+def reset_histogram(h: HdrHistogram) -> None:
+    """``h`` as :func:`new_histogram` makes it, its counts array kept: what
+    a recycled interval's histograms need (see :meth:`Metrics.recycle`).
+    hdrh's ``reset()`` zeroes the ~23,000 counts one by one in Python
+    (~1 ms each); this is one memset."""
+    ctypes.memset(h.counts, 0, ctypes.sizeof(h.counts))
+    h.total_count = 0
+    h.min_value = sys.maxsize
+    h.max_value = 0
+    h.start_time_stamp_msec = 0
+    h.end_time_stamp_msec = 0
+    h.tag = None
 
 
 def to_us(seconds: float) -> int:
@@ -379,6 +394,10 @@ class Metrics:
         self.permanent_failure: dict[str, Any] | None = None
         # the finished intervals' client-seconds: the run's availability
         self.availability = availability.Running()
+        # the histograms of a written interval, reset, for the next one
+        # (recycle): without them each interval allocates and frees its ten
+        # (~1.9 MB), and the RSS swings by as much from one sample to the next
+        self._spare: dict[str, HdrHistogram] | None = None
 
     # -- hot path ----------------------------------------------------------------
 
@@ -421,8 +440,23 @@ class Metrics:
         self.total.add(done)
         self.availability.add(Span(done.start, now - done.start, done.connected_s, done.target_s))
         self.intervals_done += 1
-        self.current = Interval(done.index + 1, now)
+        spare, self._spare = self._spare, None
+        if spare is None:
+            self.current = Interval(done.index + 1, now)
+        else:
+            self.current = Interval(done.index + 1, now, hist=spare)
         return done
+
+    def recycle(self, done: Interval) -> None:
+        """``done`` (returned by :meth:`rotate`) is written and nothing
+        refers to its histograms any more: they become the next interval's,
+        reset. The caller must not use ``done``'s histograms after this."""
+        if done is self.current or self._spare is not None:
+            return
+        for h in done.hist.values():
+            reset_histogram(h)
+        self._spare = done.hist
+        done.hist = {}
 
     def so_far(self, name: str) -> int:
         """A counter's run total including the current interval."""

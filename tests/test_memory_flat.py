@@ -4,6 +4,8 @@ heartbeat may be left for the (held back) cycle collector to free."""
 from __future__ import annotations
 
 import gc
+import json
+import os
 import random
 from collections import Counter
 from pathlib import Path
@@ -13,9 +15,18 @@ import trio
 from hdrh.histogram import HdrHistogram
 
 from soak.gateway import Gateway, GatewayConfig
-from soak.metrics import HIGHEST_US, Tally, decode_histogram, encode_histogram, new_histogram
+from soak.metrics import (
+    HIGHEST_US,
+    Metrics,
+    Tally,
+    decode_histogram,
+    encode_histogram,
+    new_histogram,
+    reset_histogram,
+)
 from soak.results import hlog
 from soak.run.runner import Runner
+from soak.run.sinks import Channel
 from tests.support.runs import gateway_opener, make_profile, run_in_memory
 
 PROFILE = """
@@ -120,3 +131,78 @@ def test_encoding_an_interval_makes_no_ctypes_type_for_the_collector() -> None:
     finally:
         gc.enable()
         gc.collect()
+
+
+def test_a_reset_histogram_is_a_new_one() -> None:
+    rng = random.Random(11)
+    h = new_histogram()
+    for _ in range(500):
+        h.record_value(rng.randint(1, HIGHEST_US))
+    reset_histogram(h)
+    fresh = new_histogram()
+    assert encode_histogram(h) == encode_histogram(fresh)
+    skip = {"encoder", "counts"}
+    assert {k: v for k, v in vars(h).items() if k not in skip} == {
+        k: v for k, v in vars(fresh).items() if k not in skip
+    }
+    assert not any(h.counts)
+    values = [rng.randint(1, 10_000_000) for _ in range(300)]
+    for v in values:
+        h.record_value(v)
+        fresh.record_value(v)
+    assert encode_histogram(h) == encode_histogram(fresh)
+    assert h.get_percentile_to_value_dict([50.0, 99.0]) == fresh.get_percentile_to_value_dict(
+        [50.0, 99.0]
+    )
+
+
+def test_recycled_intervals_alternate_two_sets_of_histograms_and_carry_nothing_over() -> None:
+    m = Metrics()
+    seen: set[int] = set()
+    for i in range(50):
+        seen.add(id(m.current.hist["rtt"]))
+        for _ in range(i + 1):  # interval i: i + 1 samples of (i + 1) ms
+            m.record("rtt", (i + 1) / 1000)
+        done = m.rotate(float(i + 1))
+        h = done.hist["rtt"]
+        assert h.get_total_count() == i + 1  # nothing from two intervals before
+        alone = new_histogram()
+        alone.record_value((i + 1) * 1000)
+        assert (h.get_min_value(), h.get_max_value()) == (
+            alone.get_min_value(),
+            alone.get_max_value(),
+        )
+        assert done.record({})["rtt_count"] == i + 1
+        m.recycle(done)
+        assert done.hist == {}
+        m.recycle(done)  # twice, or the current interval: nothing happens
+        m.recycle(m.current)
+    assert len(seen) == 2  # after the first two, no interval allocated histograms
+    assert m.total.hist["rtt"].get_total_count() == sum(range(1, 51))
+
+
+def test_no_path_of_a_run_calls_hdrh_encode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The .hlog line, a worker's interval and its once-a-second status all
+    encode through encode_histogram."""
+
+    def refuse(self: HdrHistogram) -> bytes:
+        raise AssertionError("HdrHistogram.encode called")
+
+    h = _histograms(1)[0]
+    want = h.encode()
+    monkeypatch.setattr(HdrHistogram, "encode", refuse)
+    hlog.line(0.0, 1.0, h)
+    t = Tally()
+    t.hist["rtt"] = h
+    assert t.to_wire()["hist"]["rtt"] == want.decode("ascii")
+    r, w = os.pipe()
+    try:
+        channel = Channel(w, 0.0)
+        channel.metrics = Metrics()
+        channel.metrics.current.hist["rtt"] = h
+        channel.status({})
+        msg = json.loads(os.read(r, 1 << 20))
+    finally:
+        os.close(r)
+        os.close(w)
+    assert msg["status"]["rtt_hist"] == want.decode("ascii")
