@@ -113,11 +113,13 @@ def growth(samples: list[Sample], attr: str) -> tuple[str, float | None]:
     )
 
 
-def profile_text(url: str, stats: str, clients: int, ramp: float, hold: float, every: float) -> str:
+def profile_text(
+    url: str, stats: str, clients: int, ramp: float, hold: float, every: float, report: float
+) -> str:
     return f"""
 [run]
 label = "bench-soak"
-report_interval = "10s"
+report_interval = "{report:g}s"
 
 [target]
 url = "{url}"
@@ -232,6 +234,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", default="1h", help="whole run, ramp included (default 1h)")
     parser.add_argument("--interval", default="10s", help="heartbeat interval (default 10s)")
     parser.add_argument("--window", default="10m", help="RTT p99 window (default 10m)")
+    parser.add_argument(
+        "--report-interval",
+        default="10s",
+        help="the run's report interval (default 10s; shorter: more intervals to grow by)",
+    )
     parser.add_argument("--tracemalloc", type=int, default=0, metavar="N")
     parser.add_argument("--keep", type=Path, help="keep the results directory under this path")
     parser.add_argument("--verbose", action="store_true", help="print every interval's sample")
@@ -240,10 +247,13 @@ def main(argv: list[str] | None = None) -> int:
         duration = seconds("--duration", args.duration)
         every = seconds("--interval", args.interval)
         window = seconds("--window", args.window)
+        report = seconds("--report-interval", args.report_interval)
     except ValueError as exc:
         parser.error(str(exc))
     if args.clients < 1:
         parser.error("--clients: expected at least 1")
+    if not 0.1 <= report <= 60:
+        parser.error(f"--report-interval: expected 0.1s to 60s, got {args.report_interval!r}")
     ramp = max(10.0, math.ceil(args.clients / 200))
     settle = max(30.0, 2 * every)  # after the ramp, before RSS is judged
     if duration < ramp + settle + 30:
@@ -256,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--clients {args.clients}: the descriptor limit is {limit}")
     say(
         f"bench-soak: {args.clients} clients, {every:g}s heartbeats, ramp {ramp:g}s, "
-        f"hold {hold:g}s; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+        f"hold {hold:g}s, {report:g}s intervals; "
+        f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
     )
     tmp = Path(tempfile.mkdtemp(prefix="bench-soak-"))
     tracer = Tracer(args.tracemalloc)
@@ -270,7 +281,9 @@ def main(argv: list[str] | None = None) -> int:
         ) as gw:
             stats = f"http://127.0.0.1:{gw.port}/api/stats"
             profile = parse_profile(
-                profile_text(gw.url, stats, args.clients, ramp, hold, every), "bench-soak.toml", {}
+                profile_text(gw.url, stats, args.clients, ramp, hold, every, report),
+                "bench-soak.toml",
+                {},
             )
             fds0, gw_fds0 = fds_of(), fds_of(gw.pid)
 

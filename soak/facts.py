@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,10 @@ ERROR = "error"
 WARNING = "warning"
 SEVERITIES = (ERROR, WARNING)
 
+
+# spans kept of the intervals with false timeouts, and of those where the
+# tester was the bottleneck (beyond: counted, see _Spans)
+MAX_SPANS = 200
 
 # the tester's RSS must grow this much while the load holds (and over at
 # least RSS_MIN_SPAN_S) to be a finding
@@ -129,20 +133,35 @@ class Settings:
 
 
 class _Spans:
-    """Intervals [start, end) merged when they touch."""
+    """Intervals [start, end) merged when they touch, in bounded memory: the
+    first :data:`MAX_SPANS` are kept (what a finding and the report show),
+    the rest only counted (:attr:`count`, :attr:`seconds` stay whole).
+    A run whose flag flips every interval for a day would otherwise keep a
+    pair per interval."""
 
     def __init__(self) -> None:
         self.items: list[tuple[float, float]] = []
+        self.count = 0  # spans in all, kept or not
+        self.seconds = 0.0  # their length in all
+        self._last: tuple[float, float] | None = None  # the latest span, kept or not
 
     def add(self, a: float, b: float) -> None:
-        if self.items and abs(self.items[-1][1] - a) < 1e-6:
-            self.items[-1] = (self.items[-1][0], b)
-        else:
-            self.items.append((a, b))
+        last = self._last
+        self.seconds += b - a
+        if last is not None and abs(last[1] - a) < 1e-6:
+            self._last = (last[0], b)
+            if self.items and self.items[-1] == last:
+                self.items[-1] = self._last
+            return
+        self._last = (a, b)
+        self.count += 1
+        if len(self.items) < MAX_SPANS:
+            self.items.append(self._last)
 
     @property
-    def seconds(self) -> float:
-        return sum(b - a for a, b in self.items)
+    def evicted(self) -> int:
+        """Spans counted but not kept."""
+        return self.count - len(self.items)
 
 
 @dataclass
@@ -202,7 +221,7 @@ class Facts:
     false_timeout_spans: _Spans = field(default_factory=_Spans)
     bottleneck: _Spans = field(default_factory=_Spans)
     bottleneck_lag_ms: float = 0.0
-    rss: list[tuple[float, int, int]] = field(default_factory=list)  # (t, bytes, target)
+    rss: RssFit = field(default_factory=lambda: RssFit())  # the tester's RSS, in constant memory
     drift: _Drift = field(default_factory=_Drift)
     # from the events: the evidence
     ft_seen: int = 0
@@ -320,7 +339,7 @@ class Facts:
             self.bottleneck_lag_ms = max(self.bottleneck_lag_ms, number(rec.get("lag_p99_ms")) or 0)
         rss = rec.get("rss_bytes")
         if isinstance(rss, int) and not isinstance(rss, bool) and rss > 0:
-            self.rss.append((t1, rss, target))
+            self.rss.add(t1, rss, target)
         if "connection_gap" in rec:
             gap = rec.get("connection_gap")
             self.drift.add(t0, t1, gap if isinstance(gap, int) else None)
@@ -335,20 +354,69 @@ class Facts:
         return [*self.storms_done.values(), *self.storms_open.values()]
 
 
-def rss_growth(points: Sequence[tuple[float, int, int]]) -> tuple[float, float, float] | None:
+class RssFit:
+    """The tester's RSS as the intervals report it, in constant memory: the
+    first, largest and latest figure, and a least-squares line through the
+    points taken while the target was at its peak so far (a higher target
+    starts the line again: the points of a lower one are the ramp). A
+    day-long run at 1 s intervals would otherwise keep 86,400 points."""
+
+    __slots__ = ("_b", "_cbt", "_ctt", "_t", "_t0", "_t1", "first", "last", "n", "peak", "target")
+
+    def __init__(self) -> None:
+        self.first: int | None = None
+        self.last: int | None = None
+        self.peak = 0
+        self.n = 0  # points on the line
+        self.target = -1  # the peak target so far (the line's)
+        self._t = self._b = 0.0  # the line's means
+        self._ctt = self._cbt = 0.0  # its co-moments (Welford: no cancellation over a day)
+        self._t0 = self._t1 = 0.0
+
+    def add(self, t: float, rss: int, target: int) -> None:
+        if self.first is None:
+            self.first = rss
+        self.last = rss
+        self.peak = max(self.peak, rss)
+        if target < self.target:
+            return
+        if target > self.target:
+            self.target, self.n, self._t, self._b, self._ctt, self._cbt = (
+                target,
+                0,
+                0.0,
+                0.0,
+                0.0,
+                0.0,
+            )
+            self._t0 = t
+        self.n += 1
+        self._t1 = t
+        dt = t - self._t
+        self._t += dt / self.n
+        self._b += (rss - self._b) / self.n
+        self._ctt += dt * (t - self._t)
+        self._cbt += dt * (rss - self._b)
+
+    def growth(self) -> tuple[float, float, float] | None:
+        """(start bytes, end bytes, seconds) of the line while the load held
+        at its peak; None with too few points or too short a span."""
+        if self.n < RSS_MIN_POINTS or self._t1 - self._t0 < RSS_MIN_SPAN_S:
+            return None
+        slope = self._cbt / self._ctt if self._ctt else 0.0
+        b0 = self._b + slope * (self._t0 - self._t)
+        b1 = self._b + slope * (self._t1 - self._t)
+        return b0, b1, self._t1 - self._t0
+
+
+def rss_growth(points: Iterable[tuple[float, int, int]]) -> tuple[float, float, float] | None:
     """(start bytes, end bytes, seconds) of the tester's RSS while the load
-    held at its peak, from a least-squares line; None with too few points."""
-    peak = max((p[2] for p in points), default=0)
-    held = [(t, float(b)) for t, b, target in points if target == peak]
-    if len(held) < RSS_MIN_POINTS or held[-1][0] - held[0][0] < RSS_MIN_SPAN_S:
-        return None
-    n = len(held)
-    mt = sum(t for t, _ in held) / n
-    mb_ = sum(b for _, b in held) / n
-    var = sum((t - mt) ** 2 for t, _ in held)
-    slope = sum((t - mt) * (b - mb_) for t, b in held) / var if var else 0.0
-    t0, t1 = held[0][0], held[-1][0]
-    return mb_ + slope * (t0 - mt), mb_ + slope * (t1 - mt), t1 - t0
+    held at its peak, from a least-squares line; None with too few points.
+    ``points``: (t, bytes, target), in time order."""
+    fit = RssFit()
+    for t, b, target in points:
+        fit.add(t, b, target)
+    return fit.growth()
 
 
 def storm_text(st: Mapping[str, Any]) -> str:

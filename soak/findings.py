@@ -37,7 +37,6 @@ from soak.facts import (
     Finding,
     mb,
     number,
-    rss_growth,
     seconds,
     span_text,
     storm_text,
@@ -291,9 +290,10 @@ def _tester(facts: Facts, s: Mapping[str, Any]) -> Finding | None:
     if not spans:
         return None
     total = facts.bottleneck.seconds
+    n = facts.bottleneck.count
     text = (
-        f"the tester itself was the bottleneck for {seconds(total)} in {len(spans):,} "
-        f"stretch{'es' if len(spans) > 1 else ''} (first from {seconds(spans[0][0])}): "
+        f"the tester itself was the bottleneck for {seconds(total)} in {n:,} "
+        f"stretch{'es' if n > 1 else ''} (first from {seconds(spans[0][0])}): "
         f"heartbeats left up to {facts.bottleneck_lag_ms:.1f} ms late at p99"
     )
     skipped = facts.counts["skipped"]
@@ -301,12 +301,12 @@ def _tester(facts: Facts, s: Mapping[str, Any]) -> Finding | None:
         text += f", {skipped:,} heartbeat slots skipped"
     text += "; RTT in those intervals measures soak, not the gateway"
     return Finding(
-        "tester_bottleneck", WARNING, text, ANCHORS["tester_bottleneck"], len(spans), tuple(spans)
+        "tester_bottleneck", WARNING, text, ANCHORS["tester_bottleneck"], n, tuple(spans)
     )
 
 
 def _rss(facts: Facts, s: Mapping[str, Any]) -> Finding | None:
-    g = rss_growth(facts.rss)
+    g = facts.rss.growth()
     if g is None:
         return None
     start, end, span = g

@@ -11,12 +11,17 @@ reported, never dropped in silence.
 
 from __future__ import annotations
 
+import base64
+import ctypes
+import sys
 import weakref
+import zlib
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from hdrh import codec
 from hdrh.histogram import HdrHistogram
 
 from soak import availability
@@ -105,6 +110,64 @@ def decode_histogram(payload: str | bytes) -> HdrHistogram:
     return _acyclic(HdrHistogram.decode(payload))
 
 
+# one encode buffer per (counts length, word size), reused: see encode_histogram
+_ENCODE_BUFFERS: dict[tuple[int, int], Any] = {}
+
+
+def encode_histogram(h: HdrHistogram) -> bytes:
+    """``h.encode()`` (V2, zlib, base64: the same bytes) without its garbage.
+
+    hdrh's encoder allocates its varint buffer as ``c_byte * n`` with ``n``
+    from the histogram's largest value, so nearly every interval's encode
+    makes a new ctypes array type: ~3 KB of objects in a reference cycle
+    (the type, its StgDict, its getset descriptors), which only the cycle
+    collector frees, and during a run the collector is held back
+    (soak.gcctl). Measured (docs/benchmarks.md, "An hour of 10,000
+    clients"): this was the tester's whole RSS slope, ~1 KB per second at
+    10,000 clients. Here the buffer has the one length that fits every
+    histogram of this shape, made once and reused: no new type, no garbage.
+    Not reentrant (one buffer per shape); the encoders of a process run in
+    its one Trio thread."""
+    enc = h.encoder
+    payload = enc.payload
+    word = payload.word_size
+    key = (payload.counts_len, word)
+    buf = _ENCODE_BUFFERS.get(key)
+    if buf is None:
+        # the worst case varint length: one byte more than a word per counter
+        buf = (ctypes.c_byte * (codec.payload_header_size + payload.counts_len * (word + 1)))()
+        _ENCODE_BUFFERS[key] = buf
+    used = h.get_counts_array_index(h.max_value) + 1 if h.total_count else 0
+    head = codec.payload_header_size
+    varint_len = codec.encode(
+        ctypes.addressof(payload.counts),
+        used,
+        word,
+        ctypes.addressof(buf) + head,
+        len(buf) - head,
+    )
+    payload.payload.payload_len = varint_len
+    ctypes.memmove(ctypes.addressof(buf), ctypes.addressof(payload.payload), head)
+    compressed = zlib.compress(ctypes.string_at(buf, head + varint_len))
+    enc.header.length = len(compressed)
+    header = ctypes.string_at(ctypes.addressof(enc.header), codec.ext_header_size)
+    return base64.b64encode(header + compressed)
+
+
+def reset_histogram(h: HdrHistogram) -> None:
+    """``h`` as :func:`new_histogram` makes it, its counts array kept: what
+    a recycled interval's histograms need (see :meth:`Metrics.recycle`).
+    hdrh's ``reset()`` zeroes the ~23,000 counts one by one in Python
+    (~1 ms each); this is one memset."""
+    ctypes.memset(h.counts, 0, ctypes.sizeof(h.counts))
+    h.total_count = 0
+    h.min_value = sys.maxsize
+    h.max_value = 0
+    h.start_time_stamp_msec = 0
+    h.end_time_stamp_msec = 0
+    h.tag = None
+
+
 def to_us(seconds: float) -> int:
     return int(seconds * 1_000_000 + 0.5) if seconds > 0 else 0
 
@@ -171,7 +234,9 @@ class Tally:
         for name in FAMILIES:
             wire[name] = dict(self.family(name))
         wire["hist"] = {
-            name: h.encode().decode("ascii") for name, h in self.hist.items() if h.get_total_count()
+            name: encode_histogram(h).decode("ascii")
+            for name, h in self.hist.items()
+            if h.get_total_count()
         }
         wire["gc_pause_max"] = self.gc_pause_max
         wire["gc_pause_total"] = self.gc_pause_total
@@ -329,6 +394,10 @@ class Metrics:
         self.permanent_failure: dict[str, Any] | None = None
         # the finished intervals' client-seconds: the run's availability
         self.availability = availability.Running()
+        # the histograms of a written interval, reset, for the next one
+        # (recycle): without them each interval allocates and frees its ten
+        # (~1.9 MB), and the RSS swings by as much from one sample to the next
+        self._spare: dict[str, HdrHistogram] | None = None
 
     # -- hot path ----------------------------------------------------------------
 
@@ -371,8 +440,23 @@ class Metrics:
         self.total.add(done)
         self.availability.add(Span(done.start, now - done.start, done.connected_s, done.target_s))
         self.intervals_done += 1
-        self.current = Interval(done.index + 1, now)
+        spare, self._spare = self._spare, None
+        if spare is None:
+            self.current = Interval(done.index + 1, now)
+        else:
+            self.current = Interval(done.index + 1, now, hist=spare)
         return done
+
+    def recycle(self, done: Interval) -> None:
+        """``done`` (returned by :meth:`rotate`) is written and nothing
+        refers to its histograms any more: they become the next interval's,
+        reset. The caller must not use ``done``'s histograms after this."""
+        if done is self.current or self._spare is not None:
+            return
+        for h in done.hist.values():
+            reset_histogram(h)
+        self._spare = done.hist
+        done.hist = {}
 
     def so_far(self, name: str) -> int:
         """A counter's run total including the current interval."""

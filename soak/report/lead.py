@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
-from soak.facts import Finding, rss_growth
+from soak.facts import Finding
 from soak.report import page
 from soak.report.report import Report
 from soak.report.story import STORY_BANDS, STORY_CHART, start_epoch
@@ -118,16 +118,15 @@ def _ints(d: dict[str, Any]) -> list[int]:
 def tester_memory(report: Report) -> str:
     """The tester's resident memory: at the start, its peak, at the end,
     and the growth while the load held (what the RSS finding judges)."""
-    points = report.facts.rss
-    if not points:
+    fit = report.facts.rss
+    if fit.first is None or fit.last is None:
         return ""
-    rss = [b for _, b, _ in points]
     rows = [
-        ("first interval", _mb(rss[0])),
-        ("peak", _mb(max(rss))),
-        ("last interval", _mb(rss[-1])),
+        ("first interval", _mb(fit.first)),
+        ("peak", _mb(fit.peak)),
+        ("last interval", _mb(fit.last)),
     ]
-    g = rss_growth(points)
+    g = fit.growth()
     if g is not None:
         start, end, span = g
         rows.append(

@@ -51,6 +51,11 @@ class Failure:
     attempts: int = 1
 
 
+# dropped intervals kept for missing() to list; beyond, they are counted
+# (a day of 1 s intervals on a full disk would otherwise keep 86,400)
+MAX_LOST_KEPT = 1000
+
+
 def _ranges(lost: list[Held]) -> list[tuple[Held, Held]]:
     """Consecutive intervals grouped: [(first, last), ...]."""
     out: list[tuple[Held, Held]] = []
@@ -86,7 +91,10 @@ class Backlog:
         self.held: deque[Held] = deque()
         self.bytes = 0
         self.failure: Failure | None = None
-        self.lost: list[Held] = []  # dropped at the limit (their chunks are not kept)
+        # the intervals dropped at the limit (their chunks are not kept): the
+        # first MAX_LOST_KEPT, the later ones counted in intervals_lost only
+        self.lost: list[Held] = []
+        self.intervals_lost = 0
         self.lost_events = 0
         self.write_failures = 0  # failed attempts, the run's
         self.held_max = 0  # the most intervals held at once by a failure
@@ -115,10 +123,15 @@ class Backlog:
                 chunk = chunk_of(events)
                 size = chunk_size(chunk)
             if self.bytes + size > self.limit:
-                self.lost.append(Held(index, start, end, {}, 0, 0))
+                self._lose(Held(index, start, end, {}, 0, 0))
                 return
         self.held.append(Held(index, start, end, chunk, len(events), size))
         self.bytes += size
+
+    def _lose(self, h: Held) -> None:
+        self.intervals_lost += 1
+        if len(self.lost) < MAX_LOST_KEPT:
+            self.lost.append(h)
 
     def write(self, append: Callable[[Chunk], None]) -> None:
         """``append`` each held interval, oldest first; an OSError from it
@@ -164,7 +177,7 @@ class Backlog:
             "error": f.error,
             "attempts": f.attempts,
             "intervals_written": self._written,
-            "intervals_lost": len(self.lost),
+            "intervals_lost": self.intervals_lost,
             "events_lost": self.lost_events,
         }
 
@@ -178,9 +191,9 @@ class Backlog:
                 f"{plural(len(self.held), 'interval')} ({mib(self.bytes)}) held in memory, "
                 "retried every interval"
             )
-        if self.lost or self.lost_events:
+        if self.intervals_lost or self.lost_events:
             parts.append(
-                f"{len(self.lost)} intervals and {self.lost_events} events dropped at the "
+                f"{self.intervals_lost} intervals and {self.lost_events} events dropped at the "
                 f"{mib(self.limit)} limit of what is held"
             )
         return "; ".join(parts) or None
@@ -197,6 +210,13 @@ class Backlog:
             )
         for a, b in _ranges(self.lost):
             lines.append(f"{_span(a, b)}: dropped, the {mib(self.limit)} held in memory was full")
+        later = self.intervals_lost - len(self.lost)
+        if later:
+            lines.append(
+                f"{plural(later, 'later interval')} (after interval {self.lost[-1].index}): "
+                f"dropped, the {mib(self.limit)} held in memory was full (the first "
+                f"{MAX_LOST_KEPT:,} dropped are listed)"
+            )
         if self.lost_events:
             lines.append(
                 f"{plural(self.lost_events, 'event')}: dropped, the {mib(self.limit)} held in "
@@ -210,6 +230,6 @@ class Backlog:
             "write_failures": self.write_failures,
             "held_max_intervals": self.held_max,
             "held_max_bytes": self.held_max_bytes,
-            "intervals_lost": len(self.lost),
+            "intervals_lost": self.intervals_lost,
             "events_lost": self.lost_events,
         }

@@ -22,7 +22,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from soak.metrics import decode_histogram
+from soak.metrics import decode_histogram, encode_histogram
 from soak.results.names import iso
 from soak.results.problems import Problems
 
@@ -45,7 +45,7 @@ def header(name: str, wall0: float) -> str:
 def line(start: float, length: float, hist: Any) -> str:
     """One interval's line: ``start`` and ``length`` in seconds since the run
     started, ``hist`` an HdrHistogram of microseconds."""
-    payload = hist.encode().decode("ascii")
+    payload = encode_histogram(hist).decode("ascii")
     return entry_line(start, length, hist.get_max_value() / 1000.0, payload)
 
 

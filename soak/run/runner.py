@@ -255,6 +255,9 @@ class Runner:
                 iv = self._close_interval(next_interval)
                 stats = await self._reconcile() if self.poller is not None else None
                 self._write_interval(iv, stats)
+                # written (encoded, in the sink or on its way to the parent):
+                # its histograms serve the next interval (Metrics.recycle)
+                self.metrics.recycle(iv)
                 next_interval += every
             if now >= next_status:
                 self._status(now)

@@ -23,7 +23,7 @@ import os
 import time
 from typing import Any
 
-from soak.metrics import Interval, Metrics
+from soak.metrics import Interval, Metrics, encode_histogram
 from soak.recorder import MAX_EVENTS_PER_INTERVAL
 from soak.run.merge import encode_interval
 from soak.storm import StormLog
@@ -73,7 +73,11 @@ class Channel:
             cur = self.metrics.current
             rtt = cur.hist["rtt"]
             status["interval"] = cur.index
-            status["rtt_hist"] = rtt.encode().decode("ascii") if rtt.get_total_count() else None
+            # encode_histogram, not rtt.encode(): once a second, each of
+            # hdrh's would leave a ctypes type for the collector (soak.metrics)
+            status["rtt_hist"] = (
+                encode_histogram(rtt).decode("ascii") if rtt.get_total_count() else None
+            )
         self.send({"m": "status", "status": status})
 
 
