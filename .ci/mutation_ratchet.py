@@ -1,15 +1,21 @@
-"""CI's mutation ratchet: mutmut over a few key modules, with only their own tests.
+"""Mutation testing of one module at a time, against that module's own tests.
 
-    python .ci/mutation_ratchet.py [--min PERCENT] [--children N] [--keep DIR]
+    python .ci/mutation_ratchet.py [--min PERCENT] [--children N] [--keep DIR] [MODULE ...]
 
-`make mutate` maps the whole fast tier to the functions it reaches before the
-first mutant (minutes); the ratchet cannot afford that. It copies `soak/`,
-`tests/` and `pyproject.toml` into a scratch directory, replaces the copy's
-`[tool.mutmut]` with RATCHET's modules and test files (mutmut reads its
-configuration from the working directory's pyproject.toml, with no override
-on the command line), runs mutmut there and exits 1 when a module scores
-under --min (default 90) with `.ci/mutation_score.py`. The repository's own
-`mutants/` is not touched. See docs/testing.md, "The CI ratchet".
+Without MODULE: CI's ratchet (RATCHET below). With MODULE (e.g.
+soak/storm.py, or `all`): those modules of MODULE_TESTS.
+
+`make mutate` maps the whole fast tier to the functions it reaches and runs
+every test that reaches a mutated function: hours on this machine for the
+whole core, since the run-level tests reach nearly everything. Here each
+module gets a scratch copy of `soak/`, `tests/` and `profiles/` whose
+`[tool.mutmut]` names that module and its own test files only (mutmut reads
+its configuration from the working directory's pyproject.toml; it has no
+command-line override), so the map and each mutant's tests take seconds. A
+module's score here is a lower bound of its score against the whole tier.
+The repository's own `mutants/` is not touched. Exits 1 when a module
+scores under --min (default 90), with `.ci/mutation_score.py`. See
+docs/testing.md.
 """
 
 from __future__ import annotations
@@ -25,32 +31,71 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# module -> the test files that are about it (each must pass on the unmutated code)
-RATCHET: dict[str, list[str]] = {
+# module -> the fast test files that are about it (each must pass unmutated)
+MODULE_TESTS: dict[str, list[str]] = {
     "soak/heartbeat.py": [
         "tests/test_heartbeat.py",
         "tests/test_dialect_model.py",
         "tests/test_measurement_core.py",
     ],
+    "soak/classify.py": [
+        "tests/test_classify.py",
+        "tests/test_classify_edges.py",
+        "tests/test_measurement_core.py",
+    ],
+    "soak/storm.py": [
+        "tests/test_storm.py",
+        "tests/test_storm_record.py",
+        "tests/test_storm_log.py",
+        "tests/test_measurement_core.py",
+    ],
+    "soak/backoff.py": ["tests/test_backoff.py", "tests/test_reconnect_presets.py"],
+    "soak/schedule.py": ["tests/test_schedule.py", "tests/test_config.py"],
+    "soak/metrics.py": ["tests/test_tally.py", "tests/test_measurement_core.py"],
+    "soak/results/writer.py": ["tests/test_results.py", "tests/test_full_disk.py"],
+    "soak/results/hlog.py": ["tests/test_results.py"],
+    "soak/results/backlog.py": ["tests/test_full_disk.py"],
+    "soak/summary.py": [
+        "tests/test_verdicts.py",
+        "tests/test_tally.py",
+        "tests/test_measurement_core.py",
+    ],
     "soak/config/thresholds.py": ["tests/test_verdicts.py", "tests/test_profile.py"],
+    "soak/run/merge.py": [
+        "tests/test_merge_core.py",
+        "tests/test_storm_record.py",
+        "tests/test_storm_log.py",
+        "tests/test_measurement_core.py",
+    ],
+    "soak/merge_shards.py": ["tests/test_shards.py"],
+    "soak/merge_write.py": ["tests/test_shards.py"],
+    "soak/wsframe.py": ["tests/test_wsframe.py"],
+    "soak/client/connection.py": [
+        "tests/test_client_step.py",
+        "tests/test_dialect_model.py",
+        "tests/test_measurement_core.py",
+    ],
+    "soak/gateway/heartbeat.py": ["tests/test_gateway_heartbeat.py"],
 }
 
-# what the tests above read (the shipped profiles)
+# CI's ratchet: the heartbeat engine and the thresholds' parsing (each run
+# of CI must keep them at --min)
+RATCHET = ["soak/heartbeat.py", "soak/config/thresholds.py"]
+
+# what the tests read besides soak/ and tests/ (the shipped profiles)
 COPY = ("soak", "tests", "profiles")
 
 SECTION = re.compile(r"^\[tool\.mutmut\]\n(?:(?!^\[).*\n?)*", re.MULTILINE)
 
 
-def config(modules: dict[str, list[str]]) -> str:
-    tests = sorted({t for ts in modules.values() for t in ts})
-
+def config(module: str, tests: list[str]) -> str:
     def toml_list(xs: list[str]) -> str:
         return "[" + ", ".join(f'"{x}"' for x in xs) + "]"
 
     return (
         "[tool.mutmut]\n"
         'source_paths = ["soak"]\n'
-        f"only_mutate = {toml_list(sorted(modules))}\n"
+        f'only_mutate = ["{module}"]\n'
         'also_copy = ["profiles/"]\n'
         'pytest_add_cli_args = ["-m", "not process and not slow", "-p", "no:cacheprovider"]\n'
         f"pytest_add_cli_args_test_selection = {toml_list(tests)}\n"
@@ -58,55 +103,73 @@ def config(modules: dict[str, list[str]]) -> str:
     )
 
 
+def mutate(module: str, work: Path, children: int) -> bool:
+    """mutmut over ``module`` in ``work`` (a fresh copy); True when it ran."""
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    for name in COPY:
+        shutil.copytree(ROOT / name, work / name, ignore=shutil.ignore_patterns("__pycache__"))
+    text, n = SECTION.subn(
+        config(module, MODULE_TESTS[module]), (ROOT / "pyproject.toml").read_text()
+    )
+    if n != 1:
+        print("pyproject.toml: no [tool.mutmut] section to replace", file=sys.stderr)
+        return False
+    (work / "pyproject.toml").write_text(text)
+    mutmut = Path(sys.executable).with_name("mutmut")
+    run = subprocess.run(
+        [str(mutmut), "run", "--max-children", str(children)],
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    if run.returncode != 0:
+        print(run.stderr[-4000:], file=sys.stderr)
+        print(f"{module}: mutmut exited {run.returncode}", file=sys.stderr)
+        return False
+    return True
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("modules", nargs="*", help="soak/... or `all` (default: CI's ratchet)")
     ap.add_argument("--min", type=float, default=90.0, help="fail under this score (percent)")
     ap.add_argument("--children", type=int, default=2, help="mutmut's --max-children")
-    ap.add_argument("--keep", default=None, help="work in this directory and keep it")
+    ap.add_argument("--keep", default=None, help="work under this directory and keep it")
     args = ap.parse_args(argv)
-    start = time.monotonic()
-    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="soak-ratchet-"))
+    modules = list(MODULE_TESTS) if args.modules == ["all"] else args.modules or RATCHET
+    unknown = [m for m in modules if m not in MODULE_TESTS]
+    if unknown:
+        print(f"not a module of MODULE_TESTS: {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="soak-mutate-"))
+    worst = 0
     try:
-        work.mkdir(parents=True, exist_ok=True)
-        for name in COPY:
-            shutil.rmtree(work / name, ignore_errors=True)
-            shutil.copytree(ROOT / name, work / name, ignore=shutil.ignore_patterns("__pycache__"))
-        shutil.rmtree(work / "mutants", ignore_errors=True)
-        text = (ROOT / "pyproject.toml").read_text()
-        text, n = SECTION.subn(config(RATCHET), text)
-        if n != 1:
-            print("pyproject.toml: no [tool.mutmut] section to replace", file=sys.stderr)
-            return 2
-        (work / "pyproject.toml").write_text(text)
-        mutmut = Path(sys.executable).with_name("mutmut")
-        run = subprocess.run(
-            [str(mutmut), "run", "--max-children", str(args.children)],
-            cwd=work,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        if run.returncode != 0:
-            print(run.stderr[-4000:], file=sys.stderr)
-            print(f"ratchet: mutmut exited {run.returncode}", file=sys.stderr)
-            return 2
-        score = subprocess.run(
-            [
-                sys.executable,
-                str(ROOT / ".ci" / "mutation_score.py"),
-                "--dir",
-                str(work / "mutants"),
-                "--min",
-                f"{args.min:g}",
-                "--survivors",
-                *RATCHET,
-            ]
-        )
-        print(f"ratchet: {time.monotonic() - start:.0f} s")
-        return score.returncode
+        for module in modules:
+            start = time.monotonic()
+            work = base / module.replace("/", "_").removesuffix(".py")
+            if not mutate(module, work, args.children):
+                worst = 2
+                continue
+            score = subprocess.run(
+                [
+                    sys.executable,
+                    str(ROOT / ".ci" / "mutation_score.py"),
+                    "--dir",
+                    str(work / "mutants"),
+                    "--min",
+                    f"{args.min:g}",
+                    "--survivors",
+                    module,
+                ]
+            )
+            print(f"{module}: {time.monotonic() - start:.0f} s\n", flush=True)
+            worst = max(worst, score.returncode)
     finally:
         if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
+            shutil.rmtree(base, ignore_errors=True)
+    return worst
 
 
 if __name__ == "__main__":
