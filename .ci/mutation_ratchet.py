@@ -62,7 +62,11 @@ MODULE_TESTS: dict[str, list[str]] = {
         "tests/test_tally.py",
         "tests/test_measurement_core.py",
     ],
-    "soak/config/thresholds.py": ["tests/test_verdicts.py", "tests/test_profile.py"],
+    "soak/config/thresholds.py": [
+        "tests/test_verdicts.py",
+        "tests/test_availability.py",
+        "tests/test_profile.py",
+    ],
     "soak/run/merge.py": [
         "tests/test_merge_core.py",
         "tests/test_storm_record.py",
@@ -84,8 +88,8 @@ MODULE_TESTS: dict[str, list[str]] = {
 # of CI must keep them at --min)
 RATCHET = ["soak/heartbeat.py", "soak/config/thresholds.py"]
 
-# what the tests read besides soak/ and tests/ (the shipped profiles)
-COPY = ("soak", "tests", "profiles")
+# what the tests read besides soak/ and tests/ (the shipped profiles, the docs)
+COPY = ("soak", "tests", "profiles", "docs")
 
 SECTION = re.compile(r"^\[tool\.mutmut\]\n(?:(?!^\[).*\n?)*", re.MULTILINE)
 
@@ -98,7 +102,7 @@ def config(module: str, tests: list[str]) -> str:
         "[tool.mutmut]\n"
         'source_paths = ["soak"]\n'
         f'only_mutate = ["{module}"]\n'
-        'also_copy = ["profiles/"]\n'
+        'also_copy = ["profiles/", "docs/"]\n'
         'pytest_add_cli_args = ["-m", "not process and not slow", "-p", "no:cacheprovider"]\n'
         f"pytest_add_cli_args_test_selection = {toml_list(tests)}\n"
         "use_git_change_detection = false\n\n"
@@ -122,12 +126,12 @@ def mutate(module: str, work: Path, children: int) -> bool:
     run = subprocess.run(
         [str(mutmut), "run", "--max-children", str(children)],
         cwd=work,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
     )
     if run.returncode != 0:
-        print(run.stderr[-4000:], file=sys.stderr)
+        print(run.stdout[-4000:], file=sys.stderr)
         print(f"{module}: mutmut exited {run.returncode}", file=sys.stderr)
         return False
     return True
