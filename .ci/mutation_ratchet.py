@@ -51,7 +51,11 @@ MODULE_TESTS: dict[str, list[str]] = {
     ],
     "soak/backoff.py": ["tests/test_backoff.py", "tests/test_reconnect_presets.py"],
     "soak/schedule.py": ["tests/test_schedule.py", "tests/test_config.py"],
-    "soak/metrics.py": ["tests/test_tally.py", "tests/test_measurement_core.py"],
+    "soak/metrics.py": [
+        "tests/test_metrics_core.py",
+        "tests/test_tally.py",
+        "tests/test_measurement_core.py",
+    ],
     "soak/results/writer.py": ["tests/test_results.py", "tests/test_full_disk.py"],
     "soak/results/hlog.py": ["tests/test_results.py"],
     "soak/results/backlog.py": ["tests/test_backlog.py", "tests/test_full_disk.py"],
