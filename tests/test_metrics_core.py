@@ -4,6 +4,8 @@ from intervals.jsonl. Pure."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from soak.metrics import COUNTERS, Metrics, new_histogram, percentiles_ms, read_totals, to_us
 
 
@@ -58,7 +60,11 @@ def test_the_longest_stretch_below_the_availability_share_is_in_seconds() -> Non
 
 
 def test_totals_read_back_leave_out_counters_no_record_holds_when_asked() -> None:
-    records = [{"pongs": 3, "missed": 1}, {"pongs": 4, "late": "x"}, {"pongs": True}]
+    records: list[dict[str, Any]] = [
+        {"pongs": 3, "missed": 1},
+        {"pongs": 4, "late": "x"},
+        {"pongs": True},
+    ]
     tot = read_totals(records, missing=None)
     assert (tot["pongs"], tot["missed"]) == (7, 1)
     assert "late" not in tot
