@@ -6,7 +6,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from soak.metrics import COUNTERS, Metrics, new_histogram, percentiles_ms, read_totals, to_us
+from soak.metrics import (
+    COUNTERS,
+    Interval,
+    Metrics,
+    new_histogram,
+    percentiles_ms,
+    read_totals,
+    to_us,
+)
 
 
 def test_seconds_become_whole_microseconds_rounded_to_the_nearest() -> None:
@@ -72,3 +80,23 @@ def test_totals_read_back_leave_out_counters_no_record_holds_when_asked() -> Non
     zero = read_totals(records)
     assert (zero["pongs"], zero["late"]) == (7, 0)
     assert all(k in zero for k in COUNTERS)
+
+
+def test_an_intervals_line_gives_its_times_to_the_millisecond() -> None:
+    iv = Interval(2, 10.00049)
+    iv.end = 11.00151
+    iv.connected_s, iv.target_s = 1.23456, 2.46912
+    iv.gc_pause_max, iv.gc_pause_total = 0.0012345, 0.0023456
+    rec = iv.record({})
+    assert (rec["i"], rec["t"], rec["dt"]) == (2, 10.0, 1.001)
+    assert (rec["connected_s"], rec["target_s"]) == (1.235, 2.469)
+    assert rec["availability"] == 0.5
+    assert (rec["gc_pause_max_ms"], rec["gc_pause_total_ms"]) == (1.234, 2.346)
+
+
+def test_a_sample_that_cannot_be_trusted_is_counted_as_dropped() -> None:
+    m = Metrics()
+    m.unrecorded("rtt_wire")
+    m.unrecorded("rtt_wire")
+    assert m.current.dropped_samples == {"rtt_wire": 2}
+    assert m.current.hist["rtt_wire"].get_total_count() == 0
