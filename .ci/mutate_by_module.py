@@ -1,6 +1,6 @@
 """Mutation testing of one module at a time, against that module's own tests.
 
-    python .ci/mutation_ratchet.py [--min PERCENT] [--children N] [--keep DIR] [MODULE ...]
+    python .ci/mutate_by_module.py [--min PERCENT] [--children N] [--keep DIR] [MODULE ...]
 
 Without MODULE: CI's ratchet (RATCHET below). With MODULE (e.g.
 soak/storm.py, or `all`): those modules of MODULE_TESTS.
@@ -8,7 +8,7 @@ soak/storm.py, or `all`): those modules of MODULE_TESTS.
 `make mutate` maps the whole fast tier to the functions it reaches and runs
 every test that reaches a mutated function: hours on this machine for the
 whole core, since the run-level tests reach nearly everything. Here each
-module gets a scratch copy of `soak/`, `tests/` and `profiles/` whose
+module gets a scratch copy of `soak/`, `tests/`, `profiles/` and `docs/` whose
 `[tool.mutmut]` names that module and its own test files only (mutmut reads
 its configuration from the working directory's pyproject.toml; it has no
 command-line override), so the map and each mutant's tests take seconds. A
