@@ -180,3 +180,17 @@ def test_connections_back_before_the_storm_was_known_are_its_recoveries() -> Non
     assert storm is not None
     assert (storm.start, storm.lost, storm.recovered) == (1.0, 3, 2)
     assert storm.recovery_times == [0.5, 1.0]
+
+
+def test_a_client_lost_before_the_storm_began_and_back_before_it_was_known_is_not_its() -> None:
+    """Lost at 0 s, back at 0.9 s; the storm's losses are at 1.2, 1.4 and
+    1.6 s (known at the third): the early one is neither lost nor recovered
+    by it, so ``recovered`` never exceeds ``lost``."""
+    t = StormTracker(heartbeat_interval=10.0, min_losses=3, window=1.0, quiet=5.0)
+    assert t.lost(0.0) is None
+    t.ready(0.9, 0.01, 0.0)
+    assert t.lost(1.2) is None
+    assert t.lost(1.4) is None
+    storm = t.lost(1.6)
+    assert storm is not None
+    assert (storm.start, storm.lost, storm.recovered) == (1.2, 3, 0)
