@@ -61,6 +61,7 @@ MODULE_TESTS: dict[str, list[str]] = {
     "soak/results/backlog.py": ["tests/test_backlog.py", "tests/test_full_disk.py"],
     "soak/summary.py": [
         "tests/test_verdicts.py",
+        "tests/test_verdict_lines.py",
         "tests/test_availability.py",
         "tests/test_findings.py",
         "tests/test_tally.py",
