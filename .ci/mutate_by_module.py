@@ -56,7 +56,11 @@ MODULE_TESTS: dict[str, list[str]] = {
         "tests/test_tally.py",
         "tests/test_measurement_core.py",
     ],
-    "soak/results/writer.py": ["tests/test_results.py", "tests/test_full_disk.py"],
+    "soak/results/writer.py": [
+        "tests/test_writer.py",
+        "tests/test_results.py",
+        "tests/test_full_disk.py",
+    ],
     "soak/results/hlog.py": ["tests/test_hlog.py", "tests/test_results.py"],
     "soak/results/backlog.py": ["tests/test_backlog.py", "tests/test_full_disk.py"],
     "soak/summary.py": [
