@@ -99,3 +99,35 @@ def test_events_dropped_alone_are_in_the_live_line() -> None:
         "intervals_lost": 0,
         "events_lost": 2,
     }
+
+
+def test_the_recovered_event_and_the_missing_lines_give_exact_figures() -> None:
+    b = Backlog(limit=1000)
+    hold(b, 0, 900)
+    assert b.failed(1.5, "EIO") is not None
+    for i in (1, 2, 3, 5):  # each over the limit: lost, in two ranges
+        hold(b, i, 900)
+    assert b.missing() == [
+        "interval 0 (0s to 1s into the run), 1 interval with 0 events: held in memory, "
+        "never written: EIO",
+        "intervals 1-3 (1s to 4s into the run): dropped, the 1.0 KiB held in memory was full",
+        "interval 5 (5s to 6s into the run): dropped, the 1.0 KiB held in memory was full",
+    ]
+    b.write(lambda c: None)
+    assert b.recovered(5.25) == {
+        "t": 5.25,
+        "event": "results_write_recovered",
+        "failed_at": 1.5,
+        "error": "EIO",
+        "attempts": 1,
+        "intervals_written": 1,
+        "intervals_lost": 4,
+        "events_lost": 0,
+    }
+    assert b.counts() == {
+        "write_failures": 1,
+        "held_max_intervals": 1,
+        "held_max_bytes": 900,
+        "intervals_lost": 4,
+        "events_lost": 0,
+    }
