@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint typecheck unit bench bench-cpu bench-proxy bench-scale bench-soak clean test-openclaw incident-chain mutate
+.PHONY: demo test test-fast lint typecheck unit bench bench-cpu bench-proxy bench-scale bench-soak clean test-openclaw incident-chain mutate mutate-modules mutate-ratchet
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,19 @@ mutate: $(STAMP)
 	rm -rf mutants
 	nice -n 10 $(BIN)/mutmut run --max-children $(MUTATE_CHILDREN) $(MUTATE_ARGS)
 	$(BIN)/python .ci/mutation_score.py
+
+# The same, one module at a time against its own test files only
+# (.ci/mutate_by_module.py: minutes where the whole tier takes hours), kept
+# under mutants-by-module/; MUTATE_MODULES narrows it, e.g. soak/storm.py
+MUTATE_MODULES ?= all
+mutate-modules: $(STAMP)
+	nice -n 10 $(BIN)/python .ci/mutate_by_module.py --children $(MUTATE_CHILDREN) \
+		--keep mutants-by-module $(MUTATE_MODULES)
+
+# CI's mutation ratchet: heartbeat.py and thresholds.py against their own
+# tests, in a scratch directory; exits 1 under 90% (docs/testing.md)
+mutate-ratchet: $(STAMP)
+	$(BIN)/python .ci/mutate_by_module.py
 
 # Against the real OpenClaw Gateway (downloads ~330 MB into a cache outside
 # the repository once); not part of `make test`. See tests/openclaw/run.sh.

@@ -153,3 +153,70 @@ def test_openclaw_server_closes_keep_their_category_and_give_their_reason() -> N
     # a transport loss is not a server close, even with a server's code
     lost_conn = CloseInfo(TRANSPORT, 1012, "", "eof")
     assert openclaw_verdict(c.classify(lost_conn), lost_conn, None).key == "transport_eof"
+
+
+# -- a dialect whose server pings and the client answers (Engine.IO 4) ---------------
+
+ANSWERS = ServerHeartbeat(interval=25.0, timeout=20.0, close_codes=(4000,))
+
+
+def answering(
+    age: float, beat: float | None, answered: bool = True, sent: float | None = 1.0
+) -> CloseInfo:
+    e = Evidence(
+        age=age,
+        last_pong_age=None,
+        last_frame_age=beat,
+        consecutive_missed=0,
+        pings_pending=0,
+        last_sent_age=sent,
+        server_beat_age=beat,
+        answered=answered,
+    )
+    return CloseInfo(SERVER, 4000, "", evidence=e)
+
+
+def test_a_client_that_answered_a_recent_server_ping_was_timed_out_falsely() -> None:
+    """The server pinged 5 s before it closed for a 20 s timeout: the client
+    was within it. The limit is the timeout less the slack (0.05 s + 2%)."""
+    c = Classifier(ANSWERS)
+    assert c.classify(answering(100.0, 5.0)) == Verdict(
+        FALSE_TIMEOUT,
+        CATEGORY_HEARTBEAT,
+        "last server heartbeat 5.000s ago < server timeout 20s",
+    )
+    unanswered = c.classify(answering(100.0, 5.0, answered=False))
+    assert unanswered.key == FALSE_TIMEOUT
+    assert (
+        unanswered.why
+        == "last server heartbeat 5.000s ago < server timeout 20s (one was unanswered)"
+    )
+    limit = 20.0 - (0.05 + 0.02 * 20.0)  # 19.55 s
+    assert c.classify(answering(100.0, limit - 0.01)).key == FALSE_TIMEOUT
+    assert c.classify(answering(100.0, limit)).key == JUSTIFIED_TIMEOUT
+
+
+def test_a_client_the_server_stopped_pinging_was_timed_out_justly() -> None:
+    c = Classifier(ANSWERS)
+    assert c.classify(answering(100.0, 30.0, sent=29.5)) == Verdict(
+        JUSTIFIED_TIMEOUT,
+        CATEGORY_HEARTBEAT,
+        "no server heartbeat for 30.000s >= server timeout 20s; "
+        "its pings answered, the last answer sent 29.500s ago",
+    )
+    v = c.classify(answering(100.0, 30.0, answered=False, sent=None))
+    assert v.why == (
+        "no server heartbeat for 30.000s >= server timeout 20s; "
+        "its pings not all answered, the last answer sent the whole connection ago"
+    )
+
+
+def test_without_any_server_ping_the_silence_runs_from_the_connection_start() -> None:
+    c = Classifier(ANSWERS)
+    early = c.classify(answering(3.0, None))
+    assert early == Verdict(
+        FALSE_TIMEOUT,
+        CATEGORY_HEARTBEAT,
+        "last server heartbeat 3.000s since the connection opened < server timeout 20s",
+    )
+    assert c.classify(answering(25.0, None)).key == JUSTIFIED_TIMEOUT

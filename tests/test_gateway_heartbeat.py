@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from soak.gateway.heartbeat import Expiry, HeartbeatManager
+from soak.gateway.heartbeat import Expiry, HeartbeatManager, IncidentHeartbeatManager
 
 
 def incident_settings() -> HeartbeatManager:
@@ -98,3 +98,45 @@ def test_expired_is_a_query_and_does_not_remove() -> None:
 def test_rejects_nonsense_settings(interval: float, timeout: float, max_missed: int) -> None:
     with pytest.raises(ValueError, match="expected"):
         HeartbeatManager(interval=interval, timeout=timeout, max_missed=max_missed)
+
+
+def test_the_fixed_rule_needs_the_timeout_and_max_missed_at_their_boundaries() -> None:
+    """The yardstick of "was this client truly alive": silent for at least
+    the timeout AND for at least max_missed whole intervals."""
+    hb = HeartbeatManager(interval=10.0, timeout=25.0, max_missed=3)
+    assert hb.fixed_rule(29.999) is False  # past the timeout, 2 intervals missed
+    assert hb.fixed_rule(30.0) is True  # exactly 3 intervals
+    wide = HeartbeatManager(interval=10.0, timeout=35.0, max_missed=3)
+    assert wide.fixed_rule(34.999) is False  # 3 missed, the timeout not reached
+    assert wide.fixed_rule(35.0) is True  # exactly the timeout
+
+
+def test_the_incidents_rule_expires_only_past_the_timeout() -> None:
+    hb = IncidentHeartbeatManager(interval=10.0, timeout=15.0, max_missed=3)
+    hb.add(1, now=0.0)
+    assert hb.expired(15.0) == []  # at the timeout: not yet (``>``)
+    assert hb.expired(15.5) == [Expiry(conn_id=1, last_beat_age=15.5, missed=1)]
+
+
+def test_the_last_beat_of_each_connection() -> None:
+    hb = incident_settings()
+    hb.add(1, now=2.0)
+    hb.add(2, now=3.0)
+    hb.beat(1, now=7.5)
+    assert (hb.last_beat(1), hb.last_beat(2), hb.last_beat(3)) == (7.5, 3.0, None)
+
+
+@pytest.mark.parametrize(
+    ("interval", "timeout", "max_missed"),
+    [(0.5, 120.0, 3), (30.0, 0.5, 3), (30.0, 120.0, 1)],
+)
+def test_sub_second_periods_and_a_single_miss_are_accepted(
+    interval: float, timeout: float, max_missed: int
+) -> None:
+    hb = HeartbeatManager(interval=interval, timeout=timeout, max_missed=max_missed)
+    assert (hb.interval, hb.timeout, hb.max_missed) == (interval, timeout, max_missed)
+
+
+def test_a_zero_timeout_is_refused() -> None:
+    with pytest.raises(ValueError, match="timeout: expected a finite number > 0, got 0"):
+        HeartbeatManager(interval=30.0, timeout=0, max_missed=3)

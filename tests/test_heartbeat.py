@@ -459,3 +459,40 @@ def test_a_capped_slot_woken_a_little_early_is_held_and_the_next_one_comes() -> 
     assert hb.on_pong(1, 1.5).kind == "ok"
     assert hb.due(1.999)
     assert hb.on_send(1.999).seq == 2
+
+
+def test_a_pong_is_timed_on_the_wire_from_when_its_heartbeat_left() -> None:
+    """The wire RTT runs from when the heartbeat left (the kernel's transmit
+    time when known, else the send call) to the pong; ``written`` returns the
+    send time ``rtt_service`` counts from, and None once nothing waits."""
+    hb = engine(interval=1.0, timeout=0.5)
+    first = hb.on_send(0.0)
+    assert hb.written(first.seq, 0.125) == 0.0
+    assert hb.on_pong(first.seq, 0.25) == Pong(OK, 0.25, 0.25)
+    assert hb.last_written == 0.125  # the wire RTT is 0.125, not 0.25
+    assert hb.written(first.seq, 0.375) is None  # answered: not waiting any more
+    second = hb.on_send(1.0)  # no transmit time learned: it left at the send call
+    hb.on_pong(second.seq, 1.5)
+    assert hb.last_written == 1.0
+    assert hb.written(99, 1.5) is None  # never sent
+
+
+def test_held_slots_add_up_over_every_hold() -> None:
+    """Each slot the in-flight cap holds is counted, over several holds and
+    with an interval other than 1 s (the count is slots, not seconds)."""
+    hb = HeartbeatEngine(
+        interval=2.0, timeout=100.0, max_missed=3, origin=0.0, now=0.0, max_in_flight=1
+    )
+    hb.on_send(0.0)
+    assert not hb.due(2.0)  # slot 2 held
+    assert (hb.held, hb.next_send) == (1, 4.0)
+    assert not hb.due(9.0)  # slots 4, 6 and 8 held: the next chance is 10
+    assert (hb.held, hb.next_send) == (4, 10.0)
+
+
+def test_a_schedule_with_nothing_to_send_is_empty() -> None:
+    """When the server pings and the client only answers, nothing is ever due."""
+    hb = HeartbeatEngine(interval=1.0, timeout=0.5, max_missed=3, origin=0.0, now=0.0, sends=False)
+    assert not hb.due(0.0)
+    assert not hb.due(1e9)
+    assert hb.next_deadline() == float("inf")

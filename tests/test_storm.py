@@ -163,3 +163,34 @@ def test_an_early_return_outside_the_window_is_not_the_storms() -> None:
     storm = t.lost(5.1)
     assert storm is not None
     assert (storm.lost, storm.recovered) == (2, 0)
+
+
+def test_connections_back_before_the_storm_was_known_are_its_recoveries() -> None:
+    """The storm is known at its third loss, but began at its first: the
+    clients lost since then and already back are its recoveries, even one
+    lost exactly a window before the storm was known; one lost before the
+    storm began is not."""
+    t = StormTracker(heartbeat_interval=10.0, min_losses=3, window=1.0, quiet=5.0)
+    t.ready(0.75, 0.01, 0.5)  # lost at 0.5, back: before any storm
+    assert t.lost(1.0) is None  # A
+    t.ready(1.5, 0.01, 1.0)  # A back
+    assert t.lost(1.5) is None  # B
+    t.ready(2.0, 0.01, 1.5)  # B back, exactly a window after A was lost
+    storm = t.lost(2.0)  # C: the third loss within the window
+    assert storm is not None
+    assert (storm.start, storm.lost, storm.recovered) == (1.0, 3, 2)
+    assert storm.recovery_times == [0.5, 1.0]
+
+
+def test_a_client_lost_before_the_storm_began_and_back_before_it_was_known_is_not_its() -> None:
+    """Lost at 0 s, back at 0.9 s; the storm's losses are at 1.2, 1.4 and
+    1.6 s (known at the third): the early one is neither lost nor recovered
+    by it, so ``recovered`` never exceeds ``lost``."""
+    t = StormTracker(heartbeat_interval=10.0, min_losses=3, window=1.0, quiet=5.0)
+    assert t.lost(0.0) is None
+    t.ready(0.9, 0.01, 0.0)
+    assert t.lost(1.2) is None
+    assert t.lost(1.4) is None
+    storm = t.lost(1.6)
+    assert storm is not None
+    assert (storm.start, storm.lost, storm.recovered) == (1.2, 3, 0)

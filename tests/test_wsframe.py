@@ -533,3 +533,49 @@ def test_slim_connection_keeps_its_queued_events_in_order() -> None:
 
     assert events(True) == events(False)
     assert len(events(True)) == 2
+
+
+# -- a close frame with a code RFC 6455 keeps off the wire --------------------------
+
+
+def server_close(payload: bytes) -> bytes:
+    return bytes((0x88, len(payload))) + payload
+
+
+def closes_seen(data: bytes, slimmed: bool = True) -> list[Event]:
+    ws = Connection(ConnectionType.CLIENT)
+    if slimmed:
+        wsframe.slim(ws)
+    ws.receive_data(data)
+    return list(ws.events())
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"), [(1006, "Stale Connection"), (1005, ""), (1015, "tls")]
+)
+def test_a_reserved_close_code_is_read_as_the_server_sent_it(code: int, reason: str) -> None:
+    """nats-server closes with 1006 "Stale Connection"; wsproto alone would
+    report a 1002 of its own and lose the server's code and reason."""
+    frame = server_close(code.to_bytes(2, "big") + reason.encode())
+    [alone] = closes_seen(frame, slimmed=False)
+    assert isinstance(alone, CloseConnection)
+    assert alone.code == 1002
+    [ev] = closes_seen(frame)
+    assert isinstance(ev, CloseConnection)
+    assert (ev.code, ev.reason) == (code, reason)
+
+
+def test_other_close_frames_are_read_by_wsproto_as_before() -> None:
+    [ev] = closes_seen(server_close((1000).to_bytes(2, "big") + b"bye"))
+    assert isinstance(ev, CloseConnection)
+    assert (ev.code, ev.reason) == (1000, "bye")
+    [empty] = closes_seen(server_close(b""))  # no code at all: 1005, as RFC 6455 says
+    assert isinstance(empty, CloseConnection)
+    assert (empty.code, empty.reason) == (1005, "")
+
+
+def test_a_reserved_close_with_a_reason_that_is_not_utf8_keeps_its_code() -> None:
+    assert wsframe.reserved_close((1006).to_bytes(2, "big") + b"\xffok") == (1006, "\ufffdok")
+    assert wsframe.reserved_close((1006).to_bytes(2, "big")) == (1006, "")
+    assert wsframe.reserved_close(b"\x03") is None  # too short for a code
+    assert wsframe.reserved_close((1001).to_bytes(2, "big")) is None
