@@ -80,3 +80,94 @@ async def test_another_dialects_greeting_is_still_named(protocol: str) -> None:
     assert "it speaks Socket.IO (Engine.IO)" in str(info.value)
     assert f'not protocol = "{protocol}" (try protocol = "socket.io")' in str(info.value)
     assert info.value.cause == "protocol"
+
+
+def _try(protocol: str) -> str:
+    return f'not protocol = "json" (try protocol = "{protocol}")'
+
+
+@pytest.mark.parametrize(
+    ("greeting", "what", "dialect", "hint"),
+    [
+        (
+            '{"type":"event","event":"connect.challenge"}',
+            "a connect.challenge",
+            "the OpenClaw Gateway protocol",
+            _try("openclaw"),
+        ),
+        ('{"type":"welcome"}', "an ActionCable welcome", "ActionCable", _try("actioncable")),
+        (
+            '{"type":"confirm_subscription","identifier":"x"}',
+            "an ActionCable confirm_subscription",
+            "ActionCable",
+            _try("actioncable"),
+        ),
+        (
+            '{"type":"disconnect","reason":"unauthorized"}',
+            "an ActionCable disconnect",
+            "ActionCable",
+            _try("actioncable"),
+        ),
+        (
+            '{"type":"ping","message":1790000000}',
+            "an ActionCable ping",
+            "ActionCable",
+            _try("actioncable"),
+        ),
+        (
+            '{"event":"pusher:connection_established","data":"{}"}',
+            "a pusher:connection_established event",
+            "Pusher Channels",
+            _try("pusher"),
+        ),
+        (
+            '{"event":"phx_reply","topic":"phoenix","payload":{}}',
+            "a Phoenix reply",
+            "Phoenix Channels",
+            _try("phoenix"),
+        ),
+        (
+            '[null,"1","phoenix","phx_reply",{"status":"ok"}]',
+            "a Phoenix message",
+            "Phoenix Channels",
+            _try("phoenix"),
+        ),
+        (
+            '{"id":1,"connect":{"client":"c"}}',
+            "a Centrifugo connect reply",
+            "Centrifugo",
+            _try("centrifugo"),
+        ),
+        ('{"type":"connection_ack"}', "a connection_ack message", "graphql-ws", _try("graphql-ws")),
+        (
+            '{"type":"ka"}',
+            "a ka message",
+            "subscriptions-transport-ws (legacy graphql-ws)",
+            'not protocol = "json"',
+        ),
+    ],
+)
+def test_each_greeting_is_named_whole(greeting: str, what: str, dialect: str, hint: str) -> None:
+    seen = sniff(greeting)
+    assert seen is not None
+    assert seen.explain("json") == (
+        f"the server sent {what} ({greeting!r}): it speaks {dialect}, {hint}"
+    )
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        '{"event":"connect.challenge"}',  # not an event frame
+        '{"type":"res","event":"connect.challenge"}',
+        '{"event":"phx_reply","topic":"room:lobby"}',  # a channel's reply, not the heartbeat's
+        '{"topic":"phoenix","event":"heartbeat"}',
+        '{"type":"confirm"}',
+        '{"type":"ping"}',  # a ping without ActionCable's message
+        '{"connect":{},"id":"1"}',  # Centrifugo's ids are numbers
+        '{"connect":"x","id":1}',
+        '{"event":"client-pusher:x"}',
+    ],
+)
+def test_near_misses_are_no_ones_greeting(message: str) -> None:
+    assert sniff(message) is None

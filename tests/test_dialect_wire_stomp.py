@@ -453,3 +453,22 @@ async def test_judge_uses_the_negotiated_client_interval_unless_the_profile_judg
     u = stomp(outgoing=2.0, server_heartbeat=implied)
     await u.handshake(ScriptedIO("CONNECTED\nheart-beat:0,3000\n\n\x00"))
     assert u.judge(VERDICT, died(2.8)).key == "false_timeout"
+
+
+async def test_each_refusal_is_counted_by_its_cause(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    s = stomp()
+    for _ in range(2):
+        with pytest.raises(HandshakeError):
+            await s.handshake(ScriptedIO("ERROR\nmessage:Access refused\n\n\x00"))
+    with pytest.raises(HandshakeError):
+        await s.handshake(ScriptedIO("ERROR\n\nbusy\x00"))
+    assert s.state.summary()["refusals"] == {"auth": 2, "rejected": 1}
+
+
+def test_a_binary_frame_with_bytes_that_are_no_utf8_is_still_proof_of_life() -> None:
+    s = stomp()
+    assert s.pong_binary(b"MESSAGE\n\n\xff\xfe\x00") == SERVER_BEAT
+    assert s.pong_binary(b"ERROR\nmessage:caf\xe9\n\n\x00") == SERVER_BEAT
+    assert s.farewell == (None, "ERROR caf\ufffd")
