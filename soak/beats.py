@@ -24,6 +24,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from soak.config.socketio import SocketIOConfig, resolve
+
 # who sends what, by dialect: does the client send heartbeats (on
 # [heartbeat] interval), does the server answer them, does the server beat
 # on its own (its default interval, seconds) and does the client answer it
@@ -46,6 +48,9 @@ _SHAPES: dict[str, tuple[bool, bool, float | None, bool]] = {
     "pusher": (True, True, 120.0, True),  # activity_timeout
     "centrifugo": (False, False, 25.0, True),
 }
+# Engine.IO 3 (eio = 3, or EIO=3 in the URL): the client pings ("2") every
+# interval and the server answers ("3"); the server sends nothing on its own
+_ENGINE_IO_3 = (True, True, None, False)
 
 # the idle timeouts hops have unless configured otherwise: what a dialect's
 # default gap races (docs/intermediaries.md)
@@ -79,10 +84,9 @@ def beats(profile: Any) -> Beats:
     """How often each side sends, for ``profile`` (a soak.config Profile)."""
     target = profile.target
     dialect = target.protocol
-    client, answered, server, server_answered = _SHAPES.get(dialect, (True, True, None, False))
+    client, answered, server, server_answered = _shape(target, dialect)
     interval = float(profile.heartbeat.interval)
     server, source = _server_interval(target, dialect, server)
-    client = _client_sends(target, dialect, client)
     up = down = math.inf
     parts = []
     if client:
@@ -99,14 +103,25 @@ def beats(profile: Any) -> Beats:
     return Beats(up, down, why)
 
 
-def _client_sends(target: Any, dialect: str, default: bool) -> bool:
-    if dialect == "sockjs":
-        cfg = getattr(target, "sockjs", None)
-        return bool(cfg is not None and getattr(cfg, "echo", False))
-    if dialect == "socket.io":
-        cfg = getattr(target, "socketio", None)
-        return cfg is not None and getattr(cfg, "eio", 4) == 3
-    return default
+def _shape(target: Any, dialect: str) -> tuple[bool, bool, float | None, bool]:
+    """The dialect's shape, with what the profile changes in it: Engine.IO 3
+    (the client pings), SockJS ``echo = true`` (the client's heartbeats are
+    messages the echo endpoint sends back)."""
+    shape = _SHAPES.get(dialect, (True, True, None, False))
+    if dialect == "socket.io" and _engine_io(target) == 3:
+        return _ENGINE_IO_3
+    if dialect == "sockjs" and getattr(getattr(target, "sockjs", None), "echo", False) is True:
+        return True, True, shape[2], shape[3]
+    return shape
+
+
+def _engine_io(target: Any) -> int:
+    """The Engine.IO version the clients will speak: the table's ``eio``,
+    else the URL's ``EIO=``, else 4 (as soak.protocols.socketio resolves it)."""
+    try:
+        return resolve(target.url, getattr(target, "socketio", None) or SocketIOConfig()).eio
+    except ValueError:  # the profile's check reports it; here the default
+        return 4
 
 
 # a dialect's own table field that sets its server's interval

@@ -148,7 +148,7 @@ class ActionCable(HeartbeatProtocol):
             try:
                 doc = message(text)
             except ValueError as exc:
-                seen = sniff(text)
+                seen = sniff(text, self.name)
                 why = seen.explain(self.name) if seen is not None else str(exc)
                 raise HandshakeError("protocol", f"{io.url}: {why}; expected {wanted}") from None
             kind = doc.get("type")

@@ -154,7 +154,7 @@ class Centrifugo(HeartbeatProtocol):
                 try:
                     docs = replies(text)
                 except ValueError as exc:
-                    seen = sniff(text)
+                    seen = sniff(text, self.name)
                     said = seen.explain(self.name) if seen is not None else str(exc)
                     raise HandshakeError("protocol", f"{io.url}: {said}") from None
                 for doc in docs:

@@ -334,7 +334,7 @@ def _parse(text: str, url: str, max_frame: int) -> dict[str, Any]:
     try:
         return frame(text, max_frame)
     except ValueError as exc:
-        seen = sniff(text)  # another dialect's greeting says more than "malformed"
+        seen = sniff(text, "openclaw")  # another dialect's greeting says more than "malformed"
         if seen is not None:
             raise HandshakeError("protocol", f"{url}: {seen.explain('openclaw')}") from None
         raise HandshakeError("protocol", f"{url}: {exc} in the handshake") from None

@@ -166,7 +166,7 @@ class Phoenix(HeartbeatProtocol):
                 try:
                     _join_ref, ref, topic, event, payload = message(text)
                 except ValueError as exc:
-                    seen = sniff(text)
+                    seen = sniff(text, self.name)
                     said = seen.explain(self.name) if seen is not None else str(exc)
                     raise HandshakeError("protocol", f"{io.url}: {said}") from None
                 if topic != cfg.topic or ref != JOIN_REF or event != "phx_reply":

@@ -213,7 +213,7 @@ class Pusher(HeartbeatProtocol):
                 try:
                     event, data = event_of(text)
                 except ValueError as exc:
-                    seen = sniff(text)
+                    seen = sniff(text, self.name)
                     said = seen.explain(self.name) if seen is not None else str(exc)
                     raise HandshakeError("protocol", f"{io.url}: {said}") from None
                 if event == ESTABLISHED:

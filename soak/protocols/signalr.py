@@ -148,7 +148,7 @@ class Signalr(HeartbeatProtocol):
             try:
                 error, _after = handshake_answer(text)
             except ValueError as exc:
-                seen = sniff(text)
+                seen = sniff(text, self.name)
                 said = seen.explain(self.name) if seen is not None else str(exc)
                 raise HandshakeError("protocol", f"{io.url}: {said}") from None
             if error is not None:

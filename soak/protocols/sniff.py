@@ -58,8 +58,18 @@ _STOMP = re.compile(r"(CONNECTED|ERROR|MESSAGE|RECEIPT)\r?\n")
 _NATS = re.compile(r"(INFO \{|-ERR ')")
 
 
-def sniff(message: str | bytes) -> Sniffed | None:
-    """The dialect ``message`` is a greeting (or a first answer) of, or None."""
+def sniff(message: str | bytes, speaking: str | None = None) -> Sniffed | None:
+    """The dialect ``message`` is a greeting (or a first answer) of, or None.
+    ``speaking``: the soak protocol asking; a message of its own dialect
+    that it could not read is no other dialect's (None), whatever its
+    shape says."""
+    seen = _sniff(message)
+    if seen is not None and speaking is not None and seen.protocol == speaking:
+        return None
+    return seen
+
+
+def _sniff(message: str | bytes) -> Sniffed | None:
     if isinstance(message, bytes):
         return _binary(message)
     shown = excerpt(message)
@@ -134,7 +144,7 @@ def _binary(data: bytes) -> Sniffed | None:
         text = data.decode()
     except UnicodeDecodeError:
         return None
-    return sniff(text)
+    return _sniff(text)
 
 
 # Close signatures of well-known servers, seen when a client speaks another

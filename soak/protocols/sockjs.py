@@ -165,7 +165,7 @@ class Sockjs(HeartbeatProtocol):
                 try:
                     kind, body = parse_frame(text)
                 except ValueError as exc:
-                    seen = sniff(text)
+                    seen = sniff(text, self.name)
                     why = seen.explain(self.name) if seen is not None else str(exc)
                     raise HandshakeError(
                         "protocol", f"{io.url}: {why}; expected the open frame o"
