@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import ipaddress
 import itertools
 import os
 import socket
@@ -76,6 +77,7 @@ def url_opener(target: TargetConfig, connect_to: tuple[str, int] | None = None) 
     sources = target.source_ips
     ctx = tls_context(target) if target.secure else None
     counter = itertools.count()
+    numeric = {h: numeric_family(h) for h, _p in dials}
 
     async def open_tcp() -> trio.abc.Stream:
         n = next(counter)
@@ -83,6 +85,9 @@ def url_opener(target: TargetConfig, connect_to: tuple[str, int] | None = None) 
         source = sources[n % len(sources)] if sources else None
         try:
             if source is None:
+                family = numeric[dial_host]
+                if family is not None:
+                    return await _open_numeric(family, dial_host, dial_port)
                 return await trio.open_tcp_stream(dial_host, dial_port)
             return await _open_from(source, dial_host, dial_port)
         except OSError as exc:
@@ -103,6 +108,35 @@ def url_opener(target: TargetConfig, connect_to: tuple[str, int] | None = None) 
         return tls
 
     return open_stream
+
+
+def numeric_family(host: str) -> socket.AddressFamily | None:
+    """The address family of a numeric IP address, None for a name."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+
+
+async def _open_numeric(family: socket.AddressFamily, host: str, port: int) -> trio.SocketStream:
+    """What ``trio.open_tcp_stream`` does for one numeric address, without
+    its name lookup and its happy-eyeballs nursery (a task and a cancel
+    scope per connection: a tenth of a handshake's CPU). It fails as that
+    does: ``all attempts to connect to HOST:PORT failed``, from a group of
+    the one error (soak.errors.root_cause reads it)."""
+    sock = trio.socket.socket(family, socket.SOCK_STREAM)
+    try:
+        await sock.connect((host, port))
+    except OSError as exc:
+        sock.close()
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        message = f"all attempts to connect to {shown} failed"
+        raise OSError(message) from ExceptionGroup(message, [exc])
+    except BaseException:
+        sock.close()
+        raise
+    return trio.SocketStream(sock)
 
 
 async def _open_from(source: str, host: str, port: int) -> trio.SocketStream:
