@@ -30,7 +30,7 @@ from collections import deque
 from typing import Any
 
 from wsproto.connection import Connection, ConnectionState, ConnectionType
-from wsproto.frame_protocol import LOCAL_ONLY_CLOSE_REASONS
+from wsproto.frame_protocol import LOCAL_ONLY_CLOSE_REASONS, FrameProtocol
 from wsproto.frame_protocol import Frame as WsFrame
 
 OP_TEXT = 0x1
@@ -180,6 +180,18 @@ def reserved_close(payload: bytes) -> tuple[int, str] | None:
     return code, payload[2:].decode("utf-8", errors="replace")
 
 
+class _TolerantFrameProtocol(FrameProtocol):
+    """wsproto's frame protocol, reading a close frame with a reserved code
+    as it was sent (:func:`tolerate_reserved_close`). Put on a connection's
+    frame protocol by changing its class: nothing per connection."""
+
+    def _process_close(self, frame: WsFrame) -> WsFrame:
+        found = reserved_close(bytes(frame.payload or b""))  # type: ignore[arg-type]
+        if found is None:
+            return super()._process_close(frame)
+        return WsFrame(frame.opcode, found, frame.frame_finished, frame.message_finished)
+
+
 def tolerate_reserved_close(ws: Connection) -> None:
     """wsproto refuses a close frame carrying 1005, 1006 or 1015 ("remote
     CLOSE with local-only reason") and reports a 1002 of its own instead:
@@ -188,17 +200,8 @@ def tolerate_reserved_close(ws: Connection) -> None:
     str, never None: wsproto's own 1006 for a lost transport has None).
     Only where wsproto's internals are the ones we know."""
     proto = getattr(ws, "_proto", None)
-    parse = getattr(proto, "_process_close", None)
-    if parse is None:
-        return
-
-    def process_close(frame: Any) -> Any:
-        found = reserved_close(bytes(frame.payload or b""))
-        if found is None:
-            return parse(frame)
-        return WsFrame(frame.opcode, found, frame.frame_finished, frame.message_finished)
-
-    proto._process_close = process_close  # type: ignore[union-attr]
+    if type(proto) is FrameProtocol and callable(getattr(proto, "_process_close", None)):
+        proto.__class__ = _TolerantFrameProtocol
 
 
 def wsproto_idle(ws: Connection) -> bool:
