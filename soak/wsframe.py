@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Protocol
 
 from wsproto.connection import Connection, ConnectionState, ConnectionType
+from wsproto.events import BytesMessage, Ping, Pong, TextMessage
 from wsproto.frame_protocol import LOCAL_ONLY_CLOSE_REASONS, FrameProtocol
 from wsproto.frame_protocol import Frame as WsFrame
 
@@ -208,3 +210,81 @@ def wsproto_idle(ws: Connection) -> bool:
     """True when ``ws`` is open and holds no received bytes or events, so a
     chunk can be parsed by hand as if wsproto had parsed it."""
     return CAN_PEEK and ws.state is ConnectionState.OPEN and _idle(ws)
+
+
+# -- an idle connection holds no wsproto objects -----------------------------------------
+
+
+def fresh_client() -> Connection:
+    """A client wsproto connection just opened (no extensions, nothing
+    received), slimmed: what an idle one is equivalent to."""
+    ws = Connection(ConnectionType.CLIENT)
+    slim(ws)
+    return ws
+
+
+def release(ws: Connection) -> None:
+    """Free an idle connection dropped for good now rather than at the next
+    garbage collection: wsproto's frame parser is a generator that refers
+    to its own protocol object (a reference cycle)."""
+    parser = getattr(getattr(ws, "_proto", None), "_parse_more", None)
+    close = getattr(parser, "close", None)
+    if close is not None:
+        close()
+
+
+# finished messages, pings and pongs leave a connection's wsproto state as
+# it was: one shared open connection frames them for every idle connection
+_SENDER = fresh_client()
+_STATELESS = (Ping, Pong)
+
+
+class Holder(Protocol):
+    """Whatever keeps a connection's wsproto connection (None while idle)."""
+
+    def held_ws(self) -> Connection | None: ...
+
+    def hold_ws(self, ws: Connection) -> None: ...
+
+
+class IdleWs:
+    """Stands for an idle wsproto client connection (:func:`wsproto_idle`)
+    of ``owner``, which holds none meanwhile (~800 bytes per connection:
+    wsproto's connection, frame protocol, decoders, buffer and parser
+    generator). Reads of the idle state answer as an idle connection does;
+    a finished message, a ping or a pong is framed by a shared connection;
+    anything else (data received, a close sent, an unfinished message)
+    first gives ``owner`` a fresh connection of its own
+    (:func:`fresh_client`, equivalent to the idle one it dropped) and goes
+    to it."""
+
+    __slots__ = ("owner",)
+    state = ConnectionState.OPEN
+    _events: tuple[()] = ()
+    _proto = _SENDER._proto  # idle: empty buffer, no header, no message
+
+    def __init__(self, owner: Holder) -> None:
+        self.owner = owner
+
+    def real(self) -> Connection:
+        ws = self.owner.held_ws()
+        if ws is None:
+            ws = fresh_client()
+            self.owner.hold_ws(ws)
+        return ws
+
+    def send(self, event: Any) -> bytes:
+        if isinstance(event, _STATELESS) or (
+            isinstance(event, (TextMessage, BytesMessage)) and event.message_finished
+        ):
+            return _SENDER.send(event)
+        return self.real().send(event)
+
+    def events(self) -> Iterator[Any]:
+        return iter(())
+
+    def receive_data(self, data: bytes | None) -> None:
+        self.real().receive_data(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real(), name)

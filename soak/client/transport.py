@@ -14,6 +14,7 @@ import struct
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import trio
@@ -35,6 +36,7 @@ from soak.wire import (
     kernel_time,
     transmit_time,
 )
+from soak.wsframe import IdleWs, release, wsproto_idle
 
 # Heartbeat frames are ~100 bytes. recv(n) allocates n bytes before it
 # shrinks them, so a small size is cheaper on the hot path; a larger burst
@@ -183,6 +185,10 @@ def _cause_tag(exc: BaseException) -> str | None:
     return None
 
 
+# the slot Connection keeps wsproto's connection in (_Conn.ws reads it)
+_WS_SLOT: Any = Connection.__dict__["ws"]
+
+
 def reset(stream: trio.abc.Stream) -> None:
     """Make the coming close send a TCP RST instead of a FIN (SO_LINGER 0),
     as a crashed client or a dropped NAT mapping looks to the server."""
@@ -236,6 +242,33 @@ class _Conn(Connection):
         # waiting for the kernel's transmit time, by their last byte's offset
         self.tx_bytes = 0
         self.tx_ids: dict[int, int] | None = None
+
+    # -- wsproto's connection, only while it holds something ------------------------
+
+    @property
+    def ws(self) -> WsConnection:
+        """wsproto's connection; while it is idle (:func:`wsproto_idle`: open,
+        nothing received and unparsed) it is dropped and an
+        :class:`~soak.wsframe.IdleWs` stands for it (memory per held
+        connection, benchmarks/engine.py's ``rss_per_conn``)."""
+        ws: WsConnection | None = _WS_SLOT.__get__(self, _Conn)
+        if ws is not None:
+            if not wsproto_idle(ws):
+                return ws
+            _WS_SLOT.__set__(self, None)
+            release(ws)
+        return cast(WsConnection, IdleWs(self))
+
+    @ws.setter
+    def ws(self, ws: WsConnection) -> None:
+        _WS_SLOT.__set__(self, ws)
+
+    def held_ws(self) -> WsConnection | None:
+        held: WsConnection | None = _WS_SLOT.__get__(self, _Conn)
+        return held
+
+    def hold_ws(self, ws: WsConnection) -> None:
+        _WS_SLOT.__set__(self, ws)
 
     def use_kernel_timestamps(self) -> bool:
         """Read this connection with the kernel's receive times (soak.wire).
