@@ -100,11 +100,14 @@ async def _upgrade(sh: Shared, proto: HeartbeatProtocol, *, server_header: bool 
                         raise _no_subprotocol(url, offered, None)
                     if server_header and sh.gauges.server_version is None:
                         sh.gauges.server_version = ok.server
-                    return _opened(
-                        stream,
-                        WsConnection(ConnectionType.CLIENT, None, ok.trailing),
-                        ok.subprotocol,
+                    # nothing came after the head (the usual case): no wsproto
+                    # connection until a frame needs one (_Conn.ws)
+                    frames = (
+                        WsConnection(ConnectionType.CLIENT, None, ok.trailing)
+                        if ok.trailing
+                        else None
                     )
+                    return _opened(stream, frames, ok.subprotocol)
             # not the plain success: wsproto reads it, as it always did
             replayed = upgrade.replay(host, target, headers, offered, key)
             assert replayed is not None  # CAN_REPLAY
@@ -165,9 +168,10 @@ async def _read_head(stream: trio.abc.Stream, url: str) -> bytes:
             return bytes(head)
 
 
-def _opened(stream: trio.abc.Stream, ws: WsConnection, subprotocol: str | None) -> _Conn:
+def _opened(stream: trio.abc.Stream, ws: WsConnection | None, subprotocol: str | None) -> _Conn:
     """The connection once upgraded: only its frame-level part is kept."""
-    slim(ws)
+    if ws is not None:
+        slim(ws)
     conn = _Conn(stream, ws, trio.current_time())
     conn.subprotocol = subprotocol
     return conn

@@ -224,8 +224,9 @@ class _Conn(Connection):
         "tx_ids",
     )
 
-    def __init__(self, stream: trio.abc.Stream, ws: WsConnection, opened_at: float) -> None:
-        super().__init__(ws, opened_at)
+    def __init__(self, stream: trio.abc.Stream, ws: WsConnection | None, opened_at: float) -> None:
+        # ws None: an open connection with nothing received yet (see ws below)
+        super().__init__(cast(WsConnection, ws), opened_at)
         self.stream = stream
         self.fd = stream.socket.fileno() if type(stream) is trio.SocketStream else -1
         # the pacer's side (soak.client.pacer): bytes of a ping the kernel did
