@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint typecheck unit bench bench-cpu bench-proxy bench-scale bench-soak clean test-openclaw incident-chain mutate mutate-modules mutate-ratchet
+.PHONY: demo test test-fast lint typecheck unit bench bench-cpu bench-peers bench-proxy bench-scale bench-soak clean test-openclaw incident-chain mutate mutate-modules mutate-ratchet
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -71,11 +71,18 @@ test-openclaw: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/engine.py
 
+# e.g. make bench-scale CLIENTS=100000, or ARGS="--clients 100000 --hold 300"
+# (make itself takes no --clients: it would refuse the option)
 bench-scale: $(STAMP)
-	$(BIN)/python benchmarks/scale.py
+	$(BIN)/python benchmarks/scale.py $(if $(CLIENTS),--clients $(CLIENTS)) $(ARGS)
 
 bench-cpu: $(STAMP)
 	$(BIN)/python benchmarks/cpu.py
+
+# soak next to Node's ws, one after the other against one pong server
+# (npm ws into ~/.cache/soak once); e.g. make bench-peers ARGS="--server soak-gateway"
+bench-peers: $(STAMP)
+	$(BIN)/python benchmarks/peers.py $(ARGS)
 
 bench-proxy: $(STAMP)
 	$(BIN)/python benchmarks/proxy.py

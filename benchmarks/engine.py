@@ -782,6 +782,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="small N, short holds (< 1 minute)")
     ap.add_argument("--verbose", action="store_true", help="print every interval record")
     ap.add_argument(
+        "--wsproto-handshake",
+        action="store_true",
+        help="the upgrade through wsproto/h11 and trio.open_tcp_stream, as before issue 19 "
+        "(a before/after of handshakes_per_s on the same machine)",
+    )
+    ap.add_argument(
         "--only",
         action="append",
         choices=sorted([*SCENARIOS, *ALIASES]),
@@ -790,6 +796,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     global VERBOSE
     VERBOSE = args.verbose
+    if args.wsproto_handshake:
+        from soak.client import transport, upgrade
+
+        upgrade.CAN_REPLAY = False
+        transport.numeric_family = lambda host: None
     plan = QUICK if args.quick else FULL
     chosen = [ALIASES.get(name, name) for name in (args.only or list(SCENARIOS))]
     fds = raise_fd_limit()
@@ -797,6 +808,7 @@ def main(argv: list[str] | None = None) -> int:
         f"soak engine benchmark ({'quick' if plan.quick else 'full'}): python "
         f"{sys.version.split()[0]}, trio {trio.__version__}, {os.cpu_count()} CPUs, "
         f"fd limit {fds}, load average {loadavg()}"
+        + ("; upgrade through wsproto (--wsproto-handshake)" if args.wsproto_handshake else "")
     )
     report = Report()
     started = time.monotonic()

@@ -140,6 +140,29 @@ def analyse(run_dir: Path, clients: int, ramp: float) -> dict[str, Any]:
     return res
 
 
+def machine_limits() -> str:
+    """What bounds a run on this machine: descriptors per process, the
+    ephemeral ports per source/target pair, memory, cores."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        ports = f"{int(high) - int(low) + 1:,} ephemeral ports per address pair"
+    except (OSError, ValueError):
+        ports = "ephemeral ports unknown"
+    try:
+        avail = next(
+            int(line.split()[1]) // 1024
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemAvailable:")
+        )
+        mem = f"{avail:,} MiB available"
+    except (OSError, ValueError, StopIteration):
+        mem = "memory unknown"
+    return f"descriptors {soft:,}/{hard:,} per process; {ports}; {mem}; {os.cpu_count()} CPUs"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clients", type=int, default=50_000)
@@ -160,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         f"scale: {args.clients:,} clients, ramp {ramp:g}s, hold {args.hold:g}s, "
         f"gateway workers {gw_workers}, load {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
     )
+    say(f"machine: {machine_limits()}")
     extra = ("--workers", str(gw_workers)) if gw_workers > 1 else ()
     with gateway(*extra) as gw, tempfile.TemporaryDirectory(prefix="soak-scale-") as tmp:
         port = gw.port
@@ -231,6 +255,12 @@ def main(argv: list[str] | None = None) -> int:
             "flat",
         ),
         ("largest server-count gap in the hold", str(res["server_gap_max"]), "0"),
+        (
+            "closes at the end",
+            ", ".join(f"{k} {v:,}" for k, v in sorted(res["closes"].items())) or "none",
+            f"{args.clients:,} counted",
+        ),
+        ("workers lost", ", ".join(map(str, res["workers_lost"])) or "none", "none"),
         ("verdict", f"{res['verdict']} (exit {res['exit_code']})", ""),
     ]
     width = max(len(r[0]) for r in rows)

@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Protocol
 
 from wsproto.connection import Connection, ConnectionState, ConnectionType
-from wsproto.frame_protocol import LOCAL_ONLY_CLOSE_REASONS
+from wsproto.events import BytesMessage, Ping, Pong, TextMessage
+from wsproto.frame_protocol import LOCAL_ONLY_CLOSE_REASONS, FrameProtocol
 from wsproto.frame_protocol import Frame as WsFrame
 
 OP_TEXT = 0x1
@@ -180,6 +182,18 @@ def reserved_close(payload: bytes) -> tuple[int, str] | None:
     return code, payload[2:].decode("utf-8", errors="replace")
 
 
+class _TolerantFrameProtocol(FrameProtocol):
+    """wsproto's frame protocol, reading a close frame with a reserved code
+    as it was sent (:func:`tolerate_reserved_close`). Put on a connection's
+    frame protocol by changing its class: nothing per connection."""
+
+    def _process_close(self, frame: WsFrame) -> WsFrame:
+        found = reserved_close(bytes(frame.payload or b""))  # type: ignore[arg-type]
+        if found is None:
+            return super()._process_close(frame)
+        return WsFrame(frame.opcode, found, frame.frame_finished, frame.message_finished)
+
+
 def tolerate_reserved_close(ws: Connection) -> None:
     """wsproto refuses a close frame carrying 1005, 1006 or 1015 ("remote
     CLOSE with local-only reason") and reports a 1002 of its own instead:
@@ -188,20 +202,89 @@ def tolerate_reserved_close(ws: Connection) -> None:
     str, never None: wsproto's own 1006 for a lost transport has None).
     Only where wsproto's internals are the ones we know."""
     proto = getattr(ws, "_proto", None)
-    parse = getattr(proto, "_process_close", None)
-    if parse is None:
-        return
-
-    def process_close(frame: Any) -> Any:
-        found = reserved_close(bytes(frame.payload or b""))
-        if found is None:
-            return parse(frame)
-        return WsFrame(frame.opcode, found, frame.frame_finished, frame.message_finished)
-
-    proto._process_close = process_close  # type: ignore[union-attr]
+    if type(proto) is FrameProtocol and callable(getattr(proto, "_process_close", None)):
+        proto.__class__ = _TolerantFrameProtocol
 
 
 def wsproto_idle(ws: Connection) -> bool:
     """True when ``ws`` is open and holds no received bytes or events, so a
     chunk can be parsed by hand as if wsproto had parsed it."""
     return CAN_PEEK and ws.state is ConnectionState.OPEN and _idle(ws)
+
+
+# -- an idle connection holds no wsproto objects -----------------------------------------
+
+
+def fresh_client() -> Connection:
+    """A client wsproto connection just opened (no extensions, nothing
+    received), slimmed: what an idle one is equivalent to."""
+    ws = Connection(ConnectionType.CLIENT)
+    slim(ws)
+    return ws
+
+
+def release(ws: Connection) -> None:
+    """Free an idle connection dropped for good now rather than at the next
+    garbage collection: wsproto's frame parser is a generator that refers
+    to its own protocol object (a reference cycle)."""
+    parser = getattr(getattr(ws, "_proto", None), "_parse_more", None)
+    close = getattr(parser, "close", None)
+    if close is not None:
+        close()
+
+
+# finished messages, pings and pongs leave a connection's wsproto state as
+# it was: one shared open connection frames them for every idle connection
+_SENDER = fresh_client()
+_STATELESS = (Ping, Pong)
+
+
+class Holder(Protocol):
+    """Whatever keeps a connection's wsproto connection (None while idle)."""
+
+    def held_ws(self) -> Connection | None: ...
+
+    def hold_ws(self, ws: Connection) -> None: ...
+
+
+class IdleWs:
+    """Stands for an idle wsproto client connection (:func:`wsproto_idle`)
+    of ``owner``, which holds none meanwhile (~800 bytes per connection:
+    wsproto's connection, frame protocol, decoders, buffer and parser
+    generator). Reads of the idle state answer as an idle connection does;
+    a finished message, a ping or a pong is framed by a shared connection;
+    anything else (data received, a close sent, an unfinished message)
+    first gives ``owner`` a fresh connection of its own
+    (:func:`fresh_client`, equivalent to the idle one it dropped) and goes
+    to it."""
+
+    __slots__ = ("owner",)
+    state = ConnectionState.OPEN
+    _events: tuple[()] = ()
+    _proto = _SENDER._proto  # idle: empty buffer, no header, no message
+
+    def __init__(self, owner: Holder) -> None:
+        self.owner = owner
+
+    def real(self) -> Connection:
+        ws = self.owner.held_ws()
+        if ws is None:
+            ws = fresh_client()
+            self.owner.hold_ws(ws)
+        return ws
+
+    def send(self, event: Any) -> bytes:
+        if isinstance(event, _STATELESS) or (
+            isinstance(event, (TextMessage, BytesMessage)) and event.message_finished
+        ):
+            return _SENDER.send(event)
+        return self.real().send(event)
+
+    def events(self) -> Iterator[Any]:
+        return iter(())
+
+    def receive_data(self, data: bytes | None) -> None:
+        self.real().receive_data(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real(), name)

@@ -15,6 +15,7 @@ from typing import cast
 
 import trio
 from wsproto import ConnectionType, WSConnection
+from wsproto.connection import Connection as WsConnection
 from wsproto.events import (
     AcceptConnection,
     BytesMessage,
@@ -27,6 +28,7 @@ from wsproto.events import (
 from wsproto.utilities import RemoteProtocolError
 
 from soak.classify import SERVER, CloseInfo
+from soak.client import upgrade
 from soak.client.closing import retry_hint
 from soak.client.shared import Shared
 from soak.client.transport import RECEIVE_SIZE, _Conn, connect_cause, target_address
@@ -79,20 +81,39 @@ async def _upgrade(sh: Shared, proto: HeartbeatProtocol, *, server_header: bool 
         cause = "tls" if isinstance(exc.__cause__, ssl.SSLError) else "reset"
         raise HandshakeError(cause, f"{url}: {exc.__cause__ or exc}") from exc
     try:
-        ws = WSConnection(ConnectionType.CLIENT)
         offered = list(proto.subprotocols())
-        request = Request(
-            host=cfg.host_header,
-            target=proto.resource(cfg.resource),
-            extra_headers=cfg.extra_headers,
-            subprotocols=offered,
-        )
-        await stream.send_all(ws.send(request))
+        host, target, headers = cfg.host_header, proto.resource(cfg.resource), cfg.extra_headers
+        key = upgrade.new_key()
+        data = upgrade.request(host, target, headers, offered, key) if upgrade.CAN_REPLAY else None
+        if data is None:  # something only wsproto writes: it does the whole upgrade
+            ws = WSConnection(ConnectionType.CLIENT)
+            request = Request(host=host, target=target, extra_headers=headers, subprotocols=offered)
+            await stream.send_all(ws.send(request))
+        else:
+            await stream.send_all(data)
+            head = await _read_head(stream, url)
+            end = upgrade.head_end(head)
+            if end >= 0:
+                ok = upgrade.accepted(head, end, key, offered)
+                if ok is not None:
+                    if offered and ok.subprotocol is None:
+                        raise _no_subprotocol(url, offered, None)
+                    if server_header and sh.gauges.server_version is None:
+                        sh.gauges.server_version = ok.server
+                    # nothing came after the head (the usual case): no wsproto
+                    # connection until a frame needs one (_Conn.ws)
+                    frames = (
+                        WsConnection(ConnectionType.CLIENT, None, ok.trailing)
+                        if ok.trailing
+                        else None
+                    )
+                    return _opened(stream, frames, ok.subprotocol)
+            # not the plain success: wsproto reads it, as it always did
+            replayed = upgrade.replay(host, target, headers, offered, key)
+            assert replayed is not None  # CAN_REPLAY
+            ws = replayed
+            ws.receive_data(head)
         while True:
-            data = await stream.receive_some(RECEIVE_SIZE)
-            if not data:
-                raise HandshakeError("eof", f"{url}: connection closed during the upgrade")
-            ws.receive_data(cast(bytes, data))
             for event in ws.events():
                 if isinstance(event, AcceptConnection):
                     # Keep only the frame-level connection: the finished
@@ -104,12 +125,13 @@ async def _upgrade(sh: Shared, proto: HeartbeatProtocol, *, server_header: bool 
                         raise _no_subprotocol(url, offered, event.subprotocol)
                     if server_header and sh.gauges.server_version is None:
                         sh.gauges.server_version = _server(event)
-                    slim(ws.connection)
-                    conn = _Conn(stream, ws.connection, trio.current_time())
-                    conn.subprotocol = event.subprotocol
-                    return conn
+                    return _opened(stream, ws.connection, event.subprotocol)
                 if isinstance(event, RejectConnection):
                     raise _rejected(url, event)
+            chunk = await stream.receive_some(RECEIVE_SIZE)
+            if not chunk:
+                raise HandshakeError("eof", f"{url}: connection closed during the upgrade")
+            ws.receive_data(cast(bytes, chunk))
     except trio.BrokenResourceError as exc:
         await trio.aclose_forcefully(stream)
         raise HandshakeError("reset", f"{url}: {exc}") from exc
@@ -124,6 +146,35 @@ async def _upgrade(sh: Shared, proto: HeartbeatProtocol, *, server_header: bool 
     except BaseException:
         await trio.aclose_forcefully(stream)
         raise
+
+
+async def _read_head(stream: trio.abc.Stream, url: str) -> bytes:
+    """The response's bytes up to the end of its head (and whatever came
+    with it), or the first :data:`upgrade.HEAD_MAX` and more when the head
+    is longer (wsproto then refuses it)."""
+    data = await stream.receive_some(RECEIVE_SIZE)
+    if data and upgrade.head_end(data) >= 0:
+        return bytes(data)  # the usual case: the whole head in one read
+    head = bytearray(data)
+    while True:
+        if not data:
+            raise HandshakeError("eof", f"{url}: connection closed during the upgrade")
+        if len(head) > upgrade.HEAD_MAX:
+            return bytes(head)
+        data = await stream.receive_some(RECEIVE_SIZE)
+        searched = len(head)
+        head += data
+        if data and upgrade.head_end(head, searched) >= 0:
+            return bytes(head)
+
+
+def _opened(stream: trio.abc.Stream, ws: WsConnection | None, subprotocol: str | None) -> _Conn:
+    """The connection once upgraded: only its frame-level part is kept."""
+    if ws is not None:
+        slim(ws)
+    conn = _Conn(stream, ws, trio.current_time())
+    conn.subprotocol = subprotocol
+    return conn
 
 
 def _no_subprotocol(url: str, offered: list[str], chosen: str | None) -> HandshakeError:

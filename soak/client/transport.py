@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import ipaddress
 import itertools
 import os
 import socket
@@ -13,6 +14,7 @@ import struct
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import trio
@@ -34,6 +36,7 @@ from soak.wire import (
     kernel_time,
     transmit_time,
 )
+from soak.wsframe import IdleWs, release, wsproto_idle
 
 # Heartbeat frames are ~100 bytes. recv(n) allocates n bytes before it
 # shrinks them, so a small size is cheaper on the hot path; a larger burst
@@ -76,6 +79,7 @@ def url_opener(target: TargetConfig, connect_to: tuple[str, int] | None = None) 
     sources = target.source_ips
     ctx = tls_context(target) if target.secure else None
     counter = itertools.count()
+    numeric = {h: numeric_family(h) for h, _p in dials}
 
     async def open_tcp() -> trio.abc.Stream:
         n = next(counter)
@@ -83,6 +87,9 @@ def url_opener(target: TargetConfig, connect_to: tuple[str, int] | None = None) 
         source = sources[n % len(sources)] if sources else None
         try:
             if source is None:
+                family = numeric[dial_host]
+                if family is not None:
+                    return await _open_numeric(family, dial_host, dial_port)
                 return await trio.open_tcp_stream(dial_host, dial_port)
             return await _open_from(source, dial_host, dial_port)
         except OSError as exc:
@@ -103,6 +110,35 @@ def url_opener(target: TargetConfig, connect_to: tuple[str, int] | None = None) 
         return tls
 
     return open_stream
+
+
+def numeric_family(host: str) -> socket.AddressFamily | None:
+    """The address family of a numeric IP address, None for a name."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+
+
+async def _open_numeric(family: socket.AddressFamily, host: str, port: int) -> trio.SocketStream:
+    """What ``trio.open_tcp_stream`` does for one numeric address, without
+    its name lookup and its happy-eyeballs nursery (a task and a cancel
+    scope per connection: a tenth of a handshake's CPU). It fails as that
+    does: ``all attempts to connect to HOST:PORT failed``, from a group of
+    the one error (soak.errors.root_cause reads it)."""
+    sock = trio.socket.socket(family, socket.SOCK_STREAM)
+    try:
+        await sock.connect((host, port))
+    except OSError as exc:
+        sock.close()
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        message = f"all attempts to connect to {shown} failed"
+        raise OSError(message) from ExceptionGroup(message, [exc])
+    except BaseException:
+        sock.close()
+        raise
+    return trio.SocketStream(sock)
 
 
 async def _open_from(source: str, host: str, port: int) -> trio.SocketStream:
@@ -149,6 +185,10 @@ def _cause_tag(exc: BaseException) -> str | None:
     return None
 
 
+# the slot Connection keeps wsproto's connection in (_Conn.ws reads it)
+_WS_SLOT: Any = Connection.__dict__["ws"]
+
+
 def reset(stream: trio.abc.Stream) -> None:
     """Make the coming close send a TCP RST instead of a FIN (SO_LINGER 0),
     as a crashed client or a dropped NAT mapping looks to the server."""
@@ -184,8 +224,9 @@ class _Conn(Connection):
         "tx_ids",
     )
 
-    def __init__(self, stream: trio.abc.Stream, ws: WsConnection, opened_at: float) -> None:
-        super().__init__(ws, opened_at)
+    def __init__(self, stream: trio.abc.Stream, ws: WsConnection | None, opened_at: float) -> None:
+        # ws None: an open connection with nothing received yet (see ws below)
+        super().__init__(cast(WsConnection, ws), opened_at)
         self.stream = stream
         self.fd = stream.socket.fileno() if type(stream) is trio.SocketStream else -1
         # the pacer's side (soak.client.pacer): bytes of a ping the kernel did
@@ -202,6 +243,33 @@ class _Conn(Connection):
         # waiting for the kernel's transmit time, by their last byte's offset
         self.tx_bytes = 0
         self.tx_ids: dict[int, int] | None = None
+
+    # -- wsproto's connection, only while it holds something ------------------------
+
+    @property
+    def ws(self) -> WsConnection:
+        """wsproto's connection; while it is idle (:func:`wsproto_idle`: open,
+        nothing received and unparsed) it is dropped and an
+        :class:`~soak.wsframe.IdleWs` stands for it (memory per held
+        connection, benchmarks/engine.py's ``rss_per_conn``)."""
+        ws: WsConnection | None = _WS_SLOT.__get__(self, _Conn)
+        if ws is not None:
+            if not wsproto_idle(ws):
+                return ws
+            _WS_SLOT.__set__(self, None)
+            release(ws)
+        return cast(WsConnection, IdleWs(self))
+
+    @ws.setter
+    def ws(self, ws: WsConnection) -> None:
+        _WS_SLOT.__set__(self, ws)
+
+    def held_ws(self) -> WsConnection | None:
+        held: WsConnection | None = _WS_SLOT.__get__(self, _Conn)
+        return held
+
+    def hold_ws(self, ws: WsConnection) -> None:
+        _WS_SLOT.__set__(self, ws)
 
     def use_kernel_timestamps(self) -> bool:
         """Read this connection with the kernel's receive times (soak.wire).
