@@ -5,6 +5,7 @@ sans-IO connections, no sockets. The epoll side: test_batch_real.py."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,9 @@ from wsproto.events import Event, Ping, TextMessage
 
 from soak.client.batch import RECEIVE_SLICE, Dispatcher
 from soak.client.connection import Connection
+from soak.config.load import load_profile
+from soak.config.profile import Profile
+from soak.errors import ProfileError
 from soak.heartbeat import HeartbeatEngine
 from soak.metrics import TESTER_BOTTLENECK_LAG_MS, Metrics
 from soak.protocols import JsonPing
@@ -151,6 +155,31 @@ def test_a_frame_that_needs_an_answer_is_a_reaction_for_the_task() -> None:
     assert list(d.members) == [11]
 
 
+def test_several_pongs_in_one_read_are_counted_in_the_batch() -> None:
+    d, m, clients, conns = setup(1)
+    conn = conns[0]
+    action = conn.tick(101.0, None)  # the second heartbeat
+    assert isinstance(action, bytes)
+    conn.pinged()
+    d.deliver(10, pong(1) + pong(2), 101.01, 101.01)
+    # the first one after its 0.5 s timeout (late), the second on time
+    assert (m.current.counts["late"], m.current.counts["pongs"]) == (1, 1)
+    assert not clients[0].handed
+    assert 10 in d.members
+
+
+def test_a_pong_and_a_server_ping_in_one_read_hand_only_the_answer_over() -> None:
+    d, m, clients, conns = setup(1)
+    d.deliver(10, pong(1) + from_server(Ping(b"hb")) + pong(99), 100.01, 100.01)
+    assert m.current.counts["pongs"] == 1  # counted before the ping was reached
+    [(_, reaction, _)] = clients[0].handed
+    assert m.current.counts["unknown_pongs"] == 0  # the rest waits for the task
+    [answer] = list(reaction)
+    assert isinstance(answer, bytes)
+    assert m.current.counts["unknown_pongs"] == 1
+    assert not d.members
+
+
 def test_an_error_in_the_step_is_raised_by_the_task_not_the_batch() -> None:
     class Broken:
         def on_data(self, data: bytes, now: float) -> None:
@@ -200,3 +229,45 @@ def test_removal_tells_the_io_side() -> None:
     assert released == [10, 11]
     assert not d.remove(10, a)  # once only
     assert released == [10, 11]
+
+
+# -- the switch and the threshold ------------------------------------------------------------
+
+MINIMAL = """\
+[target]
+url = "ws://127.0.0.1:9/ws"
+
+[[clients.stages]]
+kind = "ramp"
+to = 2
+duration = "1s"
+"""
+
+
+def load(tmp_path: Path, text: str) -> Profile:
+    path = tmp_path / "p.toml"
+    path.write_text(text)
+    return load_profile(path, environ={})
+
+
+def test_batch_receive_is_on_by_default_and_can_be_turned_off(tmp_path: Path) -> None:
+    assert load(tmp_path, MINIMAL).run.batch_receive is True
+    off = load(tmp_path, "[run]\nbatch_receive = false\n" + MINIMAL)
+    assert off.run.batch_receive is False
+
+
+def test_a_batch_receive_that_is_not_a_boolean_is_one_clear_line(tmp_path: Path) -> None:
+    with pytest.raises(ProfileError) as info:
+        load(tmp_path, '[run]\nbatch_receive = "sometimes"\n' + MINIMAL)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "run.batch_receive" in message
+    assert "sometimes" in message
+
+
+def test_read_lag_can_be_a_threshold(tmp_path: Path) -> None:
+    profile = load(tmp_path, MINIMAL + '\n[thresholds]\nread_lag_p99 = "2ms"\n')
+    [threshold] = profile.thresholds
+    assert threshold.name == "read_lag_p99"
+    with pytest.raises(ProfileError, match="read_lag"):
+        load(tmp_path, MINIMAL + '\n[thresholds]\nread_lag_p = "2ms"\n')

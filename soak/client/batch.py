@@ -12,9 +12,11 @@ that holds the live sockets, and trio wakes it once for all of them
 without blocking and runs the connection's sans-IO step
 (:meth:`soak.client.connection.Connection.on_data`) on what it read. A
 pong ends there: counted and recorded without the client's task waking.
-Anything else goes to the client's task (:meth:`Dispatcher.hand_off`): the
-end of the stream, a reset, a reaction to carry out (an answer to the
-server's ping, a close frame, wsproto's frames), a chunk larger than
+Several frames in one read go through wsproto here too, their pongs
+counted the same way. Anything else goes to the client's task
+(:meth:`Dispatcher.hand_off`): the end of the stream, a reset, an action
+of the connection's reaction to carry out (an answer to the server's
+ping, its close frame) with the rest of that reaction, a chunk larger than
 :data:`soak.client.live.RECEIVE_SLICE`, an error. The connection then
 leaves the batch until its task has dealt with it, and the task reads its
 socket itself meanwhile; nothing is ever read twice or out of order.
@@ -37,6 +39,7 @@ false``, each client's task reads its own socket as before.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import select
 from typing import Any, Protocol
@@ -115,11 +118,16 @@ class Dispatcher:
             return
         try:
             reaction = conn.on_data(data, woke)
+            if reaction is None:
+                return
+            # several frames in one read (wsproto's path, lazy): pongs are
+            # counted as the reaction is run; the first action it asks for
+            # (bytes to write, the close) goes to the task with the rest
+            for action in reaction:
+                self.hand_off(fd, client, conn, itertools.chain((action,), reaction), woke)
+                return
         except Exception as exc:  # raised in the client's task, as it would have been
             self.hand_off(fd, client, conn, exc, woke)
-            return
-        if reaction is not None:
-            self.hand_off(fd, client, conn, reaction, woke)
 
     def hand_off(self, fd: int, client: Member, conn: Any, item: Any, now: float) -> None:
         """Give ``item`` to the client's task; the connection leaves the batch."""
