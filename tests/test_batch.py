@@ -169,7 +169,7 @@ def test_several_pongs_in_one_read_are_counted_in_the_batch() -> None:
 
 
 def test_a_pong_and_a_server_ping_in_one_read_hand_only_the_answer_over() -> None:
-    d, m, clients, conns = setup(1)
+    d, m, clients, _ = setup(1)
     d.deliver(10, pong(1) + from_server(Ping(b"hb")) + pong(99), 100.01, 100.01)
     assert m.current.counts["pongs"] == 1  # counted before the ping was reached
     [(_, reaction, _)] = clients[0].handed

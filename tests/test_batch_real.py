@@ -224,6 +224,34 @@ timeout = "2s"
 
 
 @pytest.mark.slow
+async def test_the_servers_pings_are_answered_by_the_clients_task_which_returns_to_the_batch(
+    tmp_path: Path,
+) -> None:
+    gateway = Gateway(GatewayConfig(host="127.0.0.1", port=0, server_ping_interval=0.2))
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(gateway.serve)
+            toml = PROFILE.format(batch="true")
+            profile = make_profile(toml, url=f"ws://127.0.0.1:{port}/ws", results=tmp_path)
+            recorder = Recorder(tmp_path, profile.run.label, now_wall())
+            runner = Runner(profile, recorder, manage_gc=False)
+            outcome = await runner.run()
+            nursery.cancel_scope.cancel()
+    tot = outcome.summary["totals"]
+    assert tot["connects"] == 40
+    # each server ping is a hand-off to the client's task (its answer is
+    # written there); the pongs that came after it were read by the batch
+    # again: the task put the connection back
+    assert tot["server_pings"] >= 40 * 5
+    assert tot["missed"] == 0
+    assert tot["closes"] == {"client_shutdown": 40}
+    rx = runner.shared.services.batch
+    assert rx is not None
+    assert rx.reads >= tot["server_pings"] + tot["pongs"] // 2
+    assert not rx.members
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("on", [True, False])
 async def test_a_run_against_the_gateway_with_the_batch_on_and_off(
     tmp_path: Path, on: bool
