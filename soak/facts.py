@@ -202,6 +202,7 @@ class Facts:
     false_timeout_spans: _Spans = field(default_factory=_Spans)
     bottleneck: _Spans = field(default_factory=_Spans)
     bottleneck_lag_ms: float = 0.0
+    bottleneck_read_lag_ms: float = 0.0  # answers left unread (soak.client.batch)
     rss: list[tuple[float, int, int]] = field(default_factory=list)  # (t, bytes, target)
     drift: _Drift = field(default_factory=_Drift)
     # from the events: the evidence
@@ -318,6 +319,9 @@ class Facts:
         if rec.get("tester_bottleneck") is True:
             self.bottleneck.add(t0, t1)
             self.bottleneck_lag_ms = max(self.bottleneck_lag_ms, number(rec.get("lag_p99_ms")) or 0)
+            self.bottleneck_read_lag_ms = max(
+                self.bottleneck_read_lag_ms, number(rec.get("read_lag_p99_ms")) or 0
+            )
         rss = rec.get("rss_bytes")
         if isinstance(rss, int) and not isinstance(rss, bool) and rss > 0:
             self.rss.append((t1, rss, target))

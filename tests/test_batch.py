@@ -271,3 +271,19 @@ def test_read_lag_can_be_a_threshold(tmp_path: Path) -> None:
     assert threshold.name == "read_lag_p99"
     with pytest.raises(ProfileError, match="read_lag"):
         load(tmp_path, MINIMAL + '\n[thresholds]\nread_lag_p = "2ms"\n')
+
+
+def test_the_tester_finding_names_answers_left_unread() -> None:
+    from soak.facts import Facts
+    from soak.findings import findings
+
+    base: dict[str, Any] = {"dt": 10.0, "pings": 100, "pongs": 100, "lag_p99_ms": 0.4}
+    unread = {"tester_bottleneck": True, "read_lag_p99_ms": 12.5}
+    f = Facts().intervals([{**base, "t": 0.0}, {**base, "t": 10.0, **unread}])
+    [finding] = [x for x in findings(f) if x.kind == "tester_bottleneck"]
+    assert "answers left unread up to 12.5 ms at p99" in finding.text
+    # a send-lateness bottleneck alone says nothing of reads
+    late = {"tester_bottleneck": True, "lag_p99_ms": 9.0, "read_lag_p99_ms": 0.1}
+    g = Facts().intervals([{**base, "t": 0.0, **late}])
+    [finding] = [x for x in findings(g) if x.kind == "tester_bottleneck"]
+    assert "unread" not in finding.text
