@@ -287,3 +287,21 @@ def test_the_tester_finding_names_answers_left_unread() -> None:
     g = Facts().intervals([{**base, "t": 0.0, **late}])
     [finding] = [x for x in findings(g) if x.kind == "tester_bottleneck"]
     assert "unread" not in finding.text
+
+
+def test_the_pacer_leaves_a_connection_to_its_task_while_the_batch_left_it_something() -> None:
+    """An end of the stream read at ``woke`` and not yet seen by the task:
+    a ping sent now would be later than the end its close's evidence is
+    judged at (a negative silence, tests/test_middlebox.py)."""
+    from soak.client.live import Live
+
+    class Conn:
+        busy = False
+        pending = None
+        parked = False
+
+    live = Live.__new__(Live)
+    live._inbox = (b"", 100.0)
+    conn = Conn()
+    live._paced(conn, 100.01)  # type: ignore[arg-type]
+    assert conn.parked is True  # the task re-adds it to the pacer once it has looked

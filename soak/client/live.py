@@ -312,8 +312,11 @@ class Live:
     def _paced(self, conn: _Conn, now: float) -> None:
         """The pacer's turn: send this client's ping if it is due (as the
         task's own tick would), and come back for the next one."""
-        if conn.busy or conn.pending is not None:
-            conn.parked = True  # the task sends when its write is done, then re-adds
+        if conn.busy or conn.pending is not None or self._inbox is not None:
+            # the task sends when its write is done, then re-adds; and when the
+            # batch receiver left it something (the end of the stream, say), that
+            # comes first: a ping sent after it would postdate the connection's end
+            conn.parked = True
             return
         if self._close_request is not None or conn.ws.state is not ConnectionState.OPEN:
             return  # the connection is ending; its task does the rest
