@@ -22,6 +22,15 @@ client is then on its grid) and lasts ``--hold`` seconds. Over that window:
   delays. The tester was not the bottleneck when send-lag p99 stays below
   ``TESTER_BOTTLENECK_LAG_MS`` (5 ms) and nothing was skipped or missed.
 - missed and skipped heartbeats.
+- the batch receiver (soak.client.batch, issue 19): its wakeups and reads
+  in the window, reads per wakeup, and ``read_lag`` p50/p99/max (a ready
+  socket's wait, from the wakeup to its read: the tester's own delay).
+  ``--no-batch`` runs with ``[run] batch_receive = false`` to compare.
+  ``--count-steps`` also counts trio task steps per round trip (a trio
+  instrument: it costs CPU, so the CPU figure of such a run is not the one
+  to quote). ``--profile FILE`` runs cProfile over the window and writes
+  its stats to FILE (pstats), printing the top functions by own time
+  (cProfile slows every Python call: again not the CPU figure to quote).
 
 CPU time is robust to other processes sharing the cores; latency is not.
 The script prints how long each process waited for a CPU (schedstat) so a
@@ -31,9 +40,11 @@ reader can tell.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import math
 import os
+import pstats
 import sys
 import time
 from typing import Any
@@ -62,6 +73,16 @@ RTT_P99_TARGET_MS = 10.0
 BUSY_MACHINE_WAIT = 0.10
 
 
+class StepCounter(trio.abc.Instrument):
+    """Counts trio task steps (each is one wakeup of a task)."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.steps += 1
+
+
 def measure(
     clients: int,
     interval: float,
@@ -69,6 +90,9 @@ def measure(
     hold: float,
     report_s: float,
     kernel_timestamps: bool = False,
+    batch: bool = True,
+    count_steps: bool = False,
+    profile_out: str | None = None,
 ) -> dict[str, Any]:
     w0 = math.ceil((ramp + interval + 0.25) / report_s) * report_s
     w1 = w0 + hold
@@ -81,8 +105,12 @@ def measure(
             interval=interval,
             report_interval=report_s,
             heartbeat_extra="kernel_timestamps = true" if kernel_timestamps else "",
+            run_extra="" if batch else "batch_receive = false",
         )
         times: list[os.times_result] = []
+        batch_counts: list[tuple[int, int]] = []
+        steps = StepCounter()
+        prof = cProfile.Profile()
 
         async def split(runner: Runner) -> None:
             # user and system CPU at the window's edges (within a few ms)
@@ -90,8 +118,23 @@ def measure(
             for edge in (w0, w1):
                 await trio.sleep_until(t0 + edge)
                 times.append(os.times())
+                rx = runner.shared.services.batch
+                batch_counts.append((0, 0) if rx is None else (rx.wakes, rx.reads))
+                if count_steps:
+                    if edge == w0:
+                        trio.lowlevel.add_instrument(steps)
+                    else:
+                        trio.lowlevel.remove_instrument(steps)
+                if profile_out is not None:
+                    if edge == w0:
+                        prof.enable()
+                    else:
+                        prof.disable()
+                        prof.dump_stats(profile_out)
 
-        hlogs = ("rtt", "lag", "loop_lag") + (("rtt_wire", "rx_delay") if kernel_timestamps else ())
+        hlogs = ("rtt", "lag", "loop_lag", "read_lag") + (
+            ("rtt_wire", "rx_delay") if kernel_timestamps else ()
+        )
         res = run_engine(toml, gw, watch=split, hlogs=hlogs)
     m0, m1 = res.mark_at(w0), res.mark_at(w1)
     if m0 is None or m1 is None:
@@ -102,6 +145,9 @@ def measure(
     rtt = res.merged("rtt", w0, w1)
     lag = res.merged("lag", w0, w1)
     loop = res.merged("loop_lag", w0, w1)
+    read_lag = res.merged("read_lag", w0, w1)
+    wakes = batch_counts[1][0] - batch_counts[0][0] if len(batch_counts) == 2 else 0
+    reads = batch_counts[1][1] - batch_counts[0][1] if len(batch_counts) == 2 else 0
     span = w1 - w0
     cpu = m1.cpu - m0.cpu
     gw_cpu = m1.gw_cpu - m0.gw_cpu
@@ -121,6 +167,16 @@ def measure(
         }
     return {
         "kernel_timestamps": kernel_timestamps,
+        "batch_receive": batch,
+        "batch_wakes": wakes,
+        "batch_reads": reads,
+        "reads_per_wake": round(reads / wakes, 2) if wakes else None,
+        "read_lag_p50_ms": pct_ms(read_lag, 50.0),
+        "read_lag_p99_ms": pct_ms(read_lag, 99.0),
+        "read_lag_max_ms": read_lag.get_max_value() / 1000.0
+        if read_lag.get_total_count()
+        else None,
+        "task_steps_per_rt": round(steps.steps / pongs, 2) if count_steps and pongs else None,
         **wire,
         "clients": clients,
         "interval_s": interval,
@@ -214,7 +270,24 @@ def table(r: dict[str, Any]) -> str:
             r["missed"] == 0 and r["skipped"] == 0,
         ),
         ("gc pause max", f(r["gc_pause_max_ms"]), "", None),
+        (
+            "batch receive: wakeups, reads/wakeup",
+            "off"
+            if not r["batch_receive"]
+            else f"{r['batch_wakes']:,}, "
+            + ("n/a" if r["reads_per_wake"] is None else f"{r['reads_per_wake']:.2f}"),
+            "",
+            None,
+        ),
+        (
+            "read lag p50 / p99 / max",
+            f"{f(r['read_lag_p50_ms'])} / {f(r['read_lag_p99_ms'])} / {f(r['read_lag_max_ms'])}",
+            f"p99 <= {TESTER_BOTTLENECK_LAG_MS:g} ms (not the bottleneck)",
+            r["read_lag_p99_ms"] is None or r["read_lag_p99_ms"] <= TESTER_BOTTLENECK_LAG_MS,
+        ),
     ]
+    if r["task_steps_per_rt"] is not None:
+        rows.append(("trio task steps per round trip", f"{r['task_steps_per_rt']:.2f}", "", None))
     cells = [("figure", "value", "target", "result")] + [
         (a, b, c, "" if ok is None else ("PASS" if ok else "FAIL")) for a, b, c, ok in rows
     ]
@@ -241,6 +314,17 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="[heartbeat] kernel_timestamps = true: rtt_wire and its cost",
     )
+    ap.add_argument(
+        "--no-batch",
+        action="store_true",
+        help="[run] batch_receive = false: each client's task reads its own socket",
+    )
+    ap.add_argument(
+        "--count-steps",
+        action="store_true",
+        help="count trio task steps per round trip (costs CPU: not for the CPU figure)",
+    )
+    ap.add_argument("--profile", metavar="FILE", help="cProfile the window into FILE")
     args = ap.parse_args(argv)
     fds = raise_fd_limit()
     say(
@@ -250,7 +334,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     started = time.monotonic()
     result = measure(
-        args.clients, args.interval, args.ramp, args.hold, args.report, args.kernel_timestamps
+        args.clients,
+        args.interval,
+        args.ramp,
+        args.hold,
+        args.report,
+        args.kernel_timestamps,
+        batch=not args.no_batch,
+        count_steps=args.count_steps,
+        profile_out=args.profile,
     )
     result["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     result["load_end"] = loadavg()
@@ -268,6 +360,9 @@ def main(argv: list[str] | None = None) -> int:
         result["busy_machine"] = True
     else:
         result["busy_machine"] = False
+    if args.profile:
+        stats = pstats.Stats(args.profile)
+        stats.sort_stats("tottime").print_stats(30)
     text = json.dumps(result, sort_keys=True)
     say(text)
     if args.json_out:

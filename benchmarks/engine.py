@@ -308,6 +308,7 @@ def profile_toml(
     max_connecting: int = 256,
     connect_timeout: str = "10s",
     heartbeat_extra: str = "",
+    run_extra: str = "",
 ) -> str:
     stage_text = ""
     for kind, duration, to in stages:
@@ -318,6 +319,7 @@ def profile_toml(
 [run]
 label = "{label}"
 report_interval = "{report_interval:g}s"
+{run_extra}
 
 [target]
 url = "{url}"

@@ -221,6 +221,7 @@ class Facts:
     false_timeout_spans: _Spans = field(default_factory=_Spans)
     bottleneck: _Spans = field(default_factory=_Spans)
     bottleneck_lag_ms: float = 0.0
+    bottleneck_read_lag_ms: float = 0.0  # answers left unread (soak.client.batch)
     rss: RssFit = field(default_factory=lambda: RssFit())  # the tester's RSS, in constant memory
     drift: _Drift = field(default_factory=_Drift)
     # from the events: the evidence
@@ -337,6 +338,9 @@ class Facts:
         if rec.get("tester_bottleneck") is True:
             self.bottleneck.add(t0, t1)
             self.bottleneck_lag_ms = max(self.bottleneck_lag_ms, number(rec.get("lag_p99_ms")) or 0)
+            self.bottleneck_read_lag_ms = max(
+                self.bottleneck_read_lag_ms, number(rec.get("read_lag_p99_ms")) or 0
+            )
         rss = rec.get("rss_bytes")
         if isinstance(rss, int) and not isinstance(rss, bool) and rss > 0:
             self.rss.add(t1, rss, target)

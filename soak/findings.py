@@ -42,6 +42,7 @@ from soak.facts import (
     storm_text,
 )
 from soak.intermediary import find_idle_timeouts
+from soak.metrics import TESTER_BOTTLENECK_LAG_MS
 from soak.summary import with_findings
 
 # the kinds, in the order a reader needs them: causes before consequences
@@ -296,6 +297,8 @@ def _tester(facts: Facts, s: Mapping[str, Any]) -> Finding | None:
         f"stretch{'es' if n > 1 else ''} (first from {seconds(spans[0][0])}): "
         f"heartbeats left up to {facts.bottleneck_lag_ms:.1f} ms late at p99"
     )
+    if facts.bottleneck_read_lag_ms > TESTER_BOTTLENECK_LAG_MS:
+        text += f", answers left unread up to {facts.bottleneck_read_lag_ms:.1f} ms at p99"
     skipped = facts.counts["skipped"]
     if skipped:
         text += f", {skipped:,} heartbeat slots skipped"

@@ -43,6 +43,8 @@ SIG_FIGS = 3
 # rtt_wire:     kernel receive time of the pong - the ping's send call (soak.wire)
 # rx_delay:     kernel receive time -> soak reading it (the tester's fault)
 # tx_delay:     a ping built -> the kernel's transmit time (the tester's fault)
+# read_lag:     the batch receiver's wakeup -> its read of this socket: data
+#               left unread while the batch read others (the tester's fault)
 HISTOGRAMS = (
     "rtt",
     "rtt_service",
@@ -54,10 +56,11 @@ HISTOGRAMS = (
     "rtt_wire",
     "rx_delay",
     "tx_delay",
+    "read_lag",
 )
 
-# An interval whose p99 heartbeat send lateness (ms) is above this is one where
-# the tester itself was the bottleneck; its RTT says more about us than the
+# An interval whose p99 heartbeat send lateness (ms), or p99 read lag, is above
+# this is one where the tester itself was the bottleneck; its RTT says more about us than the
 # target. intervals.jsonl flags it as "tester_bottleneck".
 TESTER_BOTTLENECK_LAG_MS = 5.0
 
@@ -282,9 +285,12 @@ class Tally:
             rec[f"{name}_p50_ms"] = p[50.0] / 1000.0 if n else None
             rec[f"{name}_p99_ms"] = p[99.0] / 1000.0 if n else None
             rec[f"{name}_max_ms"] = h.get_max_value() / 1000.0 if n else None
-        # the tester, not the target, limited this interval's numbers
-        lag_p99 = rec["lag_p99_ms"]
-        rec["tester_bottleneck"] = lag_p99 is not None and lag_p99 > TESTER_BOTTLENECK_LAG_MS
+        # the tester, not the target, limited this interval's numbers: its
+        # heartbeats went out late, or their answers waited to be read
+        rec["tester_bottleneck"] = any(
+            p99 is not None and p99 > TESTER_BOTTLENECK_LAG_MS
+            for p99 in (rec["lag_p99_ms"], rec["read_lag_p99_ms"])
+        )
         for name in FAMILIES:
             rec[name] = dict(sorted(self.family(name).items()))
         rec["gc_pause_max_ms"] = round(self.gc_pause_max * 1000.0, 3)
@@ -308,6 +314,7 @@ RECORD_HISTOGRAMS = (
     "tx_delay",
     "lag",
     "loop_lag",
+    "read_lag",
     "connect",
 )
 

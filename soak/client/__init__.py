@@ -10,6 +10,7 @@ is that this package does the little framing bookkeeping itself.
 - connection: sans-IO: how a live connection reacts to each frame and timer
 - live: the task that carries out those reactions while a client is connected
 - pacer: one task that sends the heartbeats of every plain-TCP client
+- batch: one task that reads the sockets of every plain-TCP client (an epoll set)
 - closing: close bookkeeping: verdict, counters, the close event and its evidence
 - reconnect: a client's life: connect, live, close, back off, give up (:class:`Client`)
 """

@@ -12,7 +12,11 @@ breaking the stream, and TLS 1.3 has no renegotiation).
 On plain TCP, where heartbeat pings can be hand-framed, the run's
 :class:`~soak.client.pacer.Pacer` sends them instead (:meth:`Live._paced`),
 and a client's task waits only for data and for its next timeout instead of
-once more per ping for its timer.
+once more per ping for its timer. And on plain TCP the run's
+:class:`~soak.client.batch.BatchReceiver` reads the socket (``[run]
+batch_receive``, Linux): the client's task then sleeps until its next
+timeout, a close asked for, or something the batch leaves to it
+(:meth:`Live._from_batch`).
 
 Every connection always drains incoming frames and answers the server's
 pings: a client that stops reading makes the gateway time it out, and the
@@ -53,7 +57,9 @@ class Live:
     :class:`soak.client.reconnect.Client` adds the loop around it."""
 
     __slots__ = (
+        "_batched",
         "_close_request",
+        "_inbox",
         "_wake",
         "client_id",
         "conn",
@@ -77,6 +83,10 @@ class Live:
         self.last_close: LastClose | None = None
         self._close_request: CloseRequest | None = None
         self._wake: trio.CancelScope | None = None
+        # the batch receiver's side (soak.client.batch): whether it reads this
+        # client's connection, and what it left to the task (with its time)
+        self._batched = False
+        self._inbox: tuple[Any, float] | None = None
 
     # -- control from the runner ---------------------------------------------------
 
@@ -164,6 +174,8 @@ class Live:
                 self._record_close(info, now, unfinished=True)
             raise
         finally:
+            self._unbatch(conn)  # before the socket is closed
+            self._inbox = None
             gauges.connected -= 1
             gauges.seconds.connected(trio.current_time(), gauges.connected)
             pending = hb.pending
@@ -188,12 +200,21 @@ class Live:
             pacer = None  # the dialect's client sends no heartbeats
         if pacer is not None:
             pacer.add(hb.next_send - hb.early, self, conn)
+        # plain TCP without kernel timestamps: the run's batch receiver reads
+        # the socket and this task sleeps (see soak.client.batch)
+        batch = self.services.batch if conn.fd >= 0 and conn.raw is None else None
         while True:
             if conn.pending is not None:
                 await conn.write(b"")  # what the pacer could not write
             if conn.parked and pacer is not None:
                 conn.parked = False
                 pacer.add(hb.next_send - hb.early, self, conn)
+            inbox = self._inbox
+            if inbox is not None:
+                self._inbox = None
+                info = await self._handed(conn, inbox[0], inbox[1])
+                if info is not None:
+                    return info
             action = conn.tick(trio.current_time(), self._close_request)
             if action is not None:
                 if isinstance(action, bytes):
@@ -210,6 +231,19 @@ class Live:
                 deadline = min(deadline, conn.last_frame_at + silence)
             if conn.beat_deadline < deadline:
                 deadline = conn.beat_deadline
+            if batch is not None:
+                if self._inbox is not None:
+                    continue  # the batch left something while this task wrote
+                if not self._batched:
+                    self._batched = True
+                    batch.enroll(self, conn)
+                # asleep until a timeout, a close asked for, the pacer's
+                # unfinished write or the batch's hand-off
+                with trio.move_on_at(deadline) as scope:
+                    self._wake = scope
+                    await trio.sleep_forever()
+                self._wake = None
+                continue
             with trio.move_on_at(deadline) as scope:
                 self._wake = scope
                 data = await receive()
@@ -239,14 +273,50 @@ class Live:
                     return info
         return None
 
+    def _from_batch(self, conn: _Conn, item: Any, now: float) -> None:
+        """The batch receiver leaves ``item`` (read at ``now``) to this
+        task, and no longer reads the connection (soak.client.batch)."""
+        self._batched = False
+        if conn is not self.conn:
+            return  # that connection is over (it leaves the batch first: not expected)
+        self._inbox = (item, now)
+        wake = self._wake
+        if wake is not None:
+            wake.cancel()
+
+    def _unbatch(self, conn: _Conn) -> None:
+        """The task reads the socket from now on (it closes it, say)."""
+        if self._batched:
+            self._batched = False
+            batch = self.services.batch
+            if batch is not None:
+                batch.remove(conn.fd, conn)
+
+    async def _handed(self, conn: _Conn, item: Any, now: float) -> CloseInfo | None:
+        """Do what the batch receiver left to this task: bytes it read (the
+        end of the stream, or a chunk to hand over a slice at a time), a
+        reaction of the connection to carry out, or an error to raise here."""
+        if type(item) is bytes:
+            if not item:
+                return conn.lost("eof", now)
+            return await self._received(conn, item, now)
+        if isinstance(item, OSError):
+            raise trio.BrokenResourceError(f"socket connection broken: {item}") from item
+        if isinstance(item, BaseException):
+            raise item
+        return await self._carry_out(conn, cast(Reaction, item))
+
     def _can_pace(self) -> bool:
         return type(self.protocol).ping_frame is not HeartbeatProtocol.ping_frame
 
     def _paced(self, conn: _Conn, now: float) -> None:
         """The pacer's turn: send this client's ping if it is due (as the
         task's own tick would), and come back for the next one."""
-        if conn.busy or conn.pending is not None:
-            conn.parked = True  # the task sends when its write is done, then re-adds
+        if conn.busy or conn.pending is not None or self._inbox is not None:
+            # the task sends when its write is done, then re-adds; and when the
+            # batch receiver left it something (the end of the stream, say), that
+            # comes first: a ping sent after it would postdate the connection's end
+            conn.parked = True
             return
         if self._close_request is not None or conn.ws.state is not ConnectionState.OPEN:
             return  # the connection is ending; its task does the rest
@@ -300,6 +370,7 @@ class Live:
 
     async def _close(self, conn: _Conn, closing: Closing) -> CloseInfo:
         """Close from our side and wait briefly for the server's answer."""
+        self._unbatch(conn)  # this task reads the server's answer
         if closing.reset:
             reset(conn.stream)  # no close frame: the peer sees a reset
             return closing.info

@@ -3,7 +3,8 @@
 - :class:`ClientConfig`: settings derived once from the profile. Nobody writes
   it after it is built.
 - :class:`Services`: the run's clock, sinks and shared state machines
-  (metrics, the events sink, storm tracking, permanence, the pacer). The
+  (metrics, the events sink, storm tracking, permanence, the pacer, the
+  batch receiver). The
   runner builds them at the run's start and may swap ``open_stream`` (to
   the impairment proxy) before any client starts; ``storms`` is given at
   construction (a worker's log for its parent; else a tracker, which is
@@ -27,6 +28,7 @@ import trio
 from soak import backoff
 from soak.availability import ClientSeconds
 from soak.classify import Classifier
+from soak.client import batch
 from soak.client.pacer import Pacer
 from soak.client.transport import OpenStream
 from soak.config.profile import Profile
@@ -73,6 +75,7 @@ class Services:
     docstring for who may replace what)."""
 
     __slots__ = (
+        "batch",
         "emit",
         "limiter",
         "metrics",
@@ -126,6 +129,11 @@ class Services:
             )
         self.storms: StormInputs = storms
         self.pacer = Pacer()
+        # one task reading every plain-TCP client's socket (soak.client.batch);
+        # None: each client's task reads its own
+        self.batch: batch.BatchReceiver | None = (
+            batch.BatchReceiver(metrics) if profile.run.batch_receive and batch.AVAILABLE else None
+        )
         # wire-true RTT (soak.wire): the run's clock map when the profile
         # asks for kernel timestamps
         self.wire = WireClock() if profile.heartbeat.kernel_timestamps else None

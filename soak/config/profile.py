@@ -66,6 +66,9 @@ class RunConfig:
     metrics_port: Annotated[int | None, PORT] = None
     # serve the live page (soak.dashboard) on 127.0.0.1:PORT (0: any free port); None: off
     dashboard_port: Annotated[int | None, PORT] = None
+    # one task reads every plain-TCP client's socket (soak.client.batch,
+    # Linux); false: each client's task reads its own, as before
+    batch_receive: bool = True
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,8 @@ OPS: dict[str, Callable[[float, float], bool]] = {
 # latency thresholds: <histogram>_p<digits> or <histogram>_max, e.g. rtt_p99,
 # rtt_p999 (99.9th), connect_p50, lag_max
 LATENCY = re.compile(
-    r"^(rtt|rtt_service|rtt_wire|rx_delay|tx_delay|server_gap|connect|reconnect|lag)_(p\d+|max)$"
+    r"^(rtt|rtt_service|rtt_wire|rx_delay|tx_delay|read_lag|server_gap|connect|reconnect|lag)"
+    r"_(p\d+|max)$"
 )
 # shares of the planned load (a percentage, judged with >=): the run's
 # time-weighted availability and the worst storm's share of lost clients
@@ -51,7 +52,8 @@ COUNTS = (
 )
 THRESHOLD_HELP = (
     "valid thresholds: <histogram>_p<NN> (p99, p999 = 99.9th, ...) or <histogram>_max "
-    "for rtt, rtt_service, rtt_wire, rx_delay, tx_delay, server_gap, connect, reconnect and lag; "
+    "for rtt, rtt_service, rtt_wire, rx_delay, tx_delay, server_gap, connect, reconnect and lag, "
+    "and read_lag (the tester's, batch receive); "
     "heartbeat_success, availability, "
     "storm_recovery (percentages); "
     "counts: " + ", ".join(COUNTS)

@@ -112,6 +112,7 @@ OTHER_LATENCIES = (
     ("rtt_wire", "kernel to kernel: the gateway and the network alone"),
     ("rx_delay", "the tester, on the way in"),
     ("tx_delay", "the tester, on the way out"),
+    ("read_lag", "the tester: ready, waiting for its read"),
     ("server_gap", "between the server's heartbeats"),
 )
 

@@ -96,6 +96,7 @@ def parse_run(s: Section) -> RunConfig:
         start_at=s.get("start_at", lambda w, v: start_at(ld, w, v), d.start_at),
         metrics_port=s.get("metrics_port", lambda w, v: port(ld, w, v), d.metrics_port),
         dashboard_port=s.get("dashboard_port", lambda w, v: port(ld, w, v), d.dashboard_port),
+        batch_receive=s.get("batch_receive", ld.boolean, d.batch_receive),
     )
     s.finish()
     return run
