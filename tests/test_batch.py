@@ -13,8 +13,9 @@ from wsproto.connection import Connection as WsConnection
 from wsproto.connection import ConnectionType
 from wsproto.events import Event, Ping, TextMessage
 
-from soak.client.batch import RECEIVE_SLICE, Dispatcher
+from soak.client.batch import Dispatcher
 from soak.client.connection import Connection
+from soak.client.transport import RECEIVE_SLICE
 from soak.config.load import load_profile
 from soak.config.profile import Profile
 from soak.errors import ProfileError

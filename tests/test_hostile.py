@@ -159,7 +159,7 @@ def test_a_ping_flood_is_answered_recorded_and_starves_no_one(
     assert ends["ping_flood"] == "closed by the client with 1001"  # at the run's end
     assert ends["unsolicited_pongs"] == "closed by the client with 1001"
     # no step of a client task held the loop for long: the flood is parsed
-    # a slice at a time (soak.client.live.RECEIVE_SLICE); at most the
+    # a slice at a time (soak.client.transport.RECEIVE_SLICE); at most the
     # handshake's own read (the upgrade and the flood's first bytes)
     assert len(hostile_run["steps"]) <= 1, hostile_run["steps"]
 

@@ -17,7 +17,7 @@ counted the same way. Anything else goes to the client's task
 (:meth:`Dispatcher.hand_off`): the end of the stream, a reset, an action
 of the connection's reaction to carry out (an answer to the server's
 ping, its close frame) with the rest of that reaction, a chunk larger than
-:data:`soak.client.live.RECEIVE_SLICE`, an error. The connection then
+:data:`soak.client.transport.RECEIVE_SLICE`, an error. The connection then
 leaves the batch until its task has dealt with it, and the task reads its
 socket itself meanwhile; nothing is ever read twice or out of order.
 
@@ -46,14 +46,13 @@ from typing import Any, Protocol
 
 import trio
 
+from soak.client.transport import RECEIVE_SIZE, RECEIVE_SLICE
 from soak.metrics import Metrics
 
-# a chunk larger than this goes to the client's task, which hands it to the
-# connection a slice at a time with a checkpoint between slices
-# (soak.client.live.RECEIVE_SLICE: a burst must not hold the event loop)
-RECEIVE_SLICE = 2048
-# bytes read per socket per wakeup (soak.client.transport.RECEIVE_SIZE)
-RECEIVE_SIZE = 16384
+# a chunk larger than RECEIVE_SLICE goes to the client's task, which hands it
+# to the connection a slice at a time with a checkpoint between slices (a
+# burst must not hold the event loop); RECEIVE_SIZE: bytes read per socket
+# per wakeup, as the client's own task reads
 # ready sockets read per wakeup: bounds how long one wakeup holds the event
 # loop (~15 us a read); the rest stay ready (level-triggered) for the next
 MAX_EVENTS = 128

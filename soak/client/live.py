@@ -37,15 +37,13 @@ from soak.classify import CLIENT, PROTOCOL_ERROR, SCALE_DOWN, SHUTDOWN, ZOMBIE, 
 from soak.client.closing import LastClose, client_event, record_close
 from soak.client.connection import Closed, CloseRequest, Closing, Reaction
 from soak.client.shared import Services, Shared
-from soak.client.transport import RECEIVE_SIZE, _Conn, reset
+from soak.client.transport import RECEIVE_SIZE, RECEIVE_SLICE, _Conn, reset
 from soak.errors import ProtocolError
 from soak.protocols.base import HeartbeatProtocol
 
 # How long a client that closes waits for the server's close frame
 # (RFC 6455 7.1.1: the client should wait for the server to close TCP).
 CLOSE_WAIT = 2.0
-# bytes handed to a connection between checkpoints (see Live._received)
-RECEIVE_SLICE = 2048
 
 # Wake this much before a ping's slot: timers fire up to 1 ms late (epoll's
 # resolution), and a ping sent late would count that against the tester.

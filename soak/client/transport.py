@@ -42,6 +42,9 @@ from soak.wsframe import IdleWs, release, wsproto_idle
 # shrinks them, so a small size is cheaper on the hot path; a larger burst
 # simply takes more reads.
 RECEIVE_SIZE = 16384
+# bytes handed to a connection between checkpoints (see Live._received);
+# a larger chunk the batch receiver leaves to the client's task (soak.client.batch)
+RECEIVE_SLICE = 2048
 
 OpenStream = Callable[[], Awaitable[trio.abc.Stream]]
 
